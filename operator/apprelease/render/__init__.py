@@ -1,0 +1,75 @@
+"""Pure renderers: AppRelease + what the planner decided → manifest dicts. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.spec import AppRelease
+from ..api.workload import ConfigFiles
+from .configmap import render_configmap
+from .deployment import RenderError, TrackPlan, render_deployment
+from .hashing import config_hash, revision_hash
+from .ingress import render_canary_ingress, render_ingress
+from .naming import service_name, track_service_name
+from .service import render_service, render_track_service
+
+__all__ = [
+    "DesiredChildren",
+    "RenderError",
+    "TrackPlan",
+    "render_children",
+    "render_initial",
+]
+
+
+@dataclass(frozen=True)
+class DesiredChildren:
+    """What should exist: Deployments per track, configs to keep, the nginx canary weight."""
+
+    tracks: tuple[TrackPlan, ...]
+    retained_configs: tuple[ConfigFiles, ...] = field(default=())
+    # Set only with nginx traffic routing while a canary runs: weight of the canary Ingress.
+    nginx_canary_weight: int | None = None
+
+
+def _configmaps(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any]]:
+    configs: dict[str, ConfigFiles] = {}
+    for config in [t.template.config for t in desired.tracks] + list(desired.retained_configs):
+        if config is not None and (config.files or config.env):
+            configs.setdefault(config_hash(config), config)
+    return [render_configmap(app, configs[h]) for h in sorted(configs)]
+
+
+def render_children(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any]]:
+    """Every child in apply order: config first so new pods can mount it, Ingress last."""
+    nginx = app.spec.strategy.canary is not None and app.spec.strategy.canary.traffic_routing == "nginx"
+    children = _configmaps(app, desired)
+    children.append(render_service(app))
+    if nginx:
+        children += [render_track_service(app, "stable"), render_track_service(app, "canary")]
+    children += [render_deployment(app, plan) for plan in desired.tracks]
+    if app.spec.ingress is not None:
+        backend = track_service_name(app.name, "stable") if nginx else service_name(app.name)
+        children.append(render_ingress(app, backend))
+        if nginx and desired.nginx_canary_weight is not None:
+            children.append(
+                render_canary_ingress(
+                    app, track_service_name(app.name, "canary"), desired.nginx_canary_weight
+                )
+            )
+    return children
+
+
+def render_initial(app: AppRelease) -> list[dict[str, Any]]:
+    """What a first reconcile creates: revision 1 on the stable track (used by `render -f`)."""
+    template = app.spec.revision_template()
+    plan = TrackPlan(
+        track="stable",
+        revision=1,
+        revision_hash=revision_hash(template),
+        template=template,
+        replicas=app.spec.replicas,
+        paused=app.spec.paused,
+    )
+    return render_children(app, DesiredChildren(tracks=(plan,)))

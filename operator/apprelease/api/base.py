@@ -1,0 +1,71 @@
+"""Shared pieces of the API model: camelCase base class, CEL rule helper, validators.
+
+The same rules are enforced twice on purpose: as CEL in the CRD (the apiserver rejects bad
+input at admission, with the field named) and as pydantic validators (the operator never
+trusts that admission ran, e.g. objects stored before a CRD upgrade).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+# Kubernetes DNS-1123 subdomain, optionally a leading wildcard label (Ingress hosts allow it).
+DNS_HOST_PATTERN = (
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# DNS-1123 label (object names such as Secrets, ConfigMaps, ports are stricter: IANA_SVC_NAME).
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# IANA service name: what Kubernetes accepts as a named container port.
+PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Go-style durations we accept for pauses and timeouts: 30s, 5m, 1h30m, 500ms.
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+# What Kubernetes accepts as a ConfigMap key.
+CONFIGMAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# C_IDENTIFIER-ish: what Kubernetes accepts as an env var name (it is lenient; we are too).
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``1h30m`` (validated by DURATION_PATTERN beforehand)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
+    return sum(int(n) * _DURATION_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, Any]:
+    """One ``x-kubernetes-validations`` entry."""
+    entry: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validations(*rules: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """``json_schema_extra`` carrying CEL rules (and any other schema keys)."""
+    return {"x-kubernetes-validations": list(rules), **extra}
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as it appears in YAML: camelCase, without unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def only_one_set(obj: BaseModel, fields: tuple[str, ...]) -> int:
+    return sum(getattr(obj, f) is not None for f in fields)

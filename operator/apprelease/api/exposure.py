@@ -1,0 +1,99 @@
+"""How the app is reached: Service and Ingress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .base import DNS_HOST_PATTERN, ApiModel, cel, validations
+from .workload import ObjectName, PortNumber, PortRef
+
+Host = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
+HttpPath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")]
+PathType = Literal["Prefix", "Exact", "ImplementationSpecific"]
+Annotations = Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 64})]
+
+
+class ServiceSpec(ApiModel):
+    """The Service selects every pod of the app (stable and canary alike)."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: PortNumber | None = Field(
+        None, description="Service port of the first container port (e.g. 80 in front of 5000)."
+    )
+    node_port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        None, description="nodePort of the first container port (NodePort/LoadBalancer only)."
+    )
+    annotations: Annotations = Field(default_factory=dict)
+    labels: Annotations = Field(default_factory=dict)
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("!has(self.nodePort) || self.type != 'ClusterIP'",
+                "nodePort needs type NodePort or LoadBalancer", field_path=".nodePort"),
+        )
+    }
+
+    @model_validator(mode="after")
+    def _node_port_needs_type(self) -> ServiceSpec:
+        if self.node_port is not None and self.type == "ClusterIP":
+            raise ValueError("nodePort needs type NodePort or LoadBalancer")
+        return self
+
+
+class IngressPath(ApiModel):
+    path: HttpPath = "/"
+    path_type: PathType = "Prefix"
+    port: PortRef | None = Field(
+        None,
+        description="Service port number or container port name to route to; default: the first port.",
+    )
+
+
+class IngressRule(ApiModel):
+    host: Host | None = None
+    paths: Annotated[list[IngressPath], Field(min_length=1, max_length=64)] = Field(
+        default_factory=lambda: [IngressPath()]
+    )
+
+
+class IngressTLS(ApiModel):
+    hosts: Annotated[list[Host], Field(max_length=32)] = Field(default_factory=list)
+    secret_name: ObjectName | None = None
+
+
+class IngressSpec(ApiModel):
+    """Either the one-host shorthand (host/path) or full rules, not both."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("!(has(self.rules) && size(self.rules) > 0 && (has(self.host) || has(self.path)))",
+                "use host/path or rules, not both", field_path=".rules"),
+        )
+    }
+
+    host: Host | None = None
+    path: HttpPath | None = None
+    path_type: PathType = "Prefix"
+    port: PortRef | None = None
+    rules: Annotated[list[IngressRule], Field(max_length=64)] = Field(default_factory=list)
+    class_name: ObjectName | None = None
+    annotations: Annotations = Field(default_factory=dict)
+    tls: Annotated[list[IngressTLS], Field(max_length=32)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shorthand_or_rules(self) -> IngressSpec:
+        if self.rules and (self.host is not None or self.path is not None):
+            raise ValueError("use host/path or rules, not both")
+        return self
+
+    def effective_rules(self) -> list[IngressRule]:
+        if self.rules:
+            return list(self.rules)
+        return [
+            IngressRule(
+                host=self.host,
+                paths=[IngressPath(path=self.path or "/", path_type=self.path_type, port=self.port)],
+            )
+        ]

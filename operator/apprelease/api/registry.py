@@ -1,0 +1,60 @@
+"""Service registry settings: Kubernetes EndpointSlices by default, or a Nacos server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .base import ApiModel, parse_duration
+from .strategy import Duration
+from .workload import ObjectName
+
+NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^@\s]+$")]
+
+
+class CredentialsSecretRef(ApiModel):
+    """A Secret in the AppRelease's namespace holding the Nacos username and password."""
+
+    name: ObjectName
+    username_key: str = "username"
+    password_key: str = "password"
+
+
+class NacosTLS(ApiModel):
+    enabled: bool = True
+    insecure_skip_verify: bool = False
+    ca_secret: ObjectName | None = Field(
+        None, description="Secret with key ca.crt to verify the Nacos server's certificate."
+    )
+
+
+class NacosRegistry(ApiModel):
+    server_addr: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        description="host:port of the Nacos server (or a URL), e.g. nacos.nacos.svc:8848."
+    )
+    namespace: Annotated[str, Field(max_length=128)] = "public"
+    group: NacosName = "DEFAULT_GROUP"
+    cluster: NacosName = "DEFAULT"
+    service_name: NacosName
+    credentials_secret: CredentialsSecretRef | None = None
+    tls: NacosTLS | None = None
+
+
+class Registry(ApiModel):
+    nacos: NacosRegistry | None = None
+    gate_timeout: Duration = Field(
+        "5m",
+        description="A canary step waits this long for its pods to be registered and healthy, then aborts.",
+    )
+    drain_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        10, description="Seconds between taking an instance offline and letting its pod go."
+    )
+    cleanup_stale: bool = Field(
+        False,
+        description="Deregister persistent stale instances and disable ephemeral ones.",
+    )
+
+    @property
+    def gate_timeout_seconds(self) -> float:
+        return parse_duration(self.gate_timeout)

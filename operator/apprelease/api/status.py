@@ -1,0 +1,132 @@
+"""The AppRelease status: kstatus conditions, rollout state, registration.
+
+Everything the rollout needs to resume after a restart lives here (step index, pause start,
+stable/canary revision), never only in the operator's memory.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import ApiModel
+
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+Track = Literal["stable", "canary"]
+
+
+class StatusModel(ApiModel):
+    # Tolerate fields written by newer/older operator versions instead of failing to parse.
+    model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
+
+
+class Condition(StatusModel):
+    type: str
+    status: ConditionStatus
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class TrackStatus(StatusModel):
+    """One Deployment's view: the revision it runs and its replica counts."""
+
+    revision: int | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+
+
+class RevisionRegistration(StatusModel):
+    track: Track
+    revision: int | None = None
+    expected: int = 0
+    registered: int = 0
+    healthy: int = 0
+    enabled: int = 0
+
+
+class RegisteredInstance(StatusModel):
+    ip: str
+    port: int
+    pod: str | None = None
+    revision: int | None = None
+    track: Track | None = None
+    healthy: bool = False
+    enabled: bool = True
+    weight: float = 1.0
+    ephemeral: bool = True
+    cluster: str = ""
+
+
+class RegistrationStatus(StatusModel):
+    provider: Literal["kubernetes", "nacos"] = "kubernetes"
+    service: str = ""
+    summary: str = Field("", description="Registered and healthy / expected, e.g. 3/3.")
+    revisions: list[RevisionRegistration] = Field(default_factory=list)
+    instances: list[RegisteredInstance] = Field(default_factory=list)
+    instance_count: int = 0
+    stale: list[RegisteredInstance] = Field(default_factory=list)
+    stale_count: int = 0
+    last_sync_time: str | None = None
+    last_error: str | None = None
+
+
+class HandledRequests(StatusModel):
+    """Values of the request annotations already acted on (promote, abort, retry).
+
+    Requests are annotations so they work from kubectl and Git alike; remembering the handled
+    value makes a re-applied annotation a no-op instead of a second promotion.
+    """
+
+    promote: str | None = None
+    abort: str | None = None
+    retry: str | None = None
+
+
+class AppReleaseStatus(StatusModel):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    message: str = ""
+    strategy: Literal["rolling", "recreate", "canary"] | None = None
+
+    replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    selector: str = ""
+    ready: str = Field("", description="Ready pods / desired, for the READY column.")
+
+    current_revision: int | None = Field(None, description="Revision the spec describes.")
+    current_revision_hash: str | None = None
+    stable_revision: int | None = None
+    stable_revision_hash: str | None = None
+    canary_revision: int | None = None
+    canary_revision_hash: str | None = None
+
+    current_step_index: int | None = None
+    step_count: int = 0
+    step: str = Field("", description="Canary step k/n for the STEP column.")
+    set_weight: int | None = None
+    actual_weight: int | None = None
+    step_start_time: str | None = None
+    pause_start_time: str | None = None
+    promoting: bool = Field(False, description="The stable Deployment is taking the canary revision.")
+    promote_full: bool = False
+
+    aborted: bool = False
+    abort_reason: str | None = None
+    abort_message: str | None = None
+
+    stable: TrackStatus = Field(default_factory=TrackStatus)
+    canary: TrackStatus = Field(default_factory=TrackStatus)
+    handled_requests: HandledRequests = Field(default_factory=HandledRequests)
+    registration: RegistrationStatus | None = None
+    conditions: Annotated[list[Condition], Field(max_length=32)] = Field(default_factory=list)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

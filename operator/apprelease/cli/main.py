@@ -1,0 +1,120 @@
+"""`apprelease` (also `kubectl apprelease`): run the operator, render, inspect, operate."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+import yaml
+from pydantic import ValidationError
+
+from .. import __version__
+from .common import Context, api_errors, dump_yaml, pass_context
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig (default: $KUBECONFIG).")
+@click.option("-n", "--namespace", help="Namespace (default: the context's namespace).")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: str | None, namespace: str | None) -> None:
+    """AppRelease: one object per app → Deployment, Service, Ingress, ConfigMap, canary rollouts."""
+    ctx.obj = Context(kubeconfig.split(":")[0] if kubeconfig else None, namespace)
+
+
+@cli.command()
+def version() -> None:
+    """Print the version."""
+    click.echo(f"apprelease {__version__}")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def crd(output: Path | None) -> None:
+    """Print the CustomResourceDefinition generated from the API model."""
+    from ..api.crd import crd_yaml
+
+    text = crd_yaml()
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.option("-f", "--filename", "filename", required=True, type=click.File("r"),
+              help="AppRelease YAML ('-' for stdin).")
+def render(filename: click.utils.LazyFile) -> None:
+    """Print the objects an AppRelease becomes (offline, as a YAML stream)."""
+    from ..api.spec import AppRelease
+    from ..render import RenderError, render_initial
+
+    out = []
+    for doc in yaml.safe_load_all(filename):
+        if not doc:
+            continue
+        try:
+            app = AppRelease.model_validate(doc)
+            out += render_initial(app)
+        except (ValidationError, RenderError) as exc:
+            click.echo(f"error: {doc.get('metadata', {}).get('name', '?')}: {exc}", err=True)
+            sys.exit(1)
+    click.echo(dump_yaml(out), nl=False)
+
+
+@cli.command()
+@click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (repeatable).")
+@click.option("--all-namespaces/--no-all-namespaces", default=True, help="Watch every namespace (default).")
+@click.option("--workers", default=8, show_default=True, help="Concurrent reconciles.")
+@click.option("--metrics-port", default=8081, show_default=True, help="Prometheus metrics port (0: off).")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="kopf liveness endpoint ('' to disable).")
+@click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@pass_context
+def run(ctx: Context, namespaces: tuple[str, ...], all_namespaces: bool, workers: int,
+        metrics_port: int, liveness: str, peering: str | None, verbose: bool) -> None:
+    """Run the operator."""
+    from ..controller.run import run_operator
+    from ..controller.settings import RunOptions
+
+    options = RunOptions(
+        namespaces=tuple(namespaces),
+        workers=workers,
+        metrics_port=metrics_port or None,
+        kubeconfig=ctx.kubeconfig,
+        peering=peering,
+    )
+    run_operator(options, liveness=liveness or None, verbose=verbose)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-w", "--watch", is_flag=True, help="Redraw as it changes.")
+@pass_context
+@api_errors
+def get(ctx: Context, name: str, watch: bool) -> None:
+    """Show an AppRelease: phase, step, weight, revisions, Deployments and pods."""
+    from .tree import show
+
+    show(ctx, name, watch=watch)
+
+
+def _register_subcommands() -> None:
+    from .dev import dev
+    from .ops import OPERATIONS
+
+    cli.add_command(dev)
+    for command in OPERATIONS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _register_subcommands()
+    cli(prog_name="apprelease")
+
+
+if __name__ == "__main__":
+    main()

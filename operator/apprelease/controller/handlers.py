@@ -1,0 +1,132 @@
+"""kopf wiring only: indices hold what we watch, events enqueue the owning AppRelease.
+
+We use kopf for watching (lists, reconnects, bookmarks, peering, liveness) and indices,
+and deliberately no change-detecting handlers (on.create/update/resume): those store
+progress and diff-base annotations on every object, i.e. writes while idle. kopf runs
+handlers only after every index is fully listed, so the first reconcile after a restart
+already sees every child and has nothing to write.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..api.spec import GROUP, PLURAL, VERSION
+from ..k8s.observe import app_key_of, pod_state, slim_app, slim_object, slim_revision
+from ..render import labels
+from .runtime import Runtime
+from .settings import RunOptions
+
+log = logging.getLogger("apprelease.handlers")
+OURS = {labels.MANAGED_BY: labels.MANAGER}
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    options: RunOptions = memo.get("options") or RunOptions()
+    settings.posting.enabled = False  # we post our own Events, only for transitions
+    settings.watching.server_timeout = 300  # re-establish watches; never hang on a dead stream
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    indices = {name: value for name, value in kwargs.items() if name.endswith("_index")}
+    runtime = Runtime(options, indices)
+    runtime.start()
+    memo["runtime"] = runtime
+    if options.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(options.metrics_port)
+    log.info("apprelease operator started (%d workers)", options.workers)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+
+
+# Indices ---------------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def apprelease_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
+    return {(namespace, name): slim_app(body)}
+
+
+def _child(body: kopf.Body) -> dict | None:
+    key = app_key_of(body)
+    return {key: slim_object(body)} if key else None
+
+
+@kopf.index("apps", "v1", "deployments", labels=OURS)
+def deployment_index(body: kopf.Body, **_: Any) -> dict | None:
+    return _child(body)
+
+
+@kopf.index("v1", "services", labels=OURS)
+def service_index(body: kopf.Body, **_: Any) -> dict | None:
+    return _child(body)
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels=OURS)
+def ingress_index(body: kopf.Body, **_: Any) -> dict | None:
+    return _child(body)
+
+
+@kopf.index("v1", "configmaps", labels=OURS)
+def configmap_index(body: kopf.Body, **_: Any) -> dict | None:
+    return _child(body)
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels=OURS)
+def revision_index(body: kopf.Body, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    return {key: slim_revision(body)} if key else None
+
+
+@kopf.index("v1", "pods", labels=OURS)
+def pod_index(body: kopf.Body, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    return {key: pod_state(body)} if key else None
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels=OURS)
+def endpointslice_index(body: kopf.Body, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    return {key: slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []}} if key else None
+
+
+# Triggers --------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def apprelease_changed(event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    if event.get("type") == "DELETED":
+        runtime.removed((namespace, name))
+    else:
+        runtime.enqueue((namespace, name))
+
+
+async def _child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    key = app_key_of(body)
+    if key is not None:
+        memo["runtime"].enqueue(key)
+
+
+for _group_version_plural in (
+    ("apps", "v1", "deployments"),
+    ("v1", "services"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("v1", "configmaps"),
+    ("apps", "v1", "controllerrevisions"),
+    ("v1", "pods"),
+    ("discovery.k8s.io", "v1", "endpointslices"),
+):
+    kopf.on.event(*_group_version_plural, labels=OURS, id=f"child-{_group_version_plural[-1]}")(
+        _child_changed
+    )

@@ -1,0 +1,86 @@
+"""A de-duplicating work queue with delayed adds, like client-go's workqueue.
+
+A key is never processed by two workers at once; a key added while it is being processed is
+processed once more afterwards; many adds while waiting collapse into one reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+
+from . import metrics
+
+MAX_BACKOFF_SECONDS = 120.0
+BASE_BACKOFF_SECONDS = 0.5
+
+
+class WorkQueue:
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._waiting: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._failures: dict[Hashable, int] = {}
+
+    def add(self, key: Hashable) -> None:
+        if key in self._processing:
+            self._dirty.add(key)
+            return
+        if key in self._waiting:
+            return
+        self._waiting.add(key)
+        self._queue.put_nowait(key)
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Schedule a reconcile; an earlier schedule for the same key wins."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        timer = self._timers.get(key)
+        if timer is not None and not timer.cancelled() and timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def _fire(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def retry_later(self, key: Hashable) -> float:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (failures - 1))
+        self.add_after(key, delay)
+        return delay
+
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
+
+    async def get(self) -> Hashable:
+        key = await self._queue.get()
+        self._waiting.discard(key)
+        self._processing.add(key)
+        metrics.QUEUE_DEPTH.set(len(self._waiting))
+        return key
+
+    def done(self, key: Hashable) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def forget(self, key: Hashable) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def idle(self) -> bool:
+        return not self._waiting and not self._processing

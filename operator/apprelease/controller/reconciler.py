@@ -1,0 +1,237 @@
+"""One reconcile: read the caches, plan, apply what differs, write status if it changed.
+
+Runs in a worker thread. Every write goes through here, and each one is skipped when the
+cluster already matches: an idle, converged operator makes no API writes at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from ..api.spec import API_VERSION, KIND, AppRelease
+from ..api.status import AppReleaseStatus
+from ..k8s import drift
+from ..k8s.client import ApiError, Kube
+from ..k8s.history import to_controller_revision
+from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
+from ..render import RenderError, render_children
+from ..rollout import conditions as C
+from ..rollout.observed import Observed, RegistryState
+from ..rollout.outcome import Event
+from ..rollout.planner import plan as make_plan
+from ..rollout.timefmt import format_time
+from . import metrics
+from .events import EventRecorder
+
+log = logging.getLogger("apprelease.reconcile")
+
+PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap")
+# An invalid spec is not retried in a loop; a spec change (a watch event) retries at once.
+INVALID_RETRY_SECONDS = 300.0
+
+
+class ClusterCache(Protocol):
+    def app(self, key: AppKey) -> dict[str, Any] | None: ...
+    def children(self, key: AppKey) -> Children: ...
+    def remember(self, obj: dict[str, Any]) -> None: ...
+    def forget(self, obj: dict[str, Any]) -> None: ...
+
+
+class RegistrySource(Protocol):
+    def state_for(self, app: AppRelease, observed: Observed) -> tuple[RegistryState | None, Any]: ...
+
+
+@dataclass
+class Outcome:
+    requeue_after: float | None
+    phase: str | None
+    writes: int
+
+
+class TransientError(Exception):
+    """Retry with back-off (apiserver unavailable, conflict, timeout)."""
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        cache: ClusterCache,
+        *,
+        registry: RegistrySource | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.kube = kube
+        self.cache = cache
+        self.registry = registry
+        self.clock = clock
+        self.events = EventRecorder(kube)
+
+    def reconcile(self, key: AppKey) -> Outcome:
+        started = time.perf_counter()
+        result = "error"
+        try:
+            outcome = self._reconcile(key)
+            result = "ok"
+            return outcome
+        finally:
+            metrics.RECONCILES.labels(result).inc()
+            metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
+
+    def _reconcile(self, key: AppKey) -> Outcome:
+        body = self.cache.app(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome(None, None, 0)  # owner references let the garbage collector clean up
+        try:
+            app = AppRelease.model_validate(body)
+        except ValidationError as exc:
+            return self._stalled(body, "InvalidSpec", _validation_message(exc))
+        status = _parse_status(body.get("status"))
+        children = self.cache.children(key)
+        observed = observe(children, app.uid, app.name)
+        registration = None
+        if self.registry is not None:
+            registry_state, registration = self.registry.state_for(app, observed)
+            observed = Observed(
+                deployments=observed.deployments,
+                pods=observed.pods,
+                revisions=observed.revisions,
+                registry=registry_state,
+            )
+        plan = make_plan(app, status, observed, self.clock())
+        try:
+            desired = render_children(app, plan.desired)
+        except RenderError as exc:
+            return self._stalled(body, "InvalidSpec", str(exc))
+
+        writes = 0
+        try:
+            writes += self._save_revisions(app, plan.revisions_to_save)
+            writes += self._apply(desired, children)
+            writes += self._prune(app, desired, children, plan.revisions_to_delete)
+        except ApiError as exc:
+            if exc.invalid:
+                return self._stalled(body, "ApplyFailed", exc.message)
+            raise TransientError(f"apiserver: {exc}") from exc
+
+        new_status = plan.status
+        if registration is not None:
+            new_status = new_status.model_copy(update={"registration": registration})
+        if self._write_status(body, new_status):
+            writes += 1
+            for event in plan.events:
+                metrics.TRANSITIONS.labels(event.reason).inc()
+                if event.reason in ("Aborted", "RolledBack"):
+                    metrics.ROLLBACKS.labels(new_status.abort_reason or event.reason).inc()
+                self.events.post(body, event)
+        if new_status.current_step_index is not None and new_status.canary_revision:
+            metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
+        return Outcome(plan.requeue_after, new_status.phase, writes)
+
+    # Writes ------------------------------------------------------------------------------
+
+    def _save_revisions(self, app: AppRelease, records: tuple) -> int:
+        for record in records:
+            self.cache.remember(self.kube.apply(to_controller_revision(app, record)))
+        return len(records)
+
+    def _apply(self, desired: list[dict[str, Any]], children: Children) -> int:
+        writes = 0
+        for obj in desired:
+            live = children.get(obj["kind"], obj["metadata"]["name"])
+            if obj["kind"] == "ConfigMap":
+                # Immutable and content-named: present with the same data means done.
+                if live is not None and live.get(DATA_HASH) == data_hash(obj.get("data") or {}):
+                    continue
+            elif not drift.needs_apply(obj, live):
+                continue
+            self.cache.remember(self.kube.apply(obj))
+            writes += 1
+        return writes
+
+    def _prune(self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple) -> int:
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+        writes = 0
+        for kind in PRUNABLE_KINDS:
+            for live in list(children.of_kind(kind)):
+                meta = live["metadata"]
+                if (kind, meta["name"]) in wanted or not owned_by(live, app.uid):
+                    continue
+                if meta.get("deletionTimestamp"):
+                    continue
+                self.kube.delete(kind, app.namespace, meta["name"], uid=meta.get("uid"))
+                self.cache.forget(live)
+                writes += 1
+        for record in revisions:
+            name = f"{app.name}-{record.hash}"
+            live = children.get("ControllerRevision", name)
+            if live is not None:
+                self.kube.delete("ControllerRevision", app.namespace, name, uid=live["metadata"].get("uid"))
+                self.cache.forget(live)
+                writes += 1
+        return writes
+
+    def _write_status(self, body: dict[str, Any], status: AppReleaseStatus) -> bool:
+        wire = status.to_wire()
+        if wire == (body.get("status") or {}):
+            return False
+        meta = body["metadata"]
+        written = self.kube.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "status": wire,
+            },
+            subresource="status",
+        )
+        self.cache.remember(written)
+        return True
+
+    def _stalled(self, body: dict[str, Any], reason: str, message: str) -> Outcome:
+        """Passed admission but cannot be reconciled: say what to fix, keep the rest as is."""
+        previous = _parse_status(body.get("status"))
+        generation = int(body["metadata"].get("generation") or 0)
+        now = format_time(self.clock())
+        conds = [
+            C.condition(C.READY, False, reason, message),
+            C.condition(C.RECONCILING, False, reason),
+            C.condition(C.STALLED, True, reason, message),
+        ]
+        kept = [c for c in previous.conditions if c.type not in {x.type for x in conds}]
+        status = previous.model_copy(
+            update={
+                "observed_generation": generation,
+                "phase": "Degraded",
+                "message": message,
+                "conditions": C.merge_conditions(previous.conditions, conds + kept, now=now, generation=generation),
+            }
+        )
+        if self._write_status(body, status):
+            self.events.post(body, Event("Warning", reason, message))
+            return Outcome(INVALID_RETRY_SECONDS, "Degraded", 1)
+        return Outcome(INVALID_RETRY_SECONDS, "Degraded", 0)
+
+
+def _parse_status(raw: dict[str, Any] | None) -> AppReleaseStatus:
+    try:
+        return AppReleaseStatus.model_validate(raw or {})
+    except ValidationError:
+        log.warning("unreadable status, starting from an empty one")
+        return AppReleaseStatus()
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """pydantic errors as 'spec.x.y: message' (never echoing input values: they may be secret)."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts[:5])

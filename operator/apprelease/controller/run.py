@@ -1,0 +1,30 @@
+"""Start kopf with our handlers and options."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from .settings import RunOptions
+
+
+def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    if options.kubeconfig:
+        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=options.clusterwide,
+        namespaces=list(options.namespaces),
+        standalone=options.peering is None,
+        peering_name=options.peering,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(options=options),
+    )

@@ -1,0 +1,20 @@
+"""Options of `apprelease run`, handed to the kopf handlers through kopf's memo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    namespaces: tuple[str, ...] = ()  # empty: cluster-wide
+    workers: int = 8
+    metrics_port: int | None = 8081
+    kubeconfig: str | None = None
+    peering: str | None = None  # None: standalone
+    registry_poll_seconds: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces

@@ -1,0 +1,199 @@
+"""A thin JSON client over the official kubernetes client's ApiClient.
+
+We use the official client for configuration, auth and transport, but skip its model
+classes: deserialising every response into generated objects costs more CPU than the rest
+of a reconcile, and server-side apply wants plain dicts anyway. Created lazily, never at
+import time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from ..controller import metrics
+
+FIELD_MANAGER = "apprelease"
+USER_AGENT = "apprelease-operator"
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group_version: str  # "v1" or "apps/v1"
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+RESOURCES: dict[str, ResourceType] = {
+    "ConfigMap": ResourceType("v1", "configmaps"),
+    "Service": ResourceType("v1", "services"),
+    "Pod": ResourceType("v1", "pods"),
+    "Secret": ResourceType("v1", "secrets"),
+    "Event": ResourceType("v1", "events"),
+    "Namespace": ResourceType("v1", "namespaces", namespaced=False),
+    "Deployment": ResourceType("apps/v1", "deployments"),
+    "ControllerRevision": ResourceType("apps/v1", "controllerrevisions"),
+    "Ingress": ResourceType("networking.k8s.io/v1", "ingresses"),
+    "EndpointSlice": ResourceType("discovery.k8s.io/v1", "endpointslices"),
+    "AppRelease": ResourceType("apprelease.io/v1alpha1", "appreleases"),
+    "CustomResourceDefinition": ResourceType(
+        "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
+    ),
+}
+
+
+class ApiError(Exception):
+    """An API call failed; ``message`` is the apiserver's own explanation."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def invalid(self) -> bool:
+        """The request itself is wrong (fix the spec), as opposed to a transient failure."""
+        return self.status in (400, 403, 422)
+
+    @classmethod
+    def from_exception(cls, exc: ApiException) -> ApiError:
+        message = exc.reason or ""
+        reason = str(exc.reason or "")
+        try:
+            payload = json.loads(exc.body or "{}")
+            message = payload.get("message", message)
+            reason = payload.get("reason", reason)
+        except (TypeError, ValueError):
+            pass
+        return cls(int(exc.status or 0), reason, message)
+
+
+def load_api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s_client.ApiClient:
+    configuration = k8s_client.Configuration()
+    try:
+        if kubeconfig:
+            raise k8s_config.ConfigException("explicit kubeconfig given")
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    api = k8s_client.ApiClient(configuration)
+    api.user_agent = USER_AGENT
+    return api
+
+
+class Kube:
+    """JSON requests with metrics by verb and resource; one field manager for every apply."""
+
+    def __init__(self, api_client: k8s_client.ApiClient):
+        self._api = api_client
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        resource: str = "",
+    ) -> Any:
+        verb = method.lower()
+        try:
+            response = self._api.call_api(
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+        except ApiException as exc:
+            metrics.API_REQUESTS.labels(verb, resource, str(exc.status)).inc()
+            raise ApiError.from_exception(exc) from None
+        metrics.API_REQUESTS.labels(verb, resource, str(response.status)).inc()
+        data = response.data
+        return json.loads(data) if data else None
+
+    # Convenience wrappers ----------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.request("GET", RESOURCES[kind].path(namespace, name), resource=kind)
+
+    def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        result = self.request("GET", RESOURCES[kind].path(namespace), query=query, resource=kind)
+        return list(result.get("items", []))
+
+    def apply(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+        """Server-side apply with our field manager; force takes back fields we own."""
+        kind = obj["kind"]
+        meta = obj["metadata"]
+        path = RESOURCES[kind].path(meta.get("namespace"), meta["name"], subresource)
+        return self.request(
+            "PATCH",
+            path,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            resource=kind + (f"/{subresource}" if subresource else ""),
+        )
+
+    def merge_patch(self, kind: str, namespace: str | None, name: str, patch: dict[str, Any]) -> Any:
+        return self.request(
+            "PATCH",
+            RESOURCES[kind].path(namespace, name),
+            query={"fieldManager": FIELD_MANAGER},
+            body=patch,
+            content_type="application/merge-patch+json",
+            resource=kind,
+        )
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kind = obj["kind"]
+        return self.request(
+            "POST",
+            RESOURCES[kind].path(obj["metadata"].get("namespace")),
+            query={"fieldManager": FIELD_MANAGER},
+            body=obj,
+            resource=kind,
+        )
+
+    def delete(self, kind: str, namespace: str | None, name: str, *, uid: str | None = None) -> None:
+        """Delete (background propagation); a precondition on uid avoids deleting a successor."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request("DELETE", RESOURCES[kind].path(namespace, name), body=body, resource=kind)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise

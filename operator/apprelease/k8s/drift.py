@@ -1,0 +1,55 @@
+"""Does a live object already carry everything we would apply? Pure.
+
+An idle operator must make zero writes, yet drift on our fields must be reverted. So we
+compare what we would apply with what is there, as a subset: fields others added (defaults,
+nodePorts, an HPA's annotations) are ignored; fields we set must match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+# Go's omitempty drops these, so "absent" in the live object equals them.
+_EMPTY: tuple[Any, ...] = (False, 0, "", None)
+
+
+def _is_empty(value: Any) -> bool:
+    return value in _EMPTY or value == [] or value == {}
+
+
+def _scalar_equal(want: Any, have: Any) -> bool:
+    if want == have and type(want) is type(have):
+        return True
+    if isinstance(want, bool) or isinstance(have, bool):
+        return False
+    # Quantities are canonicalised by the apiserver ("1000m" → "1", 1 → "1").
+    if isinstance(want, int | float | str) and isinstance(have, int | float | str):
+        try:
+            return bool(parse_quantity(want) == parse_quantity(have))
+        except (ValueError, TypeError):
+            return str(want) == str(have)
+    return False
+
+
+def contains(have: Any, want: Any) -> bool:
+    """True when ``have`` (live) includes ``want`` (desired) field by field."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return _is_empty(want) and have is None
+        return all(
+            contains(have[key], value) if key in have else _is_empty(value)
+            for key, value in want.items()
+        )
+    if isinstance(want, list):
+        if not isinstance(have, list):
+            return not want and have is None
+        return len(want) == len(have) and all(contains(h, w) for h, w in zip(have, want, strict=True))
+    return _scalar_equal(want, have)
+
+
+def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    if live is None:
+        return True
+    return not contains(live, desired)

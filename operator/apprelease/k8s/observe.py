@@ -1,0 +1,172 @@
+"""From watched objects to what the planner sees.
+
+Watch events are slimmed as they arrive (managedFields, last-applied annotations and config
+data never stay in memory), grouped by app, and turned into the planner's small summaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..render import labels
+from ..render.naming import Track
+from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
+from .history import from_controller_revision
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+DATA_HASH = "dataHash"
+RECORD = "record"
+
+AppKey = tuple[str, str]  # (namespace, AppRelease name)
+
+
+def app_key_of(obj: Mapping[str, Any]) -> AppKey | None:
+    """The AppRelease a child belongs to, from its instance label."""
+    meta = obj.get("metadata", {})
+    app = (meta.get("labels") or {}).get(labels.INSTANCE)
+    if not app or (meta.get("labels") or {}).get(labels.MANAGED_BY) != labels.MANAGER:
+        return None
+    return (meta.get("namespace", ""), app)
+
+
+def slim_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("name", "namespace", "uid", "labels", "ownerReferences", "generation",
+            "resourceVersion", "deletionTimestamp", "creationTimestamp", "finalizers")
+    slim = {k: meta[k] for k in keep if k in meta}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    if annotations:
+        slim["annotations"] = annotations
+    return slim
+
+
+def slim_object(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata + spec (+ the status fields rollouts need); never managedFields."""
+    slim: dict[str, Any] = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": slim_metadata(obj.get("metadata", {})),
+    }
+    for key in ("spec", "immutable"):
+        if key in obj:
+            slim[key] = obj[key]
+    if obj.get("kind") == "Deployment":
+        status = obj.get("status") or {}
+        slim["status"] = {
+            k: status[k]
+            for k in ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
+                      "availableReplicas", "conditions")
+            if k in status
+        }
+    if obj.get("kind") == "ConfigMap":
+        slim[DATA_HASH] = data_hash(obj.get("data") or {})
+    return slim
+
+
+def data_hash(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def slim_revision(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """ControllerRevisions are parsed once, when they arrive, not on every reconcile."""
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": slim_metadata(obj.get("metadata", {})),
+        "revision": obj.get("revision"),
+        RECORD: from_controller_revision(obj),
+    }
+
+
+def slim_app(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": slim_metadata(body.get("metadata", {})),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def pod_state(pod: Mapping[str, Any]) -> PodState:
+    meta = pod.get("metadata", {})
+    pod_labels = meta.get("labels") or {}
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    track = pod_labels.get(labels.TRACK)
+    revision = pod_labels.get(labels.REVISION)
+    return PodState(
+        name=meta.get("name", ""),
+        track=track if track in ("stable", "canary") else None,  # type: ignore[arg-type]
+        revision=int(revision) if revision and revision.isdigit() else None,
+        ready=ready,
+        restarts=sum(int(c.get("restartCount") or 0) for c in statuses),
+        crash_looping=any(
+            (c.get("state") or {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            for c in statuses
+        ),
+        deleting=bool(meta.get("deletionTimestamp")),
+        ip=status.get("podIP"),
+        phase=status.get("phase", "Pending"),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        created=meta.get("creationTimestamp"),
+    )
+
+
+def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
+    meta = dep.get("metadata", {})
+    status = dep.get("status") or {}
+    progressing = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    )
+    return DeploymentState(
+        track=track,
+        revision_hash=(meta.get("annotations") or {}).get(labels.REVISION_HASH),
+        generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        replicas=int((dep.get("spec") or {}).get("replicas", 1)),
+        status_replicas=int(status.get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+    )
+
+
+def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return bool(uid) and any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+@dataclass
+class Children:
+    """Live children of one AppRelease, by kind then name."""
+
+    by_kind: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    pods: list[PodState] = field(default_factory=list)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.by_kind.get(kind, {}).get(name)
+
+    def of_kind(self, kind: str) -> Iterable[dict[str, Any]]:
+        return self.by_kind.get(kind, {}).values()
+
+
+def observe(children: Children, uid: str | None, app_name: str) -> Observed:
+    deployments: dict[Track, DeploymentState] = {}
+    for dep in children.of_kind("Deployment"):
+        if not owned_by(dep, uid):
+            continue
+        track = (dep["metadata"].get("labels") or {}).get(labels.TRACK)
+        if track in ("stable", "canary"):
+            deployments[track] = deployment_state(dep, track)  # type: ignore[index]
+    revisions: list[RevisionRecord] = [
+        rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)
+    ]
+    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions))

@@ -1,0 +1,156 @@
+"""AppRelease + revision + track → Deployment (a plain dict, ready for server-side apply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.spec import AppRelease, RevisionTemplate
+from ..api.workload import ConfigFiles
+from . import labels
+from .hashing import config_hash
+from .merge import merge
+from .naming import Track, configmap_name, container_name, deployment_name
+from .owner import child_metadata
+
+CONFIG_VOLUME = "apprelease-config"
+# Old ReplicaSets are not our history (ControllerRevisions are); keep a couple for kubectl.
+DEPLOYMENT_HISTORY_LIMIT = 2
+
+
+class RenderError(ValueError):
+    """The spec passed admission but cannot be turned into valid children."""
+
+
+@dataclass(frozen=True)
+class TrackPlan:
+    """What one Deployment should run: the planner decides, the renderer draws it."""
+
+    track: Track
+    revision: int
+    revision_hash: str
+    template: RevisionTemplate
+    replicas: int
+    paused: bool = False
+
+
+def _config_env(app: str, config: ConfigFiles | None) -> list[dict[str, Any]]:
+    if config is None or not config.env:
+        return []
+    name = configmap_name(app, config_hash(config))
+    return [
+        {"name": key, "valueFrom": {"configMapKeyRef": {"name": name, "key": key}}}
+        for key in sorted(config.env)
+    ]
+
+
+def _config_mounts(app: str, config: ConfigFiles | None) -> tuple[list[dict], list[dict]]:
+    """volumeMounts and volumes for the config files (none when there are no files)."""
+    if config is None or not config.files:
+        return [], []
+    assert config.mount_path is not None  # enforced by the model
+    keys = sorted(config.files)
+    volume = {
+        "name": CONFIG_VOLUME,
+        "configMap": {
+            "name": configmap_name(app, config_hash(config)),
+            "items": [{"key": k, "path": k} for k in keys],
+        },
+    }
+    base = config.mount_path.rstrip("/") or "/"
+    if config.sub_path:
+        mounts = [
+            {"name": CONFIG_VOLUME, "mountPath": f"{base.rstrip('/')}/{k}", "subPath": k,
+             "readOnly": True}
+            for k in keys
+        ]
+    else:
+        mounts = [{"name": CONFIG_VOLUME, "mountPath": base, "readOnly": True}]
+    return mounts, [volume]
+
+
+def _default_readiness(template: RevisionTemplate) -> dict[str, Any] | None:
+    """Readiness must always be set (the ops notes insist): TCP on the first port."""
+    if template.readiness_probe is not None:
+        return template.readiness_probe.to_wire()
+    if template.ports:
+        return {"tcpSocket": {"port": template.ports[0].container_port}}
+    return None
+
+
+def _container(app: str, template: RevisionTemplate) -> dict[str, Any]:
+    mounts, _ = _config_mounts(app, template.config)
+    container: dict[str, Any] = {"name": container_name(app), "image": template.image}
+    optional: dict[str, Any] = {
+        "imagePullPolicy": template.image_pull_policy,
+        "command": template.command,
+        "args": template.args,
+        "ports": [
+            {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
+            for p in template.ports
+        ],
+        "env": [e.to_wire() for e in template.env] + _config_env(app, template.config),
+        "envFrom": [e.to_wire() for e in template.env_from],
+        "resources": template.resources.to_wire() if template.resources else None,
+        "readinessProbe": _default_readiness(template),
+        "livenessProbe": template.liveness_probe.to_wire() if template.liveness_probe else None,
+        "startupProbe": template.startup_probe.to_wire() if template.startup_probe else None,
+        "volumeMounts": mounts,
+    }
+    container.update({k: v for k, v in optional.items() if v})
+    return container
+
+
+def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
+    template = plan.template
+    _, volumes = _config_mounts(app.name, template.config)
+    pod_annotations = {labels.RESTARTED_AT: template.restart_at} if template.restart_at else {}
+    generated: dict[str, Any] = {
+        "metadata": {
+            "labels": labels.pod_labels(app.name, plan.track, plan.revision, template.image),
+        },
+        "spec": {"containers": [_container(app.name, template)]},
+    }
+    if pod_annotations:
+        generated["metadata"]["annotations"] = pod_annotations
+    if volumes:
+        generated["spec"]["volumes"] = volumes
+    if not template.pod_template:
+        return generated
+    merged = merge(generated, template.pod_template)
+    # The user may add labels, never break the selector or the revision bookkeeping.
+    merged["metadata"]["labels"].update(generated["metadata"]["labels"])
+    return merged
+
+
+def _strategy(app: AppRelease) -> dict[str, Any]:
+    strategy = app.spec.strategy
+    if strategy.recreate is not None:
+        return {"type": "Recreate"}
+    if strategy.canary is not None:
+        # Promotion replaces stable pods without ever dropping below full capacity.
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
+    rolling = strategy.rolling
+    surge = rolling.max_surge if rolling else "25%"
+    unavailable = rolling.max_unavailable if rolling else "25%"
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+
+
+def render_deployment(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
+    name = deployment_name(app.name, plan.track)
+    meta = child_metadata(app, name, labels={labels.TRACK: plan.track})
+    meta["annotations"] = {
+        labels.REVISION: str(plan.revision),
+        labels.REVISION_HASH: plan.revision_hash,
+    }
+    spec: dict[str, Any] = {
+        "replicas": plan.replicas,
+        "selector": {"matchLabels": labels.track_selector_labels(app.name, plan.track)},
+        "template": pod_template(app, plan),
+        "strategy": _strategy(app),
+        "revisionHistoryLimit": DEPLOYMENT_HISTORY_LIMIT,
+        "progressDeadlineSeconds": app.spec.progress_deadline_seconds,
+        "minReadySeconds": app.spec.min_ready_seconds,
+        "paused": plan.paused,
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}

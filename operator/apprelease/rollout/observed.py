@@ -1,0 +1,105 @@
+"""What the planner sees of the cluster: small immutable summaries, not raw API objects.
+
+The I/O layer builds these from its watch caches; tests build them by hand. Keeping them
+small is also what keeps the operator's memory per AppRelease low.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..api.spec import RevisionTemplate
+from ..render.naming import Track
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    track: Track
+    revision_hash: str | None
+    generation: int = 1
+    observed_generation: int = 1
+    replicas: int = 0  # spec.replicas
+    status_replicas: int = 0  # every pod, old and new
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    deadline_exceeded: bool = False
+
+    def rolled_out(self, revision_hash: str, replicas: int) -> bool:
+        """Every pod runs ``revision_hash`` and is available; no old pods left."""
+        return (
+            self.revision_hash == revision_hash
+            and self.observed_generation >= self.generation
+            and self.replicas == replicas
+            and self.updated_replicas == replicas
+            and self.available_replicas == replicas
+            and self.ready_replicas == replicas
+            and self.status_replicas == replicas
+        )
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    track: Track | None
+    revision: int | None
+    ready: bool
+    restarts: int = 0
+    crash_looping: bool = False
+    deleting: bool = False
+    ip: str | None = None
+    phase: str = "Pending"
+    node: str | None = None
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class RevisionRecord:
+    """One entry of the history (a ControllerRevision in the cluster)."""
+
+    number: int
+    hash: str
+    template: RevisionTemplate
+    created: str
+    promoted: str | None = None
+    aborted: str | None = None
+    abort_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackRegistration:
+    expected: int = 0
+    registered: int = 0
+    healthy: int = 0
+    enabled: int = 0
+
+    @property
+    def all_healthy(self) -> bool:
+        return self.registered >= self.expected and self.healthy >= self.expected
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """The registry's view, summarised per track by the registry layer."""
+
+    reachable: bool
+    tracks: Mapping[Track, TrackRegistration] = field(default_factory=dict)
+    error: str | None = None
+
+    def gate_open(self, track: Track) -> bool:
+        if not self.reachable:
+            return False
+        return self.tracks.get(track, TrackRegistration()).all_healthy
+
+
+@dataclass(frozen=True)
+class Observed:
+    deployments: Mapping[Track, DeploymentState] = field(default_factory=dict)
+    pods: tuple[PodState, ...] = ()
+    revisions: tuple[RevisionRecord, ...] = ()
+    # None when no registry is configured: nothing gates the rollout.
+    registry: RegistryState | None = None
+
+    def pods_of(self, track: Track) -> list[PodState]:
+        return [p for p in self.pods if p.track == track and not p.deleting]

@@ -1,0 +1,156 @@
+"""Turn one pass's decisions into the status a person (and kstatus tooling) reads.
+
+Messages name what is happening and what to do next, and contain no relative times
+("30s left"), so recomputing an unchanged state yields an identical status: no write.
+"""
+
+from __future__ import annotations
+
+from ..api.spec import AppRelease
+from ..api.status import AppReleaseStatus, Phase, TrackStatus
+from ..render import labels
+from . import conditions as C
+from .observed import DeploymentState, Observed, RevisionRecord
+from .outcome import Rollout
+
+
+def _track(dep: DeploymentState | None, revision: int | None) -> TrackStatus:
+    if dep is None:
+        return TrackStatus(revision=revision)
+    return TrackStatus(
+        revision=revision,
+        replicas=dep.status_replicas,
+        ready_replicas=dep.ready_replicas,
+        updated_replicas=dep.updated_replicas,
+        available_replicas=dep.available_replicas,
+    )
+
+
+def _actual_weight(app: AppRelease, rollout: Rollout, stable: TrackStatus, canary: TrackStatus) -> int:
+    if rollout.canary is None:
+        return 100
+    canary_strategy = app.spec.strategy.canary
+    if canary_strategy is not None and canary_strategy.traffic_routing == "nginx":
+        return (rollout.set_weight or 0) if canary.ready_replicas > 0 else 0
+    total = stable.ready_replicas + canary.ready_replicas
+    return round(100 * canary.ready_replicas / total) if total else 0
+
+
+def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase, str, str]:
+    """(phase, reason, message)."""
+    spec = app.spec
+    stable = rollout.stable
+    dep = observed.deployments.get("stable")
+    if rollout.aborted and rollout.canary is not None:
+        return (
+            "Degraded",
+            rollout.abort_reason or "Aborted",
+            f"canary revision {rollout.canary.number} aborted ({rollout.abort_reason}):"
+            f" {rollout.abort_message}; traffic is on stable revision {stable.number}."
+            f" Fix the spec, `apprelease retry {app.name}` or `apprelease rollback {app.name}`",
+        )
+    rolled_out = dep is not None and dep.rolled_out(stable.hash, spec.replicas)
+    if rollout.canary is None and dep is not None and dep.deadline_exceeded and not rolled_out:
+        return (
+            "Degraded",
+            "ProgressDeadlineExceeded",
+            f"revision {stable.number} did not become available within"
+            f" progressDeadlineSeconds ({spec.progress_deadline_seconds}s)",
+        )
+    if spec.paused:
+        return "Paused", "PausedBySpec", f"paused by spec.paused; `apprelease resume {app.name}` continues"
+    if rollout.canary is not None:
+        waiting = rollout.waiting_for or f"canary of revision {rollout.canary.number} in progress"
+        if waiting.startswith("paused at"):
+            return "Paused", "CanaryPauseStep", f"canary revision {rollout.canary.number} {waiting}"
+        return "Progressing", "CanaryInProgress", f"canary revision {rollout.canary.number}: {waiting}"
+    if rolled_out:
+        return (
+            "Healthy",
+            "Available",
+            f"revision {stable.number} ({stable.template.image}) available:"
+            f" {spec.replicas}/{spec.replicas} ready",
+        )
+    updated = dep.updated_replicas if dep else 0
+    ready = dep.ready_replicas if dep else 0
+    return (
+        "Progressing",
+        "RollingOut",
+        f"rolling out revision {stable.number}: {updated}/{spec.replicas} updated,"
+        f" {ready}/{spec.replicas} ready",
+    )
+
+
+def summarize(
+    app: AppRelease,
+    previous: AppReleaseStatus,
+    observed: Observed,
+    rollout: Rollout,
+    current: RevisionRecord,
+    now: str,
+) -> AppReleaseStatus:
+    spec = app.spec
+    canary_spec = spec.strategy.canary
+    stable = _track(observed.deployments.get("stable"), rollout.stable.number)
+    canary = (
+        _track(observed.deployments.get("canary"), rollout.canary.number)
+        if rollout.canary is not None
+        else TrackStatus()
+    )
+    phase, reason, message = _phase(app, rollout, observed)
+    progress = rollout.progress if rollout.canary is not None else None
+    steps = len(canary_spec.steps) if canary_spec else 0
+    step_index = progress.step_index if progress else (steps if canary_spec else None)
+    desired_pods = spec.replicas + (rollout.canary_replicas if rollout.canary else 0)
+
+    conds = [
+        C.condition(C.READY, phase == "Healthy", reason, message),
+        C.condition(C.RECONCILING, phase in ("Progressing", "Paused"), reason,
+                    message if phase in ("Progressing", "Paused") else ""),
+        C.condition(C.STALLED, phase == "Degraded", reason if phase == "Degraded" else "",
+                    message if phase == "Degraded" else ""),
+        C.condition(C.PROGRESSING, phase == "Progressing", reason,
+                    message if phase == "Progressing" else ""),
+        C.condition(C.PAUSED, phase == "Paused", reason if phase == "Paused" else "",
+                    message if phase == "Paused" else ""),
+    ]
+    kept = [c for c in previous.conditions if c.type not in {x.type for x in conds}]
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.selector_labels(app.name).items()))
+
+    return AppReleaseStatus(
+        observed_generation=app.generation,
+        phase=phase,
+        message=message,
+        strategy=spec.strategy.kind,
+        replicas=stable.replicas + canary.replicas,
+        ready_replicas=stable.ready_replicas + canary.ready_replicas,
+        updated_replicas=stable.updated_replicas + canary.updated_replicas,
+        available_replicas=stable.available_replicas + canary.available_replicas,
+        selector=selector,
+        ready=f"{stable.ready_replicas + canary.ready_replicas}/{desired_pods}",
+        current_revision=current.number,
+        current_revision_hash=current.hash,
+        stable_revision=rollout.stable.number,
+        stable_revision_hash=rollout.stable.hash,
+        canary_revision=rollout.canary.number if rollout.canary else None,
+        canary_revision_hash=rollout.canary.hash if rollout.canary else None,
+        current_step_index=step_index,
+        step_count=steps,
+        step=f"{step_index}/{steps}" if canary_spec else "",
+        set_weight=rollout.set_weight if rollout.canary else (100 if canary_spec else None),
+        actual_weight=_actual_weight(app, rollout, stable, canary) if canary_spec else None,
+        step_start_time=progress.step_start if progress else None,
+        pause_start_time=progress.pause_start if progress else None,
+        promoting=bool(progress and progress.promoting),
+        promote_full=bool(progress and progress.promote_full),
+        aborted=rollout.aborted,
+        abort_reason=rollout.abort_reason if rollout.aborted else None,
+        abort_message=rollout.abort_message if rollout.aborted else None,
+        stable=stable,
+        canary=canary,
+        handled_requests=rollout.handled,
+        registration=previous.registration,
+        conditions=C.merge_conditions(
+            previous.conditions, kept + conds, now=now, generation=app.generation
+        ),
+    )
