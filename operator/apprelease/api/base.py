@@ -28,6 +28,9 @@ CONFIGMAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # C_IDENTIFIER-ish: what Kubernetes accepts as an env var name (it is lenient; we are too).
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
+# Kubernetes resource.Quantity, as the apiserver parses it.
+QUANTITY_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?(\d+(\.\d*)?|\.\d+))?$"
+
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

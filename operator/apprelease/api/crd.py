@@ -13,15 +13,13 @@ from typing import Any
 
 import yaml
 
-from .spec import GROUP, KIND, PLURAL, VERSION, AppReleaseSpec
+from .spec import GROUP, KIND, MAX_NAME_LENGTH, NAME_PATTERN, PLURAL, VERSION, AppReleaseSpec
 from .status import AppReleaseStatus
 
 Schema = dict[str, Any]
 
 _DROP_KEYS = {"title", "$defs"}
 
-# Child names append up to "-canary"/"-stable" and Service names are DNS-1035 labels (<= 63).
-MAX_NAME_LENGTH = 56
 
 PRINTER_COLUMNS = [
     {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
@@ -136,7 +134,7 @@ def openapi_schema() -> Schema:
         "x-kubernetes-validations": [
             {
                 "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}"
-                " && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                f" && self.metadata.name.matches('{NAME_PATTERN}')",
                 "message": (
                     f"metadata.name must be a DNS label of at most {MAX_NAME_LENGTH} characters"
                     " starting with a letter (it names the Service and Deployments)"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+import re
+
+from pydantic import Field, field_validator, model_validator
 
 from .base import ApiModel, cel, validations
 from .exposure import IngressSpec, ServiceSpec
@@ -25,6 +27,10 @@ VERSION = "v1alpha1"
 KIND = "AppRelease"
 PLURAL = "appreleases"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+# Child names append up to "-canary"/"-stable" and Service names are DNS-1035 labels (<= 63).
+MAX_NAME_LENGTH = 56
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 _PORT_NAMES_UNIQUE = "self.all(p, self.exists_one(q, q.name == p.name))"
 
@@ -150,6 +156,16 @@ class AppRelease(ApiModel):
     kind: str = KIND
     metadata: dict[str, Any]
     spec: AppReleaseSpec
+
+    @field_validator("metadata")
+    @classmethod
+    def _name(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        name = str(metadata.get("name") or "")
+        if len(name) > MAX_NAME_LENGTH or not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(
+                f"name must be a DNS label of at most {MAX_NAME_LENGTH} characters starting with a letter"
+            )
+        return metadata
 
     @property
     def name(self) -> str:

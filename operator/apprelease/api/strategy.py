@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import DURATION_PATTERN, ApiModel, cel, parse_duration, validations
 
+def _valid_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
 Duration = Annotated[
     str,
+    AfterValidator(_valid_duration),
     Field(
         max_length=32,
         json_schema_extra=validations(
@@ -43,12 +49,6 @@ class Pause(ApiModel):
     duration: Duration | None = Field(
         None, description="Resume by itself after this long; without it, wait for promote."
     )
-
-    @model_validator(mode="after")
-    def _duration(self) -> Pause:
-        if self.duration is not None:
-            parse_duration(self.duration)
-        return self
 
     @property
     def seconds(self) -> float | None:

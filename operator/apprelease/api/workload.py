@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import (
     CONFIGMAP_KEY_PATTERN,
     DNS_LABEL_PATTERN,
     ENV_NAME_PATTERN,
     PORT_NAME_PATTERN,
+    QUANTITY_PATTERN,
     ApiModel,
     cel,
     only_one_set,
@@ -225,6 +226,16 @@ def _quantities() -> object:
 class Resources(ApiModel):
     requests: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
     limits: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities_valid(cls, value: dict[str, Quantity]) -> dict[str, Quantity]:
+        import re
+
+        for name, quantity in value.items():
+            if not re.fullmatch(QUANTITY_PATTERN, str(quantity)):
+                raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity such as 250m or 512Mi")
+        return value
 
 
 class HttpHeader(ApiModel):

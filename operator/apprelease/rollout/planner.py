@@ -165,7 +165,7 @@ def _canary(
         if pending.promote_full:
             progress.promote_full = True
             rollout.events.append(Event("Normal", "PromotedFull", "promoting without the remaining steps"))
-        elif not progress.promoting:
+        elif not progress.promoting and progress.step_index < len(spec.strategy.canary.steps):  # type: ignore[union-attr]
             progress.step_index += 1
             progress.step_start, progress.pause_start = stamp, None
             rollout.events.append(Event("Normal", "Promoted", f"moved on to step {progress.step_index + 1}"))

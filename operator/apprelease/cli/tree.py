@@ -1,0 +1,113 @@
+"""`apprelease get NAME [-w]`: a header and a revisions → Deployments → pods tree,
+in the spirit of `kubectl argo rollouts get rollout -w`."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from ..k8s.observe import pod_state
+from ..render import labels
+from .common import Context
+
+SYMBOLS = {
+    "Healthy": ("✔", "green"),
+    "Progressing": ("◌", "yellow"),
+    "Paused": ("॥", "cyan"),
+    "Degraded": ("✖", "red"),
+}
+
+
+def _symbol(phase: str | None) -> Text:
+    mark, colour = SYMBOLS.get(phase or "", ("?", "white"))
+    return Text(f"{mark} {phase or 'Unknown'}", style=colour)
+
+
+def _fetch(ctx: Context, name: str) -> tuple[dict[str, Any], list[dict], list[dict]]:
+    app = ctx.kube.get("AppRelease", ctx.namespace, name)
+    selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
+    deployments = ctx.kube.list("Deployment", ctx.namespace, labelSelector=selector)
+    pods = ctx.kube.list("Pod", ctx.namespace, labelSelector=selector)
+    return app, deployments, pods
+
+
+def render_view(app: dict[str, Any], deployments: list[dict], pods: list[dict]) -> Group:
+    spec, status = app.get("spec") or {}, app.get("status") or {}
+    meta = app["metadata"]
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column()
+    header.add_row("Name:", meta["name"])
+    header.add_row("Namespace:", meta["namespace"])
+    header.add_row("Status:", _symbol(status.get("phase")))
+    header.add_row("Message:", status.get("message") or "")
+    header.add_row("Strategy:", (status.get("strategy") or "rolling").capitalize())
+    if status.get("strategy") == "canary":
+        header.add_row("  Step:", status.get("step") or "")
+        header.add_row("  SetWeight:", str(status.get("setWeight", "")))
+        header.add_row("  ActualWeight:", str(status.get("actualWeight", "")))
+    images = []
+    for dep in sorted(deployments, key=lambda d: d["metadata"]["name"]):
+        track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        images.append(f"{image} ({track})")
+    header.add_row("Images:", "\n".join(images) or spec.get("image", ""))
+    header.add_row("Replicas:", "")
+    header.add_row("  Desired:", str(spec.get("replicas", 1)))
+    header.add_row("  Current:", str(status.get("replicas", 0)))
+    header.add_row("  Updated:", str(status.get("updatedReplicas", 0)))
+    header.add_row("  Ready:", str(status.get("readyReplicas", 0)))
+    header.add_row("  Available:", str(status.get("availableReplicas", 0)))
+    registration = status.get("registration")
+    if registration:
+        header.add_row(
+            "Registered:",
+            f"{registration.get('summary', '')} ({registration.get('provider')} {registration.get('service', '')})",
+        )
+
+    root = Tree(Text.assemble(("⟳ ", "bold"), meta["name"], "  AppRelease  ", _symbol(status.get("phase"))))
+    by_revision: dict[str, list[dict]] = defaultdict(list)
+    for dep in deployments:
+        by_revision[(dep["metadata"].get("annotations") or {}).get(labels.REVISION, "?")].append(dep)
+    pods_by_track: dict[str, list[dict]] = defaultdict(list)
+    for pod in pods:
+        pods_by_track[(pod["metadata"].get("labels") or {}).get(labels.TRACK, "")].append(pod)
+    for revision in sorted(by_revision, key=lambda r: int(r) if r.isdigit() else 0, reverse=True):
+        branch = root.add(Text(f"# revision:{revision}", style="magenta"))
+        for dep in by_revision[revision]:
+            track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
+            dstatus = dep.get("status") or {}
+            ready = f"{dstatus.get('readyReplicas', 0)}/{dep['spec'].get('replicas', 0)}"
+            node = branch.add(f"⧉ {dep['metadata']['name']}  Deployment  {track}  ready:{ready}")
+            for pod in sorted(pods_by_track.get(track, []), key=lambda p: p["metadata"]["name"]):
+                state = pod_state(pod)
+                mark = ("✔", "green") if state.ready else (("✖", "red") if state.crash_looping else ("◌", "yellow"))
+                pod_revision = state.revision if state.revision is not None else "?"
+                node.add(Text.assemble(
+                    (f"{mark[0]} ", mark[1]),
+                    f"{state.name}  Pod  {state.phase}  ready:{int(state.ready)}/1"
+                    f"  restarts:{state.restarts}  rev:{pod_revision}"
+                    + ("  terminating" if state.deleting else ""),
+                ))
+    return Group(header, Text(""), root)
+
+
+def show(ctx: Context, name: str, *, watch: bool, interval: float = 1.0) -> None:
+    console = Console()
+    if not watch:
+        console.print(render_view(*_fetch(ctx, name)))
+        return
+    with Live(render_view(*_fetch(ctx, name)), console=console, refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(interval)  # a terminal redraw cadence, not synchronisation
+                live.update(render_view(*_fetch(ctx, name)))
+        except KeyboardInterrupt:
+            pass
