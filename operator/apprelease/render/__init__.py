@@ -45,7 +45,8 @@ def render_children(app: AppRelease, desired: DesiredChildren) -> list[dict[str,
     """Every child in apply order: config first so new pods can mount it, Ingress last."""
     nginx = app.spec.strategy.canary is not None and app.spec.strategy.canary.traffic_routing == "nginx"
     children = _configmaps(app, desired)
-    children.append(render_service(app))
+    if app.spec.container_ports():  # a Service without ports is invalid: workers get none
+        children.append(render_service(app))
     if nginx:
         children += [render_track_service(app, "stable"), render_track_service(app, "canary")]
     children += [render_deployment(app, plan) for plan in desired.tracks]

@@ -1,0 +1,187 @@
+"""`dev`: a real local Kubernetes control plane (etcd, apiserver, controllers, scheduler,
+KWOK fake nodes) for developing and testing the operator, started with one command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from apprelease.dev import components
+from apprelease.dev.build import ensure_binaries
+from apprelease.dev.cluster import DEFAULT_NODES, DEFAULT_START_TIMEOUT_SECONDS, ClusterError, LocalCluster, tail_of
+from apprelease.dev.go_runner import BuildError
+from apprelease.dev.paths import default_state_dir
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def _cluster(ctx: click.Context, nodes: int = DEFAULT_NODES) -> LocalCluster:
+    state_dir: Path = ctx.obj["state_dir"]
+    return LocalCluster(state_dir, nodes=nodes)
+
+
+@click.group(name="dev")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the cluster keeps state, PKI, logs and etcd data "
+    "(default: $APPRELEASE_DEV_DIR or ~/.cache/apprelease/dev/default).",
+)
+@click.pass_context
+def dev(ctx: click.Context, state_dir: Path | None) -> None:
+    """Run a local Kubernetes control plane with fake (KWOK) nodes."""
+    ctx.ensure_object(dict)
+    ctx.obj["state_dir"] = state_dir or default_state_dir()
+
+
+@dev.command()
+@click.option("--nodes", type=click.IntRange(1, 100), default=DEFAULT_NODES, show_default=True, help="Fake nodes to register.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until nodes are Ready and pods can be created. --no-wait returns once the "
+    "processes run and the nodes are registered.",
+)
+@click.option("--timeout", type=float, default=DEFAULT_START_TIMEOUT_SECONDS, show_default=True, help="Seconds to wait for health.")
+@click.pass_context
+def up(ctx: click.Context, nodes: int, wait: bool, timeout: float) -> None:
+    """Build the binaries if missing, start the cluster and leave it running in the background."""
+    cluster = _cluster(ctx, nodes)
+    if cluster.is_running():
+        click.echo(f"A cluster is already running from {cluster.state_dir}.")
+        _print_kubeconfig_hint(cluster)
+        return
+    try:
+        ensure_binaries(progress=click.echo)
+        started = time.monotonic()
+        cluster.up(wait=wait, timeout=timeout, progress=click.echo)
+    except (BuildError, ClusterError) as error:
+        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Logs: {cluster.logs_dir}", err=True)
+        sys.exit(1)
+    click.echo(f"Started in {time.monotonic() - started:.1f} s; logs in {cluster.logs_dir}")
+    _print_kubeconfig_hint(cluster)
+
+
+def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
+    click.echo(f"Kubeconfig: {cluster.kubeconfig}")
+    click.echo(f"  export KUBECONFIG={cluster.kubeconfig}")
+
+
+@dev.command()
+@click.option("--keep-data", is_flag=True, help="Keep etcd's data (the next `up` starts from it).")
+@click.pass_context
+def down(ctx: click.Context, keep_data: bool) -> None:
+    """Stop every process of the cluster (SIGTERM, then SIGKILL) and remove its etcd data."""
+    cluster = _cluster(ctx)
+    if cluster.state() is None:
+        click.echo(f"No cluster recorded in {cluster.state_dir}; nothing to stop.")
+        return
+    try:
+        cluster.down(keep_data=keep_data)
+    except ClusterError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"Stopped the cluster in {cluster.state_dir}{' (etcd data kept)' if keep_data else ''}.")
+
+
+@dev.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show components, PIDs, ports and health; exit 1 unless everything is healthy."""
+    cluster = _cluster(ctx)
+    state = cluster.state()
+    if state is None:
+        click.echo(f"No cluster recorded in {cluster.state_dir}.")
+        sys.exit(1)
+    statuses = cluster.status()
+    click.echo(f"{'COMPONENT':<24} {'PID':>7} {'PORT':>6}  {'RUNNING':<8} {'HEALTHY':<8}")
+    for item in statuses:
+        click.echo(
+            f"{item.name:<24} {item.pid:>7} {item.port or '-':>6}  "
+            f"{'yes' if item.running else 'no':<8} {'yes' if item.healthy else 'no':<8}"
+        )
+    click.echo(f"API server: {state.apiserver_url}")
+    click.echo(f"Nodes: {', '.join(state.node_names)}")
+    click.echo(f"Kubeconfig: {state.kubeconfig}")
+    if not statuses or not all(item.healthy for item in statuses):
+        sys.exit(1)
+
+
+@dev.command()
+@click.pass_context
+def kubeconfig(ctx: click.Context) -> None:
+    """Print the path of the admin kubeconfig."""
+    cluster = _cluster(ctx)
+    if not cluster.kubeconfig.exists():
+        click.echo(f"No kubeconfig at {cluster.kubeconfig} (run `dev up`).", err=True)
+        sys.exit(1)
+    click.echo(str(cluster.kubeconfig))
+
+
+@dev.command()
+@click.argument("component", required=False, type=click.Choice(components.COMPONENTS))
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("--tail", "tail_lines", type=int, default=None, help="Only the last N lines (default: all of one log, 20 of each otherwise).")
+@click.pass_context
+def logs(ctx: click.Context, component: str | None, follow: bool, tail_lines: int | None) -> None:
+    """Print a component's log, or the tail of every log."""
+    cluster = _cluster(ctx)
+    names = [component] if component else list(components.COMPONENTS)
+    paths = {name: cluster.layout.log(name) for name in names}
+    if component:
+        path = paths[component]
+        if not path.exists():
+            click.echo(f"No log at {path}.", err=True)
+            sys.exit(1)
+        click.echo(tail_of(path, tail_lines) if tail_lines else path.read_text(errors="replace"), nl=tail_lines is not None)
+    else:
+        for name, path in paths.items():
+            click.echo(f"==> {path} <==")
+            click.echo(tail_of(path, tail_lines or 20))
+    if follow:
+        _follow(paths, prefix=component is None)
+
+
+def _follow(paths: dict[str, Path], *, prefix: bool) -> None:
+    offsets = {name: (path.stat().st_size if path.exists() else 0) for name, path in paths.items()}
+    try:
+        while True:
+            for name, path in paths.items():
+                if not path.exists():
+                    continue
+                size = path.stat().st_size
+                if size < offsets[name]:  # a new `up` recreated the log
+                    offsets[name] = 0
+                if size == offsets[name]:
+                    continue
+                with path.open("r", errors="replace") as handle:
+                    handle.seek(offsets[name])
+                    chunk = handle.read()
+                    offsets[name] = handle.tell()
+                for line in chunk.splitlines():
+                    click.echo(f"[{name}] {line}" if prefix else line)
+            time.sleep(FOLLOW_POLL_SECONDS)
+    except KeyboardInterrupt:
+        pass
+
+
+@dev.command()
+@click.option("--force", is_flag=True, help="Rebuild even if all binaries are present.")
+def build(force: bool) -> None:
+    """Build the control-plane binaries from Go modules (cached per version)."""
+    try:
+        directory = ensure_binaries(progress=click.echo, force=force)
+    except BuildError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    click.echo(str(directory))
+
+
+if __name__ == "__main__":
+    dev()

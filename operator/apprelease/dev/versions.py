@@ -1,0 +1,31 @@
+"""Pinned versions of the local control plane, in one place.
+
+Bumping a version here changes the binaries' cache key, so the next `dev up` rebuilds.
+"""
+
+from __future__ import annotations
+
+# The Kubernetes release whose kube-apiserver, kube-controller-manager, kube-scheduler and
+# kubectl we build from source.
+KUBERNETES_VERSION = "v1.36.1"
+# KWOK simulates nodes and pod lifecycles (no kubelet, no containers).
+KWOK_VERSION = "v0.8.0"
+# etcd server, built from the same Go module graph as Kubernetes.
+ETCD_VERSION = "v3.6.8"
+
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+KWOK_MODULE = "sigs.k8s.io/kwok"
+ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
+
+
+def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
+    """k8s.io/<staging> modules are tagged v0.<minor>.<patch> for Kubernetes v1.<minor>.<patch>."""
+    major, minor, patch = kubernetes_version.lstrip("v").split(".")
+    if major != "1":
+        raise ValueError(f"unexpected Kubernetes version {kubernetes_version!r}")
+    return f"v0.{minor}.{patch}"
+
+
+def binaries_key() -> str:
+    """Name of the cache directory holding binaries built from exactly these versions."""
+    return f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}"
