@@ -86,7 +86,7 @@ def test_canary_walks_steps_with_pauses_and_promotes() -> None:
     assert sim.status.phase == "Paused"
     assert sim.status.actual_weight == 25  # 1 canary pod next to 3 stable pods
     assert sim.status.set_weight == 20
-    assert sim.status.step == "1/4"
+    assert sim.status.step == "2/4"  # working on step 2 (the pause)
 
     sim.annotate(requests.PROMOTE, "step:1")
     sim.settle()  # → step 2 (setWeight 50) → ready → step 3 (pause 30s)

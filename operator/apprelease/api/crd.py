@@ -71,9 +71,14 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             node.pop("default")
         if len(branches) == 1:
             return structural(_merge(node, branches[0]), defs)
-        kinds = {structural(b, defs).get("type") for b in branches}
+        converted = [structural(b, defs) for b in branches]
+        kinds = {b.get("type") for b in converted}
         if kinds <= {"integer", "string"}:
             node["x-kubernetes-int-or-string"] = True
+            # Keep the string branch's bound: CEL cost estimation needs it.
+            lengths = [b["maxLength"] for b in converted if "maxLength" in b]
+            if lengths:
+                node["maxLength"] = max(lengths)
             return node
         raise ValueError(f"cannot express union of {sorted(map(str, kinds))} structurally")
 

@@ -53,7 +53,7 @@ class IngressPath(ApiModel):
 
 class IngressRule(ApiModel):
     host: Host | None = None
-    paths: Annotated[list[IngressPath], Field(min_length=1, max_length=64)] = Field(
+    paths: Annotated[list[IngressPath], Field(min_length=1, max_length=32)] = Field(
         default_factory=lambda: [IngressPath()]
     )
 
@@ -77,7 +77,7 @@ class IngressSpec(ApiModel):
     path: HttpPath | None = None
     path_type: PathType = "Prefix"
     port: PortRef | None = None
-    rules: Annotated[list[IngressRule], Field(max_length=64)] = Field(default_factory=list)
+    rules: Annotated[list[IngressRule], Field(max_length=32)] = Field(default_factory=list)
     class_name: ObjectName | None = None
     annotations: Annotations = Field(default_factory=dict)
     tls: Annotated[list[IngressTLS], Field(max_length=32)] = Field(default_factory=list)

@@ -38,7 +38,7 @@ PortRef = Annotated[
     ),
 ]
 # int-or-string like Kubernetes' own Quantity fields; write fractions as strings ("500m", "0.5").
-Quantity = int | str
+Quantity = int | Annotated[str, Field(max_length=32)]
 
 
 class ContainerPort(ApiModel):
@@ -218,7 +218,7 @@ def _quantities() -> object:
         default_factory=dict,
         json_schema_extra=validations(
             cel(_QUANTITY_RULE, "values must be Kubernetes quantities such as 250m, 1, 512Mi"),
-            maxProperties=16,
+            maxProperties=8,
         ),
     )
 

@@ -16,6 +16,9 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    if not verbose:
+        # kopf logs every handler call at INFO: one line per watch event, noise at scale.
+        logging.getLogger("kopf").setLevel(logging.WARNING)
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)

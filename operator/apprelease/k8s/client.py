@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from ..controller import metrics
 
 FIELD_MANAGER = "apprelease"
+REQUEST_TIMEOUT = (10, 60)  # connect, read: a hung apiserver must not hang a worker
 USER_AGENT = "apprelease-operator"
 
 
@@ -82,16 +83,19 @@ class ApiError(Exception):
         return self.status in (400, 403, 422)
 
     @classmethod
-    def from_exception(cls, exc: ApiException) -> ApiError:
-        message = exc.reason or ""
-        reason = str(exc.reason or "")
+    def from_body(cls, status: int, reason: str, body: bytes | str | None) -> ApiError:
+        message = reason
         try:
-            payload = json.loads(exc.body or "{}")
+            payload = json.loads(body or "{}")
             message = payload.get("message", message)
             reason = payload.get("reason", reason)
         except (TypeError, ValueError):
             pass
-        return cls(int(exc.status or 0), reason, message)
+        return cls(status, reason, message)
+
+    @classmethod
+    def from_exception(cls, exc: ApiException) -> ApiError:
+        return cls.from_body(int(exc.status or 0), str(exc.reason or ""), exc.body)
 
 
 def load_api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s_client.ApiClient:
@@ -126,22 +130,23 @@ class Kube:
         resource: str = "",
     ) -> Any:
         verb = method.lower()
+        serialized = self._api.param_serialize(
+            method,
+            path,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         try:
-            response = self._api.call_api(
-                path,
-                method,
-                query_params=list((query or {}).items()),
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
+            response = self._api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             metrics.API_REQUESTS.labels(verb, resource, str(exc.status)).inc()
             raise ApiError.from_exception(exc) from None
+        data = response.read()
         metrics.API_REQUESTS.labels(verb, resource, str(response.status)).inc()
-        data = response.data
+        if response.status >= 400:
+            raise ApiError.from_body(response.status, response.reason or "", data)
         return json.loads(data) if data else None
 
     # Convenience wrappers ----------------------------------------------------------------

@@ -36,6 +36,13 @@ def _actual_weight(app: AppRelease, rollout: Rollout, stable: TrackStatus, canar
     return round(100 * canary.ready_replicas / total) if total else 0
 
 
+def _step_column(index: int | None, steps: int) -> str:
+    """The step being worked on, 1-based like the messages ("step 2/4"); n/n when done."""
+    if index is None or steps == 0:
+        return f"{steps}/{steps}"
+    return f"{min(index + 1, steps)}/{steps}"
+
+
 def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase, str, str]:
     """(phase, reason, message)."""
     spec = app.spec
@@ -136,7 +143,7 @@ def summarize(
         canary_revision_hash=rollout.canary.hash if rollout.canary else None,
         current_step_index=step_index,
         step_count=steps,
-        step=f"{step_index}/{steps}" if canary_spec else "",
+        step=_step_column(step_index, steps) if canary_spec else "",
         set_weight=rollout.set_weight if rollout.canary else (100 if canary_spec else None),
         actual_weight=_actual_weight(app, rollout, stable, canary) if canary_spec else None,
         step_start_time=progress.step_start if progress else None,
