@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from ..api.spec import GROUP, PLURAL, VERSION
+from ..k8s.client import connection_info, load_configuration
 from ..k8s.observe import app_key_of, pod_state, slim_app, slim_object, slim_revision
 from ..render import labels
 from .runtime import Runtime
@@ -40,6 +41,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
         start_http_server(options.metrics_port)
     log.info("apprelease operator started (%d workers)", options.workers)
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf connects with exactly the configuration our own client uses."""
+    options: RunOptions = memo.get("options") or RunOptions()
+    return connection_info(load_configuration(options.kubeconfig))
 
 
 @kopf.on.cleanup()

@@ -117,6 +117,8 @@ class Reconciler:
             writes += self._apply(desired, children)
             writes += self._prune(app, desired, children, plan.revisions_to_delete)
         except ApiError as exc:
+            if exc.namespace_terminating:
+                return Outcome(None, None, writes)
             if exc.invalid:
                 return self._stalled(body, "ApplyFailed", exc.message)
             raise TransientError(f"apiserver: {exc}") from exc
@@ -124,7 +126,13 @@ class Reconciler:
         new_status = plan.status
         if registration is not None:
             new_status = new_status.model_copy(update={"registration": registration})
-        if self._write_status(body, new_status):
+        try:
+            status_written = self._write_status(body, new_status)
+        except ApiError as exc:
+            if exc.namespace_terminating or exc.not_found:
+                return Outcome(None, None, writes)
+            raise TransientError(f"apiserver: {exc}") from exc
+        if status_written:
             writes += 1
             for event in plan.events:
                 metrics.TRANSITIONS.labels(event.reason).inc()
@@ -214,7 +222,13 @@ class Reconciler:
                 "conditions": C.merge_conditions(previous.conditions, conds + kept, now=now, generation=generation),
             }
         )
-        if self._write_status(body, status):
+        try:
+            written = self._write_status(body, status)
+        except ApiError as exc:
+            if exc.namespace_terminating:
+                return Outcome(None, None, 0)
+            raise TransientError(f"apiserver: {exc}") from exc
+        if written:
             self.events.post(body, Event("Warning", reason, message))
             return Outcome(INVALID_RETRY_SECONDS, "Degraded", 1)
         return Outcome(INVALID_RETRY_SECONDS, "Degraded", 0)

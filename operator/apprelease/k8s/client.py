@@ -9,6 +9,7 @@ import time.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,11 @@ class ApiError(Exception):
         return self.status == 409
 
     @property
+    def namespace_terminating(self) -> bool:
+        """The namespace is being deleted: nothing we write there will last."""
+        return self.status == 403 and "being terminated" in self.message
+
+    @property
     def invalid(self) -> bool:
         """The request itself is wrong (fix the spec), as opposed to a transient failure."""
         return self.status in (400, 403, 422)
@@ -98,18 +104,44 @@ class ApiError(Exception):
         return cls.from_body(int(exc.status or 0), str(exc.reason or ""), exc.body)
 
 
-def load_api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s_client.ApiClient:
+def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuration:
+    """In-cluster config when running in a pod, else the kubeconfig (explicit or default)."""
     configuration = k8s_client.Configuration()
-    try:
-        if kubeconfig:
-            raise k8s_config.ConfigException("explicit kubeconfig given")
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if not kubeconfig:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            return configuration
+        except k8s_config.ConfigException:
+            pass
+    k8s_config.load_kube_config(
+        config_file=kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None,
+        client_configuration=configuration,
+    )
+    return configuration
+
+
+def load_api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s_client.ApiClient:
+    configuration = load_configuration(kubeconfig)
     configuration.connection_pool_maxsize = pool_size
     api = k8s_client.ApiClient(configuration)
     api.user_agent = USER_AGENT
     return api
+
+
+def connection_info(configuration: k8s_client.Configuration) -> Any:
+    """The same credentials, in the shape kopf's own (aiohttp) client wants."""
+    import kopf
+
+    scheme, _, token = (configuration.api_key.get("authorization") or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme=scheme or None,
+        token=token or None,
+    )
 
 
 class Kube:

@@ -1,0 +1,1 @@
+"""pytest plugins (registered from tests/conftest.py via `pytest_plugins`)."""
