@@ -11,7 +11,13 @@ import click
 
 from apprelease.dev import components
 from apprelease.dev.build import ensure_binaries
-from apprelease.dev.cluster import DEFAULT_NODES, DEFAULT_START_TIMEOUT_SECONDS, ClusterError, LocalCluster, tail_of
+from apprelease.dev.cluster import (
+    DEFAULT_NODES,
+    DEFAULT_START_TIMEOUT_SECONDS,
+    ClusterError,
+    LocalCluster,
+    tail_of,
+)
 from apprelease.dev.go_runner import BuildError
 from apprelease.dev.paths import default_state_dir
 
@@ -39,7 +45,13 @@ def dev(ctx: click.Context, state_dir: Path | None) -> None:
 
 
 @dev.command()
-@click.option("--nodes", type=click.IntRange(1, 100), default=DEFAULT_NODES, show_default=True, help="Fake nodes to register.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 100),
+    default=DEFAULT_NODES,
+    show_default=True,
+    help="Fake nodes to register.",
+)
 @click.option(
     "--wait/--no-wait",
     default=True,
@@ -47,7 +59,13 @@ def dev(ctx: click.Context, state_dir: Path | None) -> None:
     help="Wait until nodes are Ready and pods can be created. --no-wait returns once the "
     "processes run and the nodes are registered.",
 )
-@click.option("--timeout", type=float, default=DEFAULT_START_TIMEOUT_SECONDS, show_default=True, help="Seconds to wait for health.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=DEFAULT_START_TIMEOUT_SECONDS,
+    show_default=True,
+    help="Seconds to wait for health.",
+)
 @click.pass_context
 def up(ctx: click.Context, nodes: int, wait: bool, timeout: float) -> None:
     """Build the binaries if missing, start the cluster and leave it running in the background."""
@@ -87,7 +105,9 @@ def down(ctx: click.Context, keep_data: bool) -> None:
     except ClusterError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
-    click.echo(f"Stopped the cluster in {cluster.state_dir}{' (etcd data kept)' if keep_data else ''}.")
+    click.echo(
+        f"Stopped the cluster in {cluster.state_dir}{' (etcd data kept)' if keep_data else ''}."
+    )
 
 
 @dev.command()
@@ -127,7 +147,13 @@ def kubeconfig(ctx: click.Context) -> None:
 @dev.command()
 @click.argument("component", required=False, type=click.Choice(components.COMPONENTS))
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
-@click.option("--tail", "tail_lines", type=int, default=None, help="Only the last N lines (default: all of one log, 20 of each otherwise).")
+@click.option(
+    "--tail",
+    "tail_lines",
+    type=int,
+    default=None,
+    help="Only the last N lines (default: all of one log, 20 of each otherwise).",
+)
 @click.pass_context
 def logs(ctx: click.Context, component: str | None, follow: bool, tail_lines: int | None) -> None:
     """Print a component's log, or the tail of every log."""
@@ -139,9 +165,12 @@ def logs(ctx: click.Context, component: str | None, follow: bool, tail_lines: in
         if not path.exists():
             click.echo(f"No log at {path}.", err=True)
             sys.exit(1)
-        click.echo(tail_of(path, tail_lines) if tail_lines else path.read_text(errors="replace"), nl=tail_lines is not None)
+        click.echo(
+            tail_of(path, tail_lines) if tail_lines else path.read_text(errors="replace"),
+            nl=tail_lines is not None,
+        )
     else:
-        for name, path in paths.items():
+        for _name, path in paths.items():
             click.echo(f"==> {path} <==")
             click.echo(tail_of(path, tail_lines or 20))
     if follow:

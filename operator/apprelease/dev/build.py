@@ -36,7 +36,9 @@ class GoProgram:
 
 PROGRAMS: tuple[GoProgram, ...] = (
     GoProgram("kube-apiserver", f"{versions.KUBERNETES_MODULE}/cmd/kube-apiserver"),
-    GoProgram("kube-controller-manager", f"{versions.KUBERNETES_MODULE}/cmd/kube-controller-manager"),
+    GoProgram(
+        "kube-controller-manager", f"{versions.KUBERNETES_MODULE}/cmd/kube-controller-manager"
+    ),
     GoProgram("kube-scheduler", f"{versions.KUBERNETES_MODULE}/cmd/kube-scheduler"),
     GoProgram("kubectl", f"{versions.KUBERNETES_MODULE}/cmd/kubectl"),
     GoProgram("kwok", f"{versions.KWOK_MODULE}/cmd/kwok"),
@@ -133,14 +135,21 @@ def _kubernetes_module_facts(work_dir: Path) -> tuple[str, list[str], str]:
     step = "reading Kubernetes' go.mod"
     download = json.loads(
         capture_go(
-            ["mod", "download", "-json", f"{versions.KUBERNETES_MODULE}@{versions.KUBERNETES_VERSION}"],
+            [
+                "mod",
+                "download",
+                "-json",
+                f"{versions.KUBERNETES_MODULE}@{versions.KUBERNETES_VERSION}",
+            ],
             step=step,
             cwd=work_dir,
         )
     )
     if download.get("Error"):
         raise BuildError(step, str(download["Error"]))
-    gomod = json.loads(capture_go(["mod", "edit", "-json", download["GoMod"]], step=step, cwd=work_dir))
+    gomod = json.loads(
+        capture_go(["mod", "edit", "-json", download["GoMod"]], step=step, cwd=work_dir)
+    )
     staging_modules = [
         replace["Old"]["Path"]
         for replace in gomod.get("Replace") or []
@@ -173,7 +182,12 @@ def _write_wrapper_module(module_dir: Path, progress: Progress) -> None:
     edits += [f"-replace={module}={module}@{staging_version}" for module in staging_modules]
     run_go(["mod", "edit", *edits], step=step, cwd=module_dir, progress=progress)
     progress("  resolving dependencies (go mod tidy)")
-    run_go(["mod", "tidy"], step="resolving dependencies (go mod tidy)", cwd=module_dir, progress=progress)
+    run_go(
+        ["mod", "tidy"],
+        step="resolving dependencies (go mod tidy)",
+        cwd=module_dir,
+        progress=progress,
+    )
 
 
 def _tools_source() -> str:

@@ -52,7 +52,11 @@ CLIENT_IDENTITIES: dict[str, ClientIdentity] = {
     # KWOK patches status of nodes and pods, renews leases and deletes pods: a kubelet for
     # every node at once, which no narrower built-in role covers.
     "kwok": ClientIdentity("kwok-controller", ("system:masters",)),
-    "apiserver-kubelet-client": ClientIdentity("kube-apiserver-kubelet-client", ("system:masters",)),
+    # The apiserver's identity towards aggregated API servers (requestheader auth).
+    "front-proxy-client": ClientIdentity("front-proxy-client"),
+    "apiserver-kubelet-client": ClientIdentity(
+        "kube-apiserver-kubelet-client", ("system:masters",)
+    ),
 }
 # Serving certificates and the names they are valid for.
 SERVING_CERTS: dict[str, tuple[str, ...]] = {

@@ -23,8 +23,14 @@ from apprelease.dev.fake_nodes import node_manifest, node_name
 from apprelease.dev.kubeconfig import write_kubeconfig
 from apprelease.dev.kwok_stages import write_stages_config
 from apprelease.dev.paths import default_state_dir
-from apprelease.dev.probes import AdminClient, etcd_healthy, http_ok
-from apprelease.dev.processes import DEFAULT_STOP_GRACE_SECONDS, free_ports, is_running, start_detached, stop_groups
+from apprelease.dev.probes import AdminClient, ApiRequestError, etcd_healthy, http_ok
+from apprelease.dev.processes import (
+    DEFAULT_STOP_GRACE_SECONDS,
+    free_ports,
+    is_running,
+    start_detached,
+    stop_groups,
+)
 from apprelease.dev.state import ClusterState, ComponentState, load_state, remove_state, save_state
 
 Progress = Callable[[str], None]
@@ -50,7 +56,9 @@ class ClusterStartError(ClusterError):
     """A component did not come up; the message names it and ends with its log's tail."""
 
     def __init__(self, component: str, reason: str, log_tail: str) -> None:
-        super().__init__(f"{component}: {reason}\n--- last lines of {component}'s log ---\n{log_tail}")
+        super().__init__(
+            f"{component}: {reason}\n--- last lines of {component}'s log ---\n{log_tail}"
+        )
         self.component = component
         self.reason = reason
         self.log_tail = log_tail
@@ -75,7 +83,13 @@ def tail_of(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 class LocalCluster:
-    def __init__(self, state_dir: Path | None = None, *, nodes: int = DEFAULT_NODES, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        nodes: int = DEFAULT_NODES,
+        bin_dir: Path | None = None,
+    ) -> None:
         self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
         self.layout = c.Layout(self.state_dir)
         self.nodes = nodes
@@ -99,7 +113,9 @@ class LocalCluster:
 
     def is_running(self) -> bool:
         state = self.state()
-        return state is not None and any(is_running(comp.identity) for comp in state.components.values())
+        return state is not None and any(
+            is_running(comp.identity) for comp in state.components.values()
+        )
 
     # --- start -------------------------------------------------------------------------
 
@@ -112,8 +128,17 @@ class LocalCluster:
     ) -> ClusterState:
         """Start every component; with `wait`, return only once the cluster is usable."""
         if self.is_running():
-            raise ClusterError(f"a cluster is already running from {self.state_dir} (run `down` first)")
-        remove_state(self.state_dir)  # leftovers of a cluster that died without `down`
+            raise ClusterError(
+                f"a cluster is already running from {self.state_dir} (run `down` first)"
+            )
+        if self.state() is not None:
+            # Left by a cluster that died without `down` (`down --keep-data` removes the state
+            # file): its etcd data may be mid-write, so start from scratch.
+            progress(
+                f"Removing leftovers of a cluster that stopped without `down` in {self.state_dir}"
+            )
+            remove_state(self.state_dir)
+            shutil.rmtree(self.layout.etcd_data_dir, ignore_errors=True)
         bin_dir = self._bin_dir or ensure_binaries(progress)
         started = time.monotonic()
         deadline = started + timeout
@@ -134,14 +159,17 @@ class LocalCluster:
         )
         try:
             self._launch(c.ETCD, bin_dir, pki, ports, state)
-            self._wait_for(c.ETCD, lambda: etcd_healthy(ports.etcd_client), "etcd /health", deadline, state)
+            self._wait_for(
+                c.ETCD, lambda: etcd_healthy(ports.etcd_client), "etcd /health", deadline, state
+            )
             self._launch(c.APISERVER, bin_dir, pki, ports, state)
             with AdminClient(state.apiserver_url, pki) as api:
-                self._wait_for(c.APISERVER, lambda: _apiserver_ready(api), "/readyz", deadline, state)
+                self._wait_for(
+                    c.APISERVER, lambda: _apiserver_ready(api), "/readyz", deadline, state
+                )
                 for component in (c.CONTROLLER_MANAGER, c.SCHEDULER, c.KWOK):
                     self._launch(component, bin_dir, pki, ports, state)
-                for index in range(self.nodes):
-                    api.create("/api/v1/nodes", node_manifest(index))
+                self._register_nodes(api)
             progress(f"Control plane processes started; API server at {state.apiserver_url}")
             if wait:
                 self.wait_until_healthy(deadline - time.monotonic(), state=state)
@@ -151,6 +179,17 @@ class LocalCluster:
             raise
         return state
 
+    def _register_nodes(self, api: AdminClient) -> None:
+        for index in range(self.nodes):
+            try:
+                api.create("/api/v1/nodes", node_manifest(index))
+            except ApiRequestError as error:
+                raise ClusterStartError(
+                    c.APISERVER,
+                    f"registering node {node_name(index)} failed: {error}",
+                    self.log_tail(c.APISERVER),
+                ) from error
+
     def _write_configs(self, pki: ClusterPki, ports: c.Ports) -> None:
         server = c.apiserver_url(ports)
         write_kubeconfig(self.kubeconfig, server, pki, "admin")
@@ -158,7 +197,9 @@ class LocalCluster:
             write_kubeconfig(self.layout.component_kubeconfig(component), server, pki, client)
         write_stages_config(self.layout.kwok_stages)
 
-    def _launch(self, component: str, bin_dir: Path, pki: ClusterPki, ports: c.Ports, state: ClusterState) -> None:
+    def _launch(
+        self, component: str, bin_dir: Path, pki: ClusterPki, ports: c.Ports, state: ClusterState
+    ) -> None:
         command = c.command_line(component, bin_dir, self.layout, pki, ports)
         log = self.layout.log(component)
         process, identity = start_detached(command, log_path=log, cwd=self.state_dir)
@@ -174,14 +215,21 @@ class LocalCluster:
         save_state(state)  # at once: a failing start must still be stoppable from elsewhere
 
     def _wait_for(
-        self, component: str, check: Callable[[], bool], what: str, deadline: float, state: ClusterState
+        self,
+        component: str,
+        check: Callable[[], bool],
+        what: str,
+        deadline: float,
+        state: ClusterState,
     ) -> None:
         while True:
             self._raise_if_dead(state)
             if check():
                 return
             if time.monotonic() >= deadline:
-                raise ClusterStartError(component, f"{what} not healthy before the timeout", self.log_tail(component))
+                raise ClusterStartError(
+                    component, f"{what} not healthy before the timeout", self.log_tail(component)
+                )
             time.sleep(POLL_SECONDS)
 
     def _raise_if_dead(self, state: ClusterState) -> None:
@@ -213,16 +261,30 @@ class LocalCluster:
                 time.sleep(POLL_SECONDS)
 
     def _first_unhealthy(self, api: AdminClient, state: ClusterState) -> tuple[str, str] | None:
+        try:
+            return self._first_unhealthy_or_raise(api, state)
+        except ApiRequestError as error:  # e.g. a restart of the apiserver: keep polling
+            return c.APISERVER, str(error)
+
+    def _first_unhealthy_or_raise(
+        self, api: AdminClient, state: ClusterState
+    ) -> tuple[str, str] | None:
         for component in state.components.values():
             if not _component_healthy(component, api):
                 return component.name, "health endpoint not answering 200"
-        nodes = {node["metadata"]["name"]: node for node in (api.get("/api/v1/nodes") or {"items": []})["items"]}
+        nodes = {
+            node["metadata"]["name"]: node
+            for node in (api.get("/api/v1/nodes") or {"items": []})["items"]
+        }
         not_ready = [name for name in state.node_names if not _node_ready(nodes.get(name))]
         if not_ready:
             return c.KWOK, f"nodes not Ready: {', '.join(not_ready)}"
         tainted = [name for name in state.node_names if _not_ready_taint(nodes[name])]
         if tainted:
-            return c.CONTROLLER_MANAGER, f"nodes still tainted {NOT_READY_TAINT}: {', '.join(tainted)}"
+            return (
+                c.CONTROLLER_MANAGER,
+                f"nodes still tainted {NOT_READY_TAINT}: {', '.join(tainted)}",
+            )
         if api.get("/api/v1/namespaces/default/serviceaccounts/default") is None:
             return c.CONTROLLER_MANAGER, "ServiceAccount default/default not created"
         return None
@@ -249,13 +311,17 @@ class LocalCluster:
 
     # --- stop --------------------------------------------------------------------------
 
-    def down(self, *, keep_data: bool = False, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS) -> list[int]:
+    def down(
+        self, *, keep_data: bool = False, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+    ) -> list[int]:
         """Stop every recorded process (SIGTERM, SIGKILL after the grace); return PIDs that
         survived (normally none). etcd data is removed unless `keep_data`; logs stay."""
         state = self.state()
         survivors: list[int] = []
         if state is not None:
-            identities = [component.identity for component in reversed(list(state.components.values()))]
+            identities = [
+                component.identity for component in reversed(list(state.components.values()))
+            ]
             survivors = stop_groups(identities, grace_seconds)
         for child in self._children:
             if child.poll() is None and child.pid not in survivors:
@@ -272,7 +338,7 @@ class LocalCluster:
 def _apiserver_ready(api: AdminClient) -> bool:
     try:
         status, _ = api.text("/readyz")
-    except Exception:
+    except ApiRequestError:
         return False
     return status == 200
 
@@ -294,4 +360,6 @@ def _node_ready(node: dict[str, Any] | None) -> bool:
 
 def _not_ready_taint(node: dict[str, Any]) -> bool:
     """The apiserver taints new Nodes not-ready; the node-lifecycle controller lifts it."""
-    return any(taint.get("key") == NOT_READY_TAINT for taint in node.get("spec", {}).get("taints") or [])
+    return any(
+        taint.get("key") == NOT_READY_TAINT for taint in node.get("spec", {}).get("taints") or []
+    )

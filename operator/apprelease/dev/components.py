@@ -125,7 +125,9 @@ def health_url(component: str, port: int) -> str:
     return f"https://{LOOPBACK}:{port}/healthz"
 
 
-def command_line(component: str, bin_dir: Path, layout: Layout, pki: ClusterPki, ports: Ports) -> list[str]:
+def command_line(
+    component: str, bin_dir: Path, layout: Layout, pki: ClusterPki, ports: Ports
+) -> list[str]:
     binary = str(bin_dir / component)
     if component == ETCD:
         return [binary, *_etcd_args(layout, ports)]
@@ -174,6 +176,15 @@ def _apiserver_args(pki: ClusterPki, ports: Ports) -> list[str]:
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
+        # Front proxy (as kubeadm sets it up, one CA here): aggregated API servers can trust
+        # forwarded users, and components' delegated authn finds the CA it looks for.
+        f"--requestheader-client-ca-file={pki.ca_cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki.cert('front-proxy-client')}",
+        f"--proxy-client-key-file={pki.key('front-proxy-client')}",
         "--allow-privileged=true",
         # logs/exec/port-forward go to the node's InternalIP (127.0.0.1): KWOK's server.
         f"--kubelet-client-certificate={pki.cert('apiserver-kubelet-client')}",

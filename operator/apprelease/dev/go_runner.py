@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import subprocess
@@ -109,16 +110,13 @@ def run_go(
     next_heartbeat = started + heartbeat_seconds
     try:
         while process.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                pass
             now = time.monotonic()
             if now >= next_heartbeat:
-                latest = tail[-1] if tail else "-"
+                seen = f", latest: {tail[-1]}" if tail else " (all cached so far: linking)"
                 progress(
-                    f"  still {step}... {now - started:.0f} s "
-                    f"({len(lines)} lines of output, latest: {latest})"
+                    f"  still {step}... {now - started:.0f} s, {len(lines)} lines of output{seen}"
                 )
                 next_heartbeat = now + heartbeat_seconds
     except BaseException:

@@ -7,9 +7,10 @@ sigs.k8s.io/kwok v0.8.0); the rest adds behaviours our e2e tests select per pod 
 label `e2e.apprelease.io/behavior`:
 
     (none/other)  Pending -> Running + Ready at once, pod IP assigned
-    slow-ready    Pending -> Running, not Ready -> Ready after `e2e.apprelease.io/ready-after`
+    slow-ready    Pending -> Running, not Ready -> Ready at startTime + the pod annotation
+                  `e2e.apprelease.io/ready-after` (Go duration, default 5s)
     not-ready     Pending -> Running, never Ready, containers in CrashLoopBackOff with
-                  restartCount +1 every `e2e.apprelease.io/restart-interval`
+                  restartCount +1 every `e2e.apprelease.io/restart-interval` (default 3s)
     any pod       deletionTimestamp set -> removed after min(grace period, 1 s)
     Job pods      Ready -> Succeeded (what KWOK's pod-complete does)
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from apprelease.dev import kwok_templates as tpl
 
 STAGE_API_VERSION = "kwok.x-k8s.io/v1alpha1"
 
@@ -50,248 +53,6 @@ _READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 _BEHAVIOR = f'.metadata.labels["{BEHAVIOR_LABEL}"]'
 _OWNER_KINDS = ".metadata.ownerReferences.[].kind"
 _SPECIAL_BEHAVIORS = [BEHAVIOR_NOT_READY, BEHAVIOR_SLOW_READY]
-
-# --- Go template fragments (rendered by KWOK with the pod as `.`) -------------------------
-
-_NOW_READY = "{{ $now := Now }}\n{{ $ready := true }}\n"
-_NOW_NOT_READY = "{{ $now := Now }}\n{{ $ready := false }}\n"
-
-_CONDITIONS = """\
-{{ $status := "False" }}
-{{ if $ready }}{{ $status = "True" }}{{ end }}
-conditions:
-- type: Initialized
-  status: "True"
-  lastTransitionTime: {{ $now | Quote }}
-- type: PodReadyToStartContainers
-  status: "True"
-  lastTransitionTime: {{ $now | Quote }}
-- type: ContainersReady
-  status: {{ $status | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-  {{ if not $ready }}
-  reason: ContainersNotReady
-  message: 'containers with unready status: [{{ range .spec.containers }}{{ .name }} {{ end }}]'
-  {{ end }}
-- type: Ready
-  status: {{ $status | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-  {{ if not $ready }}
-  reason: ContainersNotReady
-  message: 'containers with unready status: [{{ range .spec.containers }}{{ .name }} {{ end }}]'
-  {{ end }}
-{{ range .spec.readinessGates }}
-- type: {{ .conditionType | Quote }}
-  status: "True"
-  lastTransitionTime: {{ $now | Quote }}
-{{ end }}
-"""
-
-_CONTAINERS_RUNNING = """\
-{{ $startedAt := or .status.startTime $now }}
-containerStatuses:
-{{ range .spec.containers }}
-- name: {{ .name | Quote }}
-  image: {{ .image | Quote }}
-  ready: {{ $ready }}
-  started: true
-  restartCount: 0
-  state:
-    running:
-      startedAt: {{ $startedAt | Quote }}
-{{ end }}
-"""
-
-# restartCount = previous + 1 (1 on the first crash): the stage matches again after each
-# patch, so the count grows by one per restart interval for as long as the pod exists.
-_CONTAINERS_CRASHLOOPING = """\
-{{ $pod := . }}
-containerStatuses:
-{{ range $container := .spec.containers }}
-{{ $restarts := 1 }}
-{{ range $previous := $pod.status.containerStatuses }}
-{{ if eq $previous.name $container.name }}{{ $restarts = add1 $previous.restartCount }}{{ end }}
-{{ end }}
-- name: {{ $container.name | Quote }}
-  image: {{ $container.image | Quote }}
-  ready: false
-  started: false
-  restartCount: {{ $restarts }}
-  lastState:
-    terminated:
-      exitCode: 1
-      reason: Error
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-  state:
-    waiting:
-      reason: CrashLoopBackOff
-      message: {{ printf "back-off restarting failed container %s in pod %s_%s" $container.name $pod.metadata.name $pod.metadata.namespace | Quote }}
-{{ end }}
-"""
-
-_CONTAINERS_COMPLETED = """\
-containerStatuses:
-{{ range .spec.containers }}
-- name: {{ .name | Quote }}
-  image: {{ .image | Quote }}
-  ready: false
-  started: false
-  restartCount: 0
-  state:
-    terminated:
-      exitCode: 0
-      reason: Completed
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-{{ end }}
-phase: Succeeded
-"""
-
-# As KWOK's pod-ready: init containers ran to completion (sidecars keep running).
-_INIT_CONTAINERS_DONE = """\
-initContainerStatuses:
-{{ range .spec.initContainers }}
-- name: {{ .name | Quote }}
-  image: {{ .image | Quote }}
-  ready: true
-  restartCount: 0
-  {{ if eq .restartPolicy "Always" }}
-  started: true
-  state:
-    running:
-      startedAt: {{ $now | Quote }}
-  {{ else }}
-  state:
-    terminated:
-      exitCode: 0
-      reason: Completed
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-  {{ end }}
-{{ end }}
-"""
-
-# Allocates the pod IP (from the node's podCIDR): only in the stage that starts the pod.
-_NETWORK_AND_RUNNING = """\
-{{ $hostIPs := NodeIPsWith .spec.nodeName }}
-{{ with $hostIPs }}
-hostIP: {{ index . 0 | Quote }}
-hostIPs:
-{{ range . }}
-- ip: {{ . | Quote }}
-{{ end }}
-{{ end }}
-{{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-{{ with $podIPs }}
-podIP: {{ index . 0 | Quote }}
-podIPs:
-{{ range . }}
-- ip: {{ . | Quote }}
-{{ end }}
-{{ end }}
-phase: Running
-startTime: {{ $now | Quote }}
-"""
-
-# Verbatim from KWOK's node-initialize (kustomize/stage/node/fast), which keeps any
-# capacity/allocatable/addresses the Node was created with.
-_NODE_INITIALIZE = """\
-{{ $now := Now }}
-{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-conditions:
-{{ range NodeConditions }}
-- lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $lastTransitionTime | Quote }}
-  message: {{ .message | Quote }}
-  reason: {{ .reason | Quote }}
-  status: {{ .status | Quote }}
-  type: {{ .type  | Quote}}
-{{ end }}
-
-{{ $hasInternalIP := false }}
-{{ $hasHostname := false }}
-{{ range .status.addresses }}
-  {{ if eq .type "InternalIP" }}
-    {{ $hasInternalIP = true }}
-  {{ end }}
-  {{ if eq .type "Hostname" }}
-    {{ $hasHostname = true }}
-  {{ end }}
-{{ end }}
-{{ if or (not $hasInternalIP) (not $hasHostname) }}
-addresses:
-{{ end }}
-{{ if not $hasInternalIP }}
-{{ with NodeIP }}
-- address: {{ . | Quote }}
-  type: InternalIP
-{{ end }}
-{{ end }}
-{{ if not $hasHostname }}
-{{ with NodeName }}
-- address: {{ . | Quote }}
-  type: Hostname
-{{ end }}
-{{ end }}
-
-{{ with NodePort }}
-daemonEndpoints:
-  kubeletEndpoint:
-    Port: {{ . }}
-{{ end }}
-
-allocatable:
-{{ with .status.allocatable }}
-{{ YAML . 1 }}
-{{ else }}
-  cpu: 1k
-  memory: 1Ti
-  pods: 1M
-{{ end }}
-capacity:
-{{ with .status.capacity }}
-{{ YAML . 1 }}
-{{ else }}
-  cpu: 1k
-  memory: 1Ti
-  pods: 1M
-{{ end }}
-
-{{ $nodeInfo := .status.nodeInfo }}
-{{ $kwokVersion := printf "kwok-%s" Version }}
-nodeInfo:
-  architecture: {{ or $nodeInfo.architecture "amd64" }}
-  bootID: {{ or $nodeInfo.bootID `""` }}
-  containerRuntimeVersion: {{ or $nodeInfo.containerRuntimeVersion $kwokVersion }}
-  kernelVersion: {{ or $nodeInfo.kernelVersion $kwokVersion }}
-  kubeProxyVersion: {{ or $nodeInfo.kubeProxyVersion $kwokVersion }}
-  kubeletVersion: {{ or $nodeInfo.kubeletVersion $kwokVersion }}
-  machineID: {{ or $nodeInfo.machineID `""` }}
-  operatingSystem: {{ or $nodeInfo.operatingSystem "linux" }}
-  osImage: {{ or $nodeInfo.osImage `""` }}
-  systemUUID: {{ or $nodeInfo.systemUUID `""` }}
-phase: Running
-"""
-
-# Verbatim from KWOK's node-heartbeat-with-lease: conditions refreshed rarely, the
-# Lease (renewed by kwok's lease controller) is the real heartbeat.
-_NODE_HEARTBEAT = """\
-{{ $now := Now }}
-{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-conditions:
-{{ range NodeConditions }}
-- lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $lastTransitionTime | Quote }}
-  message: {{ .message | Quote }}
-  reason: {{ .reason | Quote }}
-  status: {{ .status | Quote }}
-  type: {{ .type | Quote }}
-{{ end }}
-"""
-
-
-# --- Stage object builders ---------------------------------------------------------------
 
 
 def _match(key: str, operator: str, values: list[str] | None = None) -> dict[str, Any]:
@@ -322,7 +83,10 @@ def _ready_deadline_delay() -> dict[str, Any]:
         f" ? self.status.startTime + duration(self.metadata.annotations[{annotation}]) - Now()"
         f" : self.status.startTime + duration('{DEFAULT_READY_AFTER_MS}ms') - Now()"
     )
-    return {"durationMilliseconds": DEFAULT_READY_AFTER_MS, "durationFrom": {"cel": {"expression": expression}}}
+    return {
+        "durationMilliseconds": DEFAULT_READY_AFTER_MS,
+        "durationFrom": {"cel": {"expression": expression}},
+    }
 
 
 def _stage(
@@ -342,7 +106,12 @@ def _stage(
     spec["steps"] = steps
     if immediate_next_stage:
         spec["immediateNextStage"] = True
-    return {"apiVersion": STAGE_API_VERSION, "kind": "Stage", "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": STAGE_API_VERSION,
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def _alive() -> dict[str, Any]:
@@ -355,13 +124,13 @@ def node_stages() -> list[dict[str, Any]]:
             "node-initialize",
             "Node",
             [_match(_READY, "NotIn", ["True"])],
-            [_status_patch(_NODE_INITIALIZE)],
+            [_status_patch(tpl.NODE_INITIALIZE)],
         ),
         _stage(
             "node-heartbeat-with-lease",
             "Node",
             [_match(_PHASE, "In", ["Running"]), _match(_READY, "In", ["True"])],
-            [_status_patch(_NODE_HEARTBEAT)],
+            [_status_patch(tpl.NODE_HEARTBEAT)],
             delay={
                 "durationMilliseconds": NODE_STATUS_REFRESH_MS,
                 "jitterDurationMilliseconds": NODE_STATUS_REFRESH_JITTER_MS,
@@ -380,41 +149,47 @@ def pod_stages() -> list[dict[str, Any]]:
             "pod-ready",
             "Pod",
             [_alive(), pending, not_ready, _match(_BEHAVIOR, "NotIn", _SPECIAL_BEHAVIORS)],
-            [_status_patch(_NOW_READY + _CONDITIONS + _CONTAINERS_RUNNING + _INIT_CONTAINERS_DONE + _NETWORK_AND_RUNNING)],
+            [_status_patch(tpl.POD_START_READY)],
         ),
         _stage(
             "pod-slow-ready-start",
             "Pod",
             [_alive(), pending, _match(_BEHAVIOR, "In", [BEHAVIOR_SLOW_READY])],
-            [_status_patch(_NOW_NOT_READY + _CONDITIONS + _CONTAINERS_RUNNING + _INIT_CONTAINERS_DONE + _NETWORK_AND_RUNNING)],
+            [_status_patch(tpl.POD_START_NOT_READY)],
         ),
         _stage(
             "pod-slow-ready-become-ready",
             "Pod",
             [_alive(), running, not_ready, _match(_BEHAVIOR, "In", [BEHAVIOR_SLOW_READY])],
-            [_status_patch(_NOW_READY + _CONDITIONS + _CONTAINERS_RUNNING)],
+            [_status_patch(tpl.POD_BECOME_READY)],
             delay=_ready_deadline_delay(),
         ),
         _stage(
             "pod-crashloop-start",
             "Pod",
             [_alive(), pending, _match(_BEHAVIOR, "In", [BEHAVIOR_NOT_READY])],
-            [_status_patch(_NOW_NOT_READY + _CONDITIONS + _CONTAINERS_CRASHLOOPING + _INIT_CONTAINERS_DONE + _NETWORK_AND_RUNNING)],
+            [_status_patch(tpl.POD_START_CRASHLOOP)],
         ),
         _stage(
             "pod-crashloop-restart",
             "Pod",
             [_alive(), running, _match(_BEHAVIOR, "In", [BEHAVIOR_NOT_READY])],
-            [_status_patch(_NOW_NOT_READY + _CONTAINERS_CRASHLOOPING)],
+            [_status_patch(tpl.POD_RESTART)],
             delay=_delay(
-                DEFAULT_RESTART_INTERVAL_MS, f'.metadata.annotations["{RESTART_INTERVAL_ANNOTATION}"]'
+                DEFAULT_RESTART_INTERVAL_MS,
+                f'.metadata.annotations["{RESTART_INTERVAL_ANNOTATION}"]',
             ),
         ),
         _stage(
             "pod-complete",
             "Pod",
-            [_alive(), running, _match(_READY, "In", ["True"]), _match(_OWNER_KINDS, "In", ["Job"])],
-            [_status_patch(_NOW_NOT_READY + _CONDITIONS + _CONTAINERS_COMPLETED)],
+            [
+                _alive(),
+                running,
+                _match(_READY, "In", ["True"]),
+                _match(_OWNER_KINDS, "In", ["Job"]),
+            ],
+            [_status_patch(tpl.POD_COMPLETE)],
         ),
         _stage(
             "pod-delete",

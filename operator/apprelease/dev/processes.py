@@ -8,6 +8,7 @@ the one recorded at launch, so a PID reused by an unrelated process is never kil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -114,17 +115,13 @@ def start_detached(
 
 def _reap_if_our_child(pid: int) -> None:
     """Collect the exit status if `pid` is our own exited child, so it stops being a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _still_ours(identity: ProcessIdentity) -> bool:

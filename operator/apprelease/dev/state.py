@@ -71,7 +71,9 @@ def load_state(state_dir: Path) -> ClusterState | None:
     except FileNotFoundError:
         return None
     if data.get("version") != STATE_VERSION:
-        raise ValueError(f"{path} has state version {data.get('version')}, expected {STATE_VERSION}")
+        raise ValueError(
+            f"{path} has state version {data.get('version')}, expected {STATE_VERSION}"
+        )
     return ClusterState.from_json(data)
 
 

@@ -1,0 +1,217 @@
+"""pytest plugin: a real local Kubernetes control plane for e2e tests.
+
+Fixtures:
+  kube_cluster (session)  the cluster: `.kubeconfig`, `.kubectl(...)`. Reuses the cluster of
+                          $APPRELEASE_TEST_KUBECONFIG if set, else starts a LocalCluster in a
+                          temp dir (building the binaries first if needed) and stops it at the
+                          end of the session. A cluster that cannot start fails the tests.
+  namespace (function)    a fresh namespace, deleted (without waiting) afterwards.
+Helpers:
+  wait_for(predicate, timeout, interval, message)  poll until truthy, else AssertionError.
+  NotYet(observed)  a falsy predicate result that shows up in wait_for's timeout message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+import yaml
+
+from apprelease.dev.build import bin_dir, ensure_binaries, missing_binaries
+from apprelease.dev.cluster import ClusterError, LocalCluster
+from apprelease.dev.go_runner import BuildError
+
+KUBECONFIG_ENV = "APPRELEASE_TEST_KUBECONFIG"
+# Optional: the kubectl to use against a reused cluster (default: ours, else PATH's).
+KUBECTL_ENV = "APPRELEASE_KUBECTL"
+KUBECTL_TIMEOUT_SECONDS = 60.0
+CLUSTER_START_TIMEOUT_SECONDS = 180.0
+NAMESPACE_READY_TIMEOUT_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+class NotYet:
+    """A falsy predicate result that still says what was seen, for wait_for's timeout message.
+
+    `return NotYet(status)` instead of `return False` when the condition does not hold yet.
+    """
+
+    def __init__(self, observed: object) -> None:
+        self.observed = observed
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"NotYet({self.observed!r})"
+
+
+def wait_for(
+    predicate: Callable[[], T | NotYet],
+    timeout: float,
+    interval: float = 0.2,
+    message: str = "condition",
+) -> T:
+    """Call `predicate` until it returns something truthy, and return that.
+
+    On timeout raise AssertionError with `message` and the last value returned: have the
+    predicate return `NotYet(what_it_saw)` rather than False, and that value explains the
+    failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return cast(T, value)
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {message}; last value: {value!r}"
+            )
+        time.sleep(interval)
+
+
+@dataclass
+class KubeCluster:
+    kubeconfig: Path
+    kubectl_binary: Path
+    # The cluster this session started, or None when reusing $APPRELEASE_TEST_KUBECONFIG.
+    local: LocalCluster | None = None
+
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = KUBECTL_TIMEOUT_SECONDS,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; with `check`, a failure raises AssertionError
+        carrying kubectl's stderr (CalledProcessError would hide it)."""
+        command = [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(
+            command, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited with {result.returncode}:\n{result.stderr or result.stdout}"
+            )
+        return result
+
+    def get_json(self, *args: str) -> Any:
+        """`kubectl get <args> -o json`, parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def apply(
+        self, *documents: dict[str, Any], namespace: str | None = None, server_side: bool = False
+    ) -> None:
+        args = ["apply", "-f", "-"]
+        if namespace:
+            args += ["-n", namespace]
+        if server_side:
+            args.append("--server-side")
+        self.kubectl(*args, input=yaml.safe_dump_all(documents, sort_keys=False))
+
+
+def _kubectl_for_reused_cluster() -> Path:
+    configured = os.environ.get(KUBECTL_ENV)
+    if configured:
+        return Path(configured)
+    if not missing_binaries(bin_dir()):
+        return bin_dir() / "kubectl"
+    on_path = shutil.which("kubectl")
+    if on_path:
+        return Path(on_path)
+    return ensure_binaries() / "kubectl"
+
+
+# Carries a build failure from collection time to the fixture that reports it.
+_build_error_key = pytest.StashKey[BuildError]()
+
+
+def _wants_cluster(session: pytest.Session) -> bool:
+    return any("kube_cluster" in getattr(item, "fixturenames", ()) for item in session.items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the binaries before the first test, so a (slow, cold) build does not count
+    against that test's timeout. A failure is reported by the kube_cluster fixture."""
+    if (
+        os.environ.get(KUBECONFIG_ENV)
+        or not _wants_cluster(session)
+        or not missing_binaries(bin_dir())
+    ):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    try:
+        ensure_binaries(progress=progress)
+    except BuildError as error:
+        session.config.stash[_build_error_key] = error
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeCluster]:
+    reused = os.environ.get(KUBECONFIG_ENV)
+    if reused:
+        yield KubeCluster(Path(reused), _kubectl_for_reused_cluster())
+        return
+    build_error = request.config.stash.get(_build_error_key, None)
+    if build_error is not None:
+        pytest.fail(f"could not build the control-plane binaries: {build_error}", pytrace=False)
+    try:
+        binaries = ensure_binaries()
+    except BuildError as error:
+        pytest.fail(f"could not build the control-plane binaries: {error}", pytrace=False)
+    cluster = LocalCluster(tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries)
+    try:
+        cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=lambda line: None)
+    except ClusterError as error:
+        # up() already stopped whatever it had started; its logs stay for inspection.
+        pytest.fail(
+            f"the local cluster could not start: {error}\n(logs: {cluster.logs_dir})", pytrace=False
+        )
+    try:
+        yield KubeCluster(cluster.kubeconfig, binaries / "kubectl", cluster)
+    finally:
+        cluster.down()
+
+
+def _namespace_name(test_name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"e2e-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    kube_cluster.kubectl("create", "namespace", name)
+    # Pods are rejected until the namespace's `default` ServiceAccount exists.
+    wait_for(
+        lambda: (
+            kube_cluster.kubectl(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode
+            == 0
+        ),
+        timeout=NAMESPACE_READY_TIMEOUT_SECONDS,
+        message=f"ServiceAccount {name}/default",
+    )
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
