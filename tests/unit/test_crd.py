@@ -78,3 +78,8 @@ def test_pod_template_preserves_unknown_fields() -> None:
     assert spec["properties"]["podTemplate"]["x-kubernetes-preserve-unknown-fields"] is True
     assert spec["properties"]["port"]["minimum"] == 1
     assert spec["properties"]["port"]["maximum"] == 65535
+
+
+def test_helm_chart_carries_the_same_crd() -> None:
+    chart_copy = ROOT / "deploy" / "helm" / "apprelease" / "crds" / CRD_FILE.name
+    assert chart_copy.read_text() == crd_yaml(), "run `make crds`"

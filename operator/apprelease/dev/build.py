@@ -42,6 +42,7 @@ PROGRAMS: tuple[GoProgram, ...] = (
     GoProgram("kube-scheduler", f"{versions.KUBERNETES_MODULE}/cmd/kube-scheduler"),
     GoProgram("kubectl", f"{versions.KUBERNETES_MODULE}/cmd/kubectl"),
     GoProgram("kwok", f"{versions.KWOK_MODULE}/cmd/kwok"),
+    GoProgram("helm", f"{versions.HELM_MODULE}/cmd/helm"),
     # etcd ships no importable main package, so the wrapper module carries a 1-line one.
     GoProgram("etcd", "./cmd/etcd"),
 )
@@ -52,6 +53,7 @@ EXPECTED_VERSION_TEXT: dict[str, str] = {
     "kube-apiserver": versions.KUBERNETES_VERSION,
     "kwok": versions.KWOK_VERSION,
     "etcd": versions.ETCD_VERSION.lstrip("v"),
+    "helm": versions.HELM_VERSION,
 }
 
 ETCD_MAIN_SOURCE = """\
@@ -175,6 +177,7 @@ def _write_wrapper_module(module_dir: Path, progress: Progress) -> None:
         versions.KUBERNETES_MODULE: versions.KUBERNETES_VERSION,
         versions.KWOK_MODULE: versions.KWOK_VERSION,
         versions.ETCD_SERVER_MODULE: versions.ETCD_VERSION,
+        versions.HELM_MODULE: versions.HELM_VERSION,
     }
     staging_version = versions.staging_version()
     edits = [f"-go={go_directive}"]
@@ -218,6 +221,7 @@ def _version_ldflags(build_date: str) -> list[str]:
     flags: list[str] = []
     for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         flags += [f"-X {package}.{name}={value}" for name, value in values.items()]
+    flags.append(f"-X {versions.HELM_MODULE}/internal/version.version={versions.HELM_VERSION}")
     return flags
 
 
@@ -249,7 +253,7 @@ def _compile(module_dir: Path, output_dir: Path, progress: Progress) -> None:
 def _verify(directory: Path) -> None:
     for binary, expected in EXPECTED_VERSION_TEXT.items():
         result = subprocess.run(
-            [str(directory / binary), "--version"],
+            [str(directory / binary), "version" if binary == "helm" else "--version"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -268,6 +272,7 @@ def _build_info(seconds: float) -> dict[str, object]:
         "kubernetes": versions.KUBERNETES_VERSION,
         "kwok": versions.KWOK_VERSION,
         "etcd": versions.ETCD_VERSION,
+        "helm": versions.HELM_VERSION,
         "binaries": list(BINARIES),
         "buildSeconds": round(seconds, 1),
         "builtAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -13,7 +13,11 @@ KWOK_VERSION = "v0.8.0"
 # etcd server, built from the same Go module graph as Kubernetes.
 ETCD_VERSION = "v3.6.8"
 
+# Helm, to render and check our chart; v4.2.4 uses the same k8s.io v0.36.1 libraries.
+HELM_VERSION = "v4.2.4"
+
 KUBERNETES_MODULE = "k8s.io/kubernetes"
+HELM_MODULE = "helm.sh/helm/v4"
 KWOK_MODULE = "sigs.k8s.io/kwok"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 
@@ -28,4 +32,4 @@ def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
 
 def binaries_key() -> str:
     """Name of the cache directory holding binaries built from exactly these versions."""
-    return f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}"
+    return f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"

@@ -132,7 +132,8 @@ def connection_info(configuration: k8s_client.Configuration) -> Any:
     """The same credentials, in the shape kopf's own (aiohttp) client wants."""
     import kopf
 
-    scheme, _, token = (configuration.api_key.get("authorization") or "").partition(" ")
+    header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    scheme, _, token = header.partition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,

@@ -1,0 +1,37 @@
+# Developer entry points. CI runs .ci/run, which calls the README's test command.
+PYTHON ?= .venv/bin/python
+CRD := crds/apprelease.io_appreleases.yaml
+
+.PHONY: venv crds test unit e2e lint bench bench-full dev-up dev-down
+
+venv:
+	python3 -m venv .venv && .venv/bin/pip install -q -e '.[test,dev]'
+
+crds:
+	$(PYTHON) -m apprelease.cli.main crd -o $(CRD)
+	cp $(CRD) deploy/helm/apprelease/crds/
+
+test:
+	$(PYTHON) -m pytest
+
+unit:
+	$(PYTHON) -m pytest tests/unit
+
+e2e:
+	$(PYTHON) -m pytest tests/e2e tests/nacos
+
+lint:
+	.venv/bin/ruff check operator tests bench
+	.venv/bin/mypy
+
+bench:
+	$(PYTHON) -m bench --quick
+
+bench-full:
+	$(PYTHON) -m bench --full
+
+dev-up:
+	$(PYTHON) -m apprelease.cli.main dev up
+
+dev-down:
+	$(PYTHON) -m apprelease.cli.main dev down
