@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.plugins.cluster import KubeCluster, wait_for
-from tests.plugins.operator import AppReleases, OperatorProcess, hold_still
+from tests.plugins.operator import AppReleases, OperatorProcess, hold_still, other_namespaces_gone
 from tests.support import EXAMPLE, load_yaml
 
 pytestmark = pytest.mark.e2e
@@ -224,16 +224,6 @@ def test_bad_app_does_not_affect_others(arl: AppReleases) -> None:
     arl.apply(rolling_app("fine"))
     arl.wait_phase("fine", "Healthy", timeout=60)
     arl.wait_phase("broken", "Degraded", timeout=60)
-
-
-def other_namespaces_gone(cluster: KubeCluster, mine: str) -> None:
-    """Idleness is only measurable once earlier tests' namespaces finished terminating."""
-
-    def quiet() -> bool:
-        names = [n["metadata"]["name"] for n in cluster.get_json("namespaces")["items"]]
-        return not [n for n in names if n.startswith("e2e-") and n != mine]
-
-    wait_for(quiet, 120, 0.5, "other test namespaces to terminate")
 
 
 def test_converged_operator_makes_no_writes(arl: AppReleases, operator: OperatorProcess) -> None:

@@ -278,3 +278,13 @@ def hold_still(read: Callable[[], Any], seconds: float, interval: float = 0.5) -
         assert current == first, f"changed from {first!r} to {current!r}"
         time.sleep(interval)
     return first
+
+
+def other_namespaces_gone(cluster: KubeCluster, mine: str) -> None:
+    """Idleness is only measurable once earlier tests' namespaces finished terminating."""
+
+    def quiet() -> bool:
+        names = [n["metadata"]["name"] for n in cluster.get_json("namespaces")["items"]]
+        return not [n for n in names if n.startswith("e2e-") and n != mine]
+
+    wait_for(quiet, 120, 0.5, "other test namespaces to terminate")
