@@ -2,22 +2,30 @@
 PYTHON ?= .venv/bin/python
 CRD := crds/apprelease.io_appreleases.yaml
 
-.PHONY: venv crds test unit e2e lint bench bench-full dev-up dev-down
+.PHONY: venv crds test run unit e2e lint bench bench-full dev-up dev-down
 
-venv:
-	python3 -m venv .venv && .venv/bin/pip install -q -e '.[test,dev]'
+venv: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q -e '.[test,dev]'
+	touch $@
+
+# The README's two commands.
+run: venv
+	.venv/bin/apprelease dev run
+
+test: venv
+	.venv/bin/python -m pytest
 
 crds:
 	$(PYTHON) -m apprelease.cli.main crd -o $(CRD)
 	cp $(CRD) deploy/helm/apprelease/crds/
 
-test:
-	$(PYTHON) -m pytest
-
-unit:
+unit: venv
 	$(PYTHON) -m pytest tests/unit
 
-e2e:
+e2e: venv
 	$(PYTHON) -m pytest tests/e2e tests/nacos
 
 lint:

@@ -214,3 +214,36 @@ def build(force: bool) -> None:
 
 if __name__ == "__main__":
     dev()
+
+
+@dev.command(name="run")
+@click.option(
+    "-f", "--filename", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None, help="AppRelease to apply (default: examples/order-service.yaml).",
+)
+@click.pass_context
+def run_embedded(ctx: click.Context, filename: Path | None) -> None:
+    """The embedded default: start the local control plane, install the CRD, run the
+    operator, apply the example and show it converge. Ctrl-C stops everything."""
+    from apprelease.cli.common import Context
+    from apprelease.cli.tree import show
+    from apprelease.dev import embedded
+
+    example = filename or Path(__file__).resolve().parents[3] / "examples" / "order-service.yaml"
+    state_dir: Path = ctx.obj["state_dir"]
+    try:
+        with embedded.embedded_cluster(state_dir, click.echo) as cluster:
+            kube = embedded.kube_for(cluster)
+            click.echo("installing the AppRelease CRD")
+            embedded.install_crd(kube)
+            log_path = cluster.logs_dir / "operator.log"
+            with embedded.operator_process(cluster.kubeconfig, log_path):
+                body = embedded.apply_example(kube, example)
+                meta = body["metadata"]
+                click.echo(f"operator running (log: {log_path}); applied {example.name}")
+                click.echo(f"in another shell: export KUBECONFIG={cluster.kubeconfig}")
+                click.echo("Ctrl-C stops the operator and the cluster.\n")
+                show(Context(str(cluster.kubeconfig), meta.get("namespace")), meta["name"], watch=True)
+    except (BuildError, ClusterError, TimeoutError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)

@@ -191,7 +191,9 @@ class Kube:
         result = self.request("GET", RESOURCES[kind].path(namespace), query=query, resource=kind)
         return list(result.get("items", []))
 
-    def apply(self, obj: dict[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+    def apply(
+        self, obj: dict[str, Any], *, subresource: str | None = None, manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
         """Server-side apply with our field manager; force takes back fields we own."""
         kind = obj["kind"]
         meta = obj["metadata"]
@@ -199,7 +201,7 @@ class Kube:
         return self.request(
             "PATCH",
             path,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            query={"fieldManager": manager, "force": "true"},
             body=obj,
             content_type="application/apply-patch+yaml",
             resource=kind + (f"/{subresource}" if subresource else ""),

@@ -1,0 +1,113 @@
+"""The embedded default: local control plane + CRD + operator + the example, one command.
+
+`apprelease dev run` is what a user without a cluster runs first: it builds what is
+missing, starts everything, applies examples/order-service.yaml and shows it converge.
+Ctrl-C stops the operator and the cluster it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..api.crd import custom_resource_definition
+from ..k8s.client import ApiError, Kube, load_api_client
+from .build import ensure_binaries
+from .cluster import LocalCluster
+
+DEV_MANAGER = "apprelease-dev"  # the field manager of what the demo applies, as a user would
+CRD_NAME = "appreleases.apprelease.io"
+Progress = Callable[[str], None]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def install_crd(kube: Kube) -> None:
+    kube.apply(custom_resource_definition(), manager=DEV_MANAGER)
+
+    def established() -> bool:
+        crd = kube.get("CustomResourceDefinition", None, CRD_NAME)
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    _wait(established, 60, "the AppRelease CRD to be established")
+
+
+def apply_example(kube: Kube, path: Path) -> dict[str, Any]:
+    body = yaml.safe_load(path.read_text())
+    namespace = body["metadata"].get("namespace", "default")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, manager=DEV_MANAGER)
+
+    def service_account() -> bool:
+        try:
+            kube.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+            return True
+        except ApiError:
+            return False
+
+    _wait(service_account, 30, f"namespace {namespace} to be ready")
+    kube.apply(body, manager=DEV_MANAGER)
+    return body
+
+
+@contextmanager
+def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable, "-m", "apprelease.cli.main", "--kubeconfig", str(kubeconfig), "run",
+        "--metrics-port", str(_free_port()), "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@contextmanager
+def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalCluster]:
+    """The local control plane; stopped on exit only if this call started it."""
+    cluster = LocalCluster(state_dir, bin_dir=ensure_binaries(progress=progress))
+    started_here = not cluster.is_running()
+    if started_here:
+        cluster.up(progress=progress)
+    else:
+        progress(f"reusing the running cluster in {state_dir}")
+    try:
+        yield cluster
+    finally:
+        if started_here:
+            progress("stopping the local control plane")
+            cluster.down()
+
+
+def kube_for(cluster: LocalCluster) -> Kube:
+    return Kube(load_api_client(str(cluster.kubeconfig), pool_size=4))
