@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.plugins.cluster", "tests.plugins.operator"]
+pytest_plugins = ["tests.plugins.cluster", "tests.plugins.operator", "tests.plugins.nacos"]

@@ -17,6 +17,9 @@ from apprelease.rollout.observed import (
     RegistryState,
     RevisionRecord,
 )
+from apprelease.registry.base import RegistryInstance
+from apprelease.registry.registration import RegistryRead
+from apprelease.registry.registration import summarize as summarize_registration
 from apprelease.rollout.outcome import Plan
 from apprelease.rollout.planner import plan
 
@@ -48,18 +51,44 @@ class Sim:
     pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True})
     restarts: dict[str, int] = field(default_factory=dict)
     registry: RegistryState | None = None
+    # A simulated Nacos: (ip, port) → healthy; None when no Nacos is configured.
+    nacos: dict[tuple[str, int], bool] | None = None
+    nacos_up: bool = True
+    overrides: dict[tuple[str | None, int | None], bool] = field(default_factory=dict)
+    actions: list[tuple[datetime, Any]] = field(default_factory=list)
+    pods: dict[str, list[PodState]] = field(default_factory=dict)
+    serial: int = 0
     events: list[tuple[str, str]] = field(default_factory=list)
     last: Plan | None = None
 
     def observed(self) -> Observed:
-        pods = []
-        for track, dep in self.deployments.items():
-            for i in range(dep.replicas):
-                pods.append(PodState(name=f"{track}-{i}", track=track,  # type: ignore[arg-type]
-                                     revision=self._number(dep.revision_hash),
-                                     ready=self.pods_ready[track], restarts=self.restarts.get(track, 0)))
-        return Observed(deployments=dict(self.deployments), pods=tuple(pods),
-                        revisions=tuple(self.revisions.values()), registry=self.registry)
+        pods = tuple(
+            replace(p, ready=self.pods_ready[track], restarts=self.restarts.get(track, 0))
+            for track in ("stable", "canary")
+            for p in self.pods.get(track, [])
+        )
+        registration = None
+        registry_state = self.registry
+        if self.nacos is not None:
+            revisions = {t: self._number(d.revision_hash) for t, d in self.deployments.items()}
+            read = RegistryRead(tuple(self.nacos_instances()) if self.nacos_up else None,
+                                None if self.nacos_up else "connection refused")
+            registration = summarize_registration(
+                provider="nacos", service="DEFAULT_GROUP@@shop", read=read, pods=pods, revisions=revisions)
+            registry_state = registration.state
+        return Observed(deployments=dict(self.deployments), pods=pods,
+                        revisions=tuple(self.revisions.values()), registry=registry_state,
+                        registration=registration)
+
+    def nacos_instances(self) -> list[RegistryInstance]:
+        """Every ready pod registers itself (as the app would); overrides live server-side."""
+        assert self.nacos is not None
+        found = []
+        for (ip, port), extra in self.nacos.items():
+            enabled = self.overrides.get((ip, port), True)
+            found.append(RegistryInstance(ip, port, healthy=extra, enabled=enabled, weight=1.0,
+                                          ephemeral=True, cluster="DEFAULT"))
+        return found
 
     def _number(self, digest: str | None) -> int | None:
         record = self.revisions.get(digest or "")
@@ -79,18 +108,49 @@ class Sim:
         return result
 
     def _apply(self, result: Plan) -> None:
+        for action in result.registry_actions:
+            self.actions.append((self.now, action))
+            key = (action.ip, action.port)
+            if action.kind == "disable":
+                self.overrides[key] = False
+            elif action.kind == "clear":
+                self.overrides.pop(key, None)
+            elif action.kind == "deregister" and self.nacos is not None:
+                self.nacos.pop(key, None)
         wanted = {t.track: t for t in result.desired.tracks}
         for track in list(self.deployments):
             if track not in wanted:
                 del self.deployments[track]
+                self.pods[track] = []
         for track, t in wanted.items():
             ready = self.pods_ready[track]
+            self._roll_pods(track, t.revision, t.replicas, ready)
             n = t.replicas if ready else 0
             self.deployments[track] = DeploymentState(
                 track=track, revision_hash=t.revision_hash, replicas=t.replicas,
                 status_replicas=t.replicas, ready_replicas=n, updated_replicas=t.replicas,
                 available_replicas=n,
             )
+        if self.nacos is not None:
+            live = {(p.ip, 8080) for ps in self.pods.values() for p in ps if p.ready}
+            for key in list(self.nacos):
+                if key not in live:
+                    del self.nacos[key]  # the app stopped: its ephemeral instance goes
+            for key in live:
+                self.nacos.setdefault(key, True)
+
+    def _roll_pods(self, track: str, revision: int, replicas: int, ready: bool) -> None:
+        pods = [p for p in self.pods.get(track, []) if p.revision == revision]
+        while len(pods) > replicas:
+            pods.pop()  # the newest goes first
+        while len(pods) < replicas:
+            self.serial += 1
+            pods.append(PodState(
+                name=f"{track}-r{revision}-{self.serial}", track=track, revision=revision,  # type: ignore[arg-type]
+                ready=ready, restarts=self.restarts.get(track, 0), ip=f"10.0.0.{self.serial}",
+                created=f"2026-11-23T10:{self.serial // 60:02d}:{self.serial % 60:02d}Z",
+            ))
+        self.pods[track] = [replace(p, ready=ready, restarts=self.restarts.get(track, 0)) for p in pods]
 
     def settle(self, max_ticks: int = 10) -> Plan:
         """Reconcile until the status stops changing (the watch events would stop)."""

@@ -76,6 +76,17 @@ class RegistrationStatus(StatusModel):
     last_error: str | None = None
 
 
+class DrainingInstance(StatusModel):
+    """An instance taken offline before its pod leaves; its override is cleared once the pod is gone."""
+
+    pod: str
+    ip: str
+    port: int
+    ephemeral: bool = True
+    since: str
+    reason: str = ""
+
+
 class HandledRequests(StatusModel):
     """Values of the request annotations already acted on (promote, abort, retry).
 
@@ -116,6 +127,10 @@ class AppReleaseStatus(StatusModel):
     step_start_time: str | None = None
     pause_start_time: str | None = None
     promoting: bool = Field(False, description="The stable Deployment is taking the canary revision.")
+    promotion_phase: Literal["ScaleCanary", "UpdateStable"] | None = Field(
+        None,
+        description="With a registry: the canary first grows to full size, then stable is drained and updated.",
+    )
     promote_full: bool = False
 
     aborted: bool = False
@@ -126,6 +141,10 @@ class AppReleaseStatus(StatusModel):
     canary: TrackStatus = Field(default_factory=TrackStatus)
     handled_requests: HandledRequests = Field(default_factory=HandledRequests)
     registration: RegistrationStatus | None = None
+    draining: Annotated[list[DrainingInstance], Field(max_length=1000)] = Field(default_factory=list)
+    offline_pods: Annotated[list[str], Field(max_length=1000)] = Field(
+        default_factory=list, description="Pods taken offline on request (apprelease offline)."
+    )
     conditions: Annotated[list[Condition], Field(max_length=32)] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from apprelease.dev import components as c
 from apprelease.dev.build import ensure_binaries
 from apprelease.dev.certs import ClusterPki, ensure_pki
@@ -89,11 +91,15 @@ class LocalCluster:
         *,
         nodes: int = DEFAULT_NODES,
         bin_dir: Path | None = None,
+        audit_policy: dict[str, Any] | None = None,
     ) -> None:
+        """`audit_policy` (opt-in, e.g. components.metadata_audit_policy()): the apiserver
+        writes an audit log to `audit_log`."""
         self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
         self.layout = c.Layout(self.state_dir)
         self.nodes = nodes
         self._bin_dir = bin_dir
+        self.audit_policy = audit_policy
         # Our own children (when started from this process), kept so they can be reaped.
         self._children: list[subprocess.Popen[bytes]] = []
 
@@ -104,6 +110,10 @@ class LocalCluster:
     @property
     def logs_dir(self) -> Path:
         return self.layout.logs_dir
+
+    @property
+    def audit_log(self) -> Path:
+        return self.layout.audit_log
 
     def state(self) -> ClusterState | None:
         return load_state(self.state_dir)
@@ -196,11 +206,15 @@ class LocalCluster:
         for component, client in COMPONENT_CLIENTS.items():
             write_kubeconfig(self.layout.component_kubeconfig(component), server, pki, client)
         write_stages_config(self.layout.kwok_stages)
+        if self.audit_policy is not None:
+            self.layout.audit_policy.write_text(yaml.safe_dump(self.audit_policy, sort_keys=False))
 
     def _launch(
         self, component: str, bin_dir: Path, pki: ClusterPki, ports: c.Ports, state: ClusterState
     ) -> None:
-        command = c.command_line(component, bin_dir, self.layout, pki, ports)
+        command = c.command_line(
+            component, bin_dir, self.layout, pki, ports, audit=self.audit_policy is not None
+        )
         log = self.layout.log(component)
         process, identity = start_detached(command, log_path=log, cwd=self.state_dir)
         self._children.append(process)

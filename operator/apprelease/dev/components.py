@@ -6,8 +6,10 @@ Flags follow what kwokctl's binary runtime and kubeadm use, minus what a dev clu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from apprelease.dev.certs import SERVICE_CLUSTER_IP_RANGE, ClusterPki
 from apprelease.dev.fake_nodes import KWOK_NODE_SELECTOR
@@ -105,6 +107,15 @@ class Layout:
     def kwok_stages(self) -> Path:
         return self.config_dir / "kwok-stages.yaml"
 
+    @property
+    def audit_policy(self) -> Path:
+        return self.config_dir / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log (JSON lines), written only when auditing is enabled."""
+        return self.logs_dir / "kube-apiserver-audit.log"
+
     def component_kubeconfig(self, component: str) -> Path:
         return self.config_dir / f"{component}.kubeconfig"
 
@@ -126,13 +137,20 @@ def health_url(component: str, port: int) -> str:
 
 
 def command_line(
-    component: str, bin_dir: Path, layout: Layout, pki: ClusterPki, ports: Ports
+    component: str,
+    bin_dir: Path,
+    layout: Layout,
+    pki: ClusterPki,
+    ports: Ports,
+    *,
+    audit: bool = False,
 ) -> list[str]:
+    """`audit`: the apiserver writes an audit log (policy at layout.audit_policy)."""
     binary = str(bin_dir / component)
     if component == ETCD:
         return [binary, *_etcd_args(layout, ports)]
     if component == APISERVER:
-        return [binary, *_apiserver_args(pki, ports)]
+        return [binary, *_apiserver_args(pki, ports), *(_audit_args(layout) if audit else [])]
     if component == CONTROLLER_MANAGER:
         return [binary, *_controller_manager_args(layout, pki, ports)]
     if component == SCHEDULER:
@@ -194,6 +212,39 @@ def _apiserver_args(pki: ClusterPki, ports: Ports) -> list[str]:
         # everything reaches the apiserver through the kubeconfig instead.
         "--endpoint-reconciler-type=none",
         "--profiling=false",
+    ]
+
+
+# Opt-in audit log (benchmarks count every request a client makes, from the server's side).
+AUDIT_LOG_MAX_SIZE_MB = 4096  # rotation would split the log; one file is easier to read
+
+
+def metadata_audit_policy(users: Sequence[str] = ()) -> dict[str, Any]:
+    """An audit Policy at Metadata level (who, verb, resource, code; no bodies).
+
+    With `users`, only their requests are logged: exact per-client accounting without
+    the volume of every controller and kubelet lease. The RequestReceived stage is
+    dropped, so each request yields one event (two for long-running ones such as watches).
+    """
+    rule: dict[str, Any] = {"level": "Metadata"}
+    if users:
+        rule["users"] = list(users)
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [rule, {"level": "None"}],
+    }
+
+
+def _audit_args(layout: Layout) -> list[str]:
+    return [
+        f"--audit-policy-file={layout.audit_policy}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-format=json",
+        f"--audit-log-maxsize={AUDIT_LOG_MAX_SIZE_MB}",
+        # Blocking: each event is written as it happens, not buffered in batches.
+        "--audit-log-mode=blocking",
     ]
 
 

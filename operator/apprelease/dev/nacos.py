@@ -593,12 +593,12 @@ def _set_admin_password(server: NacosServer, deadline: float) -> None:
     previous = password_file.read_text().strip() if password_file.exists() else None
     admin_path = "/v3/auth/user/admin" if v3 else "/v1/auth/users/admin"
     with httpx.Client(base_url=server.base_url, timeout=10.0) as http:
-        created = _post_until_answered(http, admin_path, {"password": server.password}, deadline)
-        if created.status_code not in (200, 404, 409):
-            raise NacosStartError(
-                f"initialising the admin user failed (HTTP {created.status_code})"
-            )
-        if created.status_code != 200 and _admin_token(http, server, server.password) is None:
+        answer = _post_until_answered(http, admin_path, {"password": server.password}, deadline)
+        # "Admin exists" is HTTP 409, or HTTP 200 with {"code": 409} in the body (3.x).
+        outcome = _result_code(answer) if answer.status_code == 200 else answer.status_code
+        if outcome not in (0, 404, 409):
+            raise NacosStartError(f"initialising the admin user failed (status {outcome})")
+        if outcome != 0 and _admin_token(http, server, server.password) is None:
             old_token = None
             for old in (previous, LEGACY_DEFAULT_PASSWORD):
                 old_token = _admin_token(http, server, old) if old else None
@@ -623,6 +623,16 @@ def _set_admin_password(server: NacosServer, deadline: float) -> None:
     # The workdir's database now holds this password: remember it for a later start there.
     password_file.touch(mode=0o600)
     password_file.write_text(server.password + "\n")
+
+
+def _result_code(response: httpx.Response) -> int:
+    """The `code` of a `{"code": ..., "data": ...}` answer (0 = success), 0 if there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return 0
+    code = body.get("code", 0) if isinstance(body, dict) else 0
+    return code if isinstance(code, int) else 0
 
 
 def _admin_token(http: httpx.Client, server: NacosServer, password: str) -> str | None:
@@ -720,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--console", action="store_true", help="3.x: also start the console")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server as cleanly as Ctrl-C
     distribution = ensure_nacos(args.version)
     with start_nacos(distribution, args.workdir, with_console=args.console) as server:
         print(f"Nacos {server.version}: {server.base_url} (gRPC port {server.grpc_port})")
@@ -730,6 +741,10 @@ def main(argv: list[str] | None = None) -> int:
             while server.is_running():
                 time.sleep(1)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api.spec import RevisionTemplate
+from ..api.status import Condition, RegistrationStatus
+from ..registry.base import RegistryInstance
 from ..render.naming import Track
 
 
@@ -94,12 +96,25 @@ class RegistryState:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """What the registry says about one AppRelease: status rows, condition, gate, pod map."""
+
+    status: RegistrationStatus
+    condition: Condition
+    state: RegistryState
+    by_pod: Mapping[str, RegistryInstance] = field(default_factory=dict)
+    stale: tuple[RegistryInstance, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observed:
     deployments: Mapping[Track, DeploymentState] = field(default_factory=dict)
     pods: tuple[PodState, ...] = ()
     revisions: tuple[RevisionRecord, ...] = ()
     # None when no registry is configured: nothing gates the rollout.
     registry: RegistryState | None = None
+    # The registration status (EndpointSlices by default, Nacos when configured).
+    registration: Registration | None = None
 
     def pods_of(self, track: Track) -> list[PodState]:
         return [p for p in self.pods if p.track == track and not p.deleting]

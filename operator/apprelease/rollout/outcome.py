@@ -8,6 +8,7 @@ from typing import Literal
 from ..api.status import AppReleaseStatus, HandledRequests
 from ..render import DesiredChildren
 from .canary import CanaryProgress
+from .drain import RegistryAction
 from .observed import RevisionRecord
 
 
@@ -26,6 +27,7 @@ class Plan:
     revisions_to_delete: tuple[RevisionRecord, ...] = ()
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
+    registry_actions: tuple[RegistryAction, ...] = ()
 
 
 @dataclass
@@ -43,3 +45,4 @@ class Rollout:
     events: list[Event] = field(default_factory=list)
     handled: HandledRequests = field(default_factory=HandledRequests)
     waiting_for: str = ""
+    promotion_phase: str | None = None

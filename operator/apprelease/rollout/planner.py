@@ -13,6 +13,7 @@ from ..api.status import AppReleaseStatus, HandledRequests
 from ..render import DesiredChildren, TrackPlan
 from . import requests
 from .canary import CanaryProgress, advance, canary_replicas, crash_looping_pod, weight_at
+from .drain import drain_enabled, plan_drain
 from .observed import Observed, RevisionRecord
 from .outcome import Event, Plan, Rollout
 from .revisions import History, differs_only_by_restart
@@ -47,12 +48,18 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     if rollout.canary is not None:
         rollout.canary = history.get(rollout.canary.hash) or rollout.canary
 
-    desired = _desired(app, rollout, history)
-    new_status = summarize(app, status, observed, rollout, current, stamp)
+    drain = plan_drain(
+        app, _desired(app, rollout, history), observed, history, status, now,
+        promoting_stable=_updating_stable(app, rollout),
+    )
+    if drain.holding and not rollout.waiting_for:
+        rollout.waiting_for = drain.holding
+    desired = _children(app, rollout, history, drain.tracks)
+    new_status = summarize(app, status, observed, rollout, current, stamp, drain)
     if new_status.phase != status.phase:
         kind = "Warning" if new_status.phase == "Degraded" else "Normal"
         rollout.events.append(Event(kind, str(new_status.phase), new_status.message))
-    wake = rollout.progress.wake_at if rollout.progress else []
+    wake = (rollout.progress.wake_at if rollout.progress else []) + drain.wake_at
     requeue = max(0.0, (min(wake) - now).total_seconds()) if wake else None
     return Plan(
         status=new_status,
@@ -61,6 +68,7 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         revisions_to_delete=tuple(dropped),
         events=tuple(rollout.events),
         requeue_after=requeue,
+        registry_actions=tuple(drain.actions),
     )
 
 
@@ -203,6 +211,21 @@ def _canary(
     rollout.waiting_for = progress.waiting_for
 
     if progress.promoting and not aborted:
+        if drain_enabled(app):
+            # With a registry, old stable instances go offline before their pods are replaced;
+            # so the canary first grows to full size and carries the traffic meanwhile.
+            rollout.canary_replicas = spec.replicas
+            rollout.promotion_phase = status.promotion_phase or "ScaleCanary"
+            if rollout.promotion_phase == "ScaleCanary":
+                canary_dep = observed.deployments.get("canary")
+                registry = observed.registry
+                grown = canary_dep is not None and canary_dep.rolled_out(current.hash, spec.replicas)
+                if not (grown and (registry is None or registry.gate_open("canary"))):
+                    rollout.waiting_for = (
+                        "promotion: canary growing to full size before stable instances go offline"
+                    )
+                    return
+                rollout.promotion_phase = "UpdateStable"
         stable_dep = observed.deployments.get("stable")
         if stable_dep and stable_dep.rolled_out(current.hash, spec.replicas):
             registry = observed.registry
@@ -218,10 +241,17 @@ def _canary(
             rollout.waiting_for = f"promotion: stable Deployment rolling to revision {current.number}"
 
 
-def _desired(app: AppRelease, rollout: Rollout, history: History) -> DesiredChildren:
-    spec = app.spec
+def _updating_stable(app: AppRelease, rollout: Rollout) -> bool:
+    """The stable Deployment takes the canary's revision (promotion, past its first phase)."""
     promoting = bool(rollout.progress and rollout.progress.promoting and not rollout.aborted)
-    stable_source = rollout.canary if promoting and rollout.canary else rollout.stable
+    if not promoting or rollout.canary is None:
+        return False
+    return not drain_enabled(app) or rollout.promotion_phase == "UpdateStable"
+
+
+def _desired(app: AppRelease, rollout: Rollout, history: History) -> list[TrackPlan]:
+    spec = app.spec
+    stable_source = rollout.canary if _updating_stable(app, rollout) and rollout.canary else rollout.stable
     tracks = [
         TrackPlan(
             track="stable",
@@ -242,7 +272,13 @@ def _desired(app: AppRelease, rollout: Rollout, history: History) -> DesiredChil
                 replicas=rollout.canary_replicas,
             )
         )
-    nginx = spec.strategy.canary is not None and spec.strategy.canary.traffic_routing == "nginx"
-    weight = rollout.set_weight if nginx and rollout.canary is not None else None
+    return tracks
+
+
+def _children(app: AppRelease, rollout: Rollout, history: History, tracks: list[TrackPlan]) -> DesiredChildren:
+    canary = app.spec.strategy.canary
+    nginx = canary is not None and canary.traffic_routing == "nginx"
+    has_canary = any(t.track == "canary" for t in tracks)
+    weight = (rollout.set_weight or 0) if nginx and has_canary else None
     retained = tuple(r.template.config for r in history.records() if r.template.config is not None)
     return DesiredChildren(tracks=tuple(tracks), retained_configs=retained, nginx_canary_weight=weight)

@@ -14,6 +14,8 @@ PREFIX = "apprelease.io/"
 PROMOTE = PREFIX + "promote"
 ABORT = PREFIX + "abort"
 RETRY = PREFIX + "retry"
+# Comma-separated pod names whose registry instances stay disabled (apprelease offline/online).
+OFFLINE = PREFIX + "offline"
 FULL_PREFIX = "full"
 
 

@@ -11,6 +11,7 @@ from ..api.status import AppReleaseStatus, Phase, TrackStatus
 from ..render import labels
 from . import conditions as C
 from .observed import DeploymentState, Observed, RevisionRecord
+from .drain import DrainOutcome
 from .outcome import Rollout
 
 
@@ -78,6 +79,8 @@ def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase
             f"revision {stable.number} ({stable.template.image}) available:"
             f" {spec.replicas}/{spec.replicas} ready",
         )
+    if rollout.waiting_for:  # e.g. instances going offline before pods leave
+        return "Progressing", "RollingOut", f"revision {stable.number}: {rollout.waiting_for}"
     updated = dep.updated_replicas if dep else 0
     ready = dep.ready_replicas if dep else 0
     return (
@@ -95,6 +98,7 @@ def summarize(
     rollout: Rollout,
     current: RevisionRecord,
     now: str,
+    drain: DrainOutcome | None = None,
 ) -> AppReleaseStatus:
     spec = app.spec
     canary_spec = spec.strategy.canary
@@ -121,7 +125,12 @@ def summarize(
         C.condition(C.PAUSED, phase == "Paused", reason if phase == "Paused" else "",
                     message if phase == "Paused" else ""),
     ]
-    kept = [c for c in previous.conditions if c.type not in {x.type for x in conds}]
+    registration = observed.registration
+    if registration is not None:
+        conds.append(registration.condition)
+    # Our own types are recomputed each pass; a stale Registered goes when the registry does.
+    ours = {x.type for x in conds} | {C.REGISTERED}
+    kept = [c for c in previous.conditions if c.type not in ours]
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.selector_labels(app.name).items()))
 
     return AppReleaseStatus(
@@ -156,7 +165,10 @@ def summarize(
         stable=stable,
         canary=canary,
         handled_requests=rollout.handled,
-        registration=previous.registration,
+        registration=registration.status if registration else None,
+        promotion_phase=rollout.promotion_phase if progress else None,  # type: ignore[arg-type]
+        draining=drain.draining if drain else [],
+        offline_pods=drain.offline_pods if drain else [],
         conditions=C.merge_conditions(
             previous.conditions, kept + conds, now=now, generation=app.generation
         ),

@@ -1,0 +1,210 @@
+"""Graceful offline: take registry instances down before their pods leave. Pure.
+
+Which pods leave is read off the plan: a track that disappears or goes to zero (abort, end
+of a promotion, take-down), a scale-down (the pods that will go are marked with a pod
+deletion cost so the ReplicaSet removes exactly those), and the old stable pods when a
+promotion updates the stable Deployment (by then the canary carries full capacity).
+
+For each leaving pod with a registered instance: set enabled=false, wait drainSeconds, and
+only then let the Deployment change through (until then the track is *held* as observed).
+Once the pod is gone, clear the server-side override so a new pod on that address starts
+clean. Rolling/recreate strategy updates are not held: the Deployment replaces pods one by
+one and nothing else would carry the traffic while a whole track drains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from ..api.spec import AppRelease
+from ..api.status import AppReleaseStatus, DrainingInstance
+from ..registry.base import RegistryInstance
+from ..render import TrackPlan
+from ..render.naming import Track
+from . import requests
+from .observed import Observed, PodState, Registration
+from .revisions import History
+from .timefmt import format_time, parse_time
+
+ActionKind = Literal["disable", "clear", "deregister", "mark-leaving"]
+
+
+@dataclass(frozen=True)
+class RegistryAction:
+    kind: ActionKind
+    pod: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    ephemeral: bool = True
+
+
+@dataclass
+class DrainOutcome:
+    tracks: list[TrackPlan]
+    draining: list[DrainingInstance] = field(default_factory=list)
+    offline_pods: list[str] = field(default_factory=list)
+    actions: list[RegistryAction] = field(default_factory=list)
+    wake_at: list[datetime] = field(default_factory=list)
+    holding: str = ""
+
+
+def drain_enabled(app: AppRelease) -> bool:
+    registry = app.spec.registry
+    return bool(registry and registry.nacos and registry.drain_seconds > 0)
+
+
+def _leaving_by_scale(pods: list[PodState], keep: int) -> list[PodState]:
+    """Which pods a scale-down removes: not-ready ones first, then the newest, as the
+    ReplicaSet prefers; marking them with a low pod deletion cost makes it certain."""
+    surplus = len(pods) - keep
+    if surplus <= 0:
+        return []
+    not_ready = sorted((p for p in pods if not p.ready), key=lambda p: p.name)
+    ready = sorted((p for p in pods if p.ready), key=lambda p: (p.created or "", p.name), reverse=True)
+    return (not_ready + ready)[:surplus]
+
+
+def leaving_pods(
+    tracks: list[TrackPlan], observed: Observed, *, promoting_stable: bool
+) -> dict[Track, tuple[list[PodState], bool]]:
+    """Per track: the pods the plan removes, and whether they go by scale-down (need marks)."""
+    desired = {t.track: t for t in tracks}
+    result: dict[Track, tuple[list[PodState], bool]] = {}
+    for track in ("stable", "canary"):
+        pods = observed.pods_of(track)
+        if not pods:
+            continue
+        plan = desired.get(track)
+        dep = observed.deployments.get(track)
+        if plan is None or plan.replicas == 0:
+            result[track] = (pods, False)
+        elif dep is not None and dep.revision_hash != plan.revision_hash:
+            if track == "canary" or promoting_stable:
+                result[track] = ([p for p in pods if p.revision != plan.revision], False)
+        else:
+            current = [p for p in pods if p.revision == plan.revision]
+            leaving = _leaving_by_scale(current, plan.replicas)
+            if leaving:
+                result[track] = (leaving, True)
+    return result
+
+
+def _hold(track: Track, observed: Observed, history: History, fallback: TrackPlan | None) -> TrackPlan | None:
+    """The track as it is now, so the Deployment does not change while instances drain."""
+    dep = observed.deployments.get(track)
+    record = history.get(dep.revision_hash) if dep else None
+    if dep is None or record is None:
+        return fallback
+    return TrackPlan(
+        track=track, revision=record.number, revision_hash=record.hash,
+        template=record.template, replicas=dep.replicas,
+    )
+
+
+def plan_drain(
+    app: AppRelease,
+    tracks: list[TrackPlan],
+    observed: Observed,
+    history: History,
+    previous: AppReleaseStatus,
+    now: datetime,
+    *,
+    promoting_stable: bool,
+) -> DrainOutcome:
+    outcome = DrainOutcome(tracks=list(tracks))
+    registration = observed.registration
+    live = {p.name: p for p in observed.pods if not p.deleting}
+    stamp = format_time(now)
+
+    # Overrides of instances whose pod is gone are cleared; the rest stay tracked.
+    previous_draining = {d.pod: d for d in previous.draining}
+    for entry in previous.draining:
+        if entry.pod not in live:
+            outcome.actions.append(RegistryAction("clear", entry.pod, entry.ip, entry.port, entry.ephemeral))
+
+    if not drain_enabled(app) or registration is None:
+        outcome.offline_pods = [p for p in previous.offline_pods if p in live]
+        return outcome
+
+    _user_offline(app, registration, live, previous, outcome)
+    _stale_cleanup(app, registration, outcome)
+
+    if not registration.state.reachable:
+        # Without the registry we cannot take instances down first: hold whatever would leave.
+        leaving = leaving_pods(tracks, observed, promoting_stable=promoting_stable)
+        for track in leaving:
+            _replace_track(outcome, track, _hold(track, observed, history, None))
+        if leaving:
+            outcome.holding = f"registry unreachable: pods stay until their instances can be taken offline ({registration.state.error})"
+        outcome.draining = [d for d in previous.draining if d.pod in live]
+        return outcome
+
+    drain = timedelta(seconds=app.spec.registry.drain_seconds)  # type: ignore[union-attr]
+    still_draining: dict[str, DrainingInstance] = {}
+    for track, (pods, by_scale) in leaving_pods(tracks, observed, promoting_stable=promoting_stable).items():
+        ready_at = now
+        for pod in pods:
+            instance = registration.by_pod.get(pod.name)
+            if instance is None:
+                continue  # not registered: nothing to take offline
+            entry = previous_draining.get(pod.name) or DrainingInstance(
+                pod=pod.name, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
+                since=stamp, reason=f"{track} pod leaving",
+            )
+            still_draining[pod.name] = entry
+            if instance.enabled:
+                outcome.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
+            ready_at = max(ready_at, parse_time(entry.since) + drain)
+        if ready_at > now:
+            _replace_track(outcome, track, _hold(track, observed, history, None))
+            outcome.wake_at.append(ready_at)
+            outcome.holding = f"taking {track} instances offline until {format_time(ready_at)} (registry.drainSeconds)"
+        elif by_scale:
+            outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
+
+    # Pods no longer leaving (say, replicas raised again) come back online.
+    for pod_name, entry in previous_draining.items():
+        if pod_name in live and pod_name not in still_draining and pod_name not in outcome.offline_pods:
+            outcome.actions.append(RegistryAction("clear", pod_name, entry.ip, entry.port, entry.ephemeral))
+    outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
+    return outcome
+
+
+def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:
+    others = [t for t in outcome.tracks if t.track != track]
+    outcome.tracks = others + ([held] if held else [t for t in outcome.tracks if t.track == track])
+    outcome.tracks.sort(key=lambda t: t.track != "stable")
+
+
+def _user_offline(
+    app: AppRelease, registration: Registration, live: dict[str, PodState],
+    previous: AppReleaseStatus, outcome: DrainOutcome,
+) -> None:
+    """`apprelease offline NAME --pod P` keeps P's instance disabled until `online`."""
+    wanted = {p.strip() for p in app.annotations.get(requests.OFFLINE, "").split(",") if p.strip()}
+    wanted &= set(live)
+    for pod in sorted(wanted):
+        instance = registration.by_pod.get(pod)
+        if instance is not None and instance.enabled:
+            outcome.actions.append(RegistryAction("disable", pod, instance.ip, instance.port, instance.ephemeral))
+    for pod in previous.offline_pods:
+        instance = registration.by_pod.get(pod)
+        if pod not in wanted and instance is not None:
+            outcome.actions.append(RegistryAction("clear", pod, instance.ip, instance.port, instance.ephemeral))
+    outcome.offline_pods = sorted(wanted)
+
+
+def _stale_cleanup(app: AppRelease, registration: Registration, outcome: DrainOutcome) -> None:
+    if not (app.spec.registry and app.spec.registry.cleanup_stale):
+        return
+    for instance in registration.stale:
+        if not instance.ephemeral:
+            outcome.actions.append(RegistryAction("deregister", None, instance.ip, instance.port, False))
+        elif instance.enabled:
+            outcome.actions.append(RegistryAction("disable", None, instance.ip, instance.port, True))
+
+
+def instance_key(instance: RegistryInstance) -> str:
+    return f"{instance.ip}:{instance.port}"

@@ -1,0 +1,210 @@
+"""Registration status and graceful offline, on the simulated cluster and registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apprelease.registry.base import RegistryInstance
+from apprelease.registry.registration import (
+    MAX_LISTED_INSTANCES,
+    RegistryRead,
+    endpoint_slice_instances,
+    summarize,
+)
+from apprelease.rollout import requests
+from apprelease.rollout.observed import PodState
+
+from .sim import CANARY, Sim, make_app
+
+NACOS = {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "drainSeconds": 10}
+
+
+def nacos_sim(strategy: dict[str, Any] | None = None, **spec: Any) -> Sim:
+    sim = Sim(make_app({"strategy": strategy or CANARY, "registry": NACOS, **spec}))
+    sim.nacos = {}
+    sim.settle()
+    return sim
+
+
+def kinds_at(sim: Sim) -> list[tuple[str, str | None]]:
+    return [(a.kind, a.pod) for _, a in sim.actions]
+
+
+# Pure summaries ----------------------------------------------------------------------------
+
+
+def _pod(name: str, ip: str, track: str = "stable", ready: bool = True, revision: int = 1) -> PodState:
+    return PodState(name=name, track=track, revision=revision, ready=ready, ip=ip)  # type: ignore[arg-type]
+
+
+def _instance(ip: str, healthy: bool = True, enabled: bool = True) -> RegistryInstance:
+    return RegistryInstance(ip, 8080, healthy, enabled, 1.0, True, "DEFAULT")
+
+
+def test_endpoint_slices_map_to_instances() -> None:
+    slices = [{
+        "ports": [{"name": "http", "port": 8080}, {"name": "jmx", "port": 9010}],
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": True, "serving": True, "terminating": False},
+             "targetRef": {"name": "a"}},
+            {"addresses": ["10.0.0.2"], "conditions": {"ready": False, "serving": True, "terminating": True},
+             "targetRef": {"name": "b"}},
+        ],
+    }]
+    found = endpoint_slice_instances(slices, "http")
+    assert [(i.ip, i.port, i.healthy, i.enabled) for i in found] == [
+        ("10.0.0.1", 8080, True, True), ("10.0.0.2", 8080, False, False)]
+    assert endpoint_slice_instances(slices, "missing") == []
+
+
+def test_summary_counts_per_track_and_stale_rows() -> None:
+    pods = [_pod("s1", "10.0.0.1"), _pod("s2", "10.0.0.2"), _pod("c1", "10.0.0.3", "canary", revision=2)]
+    read = RegistryRead((_instance("10.0.0.1"), _instance("10.0.0.3", healthy=False), _instance("10.9.9.9")))
+    reg = summarize(provider="nacos", service="DEFAULT_GROUP@@shop", read=read, pods=pods,
+                    revisions={"stable": 1, "canary": 2})
+    rows = {r.track: r for r in reg.status.revisions}
+    assert (rows["stable"].expected, rows["stable"].registered, rows["stable"].healthy) == (2, 1, 1)
+    assert (rows["canary"].expected, rows["canary"].registered, rows["canary"].healthy) == (1, 1, 0)
+    assert reg.status.summary == "1/3"
+    assert [s.ip for s in reg.status.stale] == ["10.9.9.9"] and reg.status.stale_count == 1
+    assert reg.condition.status == "False" and reg.condition.reason == "NotRegistered"
+    assert not reg.state.gate_open("canary")
+    assert reg.by_pod["s1"].ip == "10.0.0.1"
+
+
+def test_summary_all_registered_and_unreachable() -> None:
+    pods = [_pod("s1", "10.0.0.1")]
+    ok = summarize(provider="nacos", service="svc", read=RegistryRead((_instance("10.0.0.1"),)),
+                   pods=pods, revisions={"stable": 1})
+    assert ok.condition.status == "True" and ok.status.summary == "1/1"
+    down = summarize(provider="nacos", service="svc", read=RegistryRead(None, "connection refused"),
+                     pods=pods, revisions={"stable": 1})
+    assert down.condition.status == "Unknown" and down.condition.reason == "RegistryUnavailable"
+    assert down.status.last_error == "connection refused" and not down.state.reachable
+
+
+def test_instance_list_is_bounded_but_counts_exact() -> None:
+    pods = [_pod(f"p{i}", f"10.1.{i // 250}.{i % 250}") for i in range(120)]
+    read = RegistryRead(tuple(_instance(p.ip or "") for p in pods))
+    reg = summarize(provider="nacos", service="svc", read=read, pods=pods, revisions={"stable": 1})
+    assert len(reg.status.instances) == MAX_LISTED_INSTANCES
+    assert reg.status.instance_count == 120 and reg.status.summary == "120/120"
+
+
+# Graceful offline ------------------------------------------------------------------------
+
+
+def test_registration_gates_and_status_flow_into_the_app_status() -> None:
+    sim = nacos_sim()
+    assert sim.status.registration is not None
+    assert sim.status.registration.summary == "3/3"
+    registered = sim.status.condition("Registered")
+    assert registered is not None and registered.status == "True"
+
+
+def test_abort_takes_canary_offline_before_scaling_it_away() -> None:
+    sim = nacos_sim()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    canary_pod = sim.pods["canary"][0].name
+    sim.annotate(requests.ABORT, "a")
+    sim.tick()
+    assert ("disable", canary_pod) in kinds_at(sim)
+    assert sim.canary_replicas() == 1  # held while the instance drains
+    assert [d.pod for d in sim.status.draining] == [canary_pod]
+    sim.tick(9)
+    assert sim.canary_replicas() == 1
+    sim.tick(1)
+    assert sim.canary_replicas() == 0
+    sim.settle()
+    assert ("clear", canary_pod) in kinds_at(sim)  # override cleared once the pod is gone
+    assert sim.status.draining == []
+
+
+def test_promotion_grows_canary_then_drains_stable_then_canary() -> None:
+    sim = nacos_sim()
+    old_stable = [p.name for p in sim.pods["stable"]]
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.status.promotion_phase == "ScaleCanary"
+    assert sim.canary_replicas() == 3  # carries full capacity first
+    sim.tick()
+    assert sim.status.promotion_phase == "UpdateStable"
+    disabled = {pod for kind, pod in kinds_at(sim) if kind == "disable"}
+    assert set(old_stable) <= disabled
+    assert sim.stable_image() == "registry/shop:v1"  # held during the drain
+    sim.tick(10)
+    assert sim.stable_image() == "registry/shop:v2"
+    sim.settle()
+    assert sim.canary_replicas() == 3  # promotion done: now the canary drains
+    canary_pods = [p.name for p in sim.pods["canary"]]
+    assert set(canary_pods) <= {pod for kind, pod in kinds_at(sim) if kind == "disable"}
+    sim.tick(10)
+    sim.settle()
+    assert "canary" not in sim.deployments
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+    cleared = {pod for kind, pod in kinds_at(sim) if kind == "clear"}
+    assert set(old_stable) | set(canary_pods) <= cleared
+
+
+def test_scale_down_marks_and_drains_the_leaving_pods() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    newest = sim.pods["stable"][-1].name
+    sim.edit(replicas=2)
+    sim.tick()
+    assert ("disable", newest) in kinds_at(sim)
+    assert sim.deployments["stable"].replicas == 3
+    sim.tick(10)
+    assert ("mark-leaving", newest) in kinds_at(sim)
+    assert sim.deployments["stable"].replicas == 2
+    assert newest not in [p.name for p in sim.pods["stable"]]
+
+
+def test_take_down_to_zero_drains_everything_first() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    sim.edit(replicas=0)
+    sim.tick()
+    assert sum(1 for kind, _ in kinds_at(sim) if kind == "disable") == 3
+    assert sim.deployments["stable"].replicas == 3
+    sim.tick(10)
+    assert sim.deployments["stable"].replicas == 0
+
+
+def test_unreachable_registry_holds_leaving_pods() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    sim.nacos_up = False
+    sim.edit(replicas=1)
+    sim.tick()
+    sim.tick(60)
+    assert sim.deployments["stable"].replicas == 3
+    assert "registry unreachable" in sim.status.message
+    registered = sim.status.condition("Registered")
+    assert registered is not None and registered.status == "Unknown"
+    sim.nacos_up = True
+    sim.tick()
+    sim.tick(10)
+    assert sim.deployments["stable"].replicas == 1
+
+
+def test_user_offline_and_online() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    pod = sim.pods["stable"][0].name
+    sim.annotate(requests.OFFLINE, pod)
+    sim.tick()
+    assert ("disable", pod) in kinds_at(sim)
+    assert sim.status.offline_pods == [pod]
+    sim.annotate(requests.OFFLINE, "")
+    sim.tick()
+    assert ("clear", pod) in kinds_at(sim)
+    assert sim.status.offline_pods == []
+
+
+def test_stale_instances_cleaned_up_when_asked() -> None:
+    sim = nacos_sim(strategy={"rolling": {}}, registry={**NACOS, "cleanupStale": True})
+    assert sim.nacos is not None
+    sim.nacos[("10.9.9.9", 8080)] = True  # an address no pod has any more
+    sim.tick()
+    assert sim.status.registration is not None and sim.status.registration.stale_count == 1
+    assert ("disable", None) in kinds_at(sim)
