@@ -58,6 +58,7 @@ class Sim:
     actions: list[tuple[datetime, Any]] = field(default_factory=list)
     pods: dict[str, list[PodState]] = field(default_factory=dict)
     serial: int = 0
+    serial_ips: list[str] = field(default_factory=list)  # addresses to hand out again first
     events: list[tuple[str, str]] = field(default_factory=list)
     last: Plan | None = None
 
@@ -147,7 +148,8 @@ class Sim:
             self.serial += 1
             pods.append(PodState(
                 name=f"{track}-r{revision}-{self.serial}", track=track, revision=revision,  # type: ignore[arg-type]
-                ready=ready, restarts=self.restarts.get(track, 0), ip=f"10.0.0.{self.serial}",
+                ready=ready, restarts=self.restarts.get(track, 0),
+                ip=self.serial_ips.pop(0) if self.serial_ips else f"10.0.0.{self.serial}",
                 created=f"2026-11-23T10:{self.serial // 60:02d}:{self.serial % 60:02d}Z",
             ))
         self.pods[track] = [replace(p, ready=ready, restarts=self.restarts.get(track, 0)) for p in pods]

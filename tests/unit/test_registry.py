@@ -117,7 +117,26 @@ def test_abort_takes_canary_offline_before_scaling_it_away() -> None:
     sim.tick(1)
     assert sim.canary_replicas() == 0
     sim.settle()
-    assert ("clear", canary_pod) in kinds_at(sim)  # override cleared once the pod is gone
+    # The pod is gone; its override is tracked until Nacos expires it (~60 s).
+    entry = sim.status.draining[0]
+    assert entry.pod == canary_pod and entry.gone_since is not None
+    sim.tick(90)
+    assert sim.status.draining == []
+
+
+def test_override_reset_when_a_new_pod_takes_the_address() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    leaving = sim.pods["stable"][-1]
+    sim.edit(replicas=2)
+    sim.tick()
+    sim.tick(10)
+    sim.settle()
+    assert sim.overrides[(leaving.ip, 8080)] is False  # outlives the instance, as in Nacos
+    sim.serial_ips = [leaving.ip]  # the next pod gets the old address
+    sim.edit(replicas=3)
+    sim.settle()
+    assert ("clear", leaving.name) in kinds_at(sim)
+    assert (leaving.ip, 8080) not in sim.overrides
     assert sim.status.draining == []
 
 
@@ -145,8 +164,8 @@ def test_promotion_grows_canary_then_drains_stable_then_canary() -> None:
     sim.settle()
     assert "canary" not in sim.deployments
     assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
-    cleared = {pod for kind, pod in kinds_at(sim) if kind == "clear"}
-    assert set(old_stable) | set(canary_pods) <= cleared
+    assert {d.pod for d in sim.status.draining} == set(old_stable) | set(canary_pods)
+    assert all(d.gone_since for d in sim.status.draining)
 
 
 def test_scale_down_marks_and_drains_the_leaving_pods() -> None:

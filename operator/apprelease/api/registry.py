@@ -50,6 +50,13 @@ class Registry(ApiModel):
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
         10, description="Seconds between taking an instance offline and letting its pod go."
     )
+    deletion_timeout: Duration = Field(
+        "2m",
+        description=(
+            "When the AppRelease is deleted and the registry stays unreachable this long,"
+            " deletion goes on without taking instances offline (a Warning Event says so)."
+        ),
+    )
     cleanup_stale: bool = Field(
         False,
         description="Deregister persistent stale instances and disable ephemeral ones.",
@@ -58,3 +65,7 @@ class Registry(ApiModel):
     @property
     def gate_timeout_seconds(self) -> float:
         return parse_duration(self.gate_timeout)
+
+    @property
+    def deletion_timeout_seconds(self) -> float:
+        return parse_duration(self.deletion_timeout)

@@ -85,6 +85,9 @@ class DrainingInstance(StatusModel):
     ephemeral: bool = True
     since: str
     reason: str = ""
+    gone_since: str | None = Field(
+        None, description="The pod is gone; the override stays tracked until a new pod takes the address or Nacos expires it."
+    )
 
 
 class HandledRequests(StatusModel):

@@ -16,17 +16,20 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from ..api.spec import API_VERSION, KIND, AppRelease
-from ..api.status import AppReleaseStatus
+from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..k8s import drift
 from ..k8s.client import ApiError, Kube
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import RenderError, render_children
 from ..rollout import conditions as C
-from ..rollout.observed import Observed, RegistryState
+from ..registry.base import RegistryUnavailable
+from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
+from ..rollout.drain import RegistryAction
+from ..rollout.observed import Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
-from ..rollout.timefmt import format_time
+from ..rollout.timefmt import format_time, parse_time
 from . import metrics
 from .events import EventRecorder
 
@@ -45,7 +48,11 @@ class ClusterCache(Protocol):
 
 
 class RegistrySource(Protocol):
-    def state_for(self, app: AppRelease, observed: Observed) -> tuple[RegistryState | None, Any]: ...
+    def state_for(
+        self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
+    ) -> Observed: ...
+    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...]) -> None: ...
+    def forget(self, key: AppKey) -> None: ...
 
 
 @dataclass
@@ -87,35 +94,38 @@ class Reconciler:
 
     def _reconcile(self, key: AppKey) -> Outcome:
         body = self.cache.app(key)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return Outcome(None, None, 0)  # owner references let the garbage collector clean up
+        if body is None:
+            return Outcome(None, None, 0)
+        deleting = bool(body["metadata"].get("deletionTimestamp"))
         try:
             app = AppRelease.model_validate(body)
         except ValidationError as exc:
+            if deleting:
+                return self._release_finalizer(body) if FINALIZER in _finalizers(body) else Outcome(None, None, 0)
             return self._stalled(body, "InvalidSpec", _validation_message(exc))
+        if deleting:
+            if FINALIZER in _finalizers(body):
+                return self._finalize(body, app, key)
+            return Outcome(None, None, 0)  # owner references let the garbage collector clean up
         status = _parse_status(body.get("status"))
         children = self.cache.children(key)
-        observed = observe(children, app.uid, app.name)
-        registration = None
-        if self.registry is not None:
-            registry_state, registration = self.registry.state_for(app, observed)
-            observed = Observed(
-                deployments=observed.deployments,
-                pods=observed.pods,
-                revisions=observed.revisions,
-                registry=registry_state,
-            )
+        observed = self._observe(app, children, status)
+        writes = self._ensure_finalizer(body, app)
         plan = make_plan(app, status, observed, self.clock())
         try:
             desired = render_children(app, plan.desired)
         except RenderError as exc:
             return self._stalled(body, "InvalidSpec", str(exc))
 
-        writes = 0
         try:
+            if self.registry is not None:
+                # Before the children: instances go offline before any pod may leave.
+                self.registry.execute(app, plan.registry_actions)
             writes += self._save_revisions(app, plan.revisions_to_save)
             writes += self._apply(desired, children)
             writes += self._prune(app, desired, children, plan.revisions_to_delete)
+        except RegistryUnavailable as exc:
+            raise TransientError(f"registry: {exc}") from exc
         except ApiError as exc:
             if exc.namespace_terminating:
                 return Outcome(None, None, writes)
@@ -124,8 +134,6 @@ class Reconciler:
             raise TransientError(f"apiserver: {exc}") from exc
 
         new_status = plan.status
-        if registration is not None:
-            new_status = new_status.model_copy(update={"registration": registration})
         try:
             status_written = self._write_status(body, new_status)
         except ApiError as exc:
@@ -142,6 +150,75 @@ class Reconciler:
         if new_status.current_step_index is not None and new_status.canary_revision:
             metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
         return Outcome(plan.requeue_after, new_status.phase, writes)
+
+    def _observe(self, app: AppRelease, children: Children, status: AppReleaseStatus) -> Observed:
+        observed = observe(children, app.uid, app.name)
+        if self.registry is None:
+            return observed
+        return self.registry.state_for(app, observed, status.registration)
+
+    # Deletion with a registry ----------------------------------------------------------------
+
+    def _ensure_finalizer(self, body: dict[str, Any], app: AppRelease) -> int:
+        present = FINALIZER in _finalizers(body)
+        if present == needs_finalizer(app):
+            return 0
+        finalizers = [f for f in _finalizers(body) if f != FINALIZER]
+        if not present:
+            finalizers.append(FINALIZER)
+        self._patch_finalizers(body, finalizers)
+        return 1
+
+    def _patch_finalizers(self, body: dict[str, Any], finalizers: list[str]) -> None:
+        meta = body["metadata"]
+        patched = self.kube.merge_patch(
+            "AppRelease", meta["namespace"], meta["name"],
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}},
+        )
+        self.cache.remember(patched)
+
+    def _release_finalizer(self, body: dict[str, Any]) -> Outcome:
+        try:
+            self._patch_finalizers(body, [f for f in _finalizers(body) if f != FINALIZER])
+        except ApiError as exc:
+            if not exc.not_found:
+                raise TransientError(f"apiserver: {exc}") from exc
+        return Outcome(None, None, 1)
+
+    def _finalize(self, body: dict[str, Any], app: AppRelease, key: AppKey) -> Outcome:
+        status = _parse_status(body.get("status"))
+        children = self.cache.children(key)
+        observed = self._observe(app, children, status)
+        now = self.clock()
+        deleted_at = parse_time(body["metadata"]["deletionTimestamp"])
+        plan = plan_deletion(app, status, observed, now, deleted_at)
+        writes = 0
+        try:
+            if self.registry is not None:
+                self.registry.execute(app, tuple(plan.actions))
+            if plan.delete_workloads:
+                for dep in children.of_kind("Deployment"):
+                    if owned_by(dep, app.uid) and not dep["metadata"].get("deletionTimestamp"):
+                        self.kube.delete("Deployment", app.namespace, dep["metadata"]["name"],
+                                         uid=dep["metadata"].get("uid"))
+                        self.cache.forget(dep)
+                        writes += 1
+            if not plan.release:
+                new_status = status.model_copy(update={"draining": plan.draining, "message": plan.message or status.message})
+                writes += self._write_status(body, new_status)
+            for event in plan.events:
+                self.events.post(body, event)
+            if plan.release:
+                if self.registry is not None:
+                    self.registry.forget(key)
+                return self._release_finalizer(body)
+        except RegistryUnavailable as exc:
+            raise TransientError(f"registry: {exc}") from exc
+        except ApiError as exc:
+            if exc.not_found:
+                return Outcome(None, None, writes)
+            raise TransientError(f"apiserver: {exc}") from exc
+        return Outcome(plan.requeue_after, None, writes)
 
     # Writes ------------------------------------------------------------------------------
 
@@ -232,6 +309,10 @@ class Reconciler:
             self.events.post(body, Event("Warning", reason, message))
             return Outcome(INVALID_RETRY_SECONDS, "Degraded", 1)
         return Outcome(INVALID_RETRY_SECONDS, "Degraded", 0)
+
+
+def _finalizers(body: dict[str, Any]) -> list[str]:
+    return list(body["metadata"].get("finalizers") or [])
 
 
 def _parse_status(raw: dict[str, Any] | None) -> AppReleaseStatus:

@@ -11,6 +11,7 @@ from typing import Any
 from ..k8s.client import Kube, load_api_client
 from ..k8s.observe import AppKey
 from . import metrics
+from ..registry.monitor import RegistryMonitor
 from .cache import IndexCache
 from .queue import WorkQueue
 from .reconciler import Reconciler, TransientError
@@ -27,12 +28,19 @@ class Runtime:
         self.queue = WorkQueue()
         self.cache = IndexCache(indices)
         self.kube = Kube(load_api_client(options.kubeconfig, pool_size=options.workers + 4))
-        self.reconciler = Reconciler(self.kube, self.cache, registry=None)
+        self.registry = RegistryMonitor(
+            self.kube, self.cache.endpoint_slices, self._enqueue_threadsafe,
+            poll_seconds=options.registry_poll_seconds,
+        )
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
         self._phases: dict[AppKey, str] = {}
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.registry.start()
         self._tasks = [
             asyncio.create_task(self._worker(), name=f"apprelease-worker-{i}")
             for i in range(self.options.workers)
@@ -43,12 +51,19 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.registry.stop)
+
+    def _enqueue_threadsafe(self, key: AppKey) -> None:
+        """For the registry poller's thread: a changed registry wakes that AppRelease."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.queue.add, key)
 
     def enqueue(self, key: AppKey) -> None:
         self.queue.add(key)
 
     def removed(self, key: AppKey) -> None:
         self.queue.forget(key)
+        self.registry.forget(key)
         self._phases.pop(key, None)
         self._count_phases()
 

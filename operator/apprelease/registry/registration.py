@@ -78,8 +78,12 @@ def summarize(
     read: RegistryRead,
     pods: Iterable[PodState],
     revisions: Mapping[Track, int | None],
+    previous: RegistrationStatus | None = None,
 ) -> Registration:
+    """``previous`` keeps lastSyncTime (the last change seen) when nothing changed, so a
+    re-read, or an operator restart, never rewrites an identical status."""
     live = [p for p in pods if not p.deleting and p.ip]
+    last_change = previous.last_sync_time if previous else None
     pod_by_ip = {p.ip: p for p in live}
     if read.instances is None:
         status = RegistrationStatus(
@@ -87,7 +91,7 @@ def summarize(
             service=service,
             summary="?",
             last_error=read.error,
-            last_sync_time=read.changed_at,
+            last_sync_time=last_change,  # the last successful read, not this failure
         )
         condition = C.condition(C.REGISTERED, "Unknown", "RegistryUnavailable", read.error or "")
         return Registration(status, condition, RegistryState(reachable=False, error=read.error))
@@ -134,6 +138,8 @@ def summarize(
         last_sync_time=read.changed_at,
         last_error=None,
     )
+    if previous is not None and status.model_copy(update={"last_sync_time": last_change}) == previous:
+        status = previous
     if missing:
         condition = C.condition(
             C.REGISTERED,

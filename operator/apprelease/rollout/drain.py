@@ -7,8 +7,8 @@ promotion updates the stable Deployment (by then the canary carries full capacit
 
 For each leaving pod with a registered instance: set enabled=false, wait drainSeconds, and
 only then let the Deployment change through (until then the track is *held* as observed).
-Once the pod is gone, clear the server-side override so a new pod on that address starts
-clean. Rolling/recreate strategy updates are not held: the Deployment replaces pods one by
+Once the pod is gone the override is tracked until a new pod of ours registers at that
+address (then it is reset, so the new pod starts clean) or Nacos has expired it. Rolling/recreate strategy updates are not held: the Deployment replaces pods one by
 one and nothing else would carry the traffic while a whole track drains.
 """
 
@@ -29,6 +29,8 @@ from .revisions import History
 from .timefmt import format_time, parse_time
 
 ActionKind = Literal["disable", "clear", "deregister", "mark-leaving"]
+# Nacos drops an override 60 s after its last instance left; track ours a little longer.
+OVERRIDE_EXPIRY = timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
@@ -118,15 +120,11 @@ def plan_drain(
     live = {p.name: p for p in observed.pods if not p.deleting}
     stamp = format_time(now)
 
-    # Overrides of instances whose pod is gone are cleared; the rest stay tracked.
-    previous_draining = {d.pod: d for d in previous.draining}
-    for entry in previous.draining:
-        if entry.pod not in live:
-            outcome.actions.append(RegistryAction("clear", entry.pod, entry.ip, entry.port, entry.ephemeral))
-
+    previous_draining = {d.pod: d for d in previous.draining if d.pod in live}
     if not drain_enabled(app) or registration is None:
         outcome.offline_pods = [p for p in previous.offline_pods if p in live]
         return outcome
+    gone = _overrides_of_gone_pods(previous, live, registration, now, outcome)
 
     _user_offline(app, registration, live, previous, outcome)
     _stale_cleanup(app, registration, outcome)
@@ -138,7 +136,7 @@ def plan_drain(
             _replace_track(outcome, track, _hold(track, observed, history, None))
         if leaving:
             outcome.holding = f"registry unreachable: pods stay until their instances can be taken offline ({registration.state.error})"
-        outcome.draining = [d for d in previous.draining if d.pod in live]
+        outcome.draining = list(previous_draining.values()) + gone
         return outcome
 
     drain = timedelta(seconds=app.spec.registry.drain_seconds)  # type: ignore[union-attr]
@@ -166,10 +164,33 @@ def plan_drain(
 
     # Pods no longer leaving (say, replicas raised again) come back online.
     for pod_name, entry in previous_draining.items():
-        if pod_name in live and pod_name not in still_draining and pod_name not in outcome.offline_pods:
+        if pod_name not in still_draining and pod_name not in outcome.offline_pods:
             outcome.actions.append(RegistryAction("clear", pod_name, entry.ip, entry.port, entry.ephemeral))
-    outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
+    outcome.draining = sorted([*still_draining.values(), *gone], key=lambda d: d.pod)
     return outcome
+
+
+def _overrides_of_gone_pods(
+    previous: AppReleaseStatus, live: dict[str, PodState], registration: Registration,
+    now: datetime, outcome: DrainOutcome,
+) -> list[DrainingInstance]:
+    """An override outlives its instance (Nacos keeps it ~60 s). Reset it as soon as a new pod
+    of ours registers at that address; stop tracking once Nacos has expired it."""
+    claimed = {(i.ip, i.port) for i in registration.by_pod.values()}
+    kept = []
+    for entry in previous.draining:
+        if entry.pod in live:
+            continue
+        gone_since = entry.gone_since or format_time(now)
+        if registration.state.reachable and (entry.ip, entry.port) in claimed:
+            outcome.actions.append(RegistryAction("clear", entry.pod, entry.ip, entry.port, entry.ephemeral))
+            continue
+        forget_at = parse_time(gone_since) + OVERRIDE_EXPIRY
+        if now >= forget_at:
+            continue
+        kept.append(entry.model_copy(update={"gone_since": gone_since}))
+        outcome.wake_at.append(forget_at)
+    return kept
 
 
 def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:
