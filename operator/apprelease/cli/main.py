@@ -104,9 +104,10 @@ def get(ctx: Context, name: str, watch: bool) -> None:
 def _register_subcommands() -> None:
     from .dev import dev
     from .ops import OPERATIONS
+    from .registry import REGISTRY_COMMANDS
 
     cli.add_command(dev)
-    for command in OPERATIONS:
+    for command in OPERATIONS + REGISTRY_COMMANDS:
         cli.add_command(command)
 
 

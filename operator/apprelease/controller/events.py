@@ -53,4 +53,6 @@ class EventRecorder:
         try:
             self.kube.create(obj)
         except ApiError as exc:  # an Event is never worth failing a reconcile for
+            if exc.namespace_terminating:
+                return
             log.warning("could not post event %s: %s", event.reason, exc)
