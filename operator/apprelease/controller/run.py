@@ -19,6 +19,8 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
     if not verbose:
         # kopf logs every handler call at INFO: one line per watch event, noise at scale.
         logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry poll
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)

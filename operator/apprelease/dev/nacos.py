@@ -408,12 +408,14 @@ def start_nacos(
     timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
     jvm_options: tuple[str, ...] = DEFAULT_JVM_HEAP,
     progress: Progress = print,
+    port: int | None = None,
 ) -> NacosServer:
     """Start a standalone Nacos (embedded Derby, auth on) on 127.0.0.1 and wait until it serves.
 
     Everything it writes (conf/, data/, logs/, nacos.out.log) goes under `workdir`; a reused
     workdir keeps its data. The admin user is `nacos` with `password` (if None: the one
-    remembered in the workdir's conf/admin.password, else a random one). Secrets go into conf/
+    remembered in the workdir's conf/admin.password, else a random one). `port` pins the main
+    port (to restart a stopped server where its clients expect it). Secrets go into conf/
     (mode 0600), not onto the command line. `with_console` also starts the 3.x console on its own port.
     Raises NacosStartError, with the tail of the log, if it is not healthy within the timeout.
     """
@@ -434,9 +436,10 @@ def start_nacos(
                 timeout_seconds,
                 jvm_options,
                 progress,
+                port,
             )
         except NacosStartError as error:
-            if "Address already in use" not in str(error):
+            if port is not None or "Address already in use" not in str(error):
                 raise
             last_error = error
             progress("A Nacos port was taken meanwhile; retrying on other ports")
@@ -452,9 +455,10 @@ def _start_once(
     timeout_seconds: float,
     jvm_options: tuple[str, ...],
     progress: Progress,
+    port: int | None = None,
 ) -> NacosServer:
     host = "127.0.0.1"
-    port = _free_main_port()
+    port = port or _free_main_port()
     console_port = _free_port() if with_console and distribution.major >= 3 else None
     secret_values = _write_configuration(workdir, port, console_port, distribution.major)
     log_path = workdir / "nacos.out.log"

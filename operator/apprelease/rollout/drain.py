@@ -121,13 +121,16 @@ def plan_drain(
     stamp = format_time(now)
 
     previous_draining = {d.pod: d for d in previous.draining if d.pod in live}
-    if not drain_enabled(app) or registration is None:
+    nacos = bool(app.spec.registry and app.spec.registry.nacos)
+    if not nacos or registration is None:
         outcome.offline_pods = [p for p in previous.offline_pods if p in live]
         return outcome
     gone = _overrides_of_gone_pods(previous, live, registration, now, outcome)
-
     _user_offline(app, registration, live, previous, outcome)
     _stale_cleanup(app, registration, outcome)
+    if not drain_enabled(app):
+        outcome.draining = gone
+        return outcome
 
     if not registration.state.reachable:
         # Without the registry we cannot take instances down first: hold whatever would leave.

@@ -1,0 +1,272 @@
+"""The operator with a real Nacos server on the real control plane: registration status,
+stale rows, the canary gate and its timeout, graceful offline (order asserted), overrides,
+outage and recovery, deletion (also with Nacos down), credentials never leaking."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apprelease.dev.nacos import ensure_nacos, start_nacos
+from tests.plugins.cluster import KubeCluster, wait_for
+from tests.plugins.nacos import AppInstanceSimulator, NacosEndpoint, unused_port
+from tests.plugins.nacos_apps import PodRegistrar
+from tests.plugins.operator import AppReleases, OperatorProcess, hold_still
+
+pytestmark = pytest.mark.nacos
+PORT = 8080
+SECRET = "nacos-credentials"
+
+
+def nacos_app(endpoint_url: str, service: str, *, name: str = "orders", steps: list | None = None,
+              registry: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    strategy = {"canary": {"steps": steps}} if steps is not None else {"rolling": {}}
+    return {
+        "apiVersion": "apprelease.io/v1alpha1",
+        "kind": "AppRelease",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "registry.local/orders:v1", "replicas": 3, "port": PORT,
+            "strategy": strategy,
+            "registry": {
+                "nacos": {"serverAddr": endpoint_url, "serviceName": service,
+                          "credentialsSecret": {"name": SECRET}},
+                "drainSeconds": 3, "gateTimeout": "2m", "deletionTimeout": "20s",
+                **(registry or {}),
+            },
+            **spec,
+        },
+    }
+
+
+@pytest.fixture
+def credentials(kube_cluster: KubeCluster, namespace: str, nacos_server: NacosEndpoint) -> None:
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+        "data": {"username": base64.b64encode((nacos_server.username or "").encode()).decode(),
+                 "password": base64.b64encode((nacos_server.password or "").encode()).decode()},
+    }
+    kube_cluster.apply(secret)
+
+
+@pytest.fixture
+def registrar(kube_cluster: KubeCluster, namespace: str, app_instances: Callable[..., AppInstanceSimulator]) -> Iterator[Callable[..., PodRegistrar]]:
+    started: list[PodRegistrar] = []
+
+    def make(endpoint: NacosEndpoint, service: str, app: str = "orders", **kwargs: Any) -> PodRegistrar:
+        reg = PodRegistrar(str(kube_cluster.kubeconfig), namespace, app, endpoint, service, PORT,
+                           app_instances, **kwargs)
+        started.append(reg.__enter__())
+        return reg
+
+    yield make
+    for reg in started:
+        reg.__exit__()
+
+
+def service() -> str:
+    return f"orders-{uuid.uuid4().hex[:8]}"
+
+
+def registered(status: dict[str, Any], summary: str) -> bool:
+    reg = status.get("registration") or {}
+    cond = {c["type"]: c for c in status.get("conditions", [])}.get("Registered", {})
+    return reg.get("summary") == summary and cond.get("status") == "True"
+
+
+def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: NacosEndpoint,
+                                          registrar: Callable[..., PodRegistrar], kube_cluster: KubeCluster,
+                                          namespace: str) -> None:
+    svc = service()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+              "stringData": {"username": nacos_endpoint.username or "", "password": nacos_endpoint.password or ""}}
+    kube_cluster.apply(secret)
+    arl.apply(nacos_app(nacos_endpoint.base_url, svc))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    registrar(nacos_endpoint, svc)
+    status = arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+    reg = status["registration"]
+    assert reg["provider"] == "nacos" and reg["service"] == f"DEFAULT_GROUP@@{svc}"
+    pods = {p["status"]["podIP"]: p["metadata"]["name"]
+            for p in arl.kubectl_json("pods", "-l", "app.kubernetes.io/instance=orders")["items"]}
+    assert {(i["ip"], i["pod"]) for i in reg["instances"]} == set(pods.items())
+    assert all(i["port"] == PORT and i["healthy"] and i["enabled"] and i["revision"] == 1 for i in reg["instances"])
+    assert reg["revisions"] == [{"track": "stable", "revision": 1, "expected": 3, "registered": 3,
+                                 "healthy": 3, "enabled": 3}]
+    columns = arl.cluster.kubectl("get", "arl", "orders", "-n", arl.namespace).stdout
+    assert "3/3" in columns.splitlines()[1]
+    table = arl.cli("registry", "orders").stdout
+    assert all(ip in table for ip in pods)
+    # Nothing changes in Nacos → no status writes.
+    hold_still(lambda: arl.get("orders")["metadata"]["resourceVersion"], 8)
+
+
+def test_stale_rows_after_a_restart_changes_ips(arl: AppReleases, nacos_server: NacosEndpoint,
+                                               credentials: None, registrar: Callable[..., PodRegistrar]) -> None:
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc, registry={"drainSeconds": 0}))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    apps = registrar(nacos_server, svc, linger=True)  # old apps do not deregister: stale
+    arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+    old_ips = set(apps.timeline.pod_of_ip)
+    arl.cli("restart", "orders")
+    status = arl.wait("orders", lambda s: (s.get("registration") or {}).get("staleCount") == 3
+                      and registered(s, "3/3"), 90, "3 stale rows, 3/3 registered")
+    assert {row["ip"] for row in status["registration"]["stale"]} == old_ips
+    assert "(stale: no pod)" in arl.cli("registry", "orders").stdout
+    # cleanupStale: the stale ephemeral instances are disabled.
+    arl.patch("orders", {"spec": {"registry": {"cleanupStale": True}}})
+    wait_for(lambda: all(not apps.instance(ip).enabled for ip in old_ips), 30, 0.5, "stale instances disabled")
+
+
+def test_canary_gate_holds_until_registered_then_advances(arl: AppReleases, nacos_server: NacosEndpoint,
+                                                         credentials: None, registrar: Callable[..., PodRegistrar]) -> None:
+    import threading
+
+    svc = service()
+    release = threading.Event()
+    steps = [{"setWeight": 34}, {"pause": {}}]
+    arl.apply(nacos_app(nacos_server.base_url, svc, steps=steps))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+
+    def hold(pod: dict[str, Any]) -> bool:
+        return pod["metadata"]["labels"].get("apprelease.io/track") == "canary" and not release.is_set()
+
+    registrar(nacos_server, svc, hold=hold)
+    arl.wait("orders", lambda s: registered(s, "3/3"), 60, "stable registered")
+    arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
+    arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+    hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
+    status = arl.status("orders")
+    assert status["currentStepIndex"] == 0 and "registered" in status["message"]
+    release.set()
+    arl.wait_phase("orders", "Paused", timeout=60, currentStepIndex=1)
+
+
+def test_gate_timeout_aborts(arl: AppReleases, nacos_server: NacosEndpoint, credentials: None,
+                             registrar: Callable[..., PodRegistrar]) -> None:
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}],
+                        registry={"gateTimeout": "6s", "drainSeconds": 1}))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    registrar(nacos_server, svc, hold=lambda pod: pod["metadata"]["labels"].get("apprelease.io/track") == "canary")
+    arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
+    status = arl.wait_phase("orders", "Degraded", timeout=60, aborted=True)
+    assert status["abortReason"] == "RegistryGateTimeout"
+    assert "registry.gateTimeout (6s)" in status["abortMessage"]
+
+
+def test_scale_down_takes_instances_offline_before_pods_leave(
+    arl: AppReleases, nacos_server: NacosEndpoint, credentials: None, registrar: Callable[..., PodRegistrar],
+) -> None:
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    apps = registrar(nacos_server, svc)
+    arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+    arl.patch("orders", {"spec": {"replicas": 1}})
+    arl.wait_phase("orders", "Healthy", timeout=90, readyReplicas=1)
+    wait_for(lambda: len(apps.timeline.deleting_at) == 2, 30, 0.3, "two pods leaving")
+    for ip, deleting in apps.timeline.deleting_at.items():
+        disabled = apps.timeline.disabled_at.get(ip)
+        assert disabled is not None, f"{ip} left without being taken offline"
+        assert disabled + 2.5 <= deleting, f"{ip}: offline at {disabled}, pod deleted at {deleting}"
+    # The remaining pod stays enabled, and the leaving pods' overrides are tracked until reset.
+    survivor = arl.status("orders")["registration"]["instances"][0]
+    assert survivor["enabled"] is True
+    assert {d["ip"] for d in arl.status("orders")["draining"]} == set(apps.timeline.deleting_at)
+
+
+def test_offline_and_online_commands_set_and_reset_the_override(
+    arl: AppReleases, nacos_server: NacosEndpoint, credentials: None, registrar: Callable[..., PodRegistrar],
+) -> None:
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    apps = registrar(nacos_server, svc)
+    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    pod = arl.status("orders")["registration"]["instances"][0]
+    arl.cli("offline", "orders", "--pod", pod["pod"])
+    wait_for(lambda: apps.instance(pod["ip"]).enabled is False, 30, 0.3, "instance disabled in Nacos")
+    arl.wait("orders", lambda s: s.get("offlinePods") == [pod["pod"]], 30, "offlinePods")
+    arl.cli("online", "orders", "--pod", pod["pod"])
+    wait_for(lambda: apps.instance(pod["ip"]).enabled is True, 30, 0.3, "instance enabled again")
+
+
+def test_nacos_outage_mid_canary_blocks_promotion_then_recovers(
+    arl: AppReleases, kube_cluster: KubeCluster, namespace: str, tmp_path: Path,
+    registrar: Callable[..., PodRegistrar],
+) -> None:
+    distribution = ensure_nacos("2", progress=lambda line: None)
+    server = start_nacos(distribution, tmp_path / "nacos", progress=lambda line: None)
+    try:
+        endpoint = NacosEndpoint(server.base_url, server.username, server.password, 2, server.version)
+        kube_cluster.apply({"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": SECRET, "namespace": namespace},
+                            "stringData": {"username": server.username, "password": server.password}})
+        svc = service()
+        arl.apply(nacos_app(server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}]))
+        arl.wait_phase("orders", "Healthy", timeout=60)
+        registrar(endpoint, svc)
+        arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+        server.stop()
+        arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
+        status = arl.wait("orders", lambda s: {c["type"]: c for c in s.get("conditions", [])}
+                          .get("Registered", {}).get("status") == "Unknown", 60, "Registered Unknown")
+        assert {c["type"]: c for c in status["conditions"]}["Registered"]["reason"] == "RegistryUnavailable"
+        arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+        hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
+        assert "unreachable" in arl.status("orders")["message"]
+        server = start_nacos(distribution, tmp_path / "nacos", port=int(server.server_addr.rsplit(":", 1)[1]),
+                             progress=lambda line: None)
+        arl.wait_phase("orders", "Paused", timeout=120, currentStepIndex=1)
+    finally:
+        server.stop()
+
+
+def test_deletion_takes_instances_offline_then_releases(
+    arl: AppReleases, nacos_server: NacosEndpoint, credentials: None, registrar: Callable[..., PodRegistrar],
+) -> None:
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    apps = registrar(nacos_server, svc)
+    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    assert "apprelease.io/registry-offline" in arl.get("orders")["metadata"]["finalizers"]
+    arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
+    wait_for(lambda: not arl.kubectl_json("appreleases")["items"], 60, 0.5, "AppRelease gone")
+    assert len(apps.timeline.deleting_at) == 2
+    for ip, deleting in apps.timeline.deleting_at.items():
+        assert apps.timeline.disabled_at[ip] + 2.5 <= deleting
+    assert "RegistryCleanedUp" in [e["reason"] for e in arl.events("orders")]
+
+
+def test_deletion_with_nacos_down_releases_after_the_timeout(arl: AppReleases, credentials: None) -> None:
+    arl.apply(nacos_app(f"127.0.0.1:{unused_port()}", service(), replicas=1,
+                        registry={"deletionTimeout": "5s"}))
+    arl.wait("orders", lambda s: s.get("observedGeneration") == 1, 60, "reconciled")
+    arl.wait("orders", lambda s: {c["type"]: c for c in s.get("conditions", [])}
+             .get("Registered", {}).get("status") == "Unknown", 30, "Registered Unknown")
+    arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
+    wait_for(lambda: not arl.kubectl_json("appreleases")["items"], 60, 0.5, "AppRelease gone")
+    warnings = [e for e in arl.events("orders") if e["reason"] == "RegistryUnreachable"]
+    assert warnings and warnings[0]["type"] == "Warning"
+
+
+def test_credentials_never_leak(arl: AppReleases, nacos_server: NacosEndpoint, credentials: None,
+                                operator: OperatorProcess, kube_cluster: KubeCluster, namespace: str) -> None:
+    kube_cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wrong", "namespace": namespace},
+                        "stringData": {"username": "nacos", "password": "Sup3r-Secret-Value"}})
+    app = nacos_app(nacos_server.base_url, service(), replicas=1)
+    app["spec"]["registry"]["nacos"]["credentialsSecret"] = {"name": "wrong"}
+    arl.apply(app)
+    arl.wait("orders", lambda s: (s.get("registration") or {}).get("lastError"), 60, "login error reported")
+    body = str(arl.get("orders"))
+    events = str(arl.events("orders"))
+    for secret in ("Sup3r-Secret-Value", nacos_server.password or "unused-password"):
+        assert secret not in body and secret not in events and secret not in operator.log_tail(2000)
