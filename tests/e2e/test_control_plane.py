@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from apprelease.dev.build import bin_dir
 from apprelease.dev.fake_nodes import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
 from apprelease.dev.kwok_stages import (
     BEHAVIOR_LABEL,
@@ -340,6 +341,19 @@ def test_dev_cli_up_detaches_and_down_leaves_no_process(tmp_path: Path) -> None:
             ProcessIdentity(c["pid"], c["start_ticks"]) for c in state["components"].values()
         ]
         assert len(identities) == 5 and all(is_running(identity) for identity in identities)
+        # The embedded default: the operator runs and the example's pods become Ready.
+        assert (state_dir / "operator.pid").exists()
+        kubectl = [str(bin_dir() / "kubectl"), f"--kubeconfig={state_dir / 'kubeconfig'}"]
+
+        def example_ready() -> bool:
+            out = subprocess.run([*kubectl, "get", "pods", "-n", "order-proj", "-o", "json"],
+                                 capture_output=True, text=True, check=False).stdout
+            pods = json.loads(out or '{"items": []}')["items"]
+            ready = [p for p in pods if any(c["type"] == "Ready" and c["status"] == "True"
+                                            for c in (p.get("status") or {}).get("conditions") or [])]
+            return len(ready) == 3
+
+        wait_for(example_ready, 60, 0.5, "the example's 3 pods Ready")
     finally:
         stopped = _dev_cli(state_dir, "down")
 

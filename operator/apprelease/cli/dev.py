@@ -66,9 +66,17 @@ def dev(ctx: click.Context, state_dir: Path | None) -> None:
     show_default=True,
     help="Seconds to wait for health.",
 )
+@click.option(
+    "--bare", is_flag=True,
+    help="Only the control plane: no CRD, no operator, no example.",
+)
+@click.option("--nacos", is_flag=True, help="Also run a local Nacos 2.x server (from Maven Central).")
 @click.pass_context
-def up(ctx: click.Context, nodes: int, wait: bool, timeout: float) -> None:
-    """Build the binaries if missing, start the cluster and leave it running in the background."""
+def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, nacos: bool) -> None:
+    """Build what is missing, start the cluster (plus, unless --bare, the CRD, the operator and
+    examples/order-service.yaml) and leave it all running in the background."""
+    from apprelease.dev import embedded
+
     cluster = _cluster(ctx, nodes)
     if cluster.is_running():
         click.echo(f"A cluster is already running from {cluster.state_dir}.")
@@ -78,12 +86,33 @@ def up(ctx: click.Context, nodes: int, wait: bool, timeout: float) -> None:
         ensure_binaries(progress=click.echo)
         started = time.monotonic()
         cluster.up(wait=wait, timeout=timeout, progress=click.echo)
-    except (BuildError, ClusterError) as error:
+        if nacos:
+            embedded.start_detached(
+                embedded.nacos_command(cluster.state_dir / "nacos"),
+                cluster.logs_dir / "nacos.log", cluster.state_dir / "nacos.pid",
+            )
+            click.echo(f"Nacos starting (its address and login: {cluster.logs_dir / 'nacos.log'})")
+        if not bare:
+            kube = embedded.kube_for(cluster)
+            embedded.install_crd(kube)
+            embedded.start_detached(
+                embedded.operator_command(cluster.kubeconfig),
+                cluster.logs_dir / "operator.log", cluster.state_dir / "operator.pid",
+            )
+            example = _example_path()
+            embedded.apply_example(kube, example)
+            click.echo(f"CRD installed, operator running (log: {cluster.logs_dir / 'operator.log'}), "
+                       f"{example.name} applied")
+    except (BuildError, ClusterError, TimeoutError) as error:
         click.echo(f"Error: {error}", err=True)
         click.echo(f"Logs: {cluster.logs_dir}", err=True)
         sys.exit(1)
     click.echo(f"Started in {time.monotonic() - started:.1f} s; logs in {cluster.logs_dir}")
     _print_kubeconfig_hint(cluster)
+
+
+def _example_path() -> Path:
+    return Path(__file__).resolve().parents[3] / "examples" / "order-service.yaml"
 
 
 def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
@@ -96,7 +125,12 @@ def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
 @click.pass_context
 def down(ctx: click.Context, keep_data: bool) -> None:
     """Stop every process of the cluster (SIGTERM, then SIGKILL) and remove its etcd data."""
+    from apprelease.dev import embedded
+
     cluster = _cluster(ctx)
+    for name in ("operator", "nacos"):  # started by `up`; stop them before the cluster
+        if embedded.stop_detached(cluster.state_dir / f"{name}.pid"):
+            click.echo(f"Stopped the {name}.")
     if cluster.state() is None:
         click.echo(f"No cluster recorded in {cluster.state_dir}; nothing to stop.")
         return
@@ -229,7 +263,7 @@ def run_embedded(ctx: click.Context, filename: Path | None) -> None:
     from apprelease.cli.tree import show
     from apprelease.dev import embedded
 
-    example = filename or Path(__file__).resolve().parents[3] / "examples" / "order-service.yaml"
+    example = filename or _example_path()
     state_dir: Path = ctx.obj["state_dir"]
     try:
         with embedded.embedded_cluster(state_dir, click.echo) as cluster:

@@ -7,6 +7,7 @@ Ctrl-C stops the operator and the cluster it started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -74,10 +75,7 @@ def apply_example(kube: Kube, path: Path) -> dict[str, Any]:
 
 @contextmanager
 def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = [
-        sys.executable, "-m", "apprelease.cli.main", "--kubeconfig", str(kubeconfig), "run",
-        "--metrics-port", str(_free_port()), "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
-    ]
+    command = operator_command(kubeconfig)
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -111,3 +109,45 @@ def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalClust
 
 def kube_for(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig), pool_size=4))
+
+
+def start_detached(command: list[str], log_path: Path, pid_path: Path) -> int:
+    """Start a process that outlives this command (its own session); remember its PID."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_path.write_text(str(process.pid))
+    return process.pid
+
+
+def stop_detached(pid_path: Path, grace_seconds: float = 20) -> bool:
+    """Stop a process started by start_detached (its whole process group); True if it ran."""
+    try:
+        pid = int(pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    pid_path.unlink(missing_ok=True)
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def operator_command(kubeconfig: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "apprelease.cli.main", "--kubeconfig", str(kubeconfig), "run",
+        "--metrics-port", str(_free_port()), "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
+    ]
+
+
+def nacos_command(workdir: Path, version: str = "2") -> list[str]:
+    return [sys.executable, "-m", "apprelease.dev.nacos", "--version", version, "--workdir", str(workdir)]

@@ -737,10 +737,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server as cleanly as Ctrl-C
     distribution = ensure_nacos(args.version)
     with start_nacos(distribution, args.workdir, with_console=args.console) as server:
-        print(f"Nacos {server.version}: {server.base_url} (gRPC port {server.grpc_port})")
+        print(f"Nacos {server.version}: {server.base_url} (gRPC port {server.grpc_port})", flush=True)
         if server.console_url:
             print(f"Console: {server.console_url}")
-        print(f"User {server.username}, password {server.password}; Ctrl-C stops it")
+        # The password stays in its 0600 file: this output may end up in a log.
+        print(f"User {server.username}, password in {args.workdir / 'conf' / 'admin.password'};"
+              " Ctrl-C stops it", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while server.is_running():
                 time.sleep(1)
