@@ -10,6 +10,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,10 +93,8 @@ class OperatorProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

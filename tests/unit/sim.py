@@ -10,6 +10,9 @@ from typing import Any
 
 from apprelease.api.spec import AppRelease
 from apprelease.api.status import AppReleaseStatus
+from apprelease.registry.base import RegistryInstance
+from apprelease.registry.registration import RegistryRead
+from apprelease.registry.registration import summarize as summarize_registration
 from apprelease.rollout.observed import (
     DeploymentState,
     Observed,
@@ -17,9 +20,6 @@ from apprelease.rollout.observed import (
     RegistryState,
     RevisionRecord,
 )
-from apprelease.registry.base import RegistryInstance
-from apprelease.registry.registration import RegistryRead
-from apprelease.registry.registration import summarize as summarize_registration
 from apprelease.rollout.outcome import Plan
 from apprelease.rollout.planner import plan
 

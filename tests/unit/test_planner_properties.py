@@ -37,9 +37,7 @@ RESTARTS = {"CanaryStarted", "CanaryRestarted", "Retried", "RolledBack", "Restar
 def test_random_rollouts_keep_invariants(steps: list, actions: list) -> None:
     sim = Sim(make_app({"strategy": {"canary": {"steps": steps}}, "progressDeadlineSeconds": 300}))
     sim.settle()
-    counter = 0
-    for kind, value in actions:
-        counter += 1
+    for counter, (kind, value) in enumerate(actions, start=1):
         if kind == "tick":
             pass
         elif kind == "promote":

@@ -13,13 +13,19 @@ import yaml
 
 from apprelease.api.spec import AppRelease
 from apprelease.cli.common import dump_yaml
-from apprelease.render import DesiredChildren, RenderError, TrackPlan, render_children, render_initial
-from apprelease.render import labels
+from apprelease.render import (
+    DesiredChildren,
+    RenderError,
+    TrackPlan,
+    labels,
+    render_children,
+    render_initial,
+)
 from apprelease.render.hashing import revision_hash
 from apprelease.render.merge import merge
 from tests.support import DATA, EXAMPLE, load_yaml
 
-CASES = sorted((DATA / "render").glob("*.yaml")) + [EXAMPLE]
+CASES = [*sorted((DATA / "render").glob("*.yaml")), EXAMPLE]
 GOLDEN = DATA / "golden"
 
 
@@ -123,7 +129,7 @@ def test_nginx_canary_ingress_and_track_services() -> None:
 def test_ingress_port_must_name_a_port() -> None:
     body = load_yaml(EXAMPLE)
     body["spec"]["ingress"]["port"] = "admin"
-    with pytest.raises(RenderError, match="'admin' is not the name of any of spec.ports"):
+    with pytest.raises(RenderError, match=r"'admin' is not the name of any of spec\.ports"):
         render_initial(AppRelease.model_validate(body))
 
 

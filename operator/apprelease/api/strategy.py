@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from .base import DURATION_PATTERN, ApiModel, cel, parse_duration, validations
 
+
 def _valid_duration(text: str) -> str:
     parse_duration(text)
     return text

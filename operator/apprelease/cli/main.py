@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import IO
 
 import click
 import yaml
@@ -45,7 +46,7 @@ def crd(output: Path | None) -> None:
 @cli.command()
 @click.option("-f", "--filename", "filename", required=True, type=click.File("r"),
               help="AppRelease YAML ('-' for stdin).")
-def render(filename: click.utils.LazyFile) -> None:
+def render(filename: IO[str]) -> None:
     """Print the objects an AppRelease becomes (offline, as a YAML stream)."""
     from ..api.spec import AppRelease
     from ..render import RenderError, render_initial

@@ -61,8 +61,8 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def apprelease_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
-    return {(namespace, name): slim_app(body)}
+def apprelease_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
+    return {(namespace or "", name): slim_app(body)}
 
 
 def _child(body: kopf.Body) -> dict | None:
@@ -112,12 +112,15 @@ def endpointslice_index(body: kopf.Body, **_: Any) -> dict | None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def apprelease_changed(event: dict, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def apprelease_changed(
+    event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
     runtime: Runtime = memo["runtime"]
+    key = (namespace or "", name)
     if event.get("type") == "DELETED":
-        runtime.removed((namespace, name))
+        runtime.removed(key)
     else:
-        runtime.enqueue((namespace, name))
+        runtime.enqueue(key)
 
 
 async def _child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

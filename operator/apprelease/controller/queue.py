@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 from . import metrics
+
+K = TypeVar("K", bound=Hashable)
 
 MAX_BACKOFF_SECONDS = 120.0
 BASE_BACKOFF_SECONDS = 0.5
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._waiting: set[Hashable] = set()
-        self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
+        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._waiting: set[K] = set()
+        self._processing: set[K] = set()
+        self._dirty: set[K] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: K) -> None:
         if key in self._processing:
             self._dirty.add(key)
             return
@@ -34,7 +37,7 @@ class WorkQueue:
         self._queue.put_nowait(key)
         metrics.QUEUE_DEPTH.set(len(self._waiting))
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         """Schedule a reconcile; an earlier schedule for the same key wins."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
@@ -45,34 +48,34 @@ class WorkQueue:
             timer.cancel()
         self._timers[key] = loop.call_at(when, self._fire, key)
 
-    def _fire(self, key: Hashable) -> None:
+    def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
         self.add(key)
 
-    def retry_later(self, key: Hashable) -> float:
+    def retry_later(self, key: K) -> float:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (failures - 1))
         self.add_after(key, delay)
         return delay
 
-    def succeeded(self, key: Hashable) -> None:
+    def succeeded(self, key: K) -> None:
         self._failures.pop(key, None)
 
-    async def get(self) -> Hashable:
+    async def get(self) -> K:
         key = await self._queue.get()
         self._waiting.discard(key)
         self._processing.add(key)
         metrics.QUEUE_DEPTH.set(len(self._waiting))
         return key
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty:
             self._dirty.discard(key)
             self.add(key)
 
-    def forget(self, key: Hashable) -> None:
+    def forget(self, key: K) -> None:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()

@@ -21,9 +21,9 @@ from ..k8s import drift
 from ..k8s.client import ApiError, Kube
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
+from ..registry.base import RegistryUnavailable
 from ..render import RenderError, render_children
 from ..rollout import conditions as C
-from ..registry.base import RegistryUnavailable
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.drain import RegistryAction
 from ..rollout.observed import Observed
@@ -256,10 +256,10 @@ class Reconciler:
                 writes += 1
         for record in revisions:
             name = f"{app.name}-{record.hash}"
-            live = children.get("ControllerRevision", name)
-            if live is not None:
-                self.kube.delete("ControllerRevision", app.namespace, name, uid=live["metadata"].get("uid"))
-                self.cache.forget(live)
+            revision = children.get("ControllerRevision", name)
+            if revision is not None:
+                self.kube.delete("ControllerRevision", app.namespace, name, uid=revision["metadata"].get("uid"))
+                self.cache.forget(revision)
                 writes += 1
         return writes
 

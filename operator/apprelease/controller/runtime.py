@@ -10,8 +10,8 @@ from typing import Any
 
 from ..k8s.client import Kube, load_api_client
 from ..k8s.observe import AppKey
-from . import metrics
 from ..registry.monitor import RegistryMonitor
+from . import metrics
 from .cache import IndexCache
 from .queue import WorkQueue
 from .reconciler import Reconciler, TransientError
@@ -25,7 +25,7 @@ class Runtime:
 
     def __init__(self, options: RunOptions, indices: dict[str, Any]):
         self.options = options
-        self.queue = WorkQueue()
+        self.queue: WorkQueue[AppKey] = WorkQueue()
         self.cache = IndexCache(indices)
         self.kube = Kube(load_api_client(options.kubeconfig, pool_size=options.workers + 4))
         self.registry = RegistryMonitor(

@@ -8,6 +8,7 @@ aborted) are annotations; the number is ``.revision`` (mutable, renumbered on ro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..api.spec import AppRelease, RevisionTemplate
@@ -44,7 +45,7 @@ def to_controller_revision(app: AppRelease, record: RevisionRecord) -> dict[str,
     }
 
 
-def from_controller_revision(obj: dict[str, Any]) -> RevisionRecord:
+def from_controller_revision(obj: Mapping[str, Any]) -> RevisionRecord:
     meta = obj.get("metadata", {})
     annotations = meta.get("annotations") or {}
     return RevisionRecord(

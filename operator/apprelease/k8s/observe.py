@@ -103,7 +103,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     revision = pod_labels.get(labels.REVISION)
     return PodState(
         name=meta.get("name", ""),
-        track=track if track in ("stable", "canary") else None,  # type: ignore[arg-type]
+        track=track if track in ("stable", "canary") else None,
         revision=int(revision) if revision and revision.isdigit() else None,
         ready=ready,
         restarts=sum(int(c.get("restartCount") or 0) for c in statuses),
@@ -122,7 +122,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
 def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
     meta = dep.get("metadata", {})
     status = dep.get("status") or {}
-    progressing = next(
+    progressing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
     )
     return DeploymentState(
@@ -165,7 +165,7 @@ def observe(children: Children, uid: str | None, app_name: str) -> Observed:
             continue
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK)
         if track in ("stable", "canary"):
-            deployments[track] = deployment_state(dep, track)  # type: ignore[index]
+            deployments[track] = deployment_state(dep, track)
     revisions: list[RevisionRecord] = [
         rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)
     ]

@@ -155,9 +155,9 @@ class RegistryMonitor:
             log.info("%s/%s: registry %s %s:%s (pod %s)", key[0], key[1], action.kind,
                      action.ip, action.port, action.pod or "-")
         with self._lock:
-            target = self._targets.get(key)
-            if target:
-                target.next_poll = 0.0  # read back what we changed right away
+            polled = self._targets.get(key)
+            if polled:
+                polled.next_poll = 0.0  # read back what we changed right away
 
     def _mark_leaving(self, app: AppRelease, pod: str) -> None:
         """Make the ReplicaSet remove exactly the pods we took offline."""

@@ -87,7 +87,7 @@ def summarize(
     pod_by_ip = {p.ip: p for p in live}
     if read.instances is None:
         status = RegistrationStatus(
-            provider=provider,  # type: ignore[arg-type]
+            provider=provider,
             service=service,
             summary="?",
             last_error=read.error,
@@ -127,7 +127,7 @@ def summarize(
     pods_by_name = {p.name: p for p in live}
     listed = [_row(i, pods_by_name.get(name)) for name, i in sorted(by_pod.items())]
     status = RegistrationStatus(
-        provider=provider,  # type: ignore[arg-type]
+        provider=provider,
         service=service,
         summary=f"{healthy}/{expected}",
         revisions=rows,

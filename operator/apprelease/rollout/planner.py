@@ -8,6 +8,7 @@ plan, which is what makes a SIGKILLed operator resume exactly where it was.
 from __future__ import annotations
 
 from datetime import datetime
+
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
 from ..render import DesiredChildren, TrackPlan
@@ -57,8 +58,10 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     desired = _children(app, rollout, history, drain.tracks)
     new_status = summarize(app, status, observed, rollout, current, stamp, drain)
     if new_status.phase != status.phase:
-        kind = "Warning" if new_status.phase == "Degraded" else "Normal"
-        rollout.events.append(Event(kind, str(new_status.phase), new_status.message))
+        degraded = new_status.phase == "Degraded"
+        rollout.events.append(
+            Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message)
+        )
     wake = (rollout.progress.wake_at if rollout.progress else []) + drain.wake_at
     requeue = max(0.0, (min(wake) - now).total_seconds()) if wake else None
     return Plan(

@@ -10,8 +10,8 @@ from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, Phase, TrackStatus
 from ..render import labels
 from . import conditions as C
-from .observed import DeploymentState, Observed, RevisionRecord
 from .drain import DrainOutcome
+from .observed import DeploymentState, Observed, RevisionRecord
 from .outcome import Rollout
 
 
@@ -166,7 +166,7 @@ def summarize(
         canary=canary,
         handled_requests=rollout.handled,
         registration=registration.status if registration else None,
-        promotion_phase=rollout.promotion_phase if progress else None,  # type: ignore[arg-type]
+        promotion_phase=rollout.promotion_phase if progress else None,
         draining=drain.draining if drain else [],
         offline_pods=drain.offline_pods if drain else [],
         conditions=C.merge_conditions(
