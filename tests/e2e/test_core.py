@@ -252,3 +252,31 @@ def test_restart_makes_no_writes(arl: AppReleases, operator: OperatorProcess) ->
     hold_still(operator.writes_by_kind, 5)
     assert operator.writes_by_kind() == {}
     assert arl.status("restart-a") == before
+
+
+def test_metrics_cover_reconciles_phases_and_api_requests(arl: AppReleases, operator: OperatorProcess) -> None:
+    arl.apply(rolling_app("metrics-a"))
+    arl.wait_phase("metrics-a", "Healthy", timeout=60)
+    metrics = operator.metrics()
+    assert metrics.get("apprelease_reconcile_total{result=ok}", 0) >= 1
+    assert any(k.startswith("apprelease_reconcile_duration_seconds_bucket{") for k in metrics)
+    assert metrics.get("apprelease_appreleases{phase=Healthy}", 0) >= 1
+    assert any("resource=Deployment" in k and "verb=patch" in k for k in metrics)
+
+
+def test_namespaced_operator_ignores_other_namespaces(
+    arl: AppReleases, operator: OperatorProcess, kube_cluster: KubeCluster
+) -> None:
+    other = f"{arl.namespace}-x"
+    kube_cluster.kubectl("create", "namespace", other)
+    try:
+        with operator.replaced_by(kube_cluster.kubeconfig, extra_args=("--namespace", arl.namespace)):
+            arl.apply(rolling_app("mine"))
+            body = rolling_app("theirs")
+            body["metadata"]["namespace"] = other
+            kube_cluster.apply(body, server_side=True)
+            arl.wait_phase("mine", "Healthy", timeout=60)
+            hold_still(lambda: kube_cluster.get_json("appreleases", "theirs", "-n", other).get("status"), 3)
+            assert not kube_cluster.get_json("appreleases", "theirs", "-n", other).get("status")
+    finally:
+        kube_cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)

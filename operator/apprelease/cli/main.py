@@ -65,8 +65,8 @@ def render(filename: IO[str]) -> None:
 
 
 @cli.command()
-@click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces (repeatable).")
-@click.option("--all-namespaces/--no-all-namespaces", default=True, help="Watch every namespace (default).")
+@click.option("--namespace", "namespaces", multiple=True,
+              help="Watch only these namespaces (repeatable; default: every namespace).")
 @click.option("--workers", default=8, show_default=True, help="Concurrent reconciles.")
 @click.option("--metrics-port", default=8081, show_default=True, help="Prometheus metrics port (0: off).")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
@@ -74,7 +74,7 @@ def render(filename: IO[str]) -> None:
 @click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @pass_context
-def run(ctx: Context, namespaces: tuple[str, ...], all_namespaces: bool, workers: int,
+def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, peering: str | None, verbose: bool) -> None:
     """Run the operator."""
     from ..controller.run import run_operator
