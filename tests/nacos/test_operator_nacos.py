@@ -270,3 +270,29 @@ def test_credentials_never_leak(arl: AppReleases, nacos_server: NacosEndpoint, c
     events = str(arl.events("orders"))
     for secret in ("Sup3r-Secret-Value", nacos_server.password or "unused-password"):
         assert secret not in body and secret not in events and secret not in operator.log_tail(2000)
+
+
+def test_registry_changes_reach_status_within_seconds(
+    arl: AppReleases, nacos_server: NacosEndpoint, credentials: None,
+    registrar: Callable[..., PodRegistrar], capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
+) -> None:
+    import time
+
+    svc = service()
+    arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    registrar(nacos_server, svc)
+    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    target = arl.status("orders")["registration"]["instances"][0]
+    with nacos_server.registry(svc) as console:  # someone disables it in the Nacos console
+        started = time.monotonic()
+        console.set_enabled(target["ip"], target["port"], False)
+        arl.wait("orders", lambda s: any(i["ip"] == target["ip"] and not i["enabled"]
+                                         for i in s["registration"]["instances"]), 30, "disabled in status")
+        latency = time.monotonic() - started
+        console.clear_overrides(target["ip"], target["port"])
+    record_property("registry_to_status_seconds", round(latency, 2))
+    with capsys.disabled():
+        print(f"\n[measured] Nacos change → AppRelease status: {latency:.2f} s")
+    assert latency < 10  # polled every 5 s

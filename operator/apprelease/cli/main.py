@@ -72,10 +72,13 @@ def render(filename: IO[str]) -> None:
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="kopf liveness endpoint ('' to disable).")
 @click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
+@click.option("--registry-poll-seconds", default=5.0, show_default=True,
+              help="How often each Nacos service is read (back-off on errors).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
-        metrics_port: int, liveness: str, peering: str | None, verbose: bool) -> None:
+        metrics_port: int, liveness: str, peering: str | None, registry_poll_seconds: float,
+        verbose: bool) -> None:
     """Run the operator."""
     from ..controller.run import run_operator
     from ..controller.settings import RunOptions
@@ -86,6 +89,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port=metrics_port or None,
         kubeconfig=ctx.kubeconfig,
         peering=peering,
+        registry_poll_seconds=registry_poll_seconds,
     )
     run_operator(options, liveness=liveness or None, verbose=verbose)
 
