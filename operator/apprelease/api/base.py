@@ -50,6 +50,18 @@ def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, 
     return entry
 
 
+def exactly_one(wire_fields: tuple[str, ...], message: str) -> dict[str, Any]:
+    """CEL: exactly one of these (camelCase) fields is set."""
+    present = ", ".join(f"has(self.{name})" for name in wire_fields)
+    return cel(f"[{present}].filter(x, x).size() == 1", message)
+
+
+def check_exactly_one(obj: BaseModel, fields: tuple[str, ...], message: str) -> None:
+    """The same rule for the operator's own parsing (snake_case attribute names)."""
+    if only_one_set(obj, fields) != 1:
+        raise ValueError(message)
+
+
 def validations(*rules: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """``json_schema_extra`` carrying CEL rules (and any other schema keys)."""
     return {"x-kubernetes-validations": list(rules), **extra}

@@ -6,7 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .base import DURATION_PATTERN, ApiModel, cel, parse_duration, validations
+from .base import (
+    DURATION_PATTERN,
+    ApiModel,
+    cel,
+    check_exactly_one,
+    exactly_one,
+    parse_duration,
+    validations,
+)
 
 
 def _valid_duration(text: str) -> str:
@@ -56,12 +64,12 @@ class Pause(ApiModel):
         return None if self.duration is None else parse_duration(self.duration)
 
 
+_STEP_MESSAGE = "each step needs exactly one of setWeight, pause"
+
+
 class CanaryStep(ApiModel):
     model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(
-            cel("has(self.setWeight) != has(self.pause)",
-                "each step needs exactly one of setWeight, pause"),
-        )
+        "json_schema_extra": validations(exactly_one(("setWeight", "pause"), _STEP_MESSAGE))
     }
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
@@ -69,8 +77,7 @@ class CanaryStep(ApiModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> CanaryStep:
-        if (self.set_weight is None) == (self.pause is None):
-            raise ValueError("each step needs exactly one of setWeight, pause")
+        check_exactly_one(self, ("set_weight", "pause"), _STEP_MESSAGE)
         return self
 
 

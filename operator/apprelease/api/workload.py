@@ -18,7 +18,8 @@ from .base import (
     QUANTITY_PATTERN,
     ApiModel,
     cel,
-    only_one_set,
+    check_exactly_one,
+    exactly_one,
     validations,
 )
 
@@ -77,16 +78,16 @@ class ResourceFieldSelector(ApiModel):
 
 
 _ENV_SOURCES = ("secret_key_ref", "config_map_key_ref", "field_ref", "resource_field_ref")
+_ENV_SOURCES_MESSAGE = (
+    "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef"
+)
 
 
 class EnvVarSource(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel(
-                "[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef),"
-                " has(self.resourceFieldRef)].filter(x, x).size() == 1",
-                "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef",
-            )
+            exactly_one(("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef"),
+                        _ENV_SOURCES_MESSAGE)
         )
     }
 
@@ -97,10 +98,7 @@ class EnvVarSource(ApiModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EnvVarSource:
-        if only_one_set(self, _ENV_SOURCES) != 1:
-            raise ValueError(
-                "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef"
-            )
+        check_exactly_one(self, _ENV_SOURCES, _ENV_SOURCES_MESSAGE)
         return self
 
 
@@ -132,10 +130,7 @@ class NamedRef(ApiModel):
 class EnvFromSource(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel(
-                "has(self.secretRef) != has(self.configMapRef)",
-                "envFrom needs exactly one of secretRef, configMapRef",
-            )
+            exactly_one(("secretRef", "configMapRef"), "envFrom needs exactly one of secretRef, configMapRef")
         )
     }
 
@@ -145,8 +140,8 @@ class EnvFromSource(ApiModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EnvFromSource:
-        if only_one_set(self, ("secret_ref", "config_map_ref")) != 1:
-            raise ValueError("envFrom needs exactly one of secretRef, configMapRef")
+        check_exactly_one(self, ("secret_ref", "config_map_ref"),
+                          "envFrom needs exactly one of secretRef, configMapRef")
         return self
 
 
@@ -264,16 +259,13 @@ class GrpcAction(ApiModel):
 
 
 _PROBE_HANDLERS = ("http_get", "tcp_socket", "exec", "grpc")
+_PROBE_MESSAGE = "a probe needs exactly one of httpGet, tcpSocket, exec, grpc"
 
 
 class Probe(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel(
-                "[has(self.httpGet), has(self.tcpSocket), has(self.exec), has(self.grpc)]"
-                ".filter(x, x).size() == 1",
-                "a probe needs exactly one of httpGet, tcpSocket, exec, grpc",
-            )
+            exactly_one(("httpGet", "tcpSocket", "exec", "grpc"), _PROBE_MESSAGE)
         )
     }
 
@@ -289,8 +281,7 @@ class Probe(ApiModel):
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
-        if only_one_set(self, _PROBE_HANDLERS) != 1:
-            raise ValueError("a probe needs exactly one of httpGet, tcpSocket, exec, grpc")
+        check_exactly_one(self, _PROBE_HANDLERS, _PROBE_MESSAGE)
         return self
 
 

@@ -9,19 +9,17 @@ from that go.mod at build time so a version bump needs no edit here.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from apprelease.dev import versions
 from apprelease.dev.go_runner import BuildError, Progress, capture_go, run_go
+from apprelease.dev.locking import file_lock
 from apprelease.dev.paths import cache_root
 
 WRAPPER_MODULE = "apprelease.local/k8sbin"
@@ -94,7 +92,7 @@ def ensure_binaries(progress: Progress = print, *, force: bool = False) -> Path:
         return target
     home = binaries_home()
     home.mkdir(parents=True, exist_ok=True)
-    with _build_lock(home / ".build.lock"):
+    with file_lock(home / ".build.lock"):
         missing = missing_binaries(target)
         if not force and not missing:  # another process built them while we waited
             return target
@@ -120,16 +118,6 @@ def ensure_binaries(progress: Progress = print, *, force: bool = False) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         progress(f"Built control-plane binaries in {time.monotonic() - started:.0f} s: {target}")
     return target
-
-
-@contextlib.contextmanager
-def _build_lock(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _kubernetes_module_facts(work_dir: Path) -> tuple[str, list[str], str]:

@@ -30,7 +30,6 @@ import base64
 import contextlib
 import ctypes
 import dataclasses
-import fcntl
 import json
 import os
 import secrets
@@ -40,13 +39,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from apprelease.dev.locking import file_lock
 from apprelease.dev.paths import cache_root
 
 Progress = Callable[[str], None]
@@ -216,7 +216,7 @@ def ensure_nacos(
     if cached is not None:
         return cached
     home.mkdir(parents=True, exist_ok=True)
-    with _file_lock(home / ".build.lock"):
+    with file_lock(home / ".build.lock"):
         cached = _load_distribution(home, version, group)
         if cached is not None:  # built by another process while we waited
             return cached
@@ -383,16 +383,6 @@ def _java_tool(name: str) -> str:
     if found is None:
         raise NacosError(f"`{name}` not found (set JAVA_HOME or put a JDK 17+ on PATH)")
     return found
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------
