@@ -38,6 +38,7 @@ import pytest
 
 from apprelease.dev.nacos import NacosError, NacosServer, ensure_nacos, start_nacos
 from apprelease.registry.nacos import NacosRegistry, NacosSettings
+from tests.plugins.cluster import wait_for
 
 SERVER_START_TIMEOUT_SECONDS = 240.0
 DEFAULT_WAIT_SECONDS = 30.0
@@ -94,15 +95,7 @@ def wait_until(
     condition: Callable[[], T | None], timeout: float = DEFAULT_WAIT_SECONDS, message: str = ""
 ) -> T:
     """Poll `condition` until it returns something truthy (which is returned)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = condition()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s: {message} (last: {last!r})")
-        time.sleep(POLL_SECONDS)
+    return wait_for(condition, timeout, POLL_SECONDS, message)  # type: ignore[arg-type]
 
 
 def holds_for(condition: Callable[[], object], seconds: float, message: str = "") -> None:
