@@ -30,15 +30,22 @@ def _symbol(phase: str | None) -> Text:
     return Text(f"{mark} {phase or 'Unknown'}", style=colour)
 
 
-def _fetch(ctx: Context, name: str) -> tuple[dict[str, Any], list[dict], list[dict]]:
+def _fetch(ctx: Context, name: str) -> tuple[dict[str, Any], list[dict], list[dict], list[str]]:
     app = ctx.kube.get("AppRelease", ctx.namespace, name)
     selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
     deployments = ctx.kube.list("Deployment", ctx.namespace, labelSelector=selector)
     pods = ctx.kube.list("Pod", ctx.namespace, labelSelector=selector)
-    return app, deployments, pods
+    others = [
+        f"{kind}/{obj['metadata']['name']}"
+        for kind in ("Service", "Ingress", "ConfigMap")
+        for obj in ctx.kube.list(kind, ctx.namespace, labelSelector=selector)
+    ]
+    return app, deployments, pods, others
 
 
-def render_view(app: dict[str, Any], deployments: list[dict], pods: list[dict]) -> Group:
+def render_view(
+    app: dict[str, Any], deployments: list[dict], pods: list[dict], others: list[str] | None = None
+) -> Group:
     spec, status = app.get("spec") or {}, app.get("status") or {}
     meta = app["metadata"]
     header = Table.grid(padding=(0, 2))
@@ -65,12 +72,16 @@ def render_view(app: dict[str, Any], deployments: list[dict], pods: list[dict]) 
     header.add_row("  Updated:", str(status.get("updatedReplicas", 0)))
     header.add_row("  Ready:", str(status.get("readyReplicas", 0)))
     header.add_row("  Available:", str(status.get("availableReplicas", 0)))
+    if others:
+        header.add_row("Children:", "\n".join(others))
     registration = status.get("registration")
     if registration:
         header.add_row(
             "Registered:",
             f"{registration.get('summary', '')} ({registration.get('provider')} {registration.get('service', '')})",
         )
+        if registration.get("lastError"):
+            header.add_row("  Error:", Text(registration["lastError"], style="red"))
 
     root = Tree(Text.assemble(("⟳ ", "bold"), meta["name"], "  AppRelease  ", _symbol(status.get("phase"))))
     by_revision: dict[str, list[dict]] = defaultdict(list)
