@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,6 @@ class RunOptions:
     kubeconfig: str | None = None
     peering: str | None = None  # None: standalone
     registry_poll_seconds: float = 5.0
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def clusterwide(self) -> bool:
