@@ -83,7 +83,3 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         return len(self._waiting)
-
-    @property
-    def idle(self) -> bool:
-        return not self._waiting and not self._processing

@@ -51,7 +51,6 @@ class _Target:
 @dataclass
 class _CachedSecret:
     data: dict[str, str]
-    resource_version: str
     fetched: float = field(default_factory=time.monotonic)
 
 
@@ -230,7 +229,7 @@ class RegistryMonitor:
         except ApiError as exc:
             raise RegistryUnavailable(f"cannot read Secret {namespace}/{name}: {exc.reason}") from None
         data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-        self._secrets[(namespace, name)] = _CachedSecret(data, secret["metadata"].get("resourceVersion", ""))
+        self._secrets[(namespace, name)] = _CachedSecret(data)
         return data
 
     # Polling ---------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from typing import Literal
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from ..registry.base import RegistryInstance
 from ..render import TrackPlan
 from ..render.naming import Track
 from . import requests
@@ -229,6 +228,3 @@ def _stale_cleanup(app: AppRelease, registration: Registration, outcome: DrainOu
         elif instance.enabled:
             outcome.actions.append(RegistryAction("disable", None, instance.ip, instance.port, True))
 
-
-def instance_key(instance: RegistryInstance) -> str:
-    return f"{instance.ip}:{instance.port}"

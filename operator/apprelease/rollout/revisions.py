@@ -24,9 +24,6 @@ class History:
     def get(self, hash_: str | None) -> RevisionRecord | None:
         return self._by_hash.get(hash_) if hash_ else None
 
-    def by_number(self, number: int) -> RevisionRecord | None:
-        return next((r for r in self._by_hash.values() if r.number == number), None)
-
     @property
     def latest_number(self) -> int:
         return max((r.number for r in self._by_hash.values()), default=0)
