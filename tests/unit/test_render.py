@@ -175,3 +175,14 @@ def test_revision_hash_ignores_formatting_but_not_content() -> None:
 )
 def test_version_label_from_image(image: str, version: str) -> None:
     assert labels.image_version(image) == version
+
+
+@pytest.mark.parametrize("value", ["21978643e1", "1e3", "0x1F", "123", "1.5", "true", "no", "null", "~"])
+def test_yaml_output_quotes_strings_a_go_reader_would_retype(value: str) -> None:
+    text = dump_yaml([{"metadata": {"annotations": {"hash": value}}}])
+    assert f"hash: '{value}'" in text
+    assert yaml.safe_load(text)["metadata"]["annotations"]["hash"] == value
+
+
+def test_yaml_output_leaves_plain_strings_plain() -> None:
+    assert "image: nginx:1.27" in dump_yaml([{"image": "nginx:1.27"}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,8 +20,21 @@ class _LiteralDumper(yaml.SafeDumper):
     """Multi-line strings (config files) as readable | blocks."""
 
 
+# Strings a YAML 1.2 reader (kubectl, Go) would take for a number, bool or null. PyYAML
+# follows YAML 1.1 and would leave e.g. a hash like 21978643e1 unquoted.
+_AMBIGUOUS = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9][0-9_]*(\.[0-9_]*)?)([eE][-+]?[0-9]+)?|0x[0-9a-fA-F]+|0o[0-7]+"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|(?i:true|false|yes|no|on|off|y|n|null|~)"
+)
+
+
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    if "\n" in value:
+        style: str | None = "|"
+    elif _AMBIGUOUS.fullmatch(value):
+        style = "'"
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -24,6 +24,11 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .kopf_slim_events import install as install_slim_events
+    from .kopf_toggles import install as install_fast_toggles
+
+    install_fast_toggles()  # O(1) index gating: restarts with many objects stay fast
+    install_slim_events()  # no managedFields in what kopf holds while it lists
 
     kopf.run(
         clusterwide=options.clusterwide,
