@@ -359,3 +359,18 @@ def test_nginx_routing_carries_exact_weight() -> None:
 )
 def test_canary_replicas_round_up(weight: int, replicas: int, pods: int) -> None:
     assert canary_replicas(weight, replicas) == pods
+
+
+def test_material_change_ignores_counts_but_not_state() -> None:
+    from apprelease.rollout.status_summary import material_change
+
+    sim = started_canary()
+    sim.settle()
+    base = sim.status.to_wire()
+    counts = {**base, "readyReplicas": 99, "ready": "99/4", "message": "other words"}
+    assert not material_change(base, counts)
+    assert material_change(base, {**base, "currentStepIndex": 2})
+    flipped = [dict(c, status="False") if c["type"] == "Paused" else c for c in base["conditions"]]
+    assert material_change(base, {**base, "conditions": flipped})
+    reworded = [dict(c, message="x") for c in base["conditions"]]
+    assert not material_change(base, {**base, "conditions": reworded})

@@ -10,6 +10,7 @@ already sees every child and has nothing to write.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -120,7 +121,20 @@ async def apprelease_changed(
     if event.get("type") == "DELETED":
         runtime.removed(key)
     else:
-        runtime.enqueue(key)
+        runtime.enqueue(key, urgent=_user_change(event.get("object") or {}))
+
+
+def _user_change(body: Mapping[str, Any]) -> bool:
+    """A spec edit or a new request, as opposed to our own status update coming back."""
+    status = body.get("status") or {}
+    if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
+        return True
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    handled = status.get("handledRequests") or {}
+    return any(
+        annotations.get(f"{GROUP}/{kind}") not in (None, handled.get(kind))
+        for kind in ("promote", "abort", "retry")
+    )
 
 
 async def _child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -2,11 +2,14 @@
 
 A key is never processed by two workers at once; a key added while it is being processed is
 processed once more afterwards; many adds while waiting collapse into one reconcile.
+Urgent keys (a user changed a spec or asked for a promotion) go before routine ones (a pod
+became ready somewhere), so an edit is not stuck behind a fleet's status refreshes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
@@ -20,21 +23,27 @@ BASE_BACKOFF_SECONDS = 0.5
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
+        self._tokens: asyncio.Queue[None] = asyncio.Queue()  # one per waiting key
+        self._urgent: deque[K] = deque()
+        self._routine: deque[K] = deque()
         self._waiting: set[K] = set()
         self._processing: set[K] = set()
         self._dirty: set[K] = set()
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, urgent: bool = False) -> None:
         if key in self._processing:
             self._dirty.add(key)
             return
         if key in self._waiting:
+            if urgent and key in self._routine:
+                self._routine.remove(key)
+                self._urgent.append(key)
             return
         self._waiting.add(key)
-        self._queue.put_nowait(key)
+        (self._urgent if urgent else self._routine).append(key)
+        self._tokens.put_nowait(None)
         metrics.QUEUE_DEPTH.set(len(self._waiting))
 
     def add_after(self, key: K, delay: float) -> None:
@@ -63,7 +72,8 @@ class WorkQueue(Generic[K]):
         self._failures.pop(key, None)
 
     async def get(self) -> K:
-        key = await self._queue.get()
+        await self._tokens.get()
+        key = self._urgent.popleft() if self._urgent else self._routine.popleft()
         self._waiting.discard(key)
         self._processing.add(key)
         metrics.QUEUE_DEPTH.set(len(self._waiting))

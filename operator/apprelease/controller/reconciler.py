@@ -29,6 +29,7 @@ from ..rollout.drain import RegistryAction
 from ..rollout.observed import Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
+from ..rollout.status_summary import material_change
 from ..rollout.timefmt import format_time, parse_time
 from . import metrics
 from .events import EventRecorder
@@ -36,6 +37,8 @@ from .events import EventRecorder
 log = logging.getLogger("apprelease.reconcile")
 
 PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap")
+# Count-only status changes of one AppRelease are written at most this often.
+STATUS_COALESCE_SECONDS = 1.0
 # An invalid spec is not retried in a loop; a spec change (a watch event) retries at once.
 INVALID_RETRY_SECONDS = 300.0
 
@@ -80,6 +83,10 @@ class Reconciler:
         self.registry = registry
         self.clock = clock
         self.events = EventRecorder(kube)
+        self._status_written_at: dict[AppKey, float] = {}
+
+    def forget(self, key: AppKey) -> None:
+        self._status_written_at.pop(key, None)
 
     def reconcile(self, key: AppKey) -> Outcome:
         started = time.perf_counter()
@@ -134,6 +141,12 @@ class Reconciler:
             raise TransientError(f"apiserver: {exc}") from exc
 
         new_status = plan.status
+        requeue = plan.requeue_after
+        hold = self._coalesce(key, body, new_status, plan.events)
+        if hold is not None:
+            # Only counts moved and we wrote a moment ago: write them a little later, once.
+            requeue = hold if requeue is None else min(requeue, hold)
+            return Outcome(requeue, new_status.phase, writes)
         try:
             status_written = self._write_status(body, new_status)
         except ApiError as exc:
@@ -142,6 +155,7 @@ class Reconciler:
             raise TransientError(f"apiserver: {exc}") from exc
         if status_written:
             writes += 1
+            self._status_written_at[key] = time.monotonic()
             for event in plan.events:
                 metrics.TRANSITIONS.labels(event.reason).inc()
                 if event.reason in ("Aborted", "RolledBack"):
@@ -149,7 +163,19 @@ class Reconciler:
                 self.events.post(body, event)
         if new_status.current_step_index is not None and new_status.canary_revision:
             metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
-        return Outcome(plan.requeue_after, new_status.phase, writes)
+        return Outcome(requeue, new_status.phase, writes)
+
+    def _coalesce(
+        self, key: AppKey, body: dict[str, Any], status: AppReleaseStatus, events: tuple[Event, ...]
+    ) -> float | None:
+        """Seconds to wait before writing this status, or None to write it now."""
+        last = self._status_written_at.get(key)
+        if last is None or events:
+            return None
+        remaining = STATUS_COALESCE_SECONDS - (time.monotonic() - last)
+        if remaining <= 0 or material_change(body.get("status") or {}, status.to_wire()):
+            return None
+        return remaining
 
     def _observe(self, app: AppRelease, children: Children, status: AppReleaseStatus) -> Observed:
         observed = observe(children, app.uid, app.name)

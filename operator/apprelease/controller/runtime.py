@@ -58,12 +58,13 @@ class Runtime:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.queue.add, key)
 
-    def enqueue(self, key: AppKey) -> None:
-        self.queue.add(key)
+    def enqueue(self, key: AppKey, *, urgent: bool = False) -> None:
+        self.queue.add(key, urgent=urgent)
 
     def removed(self, key: AppKey) -> None:
         self.queue.forget(key)
         self.registry.forget(key)
+        self.reconciler.forget(key)
         self._phases.pop(key, None)
         self._count_phases()
 

@@ -57,7 +57,8 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         rollout.waiting_for = drain.holding
     desired = _children(app, rollout, history, drain.tracks)
     new_status = summarize(app, status, observed, rollout, current, stamp, drain)
-    if new_status.phase != status.phase:
+    # Phase changes are Events, except the very first "Progressing" of a new AppRelease.
+    if new_status.phase != status.phase and status.phase is not None:
         degraded = new_status.phase == "Degraded"
         rollout.events.append(
             Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message)

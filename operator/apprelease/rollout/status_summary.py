@@ -6,6 +6,8 @@ Messages name what is happening and what to do next, and contain no relative tim
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, Phase, TrackStatus
 from ..render import labels
@@ -173,3 +175,20 @@ def summarize(
             previous.conditions, kept + conds, now=now, generation=app.generation
         ),
     )
+
+
+# Counts and the prose that carries them change with every pod; the rest is state.
+_FLUID = {"replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready",
+          "message", "stable", "canary", "actualWeight", "conditions"}
+
+
+def material_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Does the status change more than counts and messages (a phase, step, revision,
+    request, condition status...)? Count-only changes may be coalesced; these may not."""
+    if {k: v for k, v in old.items() if k not in _FLUID} != {k: v for k, v in new.items() if k not in _FLUID}:
+        return True
+
+    def gist(status: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [(c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []]
+
+    return gist(old) != gist(new)

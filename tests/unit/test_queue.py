@@ -1,0 +1,42 @@
+"""The work queue: de-duplication, re-processing, priority, delays."""
+
+from __future__ import annotations
+
+import asyncio
+
+from apprelease.controller.queue import WorkQueue
+
+
+def test_dedup_priority_and_dirty_requeue() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for key in ("a", "b", "a", "c"):
+            queue.add(key)
+        queue.add("c", urgent=True)  # already waiting: jumps ahead
+        queue.add("d", urgent=True)
+        order = []
+        for _ in range(4):
+            key = await queue.get()
+            order.append(key)
+            if key == "c":
+                queue.add("c")  # changed while processing: processed again after done()
+            queue.done(key)
+        order.append(await queue.get())
+        return order
+
+    assert asyncio.run(scenario()) == ["c", "d", "a", "b", "c"]
+
+
+def test_add_after_keeps_the_earliest_schedule_and_backoff_grows() -> None:
+    async def scenario() -> tuple[str, float, float]:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add_after("x", 0.2)
+        queue.add_after("x", 0.05)
+        queue.add_after("x", 5)
+        key = await asyncio.wait_for(queue.get(), timeout=2)
+        first = queue.retry_later("y")
+        second = queue.retry_later("y")
+        queue.forget("y")
+        return key, first, second
+
+    assert asyncio.run(scenario()) == ("x", 0.5, 1.0)
