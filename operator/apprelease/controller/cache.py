@@ -11,7 +11,17 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..k8s.observe import AppKey, Children, slim_app, slim_object, slim_revision
+from ..k8s.history import from_controller_revision
+from ..k8s.observe import (
+    RECORD,
+    AppKey,
+    Children,
+    revision_view,
+    slim_app,
+    slim_object,
+    slim_revision,
+    unpack,
+)
 from ..render import labels
 
 # kopf index name per kind (the handler function names in handlers.py).
@@ -57,6 +67,7 @@ class IndexCache:
             slim = slim_app(obj)
         elif kind == "ControllerRevision":
             slim = slim_revision(obj)
+            slim[RECORD] = from_controller_revision(slim)
         else:
             slim = slim_object(obj)
         self._put(kind, obj["metadata"], slim)
@@ -95,16 +106,17 @@ class IndexCache:
     # Reads ---------------------------------------------------------------------------------
 
     def app(self, key: AppKey) -> dict[str, Any] | None:
-        indexed = {obj["metadata"]["name"]: obj for obj in _values(self._indices[APP_INDEX], key)}
+        indexed = {obj["metadata"]["name"]: obj for obj in map(unpack, _values(self._indices[APP_INDEX], key))}
         return self._merge("AppRelease", key, indexed).get(key[1])
 
     def children(self, key: AppKey) -> Children:
         result = Children()
         for kind, index_name in INDEX_BY_KIND.items():
-            indexed = {obj["metadata"]["name"]: obj for obj in _values(self._indices[index_name], key)}
+            view = revision_view if kind == "ControllerRevision" else unpack
+            indexed = {obj["metadata"]["name"]: obj for obj in map(view, _values(self._indices[index_name], key))}
             result.by_kind[kind] = self._merge(kind, key, indexed)
         result.pods = list(_values(self._indices[POD_INDEX], key))
         return result
 
     def endpoint_slices(self, key: AppKey) -> list[dict[str, Any]]:
-        return list(_values(self._indices[ENDPOINTSLICE_INDEX], key))
+        return [unpack(data) for data in _values(self._indices[ENDPOINTSLICE_INDEX], key)]

@@ -17,7 +17,7 @@ import kopf
 
 from ..api.spec import GROUP, PLURAL, VERSION
 from ..k8s.client import connection_info, load_configuration
-from ..k8s.observe import app_key_of, pod_state, slim_app, slim_object, slim_revision
+from ..k8s.observe import app_key_of, pack, pod_state, slim_app, slim_object, slim_revision
 from ..render import labels
 from .runtime import Runtime
 from .settings import RunOptions
@@ -63,12 +63,12 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def apprelease_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
-    return {(namespace or "", name): slim_app(body)}
+    return {(namespace or "", name): pack(slim_app(body))}
 
 
 def _child(body: kopf.Body) -> dict | None:
     key = app_key_of(body)
-    return {key: slim_object(body)} if key else None
+    return {key: pack(slim_object(body))} if key else None
 
 
 @kopf.index("apps", "v1", "deployments", labels=OURS)
@@ -94,7 +94,7 @@ def configmap_index(body: kopf.Body, **_: Any) -> dict | None:
 @kopf.index("apps", "v1", "controllerrevisions", labels=OURS)
 def revision_index(body: kopf.Body, **_: Any) -> dict | None:
     key = app_key_of(body)
-    return {key: slim_revision(body)} if key else None
+    return {key: pack(slim_revision(body))} if key else None
 
 
 @kopf.index("v1", "pods", labels=OURS)
@@ -106,7 +106,10 @@ def pod_index(body: kopf.Body, **_: Any) -> dict | None:
 @kopf.index("discovery.k8s.io", "v1", "endpointslices", labels=OURS)
 def endpointslice_index(body: kopf.Body, **_: Any) -> dict | None:
     key = app_key_of(body)
-    return {key: slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []}} if key else None
+    if key is None:
+        return None
+    slim = slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []}
+    return {key: pack(slim)}
 
 
 # Triggers --------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ data never stay in memory), grouped by app, and turned into the planner's small 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,21 +23,24 @@ DATA_HASH = "dataHash"
 RECORD = "record"
 
 AppKey = tuple[str, str]  # (namespace, AppRelease name)
-# Strings up to this length are interned: keys, label values, names and enum-like values
-# repeat across thousands of cached objects (and within one), so each is stored once.
-INTERN_MAX_LENGTH = 64
 
 
-def compact(value: Any) -> Any:
-    """A copy of a JSON value with its short strings interned (the memory per cached object
-    drops by about a third); fresh containers, so the parsed watch event can be freed."""
-    if isinstance(value, dict):
-        return {sys.intern(k) if isinstance(k, str) else k: compact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [compact(v) for v in value]
-    if isinstance(value, str) and len(value) <= INTERN_MAX_LENGTH:
-        return sys.intern(value)
-    return value
+def pack(value: Mapping[str, Any]) -> bytes:
+    """Cached objects are kept as compact JSON: a few KB each instead of a tree of Python
+    dicts several times that size. They are unpacked only for the app being reconciled."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def unpack(data: bytes) -> dict[str, Any]:
+    return dict(json.loads(data))
+
+
+@functools.lru_cache(maxsize=4096)
+def revision_view(data: bytes) -> dict[str, Any]:
+    """A packed ControllerRevision with its parsed record; parsed once per version."""
+    obj = unpack(data)
+    obj[RECORD] = from_controller_revision(obj)
+    return obj
 
 
 def app_key_of(obj: Mapping[str, Any]) -> AppKey | None:
@@ -52,10 +55,10 @@ def app_key_of(obj: Mapping[str, Any]) -> AppKey | None:
 def slim_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     keep = ("name", "namespace", "uid", "labels", "ownerReferences", "generation",
             "resourceVersion", "deletionTimestamp", "creationTimestamp", "finalizers")
-    slim = {k: compact(meta[k]) for k in keep if k in meta}
+    slim = {k: meta[k] for k in keep if k in meta}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
     if annotations:
-        slim["annotations"] = compact(annotations)
+        slim["annotations"] = annotations
     return slim
 
 
@@ -68,11 +71,11 @@ def slim_object(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in ("spec", "immutable"):
         if key in obj:
-            slim[key] = compact(obj[key])
+            slim[key] = obj[key]
     if obj.get("kind") == "Deployment":
         status = obj.get("status") or {}
         slim["status"] = {
-            k: compact(status[k])
+            k: status[k]
             for k in ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
                       "availableReplicas", "conditions")
             if k in status
@@ -87,13 +90,12 @@ def data_hash(data: Mapping[str, Any]) -> str:
 
 
 def slim_revision(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """ControllerRevisions are parsed once, when they arrive, not on every reconcile."""
     return {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
         "metadata": slim_metadata(obj.get("metadata", {})),
         "revision": obj.get("revision"),
-        RECORD: from_controller_revision(obj),
+        "data": obj.get("data"),
     }
 
 
@@ -102,8 +104,8 @@ def slim_app(body: Mapping[str, Any]) -> dict[str, Any]:
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": slim_metadata(body.get("metadata", {})),
-        "spec": compact(dict(body.get("spec") or {})),
-        "status": compact(dict(body.get("status") or {})),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
     }
 
 

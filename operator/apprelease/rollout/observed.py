@@ -41,7 +41,7 @@ class DeploymentState:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodState:
     name: str
     track: Track | None
