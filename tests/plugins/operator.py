@@ -279,6 +279,21 @@ def hold_still(read: Callable[[], Any], seconds: float, interval: float = 0.5) -
     return first
 
 
+def settled(read: Callable[[], Any], quiet_seconds: float, timeout: float) -> Any:
+    """Wait until ``read()`` has returned the same value for ``quiet_seconds`` and return it:
+    trailing writes (coalesced status updates, late watch events) may still land first."""
+
+    def still() -> bool:
+        try:
+            hold_still(read, quiet_seconds, interval=0.1)
+        except AssertionError:
+            return False
+        return True
+
+    wait_for(still, timeout, 0.1, f"{quiet_seconds:g} s without change")
+    return read()
+
+
 def other_namespaces_gone(cluster: KubeCluster, mine: str) -> None:
     """Idleness is only measurable once earlier tests' namespaces finished terminating."""
 
