@@ -17,7 +17,7 @@ import kopf
 
 from ..api.spec import GROUP, PLURAL, VERSION
 from ..k8s.client import connection_info, load_configuration
-from ..k8s.observe import app_key_of, pack, pod_state, slim_app, slim_object, slim_revision
+from ..k8s.observe import AppKey, app_key_of, pack, pod_state, slim_app, slim_object, slim_revision
 from ..render import labels
 from .runtime import Runtime
 from .settings import RunOptions
@@ -59,55 +59,74 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 # Indices ---------------------------------------------------------------------------------
+# A child's index function also wakes its AppRelease: one kopf handler call per watch event
+# instead of two (indexing runs for every event anyway). The workers start only once kopf
+# has listed every index (see Runtime.ready), so nothing is reconciled from half a cache.
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def apprelease_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
+async def apprelease_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict:
     return {(namespace or "", name): pack(slim_app(body))}
 
 
-def _child(body: kopf.Body) -> dict | None:
-    key = app_key_of(body)
-    return {key: pack(slim_object(body))} if key else None
+def _wake(memo: kopf.Memo, key: AppKey) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        runtime.enqueue(key)
 
 
-@kopf.index("apps", "v1", "deployments", labels=OURS)
-def deployment_index(body: kopf.Body, **_: Any) -> dict | None:
-    return _child(body)
-
-
-@kopf.index("v1", "services", labels=OURS)
-def service_index(body: kopf.Body, **_: Any) -> dict | None:
-    return _child(body)
-
-
-@kopf.index("networking.k8s.io", "v1", "ingresses", labels=OURS)
-def ingress_index(body: kopf.Body, **_: Any) -> dict | None:
-    return _child(body)
-
-
-@kopf.index("v1", "configmaps", labels=OURS)
-def configmap_index(body: kopf.Body, **_: Any) -> dict | None:
-    return _child(body)
-
-
-@kopf.index("apps", "v1", "controllerrevisions", labels=OURS)
-def revision_index(body: kopf.Body, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    return {key: pack(slim_revision(body))} if key else None
-
-
-@kopf.index("v1", "pods", labels=OURS)
-def pod_index(body: kopf.Body, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    return {key: pod_state(body)} if key else None
-
-
-@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels=OURS)
-def endpointslice_index(body: kopf.Body, **_: Any) -> dict | None:
+def _child(body: kopf.Body, memo: kopf.Memo) -> dict | None:
     key = app_key_of(body)
     if key is None:
         return None
+    _wake(memo, key)
+    return {key: pack(slim_object(body))}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OURS)
+async def deployment_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    return _child(body, memo)
+
+
+@kopf.index("v1", "services", labels=OURS)
+async def service_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    return _child(body, memo)
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels=OURS)
+async def ingress_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    return _child(body, memo)
+
+
+@kopf.index("v1", "configmaps", labels=OURS)
+async def configmap_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    return _child(body, memo)
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels=OURS)
+async def revision_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    if key is None:
+        return None
+    _wake(memo, key)
+    return {key: pack(slim_revision(body))}
+
+
+@kopf.index("v1", "pods", labels=OURS)
+async def pod_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    if key is None:
+        return None
+    _wake(memo, key)
+    return {key: pod_state(body)}
+
+
+@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels=OURS)
+async def endpointslice_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+    key = app_key_of(body)
+    if key is None:
+        return None
+    _wake(memo, key)
     slim = slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []}
     return {key: pack(slim)}
 
@@ -120,6 +139,7 @@ async def apprelease_changed(
     event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    runtime.ready.set()  # kopf runs handlers only after every index has been listed
     key = (namespace or "", name)
     if event.get("type") == "DELETED":
         runtime.removed(key)
@@ -140,10 +160,15 @@ def _user_change(body: Mapping[str, Any]) -> bool:
     )
 
 
-async def _child_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def _child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Index functions do not see deletions; a deleted child must be put back."""
     key = app_key_of(body)
     if key is not None:
         memo["runtime"].enqueue(key)
+
+
+def _deleted(type: str, **_: Any) -> bool:
+    return type == "DELETED"
 
 
 for _group_version_plural in (
@@ -152,9 +177,8 @@ for _group_version_plural in (
     ("networking.k8s.io", "v1", "ingresses"),
     ("v1", "configmaps"),
     ("apps", "v1", "controllerrevisions"),
-    ("v1", "pods"),
     ("discovery.k8s.io", "v1", "endpointslices"),
 ):
-    kopf.on.event(*_group_version_plural, labels=OURS, id=f"child-{_group_version_plural[-1]}")(
-        _child_changed
-    )
+    kopf.on.event(
+        *_group_version_plural, labels=OURS, when=_deleted, id=f"deleted-{_group_version_plural[-1]}"
+    )(_child_deleted)

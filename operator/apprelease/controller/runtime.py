@@ -34,6 +34,9 @@ class Runtime:
         )
         self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set by the first AppRelease handler call: kopf calls handlers only once every index
+        # is fully listed, and reconciling from a partial cache would write needlessly.
+        self.ready = asyncio.Event()
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
         self._phases: dict[AppKey, str] = {}
@@ -70,6 +73,7 @@ class Runtime:
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.ready.wait()
         while True:
             key = await self.queue.get()
             try:
