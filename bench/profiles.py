@@ -37,7 +37,7 @@ SMOKE = Profile(
     name="smoke", apps=20, idle_seconds=10, edits=10, canary_apps=2, scale_total=40,
     write_docs=False,
 )
-QUICK = Profile(name="quick", apps=200, idle_seconds=60, edits=50, canary_apps=5, scale_total=2_000)
+QUICK = Profile(name="quick", apps=200, idle_seconds=60, edits=50, canary_apps=5, scale_total=1_000)
 FULL = Profile(
     name="full", apps=1_000, idle_seconds=600, edits=200, canary_apps=20, scale_total=10_000,
     enforce_targets=True,

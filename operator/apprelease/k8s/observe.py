@@ -35,9 +35,10 @@ def unpack(data: bytes) -> dict[str, Any]:
     return dict(json.loads(data))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)
 def revision_view(data: bytes) -> dict[str, Any]:
-    """A packed ControllerRevision with its parsed record; parsed once per version."""
+    """A packed ControllerRevision with its parsed record. A parsed record is ~8 KB, its
+    packed form ~1 KB: keep the parsed form only for the apps reconciled lately."""
     obj = unpack(data)
     obj[RECORD] = from_controller_revision(obj)
     return obj
