@@ -6,9 +6,9 @@ CRD := crds/apprelease.io_appreleases.yaml
 
 venv: .venv/.installed
 
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml constraints.txt
 	python3 -m venv .venv
-	.venv/bin/pip install -q -e '.[test,dev]'
+	.venv/bin/pip install -q --constraint constraints.txt -e '.[test,dev]'
 	touch $@
 
 # The README's two commands.
