@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubernetes import client as k8s_client
+from kubernetes import watch
+
 from apprelease.k8s.client import ApiError, Kube, load_api_client
-from apprelease.rollout.timefmt import parse_time
 from tests.plugins.nacos import AppInstanceSimulator, NacosEndpoint
 
 POLL_SECONDS = 0.3
@@ -22,7 +24,7 @@ POLL_SECONDS = 0.3
 @dataclass
 class Timeline:
     disabled_at: dict[str, float] = field(default_factory=dict)  # ip → first seen enabled=false
-    deleting_at: dict[str, float] = field(default_factory=dict)  # ip → pod deletionTimestamp
+    deleting_at: dict[str, float] = field(default_factory=dict)  # ip → pod seen being deleted
     pod_of_ip: dict[str, str] = field(default_factory=dict)
 
 
@@ -40,7 +42,8 @@ class PodRegistrar:
         hold: Callable[[dict[str, Any]], bool] = lambda pod: False,
         linger: bool = False,
     ):
-        self.kube = Kube(load_api_client(kubeconfig, pool_size=2))
+        self._api_client = load_api_client(kubeconfig, pool_size=2)
+        self.kube = Kube(self._api_client)
         self.namespace = namespace
         self.app = app
         self.endpoint = endpoint
@@ -54,15 +57,20 @@ class PodRegistrar:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"registrar-{app}", daemon=True)
+        self._deletions = threading.Thread(
+            target=self._watch_deletions, name=f"registrar-{app}-deletions", daemon=True
+        )
         self._registry = endpoint.registry(service_name)
 
     def __enter__(self) -> PodRegistrar:
         self._thread.start()
+        self._deletions.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._deletions.join(timeout=30)
         self._registry.close()
 
     def _run(self) -> None:
@@ -72,6 +80,28 @@ class PodRegistrar:
                 self._watch_registry()
             except Exception as exc:  # keep playing; the test reads errors on failure
                 self.errors.append(repr(exc))
+
+    def _watch_deletions(self) -> None:
+        """Record when each pod is seen being deleted, from a watch: KWOK pods have no grace
+        period, so a pod can be marked and gone between two polls. (Its deletionTimestamp is
+        no use here: it is the deletion request plus the grace period, in the future.)"""
+        core = k8s_client.CoreV1Api(self._api_client)
+        selector = f"app.kubernetes.io/instance={self.app}"
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    core.list_namespaced_pod, self.namespace, label_selector=selector,
+                    timeout_seconds=2, _request_timeout=10,
+                ):
+                    pod = event["object"]
+                    ip = pod.status.pod_ip if pod.status else None
+                    if pod.metadata.deletion_timestamp and ip:
+                        self.timeline.deleting_at.setdefault(ip, time.time())
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:  # keep watching; the test reads errors on failure
+                self.errors.append(repr(exc))
+                self._stop.wait(POLL_SECONDS)
 
     def _sync_pods(self) -> None:
         selector = f"app.kubernetes.io/instance={self.app}"
@@ -85,8 +115,7 @@ class PodRegistrar:
             name = pod["metadata"]["name"]
             ip = (pod.get("status") or {}).get("podIP")
             deleting = pod["metadata"].get("deletionTimestamp")
-            if deleting and ip:
-                self.timeline.deleting_at.setdefault(ip, parse_time(deleting).timestamp())
+            if deleting:
                 continue
             present.add(name)
             ready = any(c["type"] == "Ready" and c["status"] == "True"

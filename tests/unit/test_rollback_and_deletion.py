@@ -96,3 +96,16 @@ def test_deletion_with_registry_down_waits_then_releases_with_a_warning() -> Non
 def test_no_finalizer_without_nacos() -> None:
     assert not needs_finalizer(make_app())
     assert DrainingInstance(pod="p", ip="1.2.3.4", port=1, since="t").gone_since is None
+
+
+def test_drain_lasts_its_full_length_from_a_fractional_second() -> None:
+    # Counted from a second-truncated stamp, a 10 s drain begun at .9 s would end 0.9 s early.
+    app = make_app({"registry": NACOS})
+    start = T0 + timedelta(milliseconds=900)
+    first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(), start, T0)
+    status = AppReleaseStatus(draining=first.draining)
+    early = plan_deletion(app, status, _deleting_observed(enabled=False),
+                          start + timedelta(seconds=9, milliseconds=950), T0)
+    assert not early.delete_workloads
+    on_time = plan_deletion(app, status, _deleting_observed(enabled=False), start + timedelta(seconds=10), T0)
+    assert on_time.delete_workloads

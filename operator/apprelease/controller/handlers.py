@@ -75,7 +75,7 @@ def _wake(memo: kopf.Memo, key: AppKey) -> None:
         runtime.enqueue(key)
 
 
-def _child(body: kopf.Body, memo: kopf.Memo) -> dict | None:
+async def _child_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
     key = app_key_of(body)
     if key is None:
         return None
@@ -83,24 +83,14 @@ def _child(body: kopf.Body, memo: kopf.Memo) -> dict | None:
     return {key: pack(slim_object(body))}
 
 
-@kopf.index("apps", "v1", "deployments", labels=OURS)
-async def deployment_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    return _child(body, memo)
-
-
-@kopf.index("v1", "services", labels=OURS)
-async def service_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    return _child(body, memo)
-
-
-@kopf.index("networking.k8s.io", "v1", "ingresses", labels=OURS)
-async def ingress_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    return _child(body, memo)
-
-
-@kopf.index("v1", "configmaps", labels=OURS)
-async def configmap_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    return _child(body, memo)
+# Children kept as slim objects; the index names are what controller/cache.py reads.
+for _index_name, _group_version_plural in (
+    ("deployment_index", ("apps", "v1", "deployments")),
+    ("service_index", ("v1", "services")),
+    ("ingress_index", ("networking.k8s.io", "v1", "ingresses")),
+    ("configmap_index", ("v1", "configmaps")),
+):
+    kopf.index(*_group_version_plural, labels=OURS, id=_index_name)(_child_index)
 
 
 @kopf.index("apps", "v1", "controllerrevisions", labels=OURS)

@@ -16,7 +16,7 @@ from ..api.status import AppReleaseStatus, DrainingInstance
 from .drain import RegistryAction
 from .observed import Observed
 from .outcome import Event
-from .timefmt import format_time, parse_time
+from .timefmt import format_precise_time, format_time, parse_time
 
 FINALIZER = "apprelease.io/registry-offline"
 
@@ -64,7 +64,6 @@ def plan_deletion(
         plan.requeue_after = min(5.0, (timeout - waited).total_seconds())
         return plan
 
-    stamp = format_time(now)
     entries: dict[str, DrainingInstance] = {}
     for pod in live:
         instance = registration.by_pod.get(pod.name)
@@ -72,7 +71,7 @@ def plan_deletion(
             continue
         entries[pod.name] = previous.get(pod.name) or DrainingInstance(
             pod=pod.name, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
-            since=stamp, reason="AppRelease deleted",
+            since=format_precise_time(now), reason="AppRelease deleted",
         )
         if instance.enabled:
             plan.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))

@@ -25,7 +25,7 @@ from ..render.naming import Track
 from . import requests
 from .observed import Observed, PodState, Registration
 from .revisions import History
-from .timefmt import format_time, parse_time
+from .timefmt import format_precise_time, format_time, parse_time
 
 ActionKind = Literal["disable", "clear", "deregister", "mark-leaving"]
 # Nacos drops an override 60 s after its last instance left; track ours a little longer.
@@ -117,7 +117,6 @@ def plan_drain(
     outcome = DrainOutcome(tracks=list(tracks))
     registration = observed.registration
     live = {p.name: p for p in observed.pods if not p.deleting}
-    stamp = format_time(now)
 
     previous_draining = {d.pod: d for d in previous.draining if d.pod in live}
     nacos = bool(app.spec.registry and app.spec.registry.nacos)
@@ -151,7 +150,7 @@ def plan_drain(
                 continue  # not registered: nothing to take offline
             entry = previous_draining.get(pod.name) or DrainingInstance(
                 pod=pod.name, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
-                since=stamp, reason=f"{track} pod leaving",
+                since=format_precise_time(now), reason=f"{track} pod leaving",
             )
             still_draining[pod.name] = entry
             if instance.enabled:
