@@ -161,6 +161,8 @@ def _deleted(type: str, **_: Any) -> bool:
     return type == "DELETED"
 
 
+# Not pods, the most numerous: a pod is marked deleting (an indexed change) before it goes,
+# and its going changes its Deployment's status and EndpointSlice, which wake the app too.
 for _group_version_plural in (
     ("apps", "v1", "deployments"),
     ("v1", "services"),
