@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from apprelease.controller.kopf_toggles import FastToggleSet
+
+
+async def until(condition: Callable[[], bool], timeout: float = 1.0) -> None:
+    """Poll ``condition`` while letting the other tasks run."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
+async def none_finish(tasks: list[asyncio.Task[None]], within: float = 0.05) -> bool:
+    done, _ = await asyncio.wait(tasks, timeout=within)
+    return not done
+
+
+def waiting(gate: FastToggleSet, state: bool) -> int:
+    return len(gate._waiters[state])
 
 
 def test_all_set_flips_only_when_every_toggle_is_on_or_dropped() -> None:
@@ -14,11 +33,10 @@ def test_all_set_flips_only_when_every_toggle_is_on_or_dropped() -> None:
         toggles = [await gate.make_toggle(name=str(i)) for i in range(1000)]
         assert not gate.is_on()
         waiters = [asyncio.create_task(gate.wait_for(True)) for _ in range(1000)]
-        await asyncio.sleep(0)
+        await until(lambda: waiting(gate, True) == 1000)
         for toggle in toggles[:-1]:
             await gate.drop_toggle(toggle)
-        await asyncio.sleep(0)
-        assert not any(w.done() for w in waiters)
+        assert await none_finish(waiters)
         await toggles[-1].turn_to(True)
         await asyncio.wait_for(asyncio.gather(*waiters), 1)
         assert gate.is_on()
@@ -40,8 +58,7 @@ def test_any_set_and_waiting_for_off() -> None:
         off = asyncio.create_task(paused.wait_for(False))
         await second.turn_to(True)
         await first.turn_to(False)
-        await asyncio.sleep(0)
-        assert not off.done()
+        assert await none_finish([off])
         await paused.drop_toggle(second)
         await asyncio.wait_for(off, 1)
         assert not paused.is_on()
@@ -56,9 +73,9 @@ def test_cancelled_waiter_does_not_break_later_wakeups() -> None:
         toggle = await gate.make_toggle()
         cancelled = asyncio.create_task(gate.wait_for(True))
         kept = asyncio.create_task(gate.wait_for(True))
-        await asyncio.sleep(0)
+        await until(lambda: waiting(gate, True) == 2)
         cancelled.cancel()
-        await asyncio.sleep(0)
+        await until(cancelled.done)
         await gate.drop_toggle(toggle)
         await asyncio.wait_for(kept, 1)
 
