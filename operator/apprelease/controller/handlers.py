@@ -10,7 +10,7 @@ already sees every child and has nothing to write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -75,50 +75,43 @@ def _wake(memo: kopf.Memo, key: AppKey) -> None:
         runtime.enqueue(key)
 
 
-async def _child_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    if key is None:
-        return None
-    _wake(memo, key)
-    return {key: pack(slim_object(body))}
+def _packed_slim(body: kopf.Body) -> bytes:
+    return pack(slim_object(body))
 
 
-# Children kept as slim objects; the index names are what controller/cache.py reads.
-for _index_name, _group_version_plural in (
-    ("deployment_index", ("apps", "v1", "deployments")),
-    ("service_index", ("v1", "services")),
-    ("ingress_index", ("networking.k8s.io", "v1", "ingresses")),
-    ("configmap_index", ("v1", "configmaps")),
-):
-    kopf.index(*_group_version_plural, labels=OURS, id=_index_name)(_child_index)
+def _packed_endpoint_slice(body: kopf.Body) -> bytes:
+    return pack(slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []})
 
 
-@kopf.index("apps", "v1", "controllerrevisions", labels=OURS)
-async def revision_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    if key is None:
-        return None
-    _wake(memo, key)
-    return {key: pack(slim_revision(body))}
+def _packed_revision(body: kopf.Body) -> bytes:
+    return pack(slim_revision(body))
 
 
-@kopf.index("v1", "pods", labels=OURS)
-async def pod_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    if key is None:
-        return None
-    _wake(memo, key)
-    return {key: pod_state(body)}
+# (index name, what is watched, what is kept); the names are what controller/cache.py reads.
+_CHILD_INDICES: tuple[tuple[str, tuple[str, ...], Callable[[kopf.Body], Any]], ...] = (
+    ("deployment_index", ("apps", "v1", "deployments"), _packed_slim),
+    ("service_index", ("v1", "services"), _packed_slim),
+    ("ingress_index", ("networking.k8s.io", "v1", "ingresses"), _packed_slim),
+    ("configmap_index", ("v1", "configmaps"), _packed_slim),
+    ("revision_index", ("apps", "v1", "controllerrevisions"), _packed_revision),
+    ("pod_index", ("v1", "pods"), pod_state),
+    ("endpointslice_index", ("discovery.k8s.io", "v1", "endpointslices"), _packed_endpoint_slice),
+)
 
 
-@kopf.index("discovery.k8s.io", "v1", "endpointslices", labels=OURS)
-async def endpointslice_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
-    key = app_key_of(body)
-    if key is None:
-        return None
-    _wake(memo, key)
-    slim = slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []}
-    return {key: pack(slim)}
+def _child_index(keep: Callable[[kopf.Body], Any]) -> Callable[..., Any]:
+    async def index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict | None:
+        key = app_key_of(body)
+        if key is None:
+            return None
+        _wake(memo, key)
+        return {key: keep(body)}
+
+    return index
+
+
+for _index_name, _resource, _keep in _CHILD_INDICES:
+    kopf.index(*_resource, labels=OURS, id=_index_name)(_child_index(_keep))
 
 
 # Triggers --------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ async def _child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Index functions do not see deletions; a deleted child must be put back."""
     key = app_key_of(body)
     if key is not None:
-        memo["runtime"].enqueue(key)
+        _wake(memo, key)
 
 
 def _deleted(type: str, **_: Any) -> bool:
@@ -163,14 +156,6 @@ def _deleted(type: str, **_: Any) -> bool:
 
 # Not pods, the most numerous: a pod is marked deleting (an indexed change) before it goes,
 # and its going changes its Deployment's status and EndpointSlice, which wake the app too.
-for _group_version_plural in (
-    ("apps", "v1", "deployments"),
-    ("v1", "services"),
-    ("networking.k8s.io", "v1", "ingresses"),
-    ("v1", "configmaps"),
-    ("apps", "v1", "controllerrevisions"),
-    ("discovery.k8s.io", "v1", "endpointslices"),
-):
-    kopf.on.event(
-        *_group_version_plural, labels=OURS, when=_deleted, id=f"deleted-{_group_version_plural[-1]}"
-    )(_child_deleted)
+for _index_name, _resource, _keep in _CHILD_INDICES:
+    if _resource[-1] != "pods":
+        kopf.on.event(*_resource, labels=OURS, when=_deleted, id=f"deleted-{_resource[-1]}")(_child_deleted)
