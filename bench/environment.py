@@ -6,6 +6,7 @@ kubeconfig, so the apiserver's audit log attributes every request it makes, exac
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -97,6 +98,21 @@ def _operator_identity(kubectl: Kubectl, cluster: LocalCluster, work_dir: Path) 
     return path
 
 
+def _wait_established(kubectl: Kubectl) -> None:
+    """Polls: `kubectl wait --for=condition=...` fails outright while there are no conditions."""
+    deadline = time.monotonic() + NAMESPACE_READY_TIMEOUT_SECONDS
+
+    def established() -> bool:
+        crd = json.loads(kubectl.run("get", "crd/appreleases.apprelease.io", "-o", "json"))
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    while not established():
+        if time.monotonic() > deadline:
+            raise AssertionError("the AppRelease CRD is not Established")
+        time.sleep(0.3)
+
+
 @contextmanager
 def local_environment(nodes: int, *, keep: bool = False) -> Iterator[Environment]:
     """Start a private cluster (audit log on, for the operator's user only); always stop it."""
@@ -113,9 +129,7 @@ def local_environment(nodes: int, *, keep: bool = False) -> Iterator[Environment
         cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=log.info)
         kubectl = Kubectl(binaries / "kubectl", cluster.kubeconfig)
         kubectl.run("apply", "--server-side", "-f", str(CRD_DIR))
-        kubectl.run(
-            "wait", "--for=condition=Established", "crd/appreleases.apprelease.io", "--timeout=60s"
-        )
+        _wait_established(kubectl)
         env = Environment(
             work_dir=work_dir,
             cluster=cluster,

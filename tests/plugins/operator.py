@@ -11,6 +11,7 @@ Fixtures:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -155,9 +156,15 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def crd(kube_cluster: KubeCluster) -> None:
     kube_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/appreleases.apprelease.io", "--timeout=60s"
-    )
+
+    # Not `kubectl wait --for=condition=...` (nor a jsonpath filter): both fail outright
+    # while the CRD has no conditions yet, as a busy apiserver shows just after the apply.
+    def established() -> bool:
+        crd = json.loads(kube_cluster.kubectl("get", "crd/appreleases.apprelease.io", "-o", "json").stdout)
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, 60, message="the AppRelease CRD to be Established")
 
 
 @pytest.fixture(scope="session")

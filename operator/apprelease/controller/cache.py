@@ -1,4 +1,4 @@
-"""The reconciler's view of the cluster: kopf's indices plus our own recent writes.
+"""The reconciler's view of the cluster: the watch caches plus our own recent writes.
 
 Watch events lag behind our writes. Without the overlay, a reconcile triggered in between
 would see the old status (and, say, act on a promote request twice) or re-apply a child it
@@ -8,14 +8,17 @@ just applied. So every write's response is remembered until the watch catches up
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from ..k8s.history import from_controller_revision
+from ..k8s.informer import Source
 from ..k8s.observe import (
     RECORD,
     AppKey,
     Children,
+    pack,
+    pod_state,
     revision_view,
     slim_app,
     slim_object,
@@ -24,18 +27,38 @@ from ..k8s.observe import (
 )
 from ..render import labels
 
-# kopf index name per kind (the handler function names in handlers.py).
-INDEX_BY_KIND = {
-    "Deployment": "deployment_index",
-    "Service": "service_index",
-    "Ingress": "ingress_index",
-    "ConfigMap": "configmap_index",
-    "ControllerRevision": "revision_index",
-}
-APP_INDEX = "apprelease_index"
-POD_INDEX = "pod_index"
-ENDPOINTSLICE_INDEX = "endpointslice_index"
 DELETED = object()  # tombstone for objects we deleted
+
+
+def _packed_slim(body: Mapping[str, Any]) -> bytes:
+    return pack(slim_object(body))
+
+
+def _packed_endpoint_slice(body: Mapping[str, Any]) -> bytes:
+    return pack(slim_object(body) | {"endpoints": body.get("endpoints") or [], "ports": body.get("ports") or []})
+
+
+def _packed_revision(body: Mapping[str, Any]) -> bytes:
+    return pack(slim_revision(body))
+
+
+# The children the planner reads (what the reconciler applies and prunes)...
+PLANNED_CHILDREN = (
+    Source("Deployment", _packed_slim),
+    Source("Service", _packed_slim),
+    Source("Ingress", _packed_slim),
+    Source("ConfigMap", _packed_slim),
+    Source("ControllerRevision", _packed_revision),
+)
+# ... and everything watched: pods as the planner's small summaries, EndpointSlices for
+# the default registry.
+WATCHED_CHILDREN = (*PLANNED_CHILDREN, Source("Pod", pod_state), Source("EndpointSlice", _packed_endpoint_slice))
+
+
+class Lookup(Protocol):
+    """kopf's index or our informer: app key → values (KeyError when there are none)."""
+
+    def __getitem__(self, key: AppKey, /) -> Iterable[Any]: ...
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -45,7 +68,7 @@ def _rv(obj: Mapping[str, Any]) -> int:
         return 0
 
 
-def _values(index: Any, key: AppKey) -> Iterable[Any]:
+def _values(index: Lookup, key: AppKey) -> Iterable[Any]:
     try:
         return list(index[key])
     except KeyError:
@@ -53,8 +76,9 @@ def _values(index: Any, key: AppKey) -> Iterable[Any]:
 
 
 class IndexCache:
-    def __init__(self, indices: Mapping[str, Any]):
-        self._indices = indices
+    def __init__(self, apps: Lookup, children: Callable[[str], Lookup]):
+        self._apps = apps
+        self._children = children  # by kind
         # (kind, namespace, app) → {name: slim object or DELETED}
         self._overlay: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -106,17 +130,18 @@ class IndexCache:
     # Reads ---------------------------------------------------------------------------------
 
     def app(self, key: AppKey) -> dict[str, Any] | None:
-        indexed = {obj["metadata"]["name"]: obj for obj in map(unpack, _values(self._indices[APP_INDEX], key))}
+        indexed = {obj["metadata"]["name"]: obj for obj in map(unpack, _values(self._apps, key))}
         return self._merge("AppRelease", key, indexed).get(key[1])
 
     def children(self, key: AppKey) -> Children:
         result = Children()
-        for kind, index_name in INDEX_BY_KIND.items():
-            view = revision_view if kind == "ControllerRevision" else unpack
-            indexed = {obj["metadata"]["name"]: obj for obj in map(view, _values(self._indices[index_name], key))}
-            result.by_kind[kind] = self._merge(kind, key, indexed)
-        result.pods = list(_values(self._indices[POD_INDEX], key))
+        for source in PLANNED_CHILDREN:
+            view = revision_view if source.kind == "ControllerRevision" else unpack
+            packed = _values(self._children(source.kind), key)
+            indexed = {obj["metadata"]["name"]: obj for obj in map(view, packed)}
+            result.by_kind[source.kind] = self._merge(source.kind, key, indexed)
+        result.pods = list(_values(self._children("Pod"), key))
         return result
 
     def endpoint_slices(self, key: AppKey) -> list[dict[str, Any]]:
-        return [unpack(data) for data in _values(self._indices[ENDPOINTSLICE_INDEX], key)]
+        return [unpack(data) for data in _values(self._children("EndpointSlice"), key)]

@@ -182,6 +182,27 @@ class Kube:
             raise ApiError.from_body(response.status, response.reason or "", data)
         return json.loads(data) if data else None
 
+    def open_stream(
+        self, path: str, *, query: dict[str, Any], resource: str, read_timeout: float
+    ) -> Any:
+        """A GET whose body is read as it arrives (a watch): the urllib3 response."""
+        serialized = self._api.param_serialize(
+            "GET",
+            path,
+            query_params=list(query.items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*serialized, _request_timeout=(REQUEST_TIMEOUT[0], read_timeout))
+        except ApiException as exc:
+            metrics.API_REQUESTS.labels("watch", resource, str(exc.status)).inc()
+            raise ApiError.from_exception(exc) from None
+        metrics.API_REQUESTS.labels("watch", resource, str(response.status)).inc()
+        if response.status >= 400 and response.status != 410:
+            raise ApiError.from_body(response.status, response.reason or "", response.read())
+        return response.response
+
     # Convenience wrappers ----------------------------------------------------------------
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:

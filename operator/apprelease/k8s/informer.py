@@ -1,0 +1,256 @@
+"""List-then-watch caches of our children, like client-go's informers, holding little.
+
+kopf passes every watched object through its per-object machinery (a memory record per
+object, a worker per event stream, an index toggle while listing). For the ~7 children of
+each AppRelease that cost more time and memory than the objects themselves, and children
+need none of it: keep each one's small form under its owning app and wake the app.
+
+One thread per kind (and namespace): LIST in pages, then WATCH from the list's
+resourceVersion with bookmarks; a server-closed watch resumes from the last version seen,
+an expired one (410 Gone) relists and wakes every app whose children differ. Outages are
+retried with back-off; the cache keeps what it had, so nothing is reconciled from nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.watch.watch import iter_resp_lines
+
+from .client import RESOURCES, ApiError, Kube
+from .observe import AppKey, app_key_of
+
+log = logging.getLogger("apprelease.informer")
+
+PAGE_SIZE = 500  # a page of Deployments is ~2 MB parsed; the whole list at once can be 100s
+WATCH_SERVER_TIMEOUT_SECONDS = 300  # the apiserver ends the watch; we resume from its version
+WATCH_READ_TIMEOUT_SECONDS = 330  # ... and a stream silent for longer than that is dead
+MIN_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+
+Keep = Callable[[Mapping[str, Any]], Any]
+OnChange = Callable[[AppKey], None]
+
+
+class WatchExpired(Exception):
+    """The resourceVersion we watch from is too old (410 Gone): list again."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to watch, and what to keep of each object."""
+
+    kind: str
+    keep: Keep
+
+
+class Informer:
+    """One kind in one namespace (or all): app key → {object name: kept form}."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        source: Source,
+        *,
+        namespace: str | None,
+        label_selector: str,
+        on_change: OnChange,
+    ):
+        self._kube = kube
+        self._source = source
+        self._namespace = namespace
+        self._selector = label_selector
+        self._on_change = on_change
+        self._items: dict[AppKey, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._response: Any = None
+        self.synced = threading.Event()
+        where = namespace or "all namespaces"
+        self._thread = threading.Thread(
+            target=self._run, name=f"informer-{source.kind}-{where}", daemon=True
+        )
+
+    # Reads (any thread) -------------------------------------------------------------------
+
+    def __getitem__(self, key: AppKey) -> list[Any]:
+        with self._lock:
+            return list(self._items[key].values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(named) for named in self._items.values())
+
+    # Life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed: nothing to unblock
+                response.shutdown()  # unblocks the thread's read
+
+    def _run(self) -> None:
+        version: str | None = None
+        backoff = MIN_BACKOFF_SECONDS
+        while not self._stopping.is_set():
+            try:
+                if version is None:
+                    version = self._relist()
+                    self.synced.set()
+                version = self._watch(version)
+                backoff = MIN_BACKOFF_SECONDS
+            except WatchExpired:
+                version = None
+            except Exception as exc:  # apiserver down, network, RBAC: retry
+                if self._stopping.is_set():
+                    return
+                log.warning("watching %s: %s; retrying in %.1fs", self._source.kind, exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+    # LIST ---------------------------------------------------------------------------------
+
+    def _relist(self) -> str:
+        fresh: dict[AppKey, dict[str, Any]] = {}
+        query: dict[str, Any] = {"labelSelector": self._selector, "limit": PAGE_SIZE}
+        path = RESOURCES[self._source.kind].path(self._namespace)
+        while True:
+            page = self._kube.request("GET", path, query=query, resource=self._source.kind)
+            for obj in page.get("items") or []:
+                # List items come without kind and apiVersion; watch events carry them.
+                obj.setdefault("kind", self._source.kind)
+                obj.setdefault("apiVersion", RESOURCES[self._source.kind].group_version)
+                key = app_key_of(obj)
+                if key is not None:
+                    fresh.setdefault(key, {})[obj["metadata"]["name"]] = self._source.keep(obj)
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                break
+            query["continue"] = meta["continue"]
+        with self._lock:
+            previous, self._items = self._items, fresh
+        if self.synced.is_set():  # a relist after the first: wake whatever changed meanwhile
+            for key in previous.keys() | fresh.keys():
+                if previous.get(key) != fresh.get(key):
+                    self._on_change(key)
+        return str(meta.get("resourceVersion") or "")
+
+    # WATCH --------------------------------------------------------------------------------
+
+    def _watch(self, version: str) -> str:
+        """Apply watch events until the server ends the stream; the last version seen."""
+        for event in self._events(version):
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise WatchExpired(obj.get("message", ""))
+                raise ApiError(int(obj.get("code") or 0), obj.get("reason", ""), obj.get("message", ""))
+            version = (obj.get("metadata") or {}).get("resourceVersion") or version
+            if kind != "BOOKMARK":
+                self._apply(kind, obj)
+        return version
+
+    def _events(self, version: str) -> Iterator[dict[str, Any]]:
+        query = {
+            "labelSelector": self._selector,
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": WATCH_SERVER_TIMEOUT_SECONDS,
+        }
+        path = RESOURCES[self._source.kind].path(self._namespace)
+        response = self._kube.open_stream(
+            path, query=query, resource=self._source.kind, read_timeout=WATCH_READ_TIMEOUT_SECONDS
+        )
+        self._response = response
+        try:
+            if response.status == 410:
+                raise WatchExpired("watch: 410 Gone")
+            for line in iter_resp_lines(response):
+                if self._stopping.is_set():
+                    return
+                yield json.loads(line)
+        finally:
+            self._response = None
+            response.release_conn()
+
+    def _apply(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        key = app_key_of(obj)
+        if key is None:
+            return
+        name = obj["metadata"]["name"]
+        with self._lock:
+            if event_type == "DELETED":
+                named = self._items.get(key)
+                if named is not None:
+                    named.pop(name, None)
+                    if not named:
+                        del self._items[key]
+            else:
+                self._items.setdefault(key, {})[name] = self._source.keep(obj)
+        self._on_change(key)
+
+
+class Informers:
+    """Every child kind in every watched namespace."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        sources: Iterable[Source],
+        *,
+        namespaces: tuple[str, ...],
+        label_selector: str,
+        on_change: OnChange,
+    ):
+        self._by_name: dict[str, dict[str | None, Informer]] = {
+            source.kind: {
+                ns: Informer(kube, source, namespace=ns, label_selector=label_selector, on_change=on_change)
+                for ns in (namespaces or (None,))
+            }
+            for source in sources
+        }
+
+    def _all(self) -> list[Informer]:
+        return [informer for informers in self._by_name.values() for informer in informers.values()]
+
+    def start(self) -> None:
+        for informer in self._all():
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self._all():
+            informer.stop()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return all(informer.synced.wait(timeout) for informer in self._all())
+
+    def object_count(self) -> int:
+        return sum(len(informer) for informer in self._all())
+
+    def of_kind(self, kind: str) -> _ByNamespace:
+        return _ByNamespace(self._by_name[kind])
+
+
+@dataclass(frozen=True)
+class _ByNamespace:
+    """One kind across the watched namespaces, looked up like a kopf index."""
+
+    informers: dict[str | None, Informer]
+
+    def __getitem__(self, key: AppKey) -> list[Any]:
+        informer = self.informers.get(None) or self.informers.get(key[0])
+        if informer is None:
+            raise KeyError(key)
+        return informer[key]
