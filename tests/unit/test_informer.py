@@ -187,3 +187,33 @@ def test_stop_ends_a_hanging_watch() -> None:
     informer.stop()
     informer._thread.join(timeout=5)
     assert not informer._thread.is_alive()
+
+
+def test_an_object_it_cannot_read_is_skipped_not_retried_forever() -> None:
+    def keep(obj: dict[str, Any]) -> str:
+        if obj["metadata"]["name"].startswith("bad"):
+            raise ValueError("unexpected shape")
+        return str(obj["metadata"]["name"])
+
+    kube = FakeKube(
+        lists=[page([child("bad-1", "a", 5), child("a-1", "a", 6)], "10")],
+        streams=[FakeStream([
+            {"type": "ADDED", "object": child("bad-2", "a", 11)},
+            {"type": "ADDED", "object": child("a-2", "a", 12)},
+        ])],
+    )
+    woken: list[AppKey] = []
+    informer = Informer(
+        kube,  # type: ignore[arg-type]
+        Source("ConfigMap", keep),
+        namespace=NS,
+        label_selector="",
+        on_change=woken.append,
+    )
+    informer.start()
+    try:
+        until(lambda: len(woken) == 2)
+        assert names(informer, (NS, "a")) == ["a-1", "a-2"]
+        assert len(kube.watch_queries) == 1  # the watch went on past the bad event
+    finally:
+        informer.stop()

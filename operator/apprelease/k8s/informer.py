@@ -131,8 +131,9 @@ class Informer:
                 obj.setdefault("kind", self._source.kind)
                 obj.setdefault("apiVersion", RESOURCES[self._source.kind].group_version)
                 key = app_key_of(obj)
-                if key is not None:
-                    fresh.setdefault(key, {})[obj["metadata"]["name"]] = self._source.keep(obj)
+                kept = self._keep(obj) if key is not None else None
+                if key is not None and kept is not None:
+                    fresh.setdefault(key, {})[obj["metadata"]["name"]] = kept
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 break
@@ -198,8 +199,20 @@ class Informer:
                     if not named:
                         del self._items[key]
             else:
-                self._items.setdefault(key, {})[name] = self._source.keep(obj)
+                kept = self._keep(obj)
+                if kept is not None:
+                    self._items.setdefault(key, {})[name] = kept
         self._on_change(key)
+
+    def _keep(self, obj: Mapping[str, Any]) -> Any:
+        """The kept form, or None for an object we cannot read: skipped, never retried
+        forever (a watch that failed on it would resume at the same event)."""
+        try:
+            return self._source.keep(obj)
+        except Exception:  # any malformed object, not just the ones we foresee
+            meta = obj.get("metadata") or {}
+            log.exception("%s %s/%s: cannot read it; ignored", self._source.kind, meta.get("namespace"), meta.get("name"))
+            return None
 
 
 class Informers:
