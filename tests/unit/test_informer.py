@@ -136,7 +136,7 @@ def test_pages_are_listed_then_watch_events_update_and_wake() -> None:
         assert names(informer, (NS, "b")) == []  # deleted, and its empty entry dropped
         assert names(informer, (NS, "x")) == []  # not managed by us: never kept
         assert woken == [(NS, "a"), (NS, "b")]  # the initial list wakes nobody
-        assert len(informer) == 2
+        assert informer.object_count() == 2
     finally:
         informer.stop()
 

@@ -83,7 +83,7 @@ class Informer:
         with self._lock:
             return list(self._items[key].values())
 
-    def __len__(self) -> int:
+    def object_count(self) -> int:  # not __len__: an empty informer must not be falsy
         with self._lock:
             return sum(len(named) for named in self._items.values())
 
@@ -250,7 +250,7 @@ class Informers:
         return all(informer.synced.wait(timeout) for informer in self._all())
 
     def object_count(self) -> int:
-        return sum(len(informer) for informer in self._all())
+        return sum(informer.object_count() for informer in self._all())
 
     def of_kind(self, kind: str) -> _ByNamespace:
         return _ByNamespace(self._by_name[kind])
@@ -263,7 +263,9 @@ class _ByNamespace:
     informers: dict[str | None, Informer]
 
     def __getitem__(self, key: AppKey) -> list[Any]:
-        informer = self.informers.get(None) or self.informers.get(key[0])
+        informer = self.informers.get(None)  # cluster-wide
+        if informer is None:
+            informer = self.informers.get(key[0])
         if informer is None:
             raise KeyError(key)
         return informer[key]
