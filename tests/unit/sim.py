@@ -179,7 +179,13 @@ class Sim:
         return dep.replicas if dep else 0
 
     def stable_image(self) -> str:
-        dep = self.deployments["stable"]
+        return self.image_of("stable")
+
+    def canary_image(self) -> str:
+        return self.image_of("canary")
+
+    def image_of(self, track: str) -> str:
+        dep = self.deployments[track]
         return next(r.template.image for r in self.revisions.values() if r.hash == dep.revision_hash)
 
     def reasons(self) -> list[str]:

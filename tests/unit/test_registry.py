@@ -207,6 +207,23 @@ def test_unreachable_registry_holds_leaving_pods() -> None:
     assert sim.deployments["stable"].replicas == 1
 
 
+def test_unreachable_registry_hold_is_named_in_the_canary_message() -> None:
+    sim = nacos_sim()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.canary_replicas() == 3
+    sim.nacos_up = False
+    sim.edit(image="registry/shop:v3")  # the v2 canary pods would leave: held
+    sim.tick()
+    sim.tick(30)
+    assert sim.canary_image() == "registry/shop:v2"
+    assert (sim.status.canary_revision, sim.status.canary.revision) == (3, 2)  # planned, running
+    assert "registry unreachable: pods stay" in sim.status.message
+    assert sim.status.message.startswith(f"canary revision {sim.status.canary_revision}")
+
+
 def test_user_offline_and_online() -> None:
     sim = nacos_sim(strategy={"rolling": {}})
     pod = sim.pods["stable"][0].name

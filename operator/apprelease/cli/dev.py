@@ -100,9 +100,12 @@ def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, n
                 cluster.logs_dir / "operator.log", cluster.state_dir / "operator.pid",
             )
             example = _example_path()
-            embedded.apply_example(kube, example)
+            body, note = embedded.load_example(example, demo=not nacos)
+            embedded.apply_example(kube, body)
             click.echo(f"CRD installed, operator running (log: {cluster.logs_dir / 'operator.log'}), "
                        f"{example.name} applied")
+            if note:
+                click.echo(note)
     except (BuildError, ClusterError, TimeoutError) as error:
         click.echo(f"Error: {error}", err=True)
         click.echo(f"Logs: {cluster.logs_dir}", err=True)
@@ -272,9 +275,12 @@ def run_embedded(ctx: click.Context, filename: Path | None) -> None:
             embedded.install_crd(kube)
             log_path = cluster.logs_dir / "operator.log"
             with embedded.operator_process(cluster.kubeconfig, log_path):
-                body = embedded.apply_example(kube, example)
+                body, note = embedded.load_example(example, demo=filename is None)
+                embedded.apply_example(kube, body)
                 meta = body["metadata"]
                 click.echo(f"operator running (log: {log_path}); applied {example.name}")
+                if note:
+                    click.echo(note)
                 click.echo(f"in another shell: export KUBECONFIG={cluster.kubeconfig}")
                 click.echo("Ctrl-C stops the operator and the cluster.\n")
                 show(Context(str(cluster.kubeconfig), meta.get("namespace")), meta["name"], watch=True)

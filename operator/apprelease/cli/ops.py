@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import tenacity
 from rich.console import Console
 from rich.table import Table
 
+from ..k8s.client import ApiError
 from ..k8s.history import from_controller_revision
 from ..render import labels
 from ..rollout import requests
@@ -106,6 +108,19 @@ def restart(ctx: Context, name: str) -> None:
 @api_errors
 def rollback(ctx: Context, name: str, to_revision: int | None) -> None:
     """Return to an earlier revision (image AND config), without walking canary steps."""
+    # The operator writes status all the time; a write between our read and our patch is a
+    # conflict, and the right answer is to read again and recompute, not to fail.
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, ApiError) and exc.conflict),
+        stop=tenacity.stop_after_attempt(5),
+        wait=tenacity.wait_random(0.05, 0.3),
+        reraise=True,
+    )
+    message = retrying(_rollback_once, ctx, name, to_revision)
+    click.echo(f"apprelease {name}: {message}")
+
+
+def _rollback_once(ctx: Context, name: str, to_revision: int | None) -> str:
     app = ctx.kube.get("AppRelease", ctx.namespace, name)
     status = app.get("status") or {}
     try:
@@ -119,9 +134,9 @@ def rollback(ctx: Context, name: str, to_revision: int | None) -> None:
         raise click.ClickException(str(exc)) from None
     ops = rollback_patch(app.get("spec") or {}, target.template)
     if not ops:
-        click.echo(f"apprelease {name} already describes revision {target.number}")
-        return
-    ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
+        return f"already describes revision {target.number}"
+    # resourceVersion in the patched object is a precondition: 409 if the app moved on.
+    ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion",
                    "value": app["metadata"]["resourceVersion"]})
     ctx.kube.request(
         "PATCH",
@@ -130,7 +145,7 @@ def rollback(ctx: Context, name: str, to_revision: int | None) -> None:
         content_type="application/json-patch+json",
         resource="AppRelease",
     )
-    click.echo(f"apprelease {name}: rolling back to revision {target.number} ({target.template.image})")
+    return f"rolling back to revision {target.number} ({target.template.image})"
 
 
 @click.command()

@@ -56,8 +56,29 @@ def install_crd(kube: Kube) -> None:
     _wait(established, 60, "the AppRelease CRD to be established")
 
 
-def apply_example(kube: Kube, path: Path) -> dict[str, Any]:
+def load_example(path: Path, *, demo: bool) -> tuple[dict[str, Any], str]:
+    """The AppRelease in ``path``, and a note on what was changed for the local demo.
+
+    The shipped example names its team's Nacos (``nacos.nacos.svc``), which does not exist
+    here; with it the demo would hold every rollout ("registry unreachable"). For the demo
+    the registry falls back to the default, the cluster's EndpointSlices.
+    """
     body = yaml.safe_load(path.read_text())
+    nacos = ((body.get("spec") or {}).get("registry") or {}).get("nacos")
+    if not demo or not nacos:
+        return body, ""
+    address = str(nacos.get("serverAddr", "")).split(",")[0]
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", "8848")
+    try:
+        socket.getaddrinfo(host, int(port or 8848))
+        return body, ""
+    except (OSError, ValueError):
+        del body["spec"]["registry"]
+        return body, (f"registry: Kubernetes EndpointSlices ({address} does not resolve here,"
+                      " so the example's Nacos block is left out)")
+
+
+def apply_example(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
     namespace = body["metadata"].get("namespace", "default")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}, manager=DEV_MANAGER)
 

@@ -53,8 +53,9 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         app, _desired(app, rollout, history), observed, history, status, now,
         promoting_stable=_updating_stable(app, rollout),
     )
-    if drain.holding and not rollout.waiting_for:
-        rollout.waiting_for = drain.holding
+    if drain.holding:
+        # The hold is what actually stops the rollout; say so next to the step it blocks.
+        rollout.waiting_for = f"{rollout.waiting_for}; {drain.holding}" if rollout.waiting_for else drain.holding
     desired = _children(app, rollout, history, drain.tracks)
     new_status = summarize(app, status, observed, rollout, current, stamp, drain)
     # Phase changes are Events, except the very first "Progressing" of a new AppRelease.

@@ -17,9 +17,13 @@ from .observed import DeploymentState, Observed, RevisionRecord
 from .outcome import Rollout
 
 
-def _track(dep: DeploymentState | None, revision: int | None) -> TrackStatus:
+def _track(dep: DeploymentState | None, planned: RevisionRecord, observed: Observed) -> TrackStatus:
     if dep is None:
-        return TrackStatus(revision=revision)
+        return TrackStatus(revision=planned.number)
+    # What the Deployment runs, which differs from the plan while a change is held back.
+    revision = planned.number
+    if dep.revision_hash != planned.hash:
+        revision = next((r.number for r in observed.revisions if r.hash == dep.revision_hash), revision)
     return TrackStatus(
         revision=revision,
         replicas=dep.status_replicas,
@@ -104,9 +108,9 @@ def summarize(
 ) -> AppReleaseStatus:
     spec = app.spec
     canary_spec = spec.strategy.canary
-    stable = _track(observed.deployments.get("stable"), rollout.stable.number)
+    stable = _track(observed.deployments.get("stable"), rollout.stable, observed)
     canary = (
-        _track(observed.deployments.get("canary"), rollout.canary.number)
+        _track(observed.deployments.get("canary"), rollout.canary, observed)
         if rollout.canary is not None
         else TrackStatus()
     )
