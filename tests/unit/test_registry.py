@@ -13,6 +13,7 @@ from apprelease.registry.registration import (
 )
 from apprelease.rollout import requests
 from apprelease.rollout.observed import PodState
+from apprelease.rollout.timefmt import format_precise_time
 
 from .sim import CANARY, Sim, make_app
 
@@ -112,6 +113,7 @@ def test_abort_takes_canary_offline_before_scaling_it_away() -> None:
     assert ("disable", canary_pod) in kinds_at(sim)
     assert sim.canary_replicas() == 1  # held while the instance drains
     assert [d.pod for d in sim.status.draining] == [canary_pod]
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(9)
     assert sim.canary_replicas() == 1
     sim.tick(1)
@@ -129,8 +131,10 @@ def test_override_reset_when_a_new_pod_takes_the_address() -> None:
     leaving = sim.pods["stable"][-1]
     sim.edit(replicas=2)
     sim.tick()
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
     sim.settle()
+    assert leaving.name not in [p.name for p in sim.pods["stable"]]
     assert sim.overrides[(leaving.ip, 8080)] is False  # outlives the instance, as in Nacos
     sim.serial_ips = [leaving.ip]  # the next pod gets the old address
     sim.edit(replicas=3)
@@ -154,6 +158,7 @@ def test_promotion_grows_canary_then_drains_stable_then_canary() -> None:
     disabled = {pod for kind, pod in kinds_at(sim) if kind == "disable"}
     assert set(old_stable) <= disabled
     assert sim.stable_image() == "registry/shop:v1"  # held during the drain
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
     assert sim.stable_image() == "registry/shop:v2"
     sim.settle()
@@ -175,10 +180,48 @@ def test_scale_down_marks_and_drains_the_leaving_pods() -> None:
     sim.tick()
     assert ("disable", newest) in kinds_at(sim)
     assert sim.deployments["stable"].replicas == 3
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
     assert ("mark-leaving", newest) in kinds_at(sim)
     assert sim.deployments["stable"].replicas == 2
     assert newest not in [p.name for p in sim.pods["stable"]]
+
+
+def test_drain_counts_from_when_the_registry_shows_the_instance_offline() -> None:
+    # A disable that takes long to show (slow registry write, stale poll) must not shorten the drain.
+    sim = nacos_sim(strategy={"rolling": {}})
+    newest = sim.pods["stable"][-1]
+    sim.edit(replicas=2)
+    sim.tick()
+    sim.overrides.pop((newest.ip, 8080))  # the registry has not applied the disable yet
+    sim.tick(3)
+    assert sim.status.draining[0].offline_since is None
+    assert sim.deployments["stable"].replicas == 3
+    sim.tick()  # applied now, and seen
+    seen_at = sim.now
+    sim.tick(9.9)
+    assert sim.deployments["stable"].replicas == 3
+    sim.tick(0.1)
+    assert sim.deployments["stable"].replicas == 2
+    assert sim.status.draining[0].offline_since == format_precise_time(seen_at)
+
+
+def test_an_instance_enabled_again_behind_our_back_restarts_its_drain() -> None:
+    sim = nacos_sim(strategy={"rolling": {}})
+    newest = sim.pods["stable"][-1]
+    sim.edit(replicas=2)
+    sim.tick()
+    sim.tick()
+    sim.tick(6)
+    sim.overrides.pop((newest.ip, 8080))  # someone re-enabled it in the Nacos console
+    sim.tick()
+    assert ("disable", newest.name) in kinds_at(sim)
+    assert sim.status.draining[0].offline_since is None
+    sim.tick()
+    sim.tick(6)
+    assert sim.deployments["stable"].replicas == 3  # 12 s since first seen offline, but not in one stretch
+    sim.tick(4)
+    assert sim.deployments["stable"].replicas == 2
 
 
 def test_take_down_to_zero_drains_everything_first() -> None:
@@ -187,6 +230,7 @@ def test_take_down_to_zero_drains_everything_first() -> None:
     sim.tick()
     assert sum(1 for kind, _ in kinds_at(sim) if kind == "disable") == 3
     assert sim.deployments["stable"].replicas == 3
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
     assert sim.deployments["stable"].replicas == 0
 
@@ -203,6 +247,7 @@ def test_unreachable_registry_holds_leaving_pods() -> None:
     assert registered is not None and registered.status == "Unknown"
     sim.nacos_up = True
     sim.tick()
+    sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
     assert sim.deployments["stable"].replicas == 1
 

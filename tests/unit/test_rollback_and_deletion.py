@@ -74,8 +74,11 @@ def test_deletion_offlines_drains_deletes_then_releases() -> None:
     first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(), T0, T0)
     assert [a.kind for a in first.actions] == ["disable"]
     assert not first.delete_workloads and not first.release and first.requeue_after == 10
-    status = AppReleaseStatus(draining=first.draining)
-    later = plan_deletion(app, status, _deleting_observed(enabled=False), T0 + timedelta(seconds=10), T0)
+    seen = plan_deletion(app, AppReleaseStatus(draining=first.draining), _deleting_observed(enabled=False),
+                         T0 + timedelta(seconds=1), T0)
+    assert not seen.delete_workloads and seen.requeue_after == 10  # the drain starts once seen offline
+    status = AppReleaseStatus(draining=seen.draining)
+    later = plan_deletion(app, status, _deleting_observed(enabled=False), T0 + timedelta(seconds=11), T0)
     assert later.actions == [] and later.delete_workloads and not later.release
     gone = plan_deletion(app, status, Observed(registration=_deleting_observed().registration),
                          T0 + timedelta(seconds=12), T0)
@@ -102,7 +105,7 @@ def test_drain_lasts_its_full_length_from_a_fractional_second() -> None:
     # Counted from a second-truncated stamp, a 10 s drain begun at .9 s would end 0.9 s early.
     app = make_app({"registry": NACOS})
     start = T0 + timedelta(milliseconds=900)
-    first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(), start, T0)
+    first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(enabled=False), start, T0)
     status = AppReleaseStatus(draining=first.draining)
     early = plan_deletion(app, status, _deleting_observed(enabled=False),
                           start + timedelta(seconds=9, milliseconds=950), T0)

@@ -48,7 +48,7 @@ class Registry(ApiModel):
         description="A canary step waits this long for its pods to be registered and healthy, then aborts.",
     )
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
-        10, description="Seconds between taking an instance offline and letting its pod go."
+        10, description="Seconds between the registry showing an instance offline and letting its pod go."
     )
     deletion_timeout: Duration = Field(
         "2m",

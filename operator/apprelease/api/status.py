@@ -84,6 +84,9 @@ class DrainingInstance(StatusModel):
     port: int
     ephemeral: bool = True
     since: str
+    offline_since: str | None = Field(
+        None, description="When the registry first showed the instance offline; registry.drainSeconds counts from here."
+    )
     reason: str = ""
     gone_since: str | None = Field(
         None, description="The pod is gone; the override stays tracked until a new pod takes the address or Nacos expires it."

@@ -71,6 +71,7 @@ class RegistryMonitor:
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # read back our own changes at once: a drain starts when seen
         self._thread: threading.Thread | None = None
 
     # Lifecycle -------------------------------------------------------------------------------
@@ -81,6 +82,7 @@ class RegistryMonitor:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
         with self._lock:
@@ -157,6 +159,7 @@ class RegistryMonitor:
             polled = self._targets.get(key)
             if polled:
                 polled.next_poll = 0.0  # read back what we changed right away
+        self._wake.set()
 
     def _mark_leaving(self, app: AppRelease, pod: str) -> None:
         """Make the ReplicaSet remove exactly the pods we took offline."""
@@ -235,7 +238,11 @@ class RegistryMonitor:
     # Polling ---------------------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
-        while not self._stop.wait(0.5):
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             now = time.monotonic()
             with self._lock:
                 due = [(k, t) for k, t in self._targets.items() if t.next_poll <= now]

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from .drain import RegistryAction
+from .drain import RegistryAction, drain_ends, take_offline
 from .observed import Observed
 from .outcome import Event
-from .timefmt import format_precise_time, format_time, parse_time
+from .timefmt import format_time
 
 FINALIZER = "apprelease.io/registry-offline"
 
@@ -69,10 +69,7 @@ def plan_deletion(
         instance = registration.by_pod.get(pod.name)
         if instance is None:
             continue
-        entries[pod.name] = previous.get(pod.name) or DrainingInstance(
-            pod=pod.name, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
-            since=format_precise_time(now), reason="AppRelease deleted",
-        )
+        entries[pod.name] = take_offline(previous.get(pod.name), pod.name, instance, now, "AppRelease deleted")
         if instance.enabled:
             plan.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
     # Pods gone: reset their overrides so a new pod on the same address starts clean.
@@ -81,7 +78,7 @@ def plan_deletion(
             plan.actions.append(RegistryAction("clear", name, entry.ip, entry.port, entry.ephemeral))
 
     drain = timedelta(seconds=registry.drain_seconds)
-    ready_at = max((parse_time(e.since) + drain for e in entries.values()), default=now)
+    ready_at = max((drain_ends(e, drain, now) for e in entries.values()), default=now)
     if ready_at > now:
         plan.draining = sorted(entries.values(), key=lambda d: d.pod)
         plan.message = f"deleting: instances offline until {format_time(ready_at)} (registry.drainSeconds)"

@@ -20,6 +20,7 @@ from typing import Literal
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
+from ..registry.base import RegistryInstance
 from ..render import TrackPlan
 from ..render.naming import Track
 from . import requests
@@ -54,6 +55,31 @@ class DrainOutcome:
 def drain_enabled(app: AppRelease) -> bool:
     registry = app.spec.registry
     return bool(registry and registry.nacos and registry.drain_seconds > 0)
+
+
+def take_offline(
+    entry: DrainingInstance | None, pod: str, instance: RegistryInstance, now: datetime, reason: str
+) -> DrainingInstance:
+    """The drain entry of a leaving pod's instance. The drain is counted from when the registry
+    first *shows* the instance offline, not from when we asked: a slow registry write (or a
+    stale read) must not shorten it."""
+    if entry is None:
+        entry = DrainingInstance(
+            pod=pod, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
+            since=format_precise_time(now), reason=reason,
+        )
+    if instance.enabled and entry.offline_since is not None:
+        return entry.model_copy(update={"offline_since": None})  # re-enabled behind our back: start over
+    if not instance.enabled and entry.offline_since is None:
+        return entry.model_copy(update={"offline_since": format_precise_time(now)})
+    return entry
+
+
+def drain_ends(entry: DrainingInstance, drain: timedelta, now: datetime) -> datetime:
+    """When the pod may leave; not yet seen offline means the drain has not started."""
+    if entry.offline_since is None:
+        return now + drain
+    return parse_time(entry.offline_since) + drain
 
 
 def _leaving_by_scale(pods: list[PodState], keep: int) -> list[PodState]:
@@ -148,14 +174,11 @@ def plan_drain(
             instance = registration.by_pod.get(pod.name)
             if instance is None:
                 continue  # not registered: nothing to take offline
-            entry = previous_draining.get(pod.name) or DrainingInstance(
-                pod=pod.name, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
-                since=format_precise_time(now), reason=f"{track} pod leaving",
-            )
+            entry = take_offline(previous_draining.get(pod.name), pod.name, instance, now, f"{track} pod leaving")
             still_draining[pod.name] = entry
             if instance.enabled:
                 outcome.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
-            ready_at = max(ready_at, parse_time(entry.since) + drain)
+            ready_at = max(ready_at, drain_ends(entry, drain, now))
         if ready_at > now:
             _replace_track(outcome, track, _hold(track, observed, history, None))
             outcome.wake_at.append(ready_at)
