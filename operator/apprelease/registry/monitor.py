@@ -247,7 +247,16 @@ class RegistryMonitor:
             with self._lock:
                 due = [(k, t) for k, t in self._targets.items() if t.next_poll <= now]
             for key, target in due:
-                self._poll(key, target, notify=True)
+                try:
+                    self._poll(key, target, notify=True)
+                except Exception:
+                    with self._lock:
+                        dropped = self._targets.get(key) is not target
+                    if dropped:
+                        continue  # forgotten or replaced (its client closed) while we read it
+                    # The one poller serves every app: a surprise in one read must not stop it.
+                    log.exception("%s/%s: registry read failed", *key)
+                    target.next_poll = time.monotonic() + self.poll_seconds
 
     def _poll(self, key: AppKey, target: _Target, *, notify: bool) -> None:
         stamp = format_time(datetime.now(UTC))
