@@ -1,0 +1,50 @@
+"""The converge row's floor: the same objects as `--full`, applied with no operator running.
+
+    python -m bench.floor [N]
+
+Times kubectl's server-side apply of the N apps' rendered children (the baseline), then of
+the N AppReleases alone, on a fresh local cluster. The second is what the AppRelease writes
+cost the apiserver by themselves; in the converge row they compete with the operator's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from bench.environment import local_environment
+from bench.kubectl import write_manifest
+from bench.scenarios.converge import timeout_for
+from bench.workload import bench_apps, rendered
+
+log = logging.getLogger("bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
+    parser.add_argument("count", type=int, nargs="?", default=1000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    with local_environment(nodes=3) as env:
+        env.create_namespace("baseline")
+        children = rendered(bench_apps("app", "baseline", args.count))
+        started = time.monotonic()
+        env.kubectl.apply_server_side(write_manifest(env.work_dir / "children.json", children),
+                                      timeout=timeout_for(args.count))
+        baseline = time.monotonic() - started
+        env.delete_namespace("baseline")
+        env.create_namespace("appreleases")
+        apps = bench_apps("app", "appreleases", args.count)
+        started = time.monotonic()
+        env.kubectl.apply_server_side(write_manifest(env.work_dir / "appreleases.json", apps),
+                                      timeout=timeout_for(args.count))
+        appreleases = time.monotonic() - started
+    print(f"| {len(children):,} rendered children (baseline) | {baseline:.1f} s |")
+    print(f"| {args.count:,} AppReleases, no operator running | {appreleases:.1f} s ({appreleases / baseline:.2f}x) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
