@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pytest
 
 from apprelease.registry.base import RegistryInstance
 from apprelease.registry.monitor import RegistryMonitor, _Target
+from tests.plugins.cluster import wait_for
 
 INSTANCE = RegistryInstance("10.0.0.1", 8080, True, True, 1.0, True, "DEFAULT")
 
@@ -31,13 +31,6 @@ class FlakyClient:
         pass
 
 
-def wait_until(condition: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def monitor_with(targets: dict[tuple[str, str], _Target]) -> tuple[RegistryMonitor, list[Any]]:
     woken: list[Any] = []
     monitor = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
@@ -52,7 +45,7 @@ def test_a_failing_read_is_logged_and_polling_goes_on(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.ERROR, logger="apprelease.registry"):
         monitor.start()
         try:
-            wait_until(lambda: woken == [("ns", "orders")])
+            wait_for(lambda: woken == [("ns", "orders")], 5, 0.01, "a read after the failed one")
         finally:
             monitor.stop()
     assert client.reads >= 2
@@ -74,7 +67,7 @@ def test_a_target_forgotten_mid_read_is_dropped_quietly(caplog: pytest.LogCaptur
     with caplog.at_level(logging.ERROR, logger="apprelease.registry"):
         monitor.start()
         try:
-            wait_until(lambda: ("ns", "orders") in woken)
+            wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the other app read")
         finally:
             monitor.stop()
     assert key not in woken and "registry read failed" not in caplog.text
