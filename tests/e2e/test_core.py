@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
 from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import (
     AppReleases,
@@ -239,7 +240,7 @@ def test_converged_operator_makes_no_writes(arl: AppReleases, operator: Operator
     for name in ("idle-a", "idle-b", "idle-c"):
         arl.wait_phase(name, "Healthy", timeout=60)
     # Let trailing watch events settle: writes stop changing.
-    settled(operator.writes_by_kind, 3, timeout=60)
+    settled(operator.writes_by_kind, STATUS_COALESCE_SECONDS + 1, timeout=60)
     hold_still(operator.writes_by_kind, 15)
 
 
@@ -248,7 +249,7 @@ def test_restart_makes_no_writes(arl: AppReleases, operator: OperatorProcess) ->
     arl.apply(rolling_app("restart-a"))
     arl.wait_phase("restart-a", "Healthy", timeout=60)
     # A coalesced count-only write may still be due; restart from a settled status.
-    before = copy.deepcopy(settled(lambda: arl.status("restart-a"), 2, timeout=30))
+    before = copy.deepcopy(settled(lambda: arl.status("restart-a"), STATUS_COALESCE_SECONDS + 1, timeout=30))
     operator.restart()
     wait_for(
         lambda: operator.metrics().get("apprelease_reconcile_total{result=ok}", 0) >= 1,

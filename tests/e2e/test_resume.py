@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
 from tests.plugins.cluster import wait_for
 from tests.plugins.operator import (
     AppReleases,
@@ -149,7 +150,7 @@ def test_restart_with_paused_canaries_makes_no_writes(arl: AppReleases, operator
         arl.patch(name, {"spec": {"image": "registry.local/resume:v2"}})
     for name in names:
         arl.wait_phase(name, "Paused", timeout=60, currentStepIndex=1)
-    settled(lambda: [arl.status(name) for name in names], 2, timeout=30)
+    settled(lambda: [arl.status(name) for name in names], STATUS_COALESCE_SECONDS + 1, timeout=30)
     operator.restart()
     wait_for(lambda: operator.metrics().get("apprelease_reconcile_total{result=ok}", 0) >= len(names),
              30, 0.2, "every AppRelease reconciled after restart")

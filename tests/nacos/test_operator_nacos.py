@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
 from apprelease.dev.nacos import ensure_nacos, start_nacos
 from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.nacos import AppInstanceSimulator, NacosEndpoint, unused_port
@@ -107,7 +108,7 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
     assert all(ip in table for ip in pods)
     # Nothing changes in Nacos → no status writes.
     version = lambda: arl.get("orders")["metadata"]["resourceVersion"]  # noqa: E731
-    settled(version, 2, timeout=30)  # a coalesced count-only write may still be due
+    settled(version, STATUS_COALESCE_SECONDS + 1, timeout=30)  # a coalesced count-only write may still be due
     hold_still(version, 8)
 
 

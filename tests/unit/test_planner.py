@@ -43,6 +43,8 @@ def test_rolling_update_moves_stable_directly() -> None:
     assert sim.stable_image() == "registry/shop:v2"
     assert "RolloutStarted" in sim.reasons()
     assert sim.status.phase == "Healthy"
+    # One Event per cause: RolloutStarted explains the move to Progressing; Healthy closes it.
+    assert sim.reasons()[-2:] == ["RolloutStarted", "Healthy"]
 
 
 def test_rolling_update_deadline_exceeded_is_degraded_and_stalled() -> None:
@@ -374,3 +376,7 @@ def test_material_change_ignores_counts_but_not_state() -> None:
     assert material_change(base, {**base, "conditions": flipped})
     reworded = [dict(c, message="x") for c in base["conditions"]]
     assert not material_change(base, {**base, "conditions": reworded})
+    registered = {**base, "registration": {"summary": "1/4", "instanceCount": 1}}
+    assert not material_change(base, registered)
+    unregistered = [*base["conditions"], {"type": "Registered", "status": "False", "reason": "NotRegistered"}]
+    assert not material_change(base, {**base, "conditions": unregistered})

@@ -27,6 +27,21 @@ def test_dedup_priority_and_dirty_requeue() -> None:
     assert asyncio.run(scenario()) == ["c", "d", "a", "b", "c"]
 
 
+def test_an_edit_during_processing_stays_urgent() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        queue.add("a", urgent=True)  # a user edit lands while a routine pass runs
+        queue.add("a")  # ... followed by a routine wake-up: still urgent
+        queue.add("b")
+        queue.add("c")
+        queue.done(key)
+        return [await queue.get() for _ in range(3)]
+
+    assert asyncio.run(scenario()) == ["a", "b", "c"]
+
+
 def test_add_after_keeps_the_earliest_schedule_and_backoff_grows() -> None:
     async def scenario() -> tuple[str, float, float]:
         queue: WorkQueue[str] = WorkQueue()

@@ -27,3 +27,9 @@ TRANSITIONS = Counter(
 )
 ROLLBACKS = Counter("apprelease_rollbacks_total", "Aborts and rollbacks by reason", ["reason"])
 QUEUE_DEPTH = Gauge("apprelease_workqueue_depth", "Keys waiting to be reconciled")
+GC_PAUSE_SECONDS = Histogram(
+    "apprelease_gc_pause_seconds",
+    "Time the cyclic garbage collector stopped the process, by generation",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

@@ -28,13 +28,13 @@ class WorkQueue(Generic[K]):
         self._routine: deque[K] = deque()
         self._waiting: set[K] = set()
         self._processing: set[K] = set()
-        self._dirty: set[K] = set()
+        self._dirty: dict[K, bool] = {}  # added while processing → urgent?
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._failures: dict[Hashable, int] = {}
 
     def add(self, key: K, *, urgent: bool = False) -> None:
         if key in self._processing:
-            self._dirty.add(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
             return
         if key in self._waiting:
             if urgent and key in self._routine:
@@ -82,8 +82,7 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+            self.add(key, urgent=self._dirty.pop(key))
 
     def forget(self, key: K) -> None:
         timer = self._timers.pop(key, None)

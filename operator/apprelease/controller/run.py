@@ -24,9 +24,11 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
     if options.kubeconfig:
         os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .gc_pauses import install as install_gc_pauses
     from .kopf_slim_events import install as install_slim_events
     from .kopf_toggles import install as install_fast_toggles
 
+    install_gc_pauses()  # short full collections once the caches are loaded
     install_fast_toggles()  # O(1) index gating: restarts with many objects stay fast
     install_slim_events()  # no managedFields in what kopf holds while it lists
 

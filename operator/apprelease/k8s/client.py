@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -180,7 +181,7 @@ class Kube:
         metrics.API_REQUESTS.labels(verb, resource, str(response.status)).inc()
         if response.status >= 400:
             raise ApiError.from_body(response.status, response.reason or "", data)
-        return json.loads(data) if data else None
+        return orjson.loads(data) if data else None  # list pages: 2-3x faster than json
 
     def open_stream(
         self, path: str, *, query: dict[str, Any], resource: str, read_timeout: float

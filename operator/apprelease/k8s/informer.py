@@ -14,13 +14,13 @@ retried with back-off; the cache keeps what it had, so nothing is reconciled fro
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from kubernetes.watch.watch import iter_resp_lines
 
 from .client import RESOURCES, ApiError, Kube
@@ -181,7 +181,7 @@ class Informer:
             for line in iter_resp_lines(response):
                 if self._stopping.is_set():
                     return
-                yield json.loads(line)
+                yield orjson.loads(line)
         finally:
             self._response = None
             response.release_conn()

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..render import labels
 from ..render.naming import Track
 from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
@@ -27,12 +29,13 @@ AppKey = tuple[str, str]  # (namespace, AppRelease name)
 
 def pack(value: Mapping[str, Any]) -> bytes:
     """Cached objects are kept as compact JSON: a few KB each instead of a tree of Python
-    dicts several times that size. They are unpacked only for the app being reconciled."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    dicts several times that size. They are unpacked only for the app being reconciled.
+    orjson: every watch event is packed, and it does that 10x faster than json."""
+    return orjson.dumps(value)
 
 
 def unpack(data: bytes) -> dict[str, Any]:
-    return dict(json.loads(data))
+    return dict(orjson.loads(data))
 
 
 @functools.lru_cache(maxsize=512)

@@ -58,8 +58,9 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         rollout.waiting_for = f"{rollout.waiting_for}; {drain.holding}" if rollout.waiting_for else drain.holding
     desired = _children(app, rollout, history, drain.tracks)
     new_status = summarize(app, status, observed, rollout, current, stamp, drain)
-    # Phase changes are Events, except the very first "Progressing" of a new AppRelease.
-    if new_status.phase != status.phase and status.phase is not None:
+    # Phase changes are Events, except the very first "Progressing" of a new AppRelease and
+    # a change this pass already explains (RolloutStarted, Aborted, ...): one Event per cause.
+    if new_status.phase != status.phase and status.phase is not None and not rollout.events:
         degraded = new_status.phase == "Degraded"
         rollout.events.append(
             Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message)

@@ -181,9 +181,13 @@ def summarize(
     )
 
 
-# Counts and the prose that carries them change with every pod; the rest is state.
+# Counts and the prose that carries them change with every pod; the rest is state. The
+# registration block and its Registered condition are observations too: a pod turns Ready a
+# moment before the registry (EndpointSlice, Nacos) lists it, so every rollout flips
+# Registered False and back within milliseconds. Held like counts, the flip is never written;
+# a lasting change is, one coalescing period later.
 _FLUID = {"replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready",
-          "message", "stable", "canary", "actualWeight", "conditions"}
+          "message", "stable", "canary", "actualWeight", "conditions", "registration"}
 
 
 def material_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -193,6 +197,10 @@ def material_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
         return True
 
     def gist(status: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return [(c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []]
+        return [
+            (c.get("type"), c.get("status"), c.get("reason"))
+            for c in status.get("conditions") or []
+            if c.get("type") != C.REGISTERED
+        ]
 
     return gist(old) != gist(new)
