@@ -30,8 +30,9 @@ AppKey = tuple[str, str]  # (namespace, AppRelease name)
 def pack(value: Mapping[str, Any]) -> bytes:
     """Cached objects are kept as compact JSON: a few KB each instead of a tree of Python
     dicts several times that size. They are unpacked only for the app being reconciled.
-    orjson: every watch event is packed, and it does that 10x faster than json."""
-    return orjson.dumps(value)
+    orjson packs 10x faster than json, but its result keeps the whole growth buffer it was
+    written into (RSS 101 → 288 MiB for 48 MiB of packed objects): kept copies are exact."""
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def unpack(data: bytes) -> dict[str, Any]:
