@@ -217,19 +217,3 @@ def test_an_object_it_cannot_read_is_skipped_not_retried_forever() -> None:
         assert len(kube.watch_queries) == 1  # the watch went on past the bad event
     finally:
         informer.stop()
-
-
-def test_packed_objects_cost_their_length_not_a_growth_buffer() -> None:
-    import tracemalloc
-
-    from apprelease.k8s.observe import pack
-
-    value = {"metadata": {"name": "x", "labels": {f"k{i}": "v" * 20 for i in range(60)}}}
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        kept = [pack(value) for _ in range(200)]
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 1.2 * sum(len(k) for k in kept), (grown, sum(len(k) for k in kept))

@@ -17,14 +17,13 @@ from ..k8s.observe import (
     RECORD,
     AppKey,
     Children,
-    pack,
     pod_state,
     revision_view,
     slim_app,
     slim_object,
     slim_revision,
-    unpack,
 )
+from ..k8s.packing import pack, unpack
 from ..render import labels
 
 DELETED = object()  # tombstone for objects we deleted

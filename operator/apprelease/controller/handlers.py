@@ -17,7 +17,8 @@ import kopf
 
 from ..api.spec import GROUP, PLURAL, VERSION
 from ..k8s.client import connection_info, load_configuration
-from ..k8s.observe import pack, slim_app
+from ..k8s.observe import slim_app
+from ..k8s.packing import pack
 from .runtime import Runtime
 from .settings import RunOptions
 
@@ -31,6 +32,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.watching.server_timeout = 300  # re-establish watches; never hang on a dead stream
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    # List in pages: by default kopf reads every AppRelease in one response, and the heap
+    # keeps that peak (the raw and decoded list, ~20 KB per AppRelease) after a restart.
+    settings.watching.chunk_size = 500
     runtime = Runtime(options, kwargs["apprelease_index"])
     runtime.start()
     memo["runtime"] = runtime

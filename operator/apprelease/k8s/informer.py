@@ -61,9 +61,11 @@ class Informer:
         namespace: str | None,
         label_selector: str,
         on_change: OnChange,
+        list_lock: threading.Lock | None = None,
     ):
         self._kube = kube
         self._source = source
+        self._list_lock = list_lock or threading.Lock()
         self._namespace = namespace
         self._selector = label_selector
         self._on_change = on_change
@@ -124,17 +126,21 @@ class Informer:
         fresh: dict[AppKey, dict[str, Any]] = {}
         query: dict[str, Any] = {"labelSelector": self._selector, "limit": PAGE_SIZE}
         path = RESOURCES[self._source.kind].path(self._namespace)
+        version = ""
         while True:
-            page = self._kube.request("GET", path, query=query, resource=self._source.kind)
-            for obj in page.get("items") or []:
-                # List items come without kind and apiVersion; watch events carry them.
-                obj.setdefault("kind", self._source.kind)
-                obj.setdefault("apiVersion", RESOURCES[self._source.kind].group_version)
-                key = app_key_of(obj)
-                kept = self._keep(obj) if key is not None else None
-                if key is not None and kept is not None:
-                    fresh.setdefault(key, {})[obj["metadata"]["name"]] = kept
-            meta = page.get("metadata") or {}
+            with self._list_lock:  # one decoded page at a time, across all informers
+                page = self._kube.request("GET", path, query=query, resource=self._source.kind)
+                for obj in page.get("items") or []:
+                    # List items come without kind and apiVersion; watch events carry them.
+                    obj.setdefault("kind", self._source.kind)
+                    obj.setdefault("apiVersion", RESOURCES[self._source.kind].group_version)
+                    key = app_key_of(obj)
+                    kept = self._keep(obj) if key is not None else None
+                    if key is not None and kept is not None:
+                        fresh.setdefault(key, {})[obj["metadata"]["name"]] = kept
+                meta = page.get("metadata") or {}
+                del page  # before the next page is decoded
+            version = str(meta.get("resourceVersion") or version)
             if not meta.get("continue"):
                 break
             query["continue"] = meta["continue"]
@@ -144,7 +150,7 @@ class Informer:
             for key in previous.keys() | fresh.keys():
                 if previous.get(key) != fresh.get(key):
                     self._on_change(key)
-        return str(meta.get("resourceVersion") or "")
+        return version
 
     # WATCH --------------------------------------------------------------------------------
 
@@ -227,9 +233,14 @@ class Informers:
         label_selector: str,
         on_change: OnChange,
     ):
+        # Decoded list pages are a restart's largest allocations, and the heap keeps its peak
+        # (RSS after a restart with 2,000 apps: 207 MiB, vs 134 MiB grown to 2,000): the
+        # informers take turns listing, one page at a time.
+        list_lock = threading.Lock()
         self._by_name: dict[str, dict[str | None, Informer]] = {
             source.kind: {
-                ns: Informer(kube, source, namespace=ns, label_selector=label_selector, on_change=on_change)
+                ns: Informer(kube, source, namespace=ns, label_selector=label_selector, on_change=on_change,
+                             list_lock=list_lock)
                 for ns in (namespaces or (None,))
             }
             for source in sources

@@ -1,7 +1,8 @@
 """From watched objects to what the planner sees.
 
 Watch events are slimmed as they arrive (managedFields, last-applied annotations and config
-data never stay in memory), grouped by app, and turned into the planner's small summaries.
+data never stay in memory), packed (k8s/packing.py), grouped by app, and turned into the
+planner's small summaries.
 """
 
 from __future__ import annotations
@@ -13,30 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ..render import labels
 from ..render.naming import Track
 from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
 from .history import from_controller_revision
+from .packing import unpack
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 DATA_HASH = "dataHash"
 RECORD = "record"
 
 AppKey = tuple[str, str]  # (namespace, AppRelease name)
-
-
-def pack(value: Mapping[str, Any]) -> bytes:
-    """Cached objects are kept as compact JSON: a few KB each instead of a tree of Python
-    dicts several times that size. They are unpacked only for the app being reconciled.
-    orjson packs 10x faster than json, but its result keeps the whole growth buffer it was
-    written into (RSS 101 → 288 MiB for 48 MiB of packed objects): kept copies are exact."""
-    return bytes(memoryview(orjson.dumps(value)))
-
-
-def unpack(data: bytes) -> dict[str, Any]:
-    return dict(orjson.loads(data))
 
 
 @functools.lru_cache(maxsize=512)
