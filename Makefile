@@ -6,9 +6,10 @@ CRD := crds/apprelease.io_appreleases.yaml
 
 venv: .venv/.installed
 
-.venv/.installed: pyproject.toml constraints.txt
+.venv/.installed: pyproject.toml devtools/pyproject.toml constraints.txt
 	python3 -m venv .venv
-	.venv/bin/pip install -q --constraint constraints.txt -e '.[test,dev]'
+	# The operator, and (not in the image) the developer tools: local control plane, Nacos.
+	.venv/bin/pip install -q --constraint constraints.txt -e '.[test,dev]' -e ./devtools
 	touch $@
 
 # The README's two commands.
@@ -29,7 +30,7 @@ e2e: venv
 	$(PYTHON) -m pytest tests/e2e tests/nacos
 
 lint:
-	.venv/bin/ruff check operator tests bench
+	.venv/bin/ruff check operator devtools tests bench
 	.venv/bin/mypy
 
 bench:

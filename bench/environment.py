@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from apprelease.dev.build import ensure_binaries
-from apprelease.dev.cluster import LocalCluster
-from apprelease.dev.components import metadata_audit_policy
+from apprelease_dev.build import ensure_binaries
+from apprelease_dev.cluster import LocalCluster
+from apprelease_dev.components import metadata_audit_policy
 from bench.api import Api
 from bench.audit import AuditLog
 from bench.kubectl import Kubectl, KubectlError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Default KWOK node capacity (apprelease.dev.fake_nodes.NODE_CAPACITY["pods"]).
+# Default KWOK node capacity (apprelease_dev.fake_nodes.NODE_CAPACITY["pods"]).
 PODS_PER_NODE = 250
 MIN_NODES = 3
 

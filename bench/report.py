@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from apprelease.dev import versions
+from apprelease_dev import versions
 from bench.results import NONE, Row
 from bench.runner import Measurements
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from apprelease.dev.build import bin_dir
-from apprelease.dev.fake_nodes import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
-from apprelease.dev.kwok_stages import (
+from apprelease_dev.build import bin_dir
+from apprelease_dev.fake_nodes import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
+from apprelease_dev.kwok_stages import (
     BEHAVIOR_LABEL,
     BEHAVIOR_NOT_READY,
     BEHAVIOR_SLOW_READY,
     READY_AFTER_ANNOTATION,
     RESTART_INTERVAL_ANNOTATION,
 )
-from apprelease.dev.processes import ProcessIdentity, is_running
+from apprelease_dev.processes import ProcessIdentity, is_running
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -301,7 +301,7 @@ def test_server_side_apply(kube_cluster: KubeCluster, namespace: str) -> None:
 
 def _dev_cli(state_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "apprelease.cli.dev", "--state-dir", str(state_dir), *args],
+        [sys.executable, "-m", "apprelease_dev.cli", "--state-dir", str(state_dir), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

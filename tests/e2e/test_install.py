@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apprelease.dev.build import bin_dir
+from apprelease_dev.build import bin_dir
 from tests.plugins.cluster import KubeCluster
 from tests.plugins.operator import AppReleases, OperatorProcess
 from tests.support import ROOT

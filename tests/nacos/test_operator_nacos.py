@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
-from apprelease.dev.nacos import ensure_nacos, start_nacos
+from apprelease_dev.nacos import ensure_nacos, start_nacos
 from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.nacos import AppInstanceSimulator, NacosEndpoint, unused_port
 from tests.plugins.nacos_apps import PodRegistrar

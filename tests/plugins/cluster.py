@@ -28,9 +28,9 @@ from typing import Any, TypeVar, cast
 import pytest
 import yaml
 
-from apprelease.dev.build import bin_dir, ensure_binaries, missing_binaries
-from apprelease.dev.cluster import ClusterError, LocalCluster
-from apprelease.dev.go_runner import BuildError
+from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
+from apprelease_dev.cluster import ClusterError, LocalCluster
+from apprelease_dev.go_runner import BuildError
 
 KUBECONFIG_ENV = "APPRELEASE_TEST_KUBECONFIG"
 # Optional: the kubectl to use against a reused cluster (default: ours, else PATH's).

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from apprelease.dev.nacos import NacosError, NacosServer, ensure_nacos, start_nacos
 from apprelease.registry.nacos import NacosRegistry, NacosSettings
+from apprelease_dev.nacos import NacosError, NacosServer, ensure_nacos, start_nacos
 from tests.plugins.cluster import wait_for
 
 SERVER_START_TIMEOUT_SECONDS = 240.0

@@ -107,13 +107,17 @@ def get(ctx: Context, name: str, watch: bool) -> None:
 
 
 def _register_subcommands() -> None:
-    from .dev import dev
+    from importlib.metadata import entry_points
+
     from .ops import OPERATIONS
     from .registry import REGISTRY_COMMANDS
 
-    cli.add_command(dev)
     for command in OPERATIONS + REGISTRY_COMMANDS:
         cli.add_command(command)
+    # Commands of other installed packages: `dev` comes from apprelease-dev (devtools/), which
+    # the operator image does not install.
+    for entry in entry_points(group="apprelease.commands"):
+        cli.add_command(entry.load(), name=entry.name)
 
 
 def main() -> None:

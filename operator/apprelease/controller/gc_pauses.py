@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from . import metrics
+from .. import metrics
 
 log = logging.getLogger("apprelease.gc")
 

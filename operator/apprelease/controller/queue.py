@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-from . import metrics
+from .. import metrics
 
 K = TypeVar("K", bound=Hashable)
 

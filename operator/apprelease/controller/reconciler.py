@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from .. import metrics
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
+from ..domain import RegistryAction
 from ..k8s import drift
 from ..k8s.client import ApiError, Kube
 from ..k8s.history import to_controller_revision
@@ -25,13 +27,11 @@ from ..registry.base import RegistryUnavailable
 from ..render import RenderError, render_children
 from ..rollout import conditions as C
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
-from ..rollout.drain import RegistryAction
 from ..rollout.observed import Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
 from ..rollout.status_summary import material_change
 from ..rollout.timefmt import format_time, parse_time
-from . import metrics
 from .events import EventRecorder
 
 log = logging.getLogger("apprelease.reconcile")

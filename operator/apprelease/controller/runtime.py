@@ -8,12 +8,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import metrics
 from ..k8s.client import Kube, load_api_client
 from ..k8s.informer import Informers
 from ..k8s.observe import AppKey
 from ..registry.monitor import RegistryMonitor
 from ..render import labels
-from . import metrics
 from .cache import WATCHED_CHILDREN, IndexCache
 from .queue import WorkQueue
 from .reconciler import Reconciler, TransientError

@@ -19,7 +19,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from ..controller import metrics
+from .. import metrics
 
 FIELD_MANAGER = "apprelease"
 REQUEST_TIMEOUT = (10, 60)  # connect, read: a hung apiserver must not hang a worker

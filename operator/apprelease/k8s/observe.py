@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain import Track
 from ..render import labels
-from ..render.naming import Track
 from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
 from .history import from_controller_revision
 from .packing import unpack

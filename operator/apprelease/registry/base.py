@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..domain import RegistryInstance
 
-@dataclass(frozen=True)
-class RegistryInstance:
-    ip: str
-    port: int
-    healthy: bool
-    enabled: bool
-    weight: float
-    ephemeral: bool
-    cluster: str
-    metadata: Mapping[str, str] = field(default_factory=dict)
+__all__ = ["InstanceNotRegistered", "RegistryInstance", "RegistryProvider", "RegistryUnavailable"]
 
 
 class RegistryUnavailable(Exception):

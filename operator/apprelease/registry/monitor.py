@@ -21,9 +21,9 @@ from typing import Any
 
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
+from ..domain import RegistryAction
 from ..k8s.client import ApiError, Kube
 from ..k8s.observe import AppKey
-from ..rollout.drain import RegistryAction
 from ..rollout.observed import Observed, Registration
 from ..rollout.timefmt import format_time
 from .base import InstanceNotRegistered, RegistryInstance, RegistryUnavailable

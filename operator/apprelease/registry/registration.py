@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..api.status import RegisteredInstance, RegistrationStatus, RevisionRegistration
-from ..render.naming import Track
+from ..domain import Track
 from ..rollout import conditions as C
 from ..rollout.observed import PodState, Registration, RegistryState, TrackRegistration
 from .base import RegistryInstance

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from ..domain import Track
 
-Track = Literal["stable", "canary"]
+__all__ = ["Track"]
 
 
 def deployment_name(app: str, track: Track) -> str:

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from .drain import RegistryAction, drain_ends, take_offline
+from ..domain import RegistryAction
+from .drain import drain_ends, take_offline
 from .observed import Observed
 from .outcome import Event
 from .timefmt import format_time

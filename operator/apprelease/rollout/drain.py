@@ -16,30 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from ..registry.base import RegistryInstance
+from ..domain import RegistryAction, RegistryInstance, Track
 from ..render import TrackPlan
-from ..render.naming import Track
 from . import requests
 from .observed import Observed, PodState, Registration
 from .revisions import History
 from .timefmt import format_precise_time, format_time, parse_time
 
-ActionKind = Literal["disable", "clear", "deregister", "mark-leaving"]
 # Nacos drops an override 60 s after its last instance left; track ours a little longer.
 OVERRIDE_EXPIRY = timedelta(seconds=90)
-
-
-@dataclass(frozen=True)
-class RegistryAction:
-    kind: ActionKind
-    pod: str | None = None
-    ip: str | None = None
-    port: int | None = None
-    ephemeral: bool = True
 
 
 @dataclass

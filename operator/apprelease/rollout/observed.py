@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from ..api.spec import RevisionTemplate
 from ..api.status import Condition, RegistrationStatus
-from ..registry.base import RegistryInstance
-from ..render.naming import Track
+from ..domain import RegistryInstance, Track
 
 
 @dataclass(frozen=True)

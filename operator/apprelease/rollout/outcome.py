@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..api.status import AppReleaseStatus, HandledRequests
+from ..domain import RegistryAction
 from ..render import DesiredChildren
 from .canary import CanaryProgress
-from .drain import RegistryAction
 from .observed import RevisionRecord
 
 

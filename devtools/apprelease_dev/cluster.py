@@ -18,22 +18,22 @@ from typing import Any
 
 import yaml
 
-from apprelease.dev import components as c
-from apprelease.dev.build import ensure_binaries
-from apprelease.dev.certs import ClusterPki, ensure_pki
-from apprelease.dev.fake_nodes import node_manifest, node_name
-from apprelease.dev.kubeconfig import write_kubeconfig
-from apprelease.dev.kwok_stages import write_stages_config
-from apprelease.dev.paths import default_state_dir
-from apprelease.dev.probes import AdminClient, ApiRequestError, etcd_healthy, http_ok
-from apprelease.dev.processes import (
+from apprelease_dev import components as c
+from apprelease_dev.build import ensure_binaries
+from apprelease_dev.certs import ClusterPki, ensure_pki
+from apprelease_dev.fake_nodes import node_manifest, node_name
+from apprelease_dev.kubeconfig import write_kubeconfig
+from apprelease_dev.kwok_stages import write_stages_config
+from apprelease_dev.paths import default_state_dir
+from apprelease_dev.probes import AdminClient, ApiRequestError, etcd_healthy, http_ok
+from apprelease_dev.processes import (
     DEFAULT_STOP_GRACE_SECONDS,
     free_ports,
     is_running,
     start_detached,
     stop_groups,
 )
-from apprelease.dev.state import ClusterState, ComponentState, load_state, remove_state, save_state
+from apprelease_dev.state import ClusterState, ComponentState, load_state, remove_state, save_state
 
 Progress = Callable[[str], None]
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from apprelease.dev import kwok_templates as tpl
+from apprelease_dev import kwok_templates as tpl
 
 STAGE_API_VERSION = "kwok.x-k8s.io/v1alpha1"
 

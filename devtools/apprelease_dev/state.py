@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apprelease.dev.processes import ProcessIdentity
+from apprelease_dev.processes import ProcessIdentity
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apprelease.dev.certs import SERVICE_CLUSTER_IP_RANGE, ClusterPki
-from apprelease.dev.fake_nodes import KWOK_NODE_SELECTOR
+from apprelease_dev.certs import SERVICE_CLUSTER_IP_RANGE, ClusterPki
+from apprelease_dev.fake_nodes import KWOK_NODE_SELECTOR
 
 LOOPBACK = "127.0.0.1"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from apprelease.dev.certs import ClusterPki
+from apprelease_dev.certs import ClusterPki
 
 CLUSTER_NAME = "apprelease-dev"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from apprelease.dev.certs import ClusterPki
+from apprelease_dev.certs import ClusterPki
 
 PROBE_TIMEOUT_SECONDS = 2.0
 # Everything we probe is on 127.0.0.1: never route it through an HTTP(S)_PROXY from the env.

@@ -21,8 +21,9 @@ from typing import Any
 
 import yaml
 
-from ..api.crd import custom_resource_definition
-from ..k8s.client import ApiError, Kube, load_api_client
+from apprelease.api.crd import custom_resource_definition
+from apprelease.k8s.client import ApiError, Kube, load_api_client
+
 from .build import ensure_binaries
 from .cluster import LocalCluster
 
@@ -171,4 +172,4 @@ def operator_command(kubeconfig: Path) -> list[str]:
 
 
 def nacos_command(workdir: Path, version: str = "2") -> list[str]:
-    return [sys.executable, "-m", "apprelease.dev.nacos", "--version", version, "--workdir", str(workdir)]
+    return [sys.executable, "-m", "apprelease_dev.nacos", "--version", version, "--workdir", str(workdir)]

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import click
 
-from apprelease.dev import components
-from apprelease.dev.build import ensure_binaries
-from apprelease.dev.cluster import (
+from apprelease_dev import components
+from apprelease_dev.build import ensure_binaries
+from apprelease_dev.cluster import (
     DEFAULT_NODES,
     DEFAULT_START_TIMEOUT_SECONDS,
     ClusterError,
     LocalCluster,
     tail_of,
 )
-from apprelease.dev.go_runner import BuildError
-from apprelease.dev.paths import default_state_dir
+from apprelease_dev.go_runner import BuildError
+from apprelease_dev.paths import default_state_dir
 
 FOLLOW_POLL_SECONDS = 0.5
 
@@ -75,7 +75,7 @@ def dev(ctx: click.Context, state_dir: Path | None) -> None:
 def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, nacos: bool) -> None:
     """Build what is missing, start the cluster (plus, unless --bare, the CRD, the operator and
     examples/order-service.yaml) and leave it all running in the background."""
-    from apprelease.dev import embedded
+    from apprelease_dev import embedded
 
     cluster = _cluster(ctx, nodes)
     if cluster.is_running():
@@ -128,7 +128,7 @@ def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
 @click.pass_context
 def down(ctx: click.Context, keep_data: bool) -> None:
     """Stop every process of the cluster (SIGTERM, then SIGKILL) and remove its etcd data."""
-    from apprelease.dev import embedded
+    from apprelease_dev import embedded
 
     cluster = _cluster(ctx)
     for name in ("operator", "nacos"):  # started by `up`; stop them before the cluster
@@ -264,7 +264,7 @@ def run_embedded(ctx: click.Context, filename: Path | None) -> None:
     operator, apply the example and show it converge. Ctrl-C stops everything."""
     from apprelease.cli.common import Context
     from apprelease.cli.tree import show
-    from apprelease.dev import embedded
+    from apprelease_dev import embedded
 
     example = filename or _example_path()
     state_dir: Path = ctx.obj["state_dir"]

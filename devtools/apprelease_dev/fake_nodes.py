@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apprelease.dev import versions
+from apprelease_dev import versions
 
 # KWOK manages exactly the nodes carrying this annotation (--manage-nodes-with-annotation-selector).
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"

@@ -1,0 +1,80 @@
+"""Layers only point down: domain/api → render → rollout → k8s → registry → controller → cli.
+
+A lower layer importing a higher one is how a pure core grows I/O; this test names the import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.support import ROOT
+
+PACKAGE = ROOT / "operator" / "apprelease"
+# Rank of each subpackage (or top-level module); a module may import only ranks <= its own,
+# and never a different subpackage of the same rank.
+RANKS = {
+    "metrics": 0,
+    "domain": 0,
+    "api": 1,
+    "render": 2,
+    "rollout": 3,
+    "k8s": 4,
+    "registry": 5,
+    "controller": 6,
+    "cli": 7,
+    "console": 7,
+}
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "apprelease" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    package = ".".join(("apprelease", *path.relative_to(PACKAGE).with_suffix("").parts[:-1]))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            names = [f"{module}.{a.name}" for a in node.names] if node.module is None else [module]
+            found += [(node.lineno, m) for m in names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+    return found
+
+
+def test_layers_only_point_down() -> None:
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if own not in RANKS:
+            continue
+        for line, module in _imports(path):
+            target = _layer_of(module)
+            if target is None or target == own or target not in RANKS:
+                continue
+            if RANKS[target] >= RANKS[own]:
+                violations.append(f"{path.relative_to(ROOT)}:{line}: {own} imports {module}")
+    assert not violations, "\n".join(violations)
+
+
+def test_every_subpackage_has_a_rank() -> None:
+    subpackages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert subpackages | modules <= set(RANKS), sorted((subpackages | modules) - set(RANKS))
+
+
+def test_the_operator_package_holds_no_developer_tools() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        for line, module in _imports(path):
+            assert not module.startswith("apprelease_dev"), f"{path}:{line} imports {module}"
