@@ -105,6 +105,17 @@ class HandledRequests(StatusModel):
     retry: str | None = None
 
 
+class FailureStatus(StatusModel):
+    """What blocks this AppRelease, since when, and when it counts as Stalled."""
+
+    reason: str = Field(description="A named failure class, e.g. RegistryUnavailable, ChildRejected.")
+    message: str = ""
+    since: str = Field(description="When this failure was first seen (it persisted ever since).")
+    stalled_at: str = Field(
+        description="When it becomes (or became) Stalled: since + the failure's bound."
+    )
+
+
 class AppReleaseStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -150,6 +161,9 @@ class AppReleaseStatus(StatusModel):
     draining: Annotated[list[DrainingInstance], Field(max_length=1000)] = Field(default_factory=list)
     offline_pods: Annotated[list[str], Field(max_length=1000)] = Field(
         default_factory=list, description="Pods taken offline on request (apprelease offline)."
+    )
+    failure: FailureStatus | None = Field(
+        None, description="Set while something blocks progress; see docs/failures.md."
     )
     conditions: Annotated[list[Condition], Field(max_length=32)] = Field(default_factory=list)
 

@@ -45,6 +45,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     log.info("apprelease operator started (%d workers)", options.workers)
 
 
+@kopf.on.probe(id="progress")
+def progress(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: fails (HTTP 500 from kopf's endpoint) while workers or informers are stuck.
+    A PermanentError, because kopf retries an ordinary exception inside the probe request."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return "starting"
+    problems = runtime.health()
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+    return "ok"
+
+
 @kopf.on.login()
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf connects with exactly the configuration our own client uses."""

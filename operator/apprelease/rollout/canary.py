@@ -81,7 +81,7 @@ def advance(
             dep = observed.deployments.get("canary")
             pods_ready = dep is not None and dep.rolled_out(revision_hash, want)
             registry = observed.registry
-            gate_open = want == 0 or registry is None or registry.gate_open("canary")
+            gate_open = want == 0 or registry is None or registry.gate_open("canary", want)
             if pods_ready and gate_open:
                 progress.completed.append(f"{label}: setWeight {step.set_weight} reached")
                 _next_step(progress, now)

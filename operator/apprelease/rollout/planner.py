@@ -226,7 +226,7 @@ def _canary(
                 canary_dep = observed.deployments.get("canary")
                 registry = observed.registry
                 grown = canary_dep is not None and canary_dep.rolled_out(current.hash, spec.replicas)
-                if not (grown and (registry is None or registry.gate_open("canary"))):
+                if not (grown and (registry is None or registry.gate_open("canary", spec.replicas))):
                     rollout.waiting_for = (
                         "promotion: canary growing to full size before stable instances go offline"
                     )
@@ -235,7 +235,7 @@ def _canary(
         stable_dep = observed.deployments.get("stable")
         if stable_dep and stable_dep.rolled_out(current.hash, spec.replicas):
             registry = observed.registry
-            if registry is None or registry.gate_open("stable"):
+            if registry is None or registry.gate_open("stable", spec.replicas):
                 history.mark_promoted(current.hash, stamp)
                 rollout.events.append(Event("Normal", "PromotionCompleted", f"revision {current.number} is stable"))
                 rollout.stable = history.get(current.hash) or current
