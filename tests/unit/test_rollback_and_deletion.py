@@ -112,3 +112,10 @@ def test_drain_lasts_its_full_length_from_a_fractional_second() -> None:
     assert not early.delete_workloads
     on_time = plan_deletion(app, status, _deleting_observed(enabled=False), start + timedelta(seconds=10), T0)
     assert on_time.delete_workloads
+
+
+def test_rollback_target_without_the_stable_record_says_what_to_do() -> None:
+    """It raised StopIteration (a crash of the CLI) when the stable ControllerRevision was gone."""
+    history = [_record(1, "a:1", promoted=True), _record(3, "a:3")]
+    with pytest.raises(LookupError, match="--to-revision"):
+        rollback_target(history, current_hash="h3", stable_hash="h2", to_revision=None)

@@ -26,6 +26,7 @@ from ..k8s.client import ApiError, Kube
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
+from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.observed import Observed
@@ -204,7 +205,9 @@ class Reconciler:
         was = previous.failure
         if was is None or was.reason != recorded.reason:
             events.append(Event("Warning", recorded.reason, recorded.message))
-        if F.is_stalled(recorded, now) and not (was is not None and F.is_stalled(was, now) and was.reason == recorded.reason):
+        shown = previous.condition(C.STALLED)
+        was_stalled = shown is not None and shown.status == "True" and shown.reason == recorded.reason
+        if F.is_stalled(recorded, now) and not was_stalled:
             events.append(Event("Warning", "Stalled", status.message))
         log.warning("%s/%s: %s: %s", key[0], key[1], recorded.reason, failure.detail)
         try:
