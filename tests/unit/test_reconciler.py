@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
+from apprelease.controller import reconciler as reconciler_module
+from apprelease.controller.reconciler import Reconciler
 from apprelease.k8s.client import ApiError
 from apprelease.k8s.history import from_controller_revision
 from apprelease.k8s.observe import RECORD, Children, owned_by
 from apprelease.render import labels
 from apprelease.rollout.deletion import FINALIZER
-from apprelease.controller import reconciler as reconciler_module
-from apprelease.controller.reconciler import Reconciler
 
 from .sim import T0
 

@@ -105,6 +105,18 @@ class HandledRequests(StatusModel):
     retry: str | None = None
 
 
+class BlueGreenStatus(StatusModel):
+    """Where a blue-green rollout is (status.canaryRevision is the preview revision)."""
+
+    preview_since: str | None = Field(None, description="The preview Deployment was started.")
+    preview_ready_since: str | None = Field(
+        None, description="The preview was first fully ready (and registered); autoPromotionSeconds counts from here."
+    )
+    switched_at: str | None = Field(
+        None, description="Traffic moved to the preview revision; the old pods stay until scaleDownDelaySeconds."
+    )
+
+
 class FailureStatus(StatusModel):
     """What blocks this AppRelease, since when, and when it counts as Stalled."""
 
@@ -162,6 +174,7 @@ class AppReleaseStatus(StatusModel):
     offline_pods: Annotated[list[str], Field(max_length=1000)] = Field(
         default_factory=list, description="Pods taken offline on request (apprelease offline)."
     )
+    blue_green: BlueGreenStatus | None = None
     failure: FailureStatus | None = Field(
         None, description="Set while something blocks progress; see docs/failures.md."
     )

@@ -18,9 +18,12 @@ from .base import (
 )
 
 
-def bounded_duration(maximum: str) -> Any:
-    """A duration string such as 30s, 5m or 1h30m, at most ``maximum`` (same rule in CEL and
-    in the model: an unbounded one overflowed the planner's datetime arithmetic)."""
+def _valid_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+def _at_most(maximum: str) -> AfterValidator:
     limit = parse_duration(maximum)
 
     def valid(text: str) -> str:
@@ -28,24 +31,25 @@ def bounded_duration(maximum: str) -> Any:
             raise ValueError(f"must be at most {maximum}")
         return text
 
-    return Annotated[
-        str,
-        AfterValidator(valid),
-        Field(
-            max_length=32,
-            json_schema_extra=validations(
-                cel("self.matches('" + DURATION_PATTERN + "')",
-                    "must be a duration such as 30s, 5m or 1h30m"),
-                cel("!self.matches('" + DURATION_PATTERN + "') || duration(self) <= duration('"
-                    + maximum + "')", f"must be at most {maximum}"),
-            ),
+    return AfterValidator(valid)
+
+
+def _duration_field(maximum: str) -> Any:
+    """A duration string such as 30s, 5m or 1h30m, at most ``maximum`` (same rule in CEL and
+    in the model: an unbounded one overflowed the planner's datetime arithmetic)."""
+    return Field(
+        max_length=32,
+        json_schema_extra=validations(
+            cel("self.matches('" + DURATION_PATTERN + "')", "must be a duration such as 30s, 5m or 1h30m"),
+            cel("!self.matches('" + DURATION_PATTERN + "') || duration(self) <= duration('"
+                + maximum + "')", f"must be at most {maximum}"),
         ),
-    ]
+    )
 
 
 # A pause can hold a canary for up to a month; timeouts are shorter.
-PauseDuration = bounded_duration("720h")
-Duration = bounded_duration("24h")
+PauseDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("720h"), _duration_field("720h")]
+Duration = Annotated[str, AfterValidator(_valid_duration), _at_most("24h"), _duration_field("24h")]
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$", max_length=4)],
     Field(

@@ -14,9 +14,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import (
     CONFIGMAP_KEY_PATTERN,
-    INT32_MAX,
     DNS_LABEL_PATTERN,
     ENV_NAME_PATTERN,
+    INT32_MAX,
     PORT_NAME_PATTERN,
     QUANTITY_PATTERN,
     ApiModel,

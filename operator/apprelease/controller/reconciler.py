@@ -152,7 +152,8 @@ class Reconciler:
         # revision that reached a Deployment is on record.
         writes += self._save_revisions(app, plan.revisions_to_save)
         writes += self._apply(app, desired, children)
-        writes += self._prune(app, desired, children, plan.revisions_to_delete)
+        writes += self._prune(app, desired, children, plan.revisions_to_delete,
+                              keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
         requeue = plan.requeue_after
@@ -351,8 +352,11 @@ class Reconciler:
                 + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
             )
 
-    def _prune(self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple) -> int:
-        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+    def _prune(
+        self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple,
+        *, keep: set[tuple[str, str]],
+    ) -> int:
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
         writes = 0
         for kind in PRUNABLE_KINDS:
             for live in list(children.of_kind(kind)):

@@ -12,7 +12,7 @@ from .configmap import render_configmap
 from .deployment import PolicyViolation, RenderError, TrackPlan, render_deployment
 from .hashing import config_hash, revision_hash
 from .ingress import render_canary_ingress, render_ingress
-from .naming import service_name, track_service_name
+from .naming import Track, deployment_name, service_name, track_service_name
 from .service import render_service, render_track_service
 
 __all__ = [
@@ -34,6 +34,11 @@ class DesiredChildren:
     retained_configs: tuple[ConfigFiles, ...] = field(default=())
     # Set only with nginx traffic routing while a canary runs: weight of the canary Ingress.
     nginx_canary_weight: int | None = None
+    # Tracks whose Deployment is left exactly as it is (neither applied nor pruned).
+    untouched_tracks: tuple[Track, ...] = ()
+
+    def untouched_names(self, app: str) -> set[tuple[str, str]]:
+        return {("Deployment", deployment_name(app, t)) for t in self.untouched_tracks}
 
 
 def _configmaps(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any]]:

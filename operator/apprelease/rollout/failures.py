@@ -139,19 +139,21 @@ def seconds_until_stalled(failure: FailureStatus, now: datetime) -> float | None
     return remaining if remaining > 0 else None
 
 
-def with_failure(status: AppReleaseStatus, failure: FailureStatus, now: datetime, generation: int) -> AppReleaseStatus:
+def with_failure(
+    status: AppReleaseStatus, failure: FailureStatus, now: datetime, generation: int, *, context: str = ""
+) -> AppReleaseStatus:
     """``status`` showing the failure: Stalled (phase Degraded) once past its bound, else
-    Reconciling with the failure's reason. The message names the failure and when it began."""
+    Reconciling with the failure's reason. The message names the failure and when it began,
+    then ``context`` (where the rollout is, what it holds)."""
     stalled = is_stalled(failure, now)
     if stalled:
-        message = f"{failure.reason} since {failure.since}: {failure.message}"
         phase = "Degraded"
+        message = f"{failure.reason} since {failure.since}: {failure.message}"
+        message += f". {context}" if context else ""
     else:
-        message = (
-            f"{failure.reason} since {failure.since}: {failure.message}"
-            f" (Stalled at {failure.stalled_at} if it lasts)"
-        )
         phase = status.phase if status.phase not in (None, "Healthy") else "Progressing"
+        pending = f"{failure.reason} since {failure.since}; Stalled at {failure.stalled_at} if it lasts"
+        message = f"{context} ({pending})" if context else f"{failure.reason} since {failure.since}: {failure.message} ({pending})"
     progressing = not stalled and phase == "Progressing"
     conds = [
         C.condition(C.READY, False, failure.reason, message),

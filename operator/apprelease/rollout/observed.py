@@ -26,6 +26,8 @@ class DeploymentState:
     updated_replicas: int = 0
     available_replicas: int = 0
     deadline_exceeded: bool = False
+    # The ReplicaSet cannot create pods (ReplicaFailure, e.g. FailedCreate): its message.
+    replica_failure: str | None = None
 
     def rolled_out(self, revision_hash: str, replicas: int) -> bool:
         """Every pod runs ``revision_hash`` and is available; no old pods left."""
