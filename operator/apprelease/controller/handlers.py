@@ -35,6 +35,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     # List in pages: by default kopf reads every AppRelease in one response, and the heap
     # keeps that peak (the raw and decoded list, ~20 KB per AppRelease) after a restart.
     settings.watching.chunk_size = 500
+    if options.namespaces:
+        # Namespaced: no cluster-wide CRD/namespace watch, so namespaced RBAC is enough.
+        settings.scanning.disabled = True
     runtime = Runtime(options, kwargs["apprelease_index"])
     runtime.start()
     memo["runtime"] = runtime

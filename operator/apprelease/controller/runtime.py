@@ -28,9 +28,6 @@ from .settings import RunOptions
 
 log = logging.getLogger("apprelease.runtime")
 
-# Every informer must have listed this long after start (LIST failing all along: RBAC, a
-# missing CRD, an apiserver that never answers), else liveness fails.
-SYNC_DEADLINE_SECONDS = 180.0
 # One reconcile holding a worker this long is stuck (its API calls time out after 60 s and
 # registry I/O does not run on workers).
 STUCK_RECONCILE_SECONDS = 600.0
@@ -103,7 +100,9 @@ class Runtime:
         """What is wrong, for liveness: empty when the operator can make progress."""
         problems = []
         now = time.monotonic()
-        if now - self._started_at > SYNC_DEADLINE_SECONDS:
+        # Every watch must have listed by then (LIST failing all along: RBAC, a missing CRD,
+        # an apiserver that never answers), else liveness fails.
+        if now - self._started_at > self.options.startup_deadline_seconds:
             problems += [
                 f"{kind} informer never listed: {error or 'no answer'}"
                 for kind, error in self.informers.unsynced().items()

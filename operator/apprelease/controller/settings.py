@@ -16,6 +16,7 @@ class RunOptions:
     peering: str | None = None  # None: standalone
     registry_poll_seconds: float = 5.0
     policy: Policy = field(default_factory=Policy)
+    startup_deadline_seconds: float = 180.0
 
     @property
     def clusterwide(self) -> bool:
