@@ -31,18 +31,39 @@ class RegistryInstance:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-RegistryActionKind = Literal["disable", "clear", "deregister", "mark-leaving"]
+RegistryActionKind = Literal["write", "deregister", "mark-leaving"]
+
+# Metadata the operator puts on every instance of its pods: which app, track and revision
+# it serves (header-based gray routing picks the canary by it; stale clean-up only touches
+# instances carrying its own owner mark).
+OWNER_KEY = "apprelease.io/owner"
+TRACK_KEY = "apprelease.io/track"
+REVISION_KEY = "apprelease.io/revision"
+OUR_METADATA_KEYS = (OWNER_KEY, TRACK_KEY, REVISION_KEY)
 
 
 @dataclass(frozen=True)
 class RegistryAction:
-    """Something the planner asks the registry layer to do to one instance (or pod)."""
+    """Something the planner asks the registry layer to do to one instance (or pod).
+
+    ``write``: the instance's whole server-side state: Nacos replaces enabled, weight and
+    metadata together, so the operator is the one writer of all three for its instances.
+    ``must_exist=False`` writes ahead of the instance (a pod whose app has not registered
+    yet), so it joins disabled. ``deregister``: remove a stale persistent instance.
+    ``mark-leaving``: make the ReplicaSet remove exactly this pod on scale-down.
+    """
 
     kind: RegistryActionKind
     pod: str | None = None
     ip: str | None = None
     port: int | None = None
     ephemeral: bool = True
+    cluster: str = "DEFAULT"
+    enabled: bool = True
+    weight: float = 1.0
+    metadata: tuple[tuple[str, str], ...] = ()
+    must_exist: bool = True
+    reason: str = ""
 
 
 # Ingress annotations that carry raw nginx configuration (the ingress-nginx CVE class:

@@ -72,7 +72,7 @@ def test_deletion_offlines_drains_deletes_then_releases() -> None:
     app = make_app({"registry": NACOS})
     assert needs_finalizer(app)
     first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(), T0, T0)
-    assert [a.kind for a in first.actions] == ["disable"]
+    assert [(a.kind, a.enabled) for a in first.actions] == [("write", False)]
     assert not first.delete_workloads and not first.release and first.requeue_after == 10
     seen = plan_deletion(app, AppReleaseStatus(draining=first.draining), _deleting_observed(enabled=False),
                          T0 + timedelta(seconds=1), T0)
@@ -82,7 +82,7 @@ def test_deletion_offlines_drains_deletes_then_releases() -> None:
     assert later.actions == [] and later.delete_workloads and not later.release
     gone = plan_deletion(app, status, Observed(registration=_deleting_observed().registration),
                          T0 + timedelta(seconds=12), T0)
-    assert gone.release and [a.kind for a in gone.actions] == ["clear"]
+    assert gone.release and gone.actions == []  # Nacos expires the gone pod's override itself
 
 
 def test_deletion_with_registry_down_waits_then_releases_with_a_warning() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .base import ApiModel, cel, parse_duration, validations
-from .strategy import Duration
+from .strategy import Duration, WarmupDuration
 from .workload import ObjectName
 
 NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^@\s]+$")]
@@ -78,6 +78,13 @@ class Registry(ApiModel):
         False,
         description="Deregister persistent stale instances and disable ephemeral ones.",
     )
+    warmup: WarmupDuration | None = Field(
+        None,
+        description=(
+            "Ramp a new instance's Nacos weight from a tenth to full over this long after it"
+            " starts serving (JVM apps are slow for their first minute), in every strategy."
+        ),
+    )
 
     @property
     def gate_timeout_seconds(self) -> float:
@@ -86,3 +93,7 @@ class Registry(ApiModel):
     @property
     def deletion_timeout_seconds(self) -> float:
         return parse_duration(self.deletion_timeout)
+
+    @property
+    def warmup_seconds(self) -> float:
+        return parse_duration(self.warmup) if self.warmup else 0.0

@@ -122,6 +122,13 @@ class AppReleaseSpec(ApiModel):
             cel(_ENV_NOT_IN_CONFIG, "env names must differ from the keys of config.env",
                 field_path=".env"),
             cel(_SINGLE_SUCCESS, "successThreshold of liveness and startup probes must be 1"),
+            cel("!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
+                " || self.strategy.canary.trafficRouting != 'nacos'"
+                " || (has(self.registry) && has(self.registry.nacos))",
+                "trafficRouting nacos needs registry.nacos", field_path=".strategy.canary.trafficRouting"),
+            cel("!has(self.registry) || !has(self.registry.warmup)"
+                " || duration(self.registry.warmup) < duration(string(self.progressDeadlineSeconds) + 's')",
+                "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
         )
     }
 
@@ -162,6 +169,13 @@ class AppReleaseSpec(ApiModel):
     strategy: Strategy = Field(default_factory=Strategy)
     registry: Registry | None = None
     paused: bool = Field(False, description="Stop rolling out: no step advances, no new pods.")
+    taken_down: bool = Field(
+        False,
+        description=(
+            "Take the app down: every registry instance offline and drained, then no pods."
+            " spec.replicas is kept, so setting it back to false brings the app up as it was."
+        ),
+    )
     revision_history_limit: Annotated[int, Field(ge=0, le=1000)] = 10
     progress_deadline_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] = 600
     min_ready_seconds: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
@@ -202,6 +216,11 @@ class AppReleaseSpec(ApiModel):
         for probe in (self.liveness_probe, self.startup_probe):
             if probe is not None and probe.success_threshold not in (None, 1):
                 raise ValueError("successThreshold of liveness and startup probes must be 1")
+        canary = self.strategy.canary
+        if canary is not None and canary.traffic_routing == "nacos" and not (self.registry and self.registry.nacos):
+            raise ValueError("trafficRouting nacos needs registry.nacos")
+        if self.registry and self.registry.warmup_seconds >= self.progress_deadline_seconds:
+            raise ValueError("registry.warmup must be shorter than progressDeadlineSeconds")
         return self
 
     def container_ports(self) -> list[ContainerPort]:

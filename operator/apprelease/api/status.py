@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field
 
 from .base import ApiModel
 
-Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded", "TakenDown"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Track = Literal["stable", "canary"]
 
@@ -61,6 +61,7 @@ class RegisteredInstance(StatusModel):
     weight: float = 1.0
     ephemeral: bool = True
     cluster: str = ""
+    warming: bool = Field(False, description="Its weight still ramps up (registry.warmup).")
 
 
 class RegistrationStatus(StatusModel):

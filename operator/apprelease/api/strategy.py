@@ -50,6 +50,7 @@ def _duration_field(maximum: str) -> Any:
 # A pause can hold a canary for up to a month; timeouts are shorter.
 PauseDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("720h"), _duration_field("720h")]
 Duration = Annotated[str, AfterValidator(_valid_duration), _at_most("24h"), _duration_field("24h")]
+WarmupDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("1h"), _duration_field("1h")]
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$", max_length=4)],
     Field(
@@ -132,12 +133,13 @@ class CanaryStrategy(ApiModel):
     }
 
     steps: Annotated[list[CanaryStep], Field(max_length=64)] = Field(default_factory=list)
-    traffic_routing: Literal["replicas", "nginx"] = Field(
+    traffic_routing: Literal["replicas", "nginx", "nacos"] = Field(
         "replicas",
         description=(
             "replicas: the Service selects stable and canary pods, so the replica ratio is the"
             " weight. nginx: stable/canary Services and an nginx canary Ingress with the exact"
-            " weight."
+            " weight. nacos: Nacos instance weights give the canary exactly the step's share"
+            " of a weighted-random Nacos client's picks (needs registry.nacos)."
         ),
     )
     max_restarts: Annotated[int, Field(ge=0, le=1000)] = Field(

@@ -16,7 +16,14 @@ from typing import Any
 
 from ..domain import Track
 from ..render import labels
-from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
+from ..rollout.observed import (
+    REGISTERED_GATE,
+    DeploymentState,
+    GateState,
+    Observed,
+    PodState,
+    RevisionRecord,
+)
 from .history import from_controller_revision
 from .packing import unpack
 
@@ -107,9 +114,9 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     pod_labels = meta.get("labels") or {}
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = (conditions.get("Ready") or {}).get("status") == "True"
+    gate = conditions.get(REGISTERED_GATE)
     track = pod_labels.get(labels.TRACK)
     revision = pod_labels.get(labels.REVISION)
     return PodState(
@@ -127,6 +134,11 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         phase=status.get("phase", "Pending"),
         node=(pod.get("spec") or {}).get("nodeName"),
         created=meta.get("creationTimestamp"),
+        containers_ready=(conditions.get("ContainersReady") or {}).get("status") == "True",
+        gate=GateState(
+            status=gate.get("status") == "True", reason=str(gate.get("reason") or ""),
+            since=gate.get("lastTransitionTime"),
+        ) if gate else None,
     )
 
 

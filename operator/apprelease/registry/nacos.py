@@ -27,6 +27,7 @@ never appear in exceptions, logs or repr().
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 import ssl
@@ -200,6 +201,46 @@ class NacosRegistry:
         for cluster in clusters:
             instances.extend(self._list_cluster(cluster))
         return instances
+
+    def update_instance(
+        self,
+        ip: str,
+        port: int,
+        *,
+        enabled: bool,
+        weight: float,
+        metadata: Mapping[str, str],
+        cluster: str | None = None,
+        ephemeral: bool = True,
+        must_exist: bool = True,
+    ) -> None:
+        """Write the instance's server-side state: enabled, weight and metadata, together.
+
+        Nacos keeps them as one override record keyed by ip:port:cluster (see set_enabled)
+        and an update replaces all three: omitting the weight resets it to 1.0 and omitting
+        the metadata empties the override's. ``metadata`` is merged over what the instance
+        shows now (the app's own keys stay). With ``must_exist=False`` the record is written
+        even with no instance there yet: the app that registers at that address next joins
+        with this state (that is how a new pod joins disabled).
+        """
+        found = self._matching(ip, port, ephemeral)
+        if not found and must_exist:
+            raise InstanceNotRegistered(
+                f"no instance {ip}:{port} of {self._service_label()} in Nacos at {self._base_url}"
+            )
+        targets = found or [RegistryInstance(
+            ip=ip, port=port, healthy=False, enabled=enabled, weight=weight, ephemeral=ephemeral,
+            cluster=cluster or self._settings.cluster or DEFAULT_CLUSTER,
+        )]
+        for instance in targets:
+            merged = {**instance.metadata, **metadata}
+            params = {
+                **self._instance_params(instance),
+                "enabled": _flag(enabled),
+                "weight": repr(float(weight)),
+                "metadata": json.dumps(merged, sort_keys=True),
+            }
+            self._call("PUT", self._paths().instance, params=params, what="updating the instance")
 
     def set_enabled(self, ip: str, port: int, enabled: bool, *, ephemeral: bool = True) -> None:
         """Switch traffic to an instance on or off, whoever registered it.

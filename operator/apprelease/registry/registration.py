@@ -93,9 +93,12 @@ def summarize(
 ) -> Registration:
     """``previous`` keeps lastSyncTime (the last change seen) when nothing changed, so a
     re-read, or an operator restart, never rewrites an identical status."""
+    pods = list(pods)
     live = [p for p in pods if not p.deleting and p.ip]
     last_change = previous.last_sync_time if previous else None
-    pod_by_ip = {p.ip: p for p in live}
+    # Terminating pods' instances are still ours (they go offline), not stale.
+    pod_by_ip: dict[str, PodState] = {p.ip: p for p in pods if p.ip and p.deleting}
+    pod_by_ip.update({p.ip: p for p in live if p.ip})
     if read.instances is None:
         status = RegistrationStatus(
             provider=provider,
@@ -137,7 +140,7 @@ def summarize(
 
     expected = sum(t.expected for t in per_track.values())
     healthy = sum(min(t.healthy, t.expected) for t in per_track.values())
-    pods_by_name = {p.name: p for p in live}
+    pods_by_name = {p.name: p for p in pods}
     listed = [_row(i, pods_by_name.get(name)) for name, i in sorted(by_pod.items())]
     status = RegistrationStatus(
         provider=provider,

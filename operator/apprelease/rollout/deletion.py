@@ -15,6 +15,7 @@ from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
 from ..domain import RegistryAction
 from .drain import drain_ends, take_offline
+from .instances import offline_write
 from .observed import Observed
 from .outcome import Event
 from .timefmt import format_time
@@ -94,7 +95,6 @@ def _offline_then_delete(app: AppRelease, status: AppReleaseStatus, observed: Ob
     registration = observed.registration
     plan = DeletionPlan()
     live = [p for p in observed.pods if not p.deleting]
-    live_names = {p.name for p in live}
     previous = {d.pod: d for d in status.draining}
     entries: dict[str, DrainingInstance] = {}
     still_enabled = 0
@@ -105,11 +105,7 @@ def _offline_then_delete(app: AppRelease, status: AppReleaseStatus, observed: Ob
         entries[pod.name] = take_offline(previous.get(pod.name), pod.name, instance, now, "AppRelease deleted")
         if instance.enabled:
             still_enabled += 1
-            plan.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
-    # Pods gone: reset their overrides so a new pod on the same address starts clean.
-    for name, entry in previous.items():
-        if name not in live_names:
-            plan.actions.append(RegistryAction("clear", name, entry.ip, entry.port, entry.ephemeral))
+            plan.actions.append(offline_write(pod.name, instance, "AppRelease deleted"))
 
     drain = timedelta(seconds=registry.drain_seconds)
     ready_at = max((drain_ends(e, drain, now) for e in entries.values()), default=now)
@@ -125,5 +121,5 @@ def _offline_then_delete(app: AppRelease, status: AppReleaseStatus, observed: Ob
         plan.requeue_after = 2.0
         return plan
     plan.release = True
-    plan.events.append(Event("Normal", "RegistryCleanedUp", "instances taken offline and reset; deleting"))
+    plan.events.append(Event("Normal", "RegistryCleanedUp", "instances taken offline; deleting"))
     return plan

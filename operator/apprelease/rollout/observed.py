@@ -42,6 +42,32 @@ class DeploymentState:
         )
 
 
+# The readiness gate the operator owns on pods of apps with a Nacos registry: the pod is
+# Ready only once Nacos lists its instance registered and healthy.
+REGISTERED_GATE = "apprelease.io/registered"
+
+
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """The pod's REGISTERED_GATE condition as the pod shows it. The reason is the pod's own
+    registration state: Registered (listed, kept disabled until the pod is Ready), Serving
+    (enabled by us), Unregistered, Unhealthy, DisabledInRegistry (someone else disabled it)."""
+
+    status: bool
+    reason: str
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class GateChange:
+    """A pod's REGISTERED_GATE condition to write (the planner decides, the reconciler writes)."""
+
+    pod: str
+    status: bool
+    reason: str
+    message: str
+
+
 @dataclass(frozen=True, slots=True)
 class PodState:
     name: str
@@ -55,6 +81,8 @@ class PodState:
     phase: str = "Pending"
     node: str | None = None
     created: str | None = None
+    containers_ready: bool = False
+    gate: GateState | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..api.status import AppReleaseStatus, HandledRequests
 from ..domain import RegistryAction
 from ..render import DesiredChildren
 from . import requests
-from .observed import Observed, RevisionRecord
+from .observed import GateChange, Observed, RevisionRecord
 from .state import RolloutState
 from .timefmt import format_time
 
@@ -32,6 +32,10 @@ class Plan:
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
     registry_actions: tuple[RegistryAction, ...] = ()
+    # Readiness-gate conditions to write on pods (rollout/instances.py).
+    pod_gates: tuple[GateChange, ...] = ()
+    # Pods are joining or leaving the registry: read it often.
+    registry_busy: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ..render import DesiredChildren, TrackPlan
 from . import canary, direct, requests
 from . import failures as F
 from .drain import DrainOutcome, drain_enabled, plan_drain
+from .instances import plan_instances
 from .observed import Observed, RevisionRecord
 from .outcome import Decision, Event, Inputs, Plan
 from .revisions import History
@@ -69,12 +70,14 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         app, _desired(app, decision, untouched), observed, history, status, now,
         promoting_stable=decision.updating_stable,
     )
+    instances = plan_instances(app, observed, decision, drain, now)
     waiting_for = decision.waiting_for
     if drain.holding:
         # The hold is what actually stops the rollout; say so next to the step it blocks.
         waiting_for = f"{waiting_for}; {drain.holding}" if waiting_for else drain.holding
     desired = _children(app, decision, history, drain.tracks, untouched)
-    new_status = summarize(app, status, observed, decision, current, stamp, drain, waiting_for)
+    new_status = summarize(app, status, observed, decision, current, stamp, drain, waiting_for,
+                           warming=instances.warming)
     failure = _failure(app, status.failure, observed, decision, drain, new_status, now, missing=stable is None and bool(untouched))
     if failure is not None:
         new_status = F.with_failure(new_status, failure, now, app.generation, context=new_status.message)
@@ -87,7 +90,7 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         events.append(Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message))
     if failure is not None and (status.failure is None or status.failure.reason != failure.reason):
         events.append(Event("Warning", failure.reason, failure.message))
-    wake = [*decision.wake_at, *drain.wake_at]
+    wake = [*decision.wake_at, *drain.wake_at, *instances.wake_at]
     if failure is not None and (until := F.seconds_until_stalled(failure, now)) is not None:
         wake.append(now + timedelta(seconds=until))
     requeue = max(0.0, (min(wake) - now).total_seconds()) if wake else None
@@ -98,8 +101,16 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         revisions_to_delete=tuple(dropped),
         events=tuple(events),
         requeue_after=requeue,
-        registry_actions=tuple(drain.actions),
+        registry_actions=(*drain.actions, *instances.writes),
+        pod_gates=tuple(instances.gates),
+        registry_busy=_registry_busy(observed),
     )
+
+
+def _registry_busy(observed: Observed) -> bool:
+    """Pods are joining or leaving: their registration is worth reading often."""
+    return any(p.deleting or p.gate is None or p.gate.reason in ("Waiting", "Registered", "Offline")
+               for p in observed.pods if p.ip)
 
 
 def _stable_record(
@@ -167,17 +178,18 @@ def _refreshed(decision: Decision, history: History) -> Decision:
 
 def _desired(app: AppRelease, decision: Decision, untouched: tuple[Track, ...]) -> list[TrackPlan]:
     spec = app.spec
+    down = spec.taken_down  # every instance offline and drained first (drain.py), then no pods
     tracks = []
     if "stable" not in untouched:
         source = decision.runs_on_stable
         tracks.append(TrackPlan(
             track="stable", revision=source.number, revision_hash=source.hash,
-            template=source.template, replicas=spec.replicas, paused=spec.paused,
+            template=source.template, replicas=0 if down else spec.replicas, paused=spec.paused,
         ))
     if decision.candidate is not None:
         tracks.append(TrackPlan(
             track="canary", revision=decision.candidate.number, revision_hash=decision.candidate.hash,
-            template=decision.candidate.template, replicas=decision.candidate_replicas,
+            template=decision.candidate.template, replicas=0 if down else decision.candidate_replicas,
         ))
     return tracks
 

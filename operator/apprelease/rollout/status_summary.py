@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.spec import AppRelease
-from ..api.status import AppReleaseStatus, Phase, TrackStatus
+from ..api.status import AppReleaseStatus, Phase, RegistrationStatus, TrackStatus
 from ..render import labels
 from . import conditions as C
 from .drain import DrainOutcome
@@ -58,6 +58,13 @@ def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for:
     candidate = decision.candidate
     dep = observed.deployments.get("stable")
     state = decision.state
+    if spec.taken_down:
+        if not observed.pods:
+            return ("TakenDown", "TakenDown",
+                    f"taken down: no pods ({spec.replicas} replicas come back with"
+                    f" `apprelease bring-up {app.name}`)")
+        return ("Progressing", "TakingDown",
+                f"taking down: {waiting_for or f'{len(observed.pods)} pod(s) stopping'}")
     if isinstance(state, Aborted) and candidate is not None:
         return (
             "Degraded",
@@ -109,6 +116,8 @@ def summarize(
     now: str,
     drain: DrainOutcome | None = None,
     waiting_for: str = "",
+    *,
+    warming: set[str] | frozenset[str] = frozenset(),
 ) -> AppReleaseStatus:
     spec = app.spec
     canary_spec = spec.strategy.canary
@@ -128,7 +137,7 @@ def summarize(
     desired_pods = spec.replicas + (decision.candidate_replicas if candidate else 0)
 
     conds = [
-        C.condition(C.READY, phase == "Healthy", reason, message),
+        C.condition(C.READY, phase in ("Healthy", "TakenDown"), reason, message),
         C.condition(C.RECONCILING, phase in ("Progressing", "Paused"), reason,
                     message if phase in ("Progressing", "Paused") else ""),
         C.condition(C.STALLED, phase == "Degraded", reason if phase == "Degraded" else "",
@@ -171,13 +180,20 @@ def summarize(
         stable=stable,
         canary=canary,
         handled_requests=decision.handled,
-        registration=registration.status if registration else None,
+        registration=_with_warming(registration.status, warming) if registration else None,
         draining=drain.draining if drain else [],
         offline_pods=drain.offline_pods if drain else [],
         conditions=C.merge_conditions(
             previous.conditions, kept + conds, now=now, generation=app.generation
         ),
     )
+
+
+def _with_warming(status: RegistrationStatus, warming: set[str] | frozenset[str]) -> RegistrationStatus:
+    if not warming:
+        return status
+    rows = [r.model_copy(update={"warming": True}) if r.pod in warming else r for r in status.instances]
+    return status.model_copy(update={"instances": rows})
 
 
 # Counts and the prose that carries them change with every pod; the rest is state. The
