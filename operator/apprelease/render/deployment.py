@@ -166,7 +166,7 @@ def _strategy(app: AppRelease) -> dict[str, Any]:
     strategy = app.spec.strategy
     if strategy.recreate is not None:
         return {"type": "Recreate"}
-    if strategy.canary is not None:
+    if strategy.canary is not None or strategy.blue_green is not None:
         # Promotion replaces stable pods without ever dropping below full capacity.
         return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
     rolling = strategy.rolling

@@ -39,7 +39,6 @@ from ..domain import (
 from .drain import DrainOutcome
 from .observed import GateChange, GateState, Observed, PodState
 from .outcome import Decision
-from .state import Previewing
 from .timefmt import format_time, parse_time_or
 
 # Nacos accepts weights up to 10000; 100 leaves room on both sides of a ratio.
@@ -71,13 +70,12 @@ def plan_instances(
     owner = f"{app.namespace}/{app.name}"
     ports = app.spec.container_ports()
     port = ports[0].container_port if ports else None
-    preview = isinstance(decision.state, Previewing)
     for pod in observed.pods:
         if not pod.ip or pod.track is None or port is None:
             continue
         instance = registration.by_pod.get(pod.name)
         metadata = ((OWNER_KEY, owner), (REVISION_KEY, str(pod.revision or "")), (TRACK_KEY, pod.track))
-        offline = pod.name in drain.offline or app.spec.taken_down or (preview and pod.track == "canary")
+        offline = pod.name in drain.offline or app.spec.taken_down or pod.revision in decision.idle_revisions
         reason, enabled = _pod_state(pod, instance, offline)
         if reason is not None and (pod.gate is None or (pod.gate.reason, pod.gate.status) != (reason, _READY[reason])):
             kept = pod.gate is not None and pod.gate.status == _READY[reason] and pod.gate.since
