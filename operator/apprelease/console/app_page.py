@@ -130,6 +130,8 @@ async def app_events(request: web.Request) -> web.StreamResponse:
                         await feed.wake.wait()
                 allowed = await permissions(console, request, key[0])  # cached; RBAC may change
         return response
+    except ConnectionResetError:  # the page went away mid-message
+        raise web.HTTPNoContent() from None
     finally:
         console.changes.detach(feed)
         STREAMS_OPEN.labels("app").dec()

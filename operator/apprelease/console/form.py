@@ -36,7 +36,7 @@ class EnvRow:
 
     @property
     def blank(self) -> bool:
-        return not (self.name or self.value or self.ref_name or self.ref_key)
+        return not (self.name or self.value or self.ref_name or self.ref_key) and self.source == "value"
 
 
 @dataclass
@@ -168,6 +168,8 @@ def format_steps(steps: list[Mapping[str, Any]]) -> str:
 def _env(rows: list[EnvRow]) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     for row in rows:
+        if row.blank:
+            continue
         if row.source == "value":
             result.append({"name": row.name, "value": row.value})
         else:
@@ -208,8 +210,8 @@ def to_app_release(form: DeployForm, base: Mapping[str, Any] | None = None) -> t
     config.pop("files", None)
     if form.config_mount:
         config["mountPath"] = form.config_mount
-    if form.files:
-        config["files"] = {row.name: row.content for row in form.files}
+    if any(not row.blank for row in form.files):
+        config["files"] = {row.name: row.content for row in form.files if not row.blank}
     _put(spec, "config", config or None)
 
     resources: dict[str, Any] = {}

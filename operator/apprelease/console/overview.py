@@ -131,6 +131,8 @@ async def overview_events(request: web.Request) -> web.StreamResponse:
                     await response.send(message, event="update")
                     UPDATES_SENT.labels("overview").inc()
         return response
+    except ConnectionResetError:  # the page went away mid-message
+        raise web.HTTPNoContent() from None
     finally:
         console.changes.detach(feed)
         STREAMS_OPEN.labels("overview").dec()
