@@ -233,13 +233,13 @@ def to_app_release(form: DeployForm, base: Mapping[str, Any] | None = None) -> t
         _put(spec, "readinessProbe", probe)
 
     service = dict(spec.get("service") or {})
-    service["type"] = form.service_type if form.service_type in SERVICE_TYPES else "ClusterIP"
+    service_type = form.service_type if form.service_type in SERVICE_TYPES else "ClusterIP"
+    if service_type != "ClusterIP" or "type" in service:  # ClusterIP is the default: unwritten
+        service["type"] = service_type
     service.pop("port", None)
     service_port = _int(form.service_port, "service-port", errors)
     if service_port is not None:
         service["port"] = service_port
-    if service == {"type": "ClusterIP"}:
-        service = {}
     _put(spec, "service", service or None)
 
     ingress = dict(spec.get("ingress") or {})
