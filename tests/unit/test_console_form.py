@@ -151,7 +151,8 @@ def test_identities_by_mode() -> None:
     with pytest.raises(NotAuthenticated):
         identity_from_headers("token", {"Authorization": "Basic dXNlcg=="}, proxy)
     user = identity_from_headers("impersonation", {"X-Forwarded-User": "alice",
-                                                   "X-Forwarded-Groups": "dev, ops"}, proxy)
+                                                   "X-Forwarded-Groups": "dev, system:masters, ops"}, proxy)
     assert (user.user, user.groups) == ("alice", ("dev", "ops"))
-    with pytest.raises(NotAuthenticated):
-        identity_from_headers("impersonation", {}, proxy)
+    for refused in ({}, {"X-Forwarded-User": "system:admin"}):
+        with pytest.raises(NotAuthenticated):
+            identity_from_headers("impersonation", refused, proxy)

@@ -60,7 +60,12 @@ def identity_from_headers(mode: AuthMode, headers: Mapping[str, str], proxy: Pro
     user = (headers.get(proxy.user) or "").strip()
     if not user:
         raise NotAuthenticated(f"no {proxy.user} header: reach the console through its authenticating proxy")
-    groups = tuple(g.strip() for g in (headers.get(proxy.groups) or "").split(",") if g.strip())
+    if user.startswith("system:"):
+        raise NotAuthenticated(f"{proxy.user} names a system identity: refused")
+    # Groups the proxy passes are the organisation's; Kubernetes' own (system:masters...) are
+    # never taken from a header.
+    groups = tuple(g.strip() for g in (headers.get(proxy.groups) or "").split(",")
+                   if g.strip() and not g.strip().startswith("system:"))
     return Identity("impersonate", user=user, groups=groups)
 
 

@@ -10,3 +10,8 @@ app.kubernetes.io/component: operator
 {{- define "apprelease.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{- define "apprelease.consoleLabels" -}}
+app.kubernetes.io/name: apprelease
+app.kubernetes.io/component: console
+{{- end }}
