@@ -25,6 +25,7 @@ from .kube import CONSOLE, Apiserver, Identity
 AuthMode = Literal["kubeconfig", "token", "impersonation"]
 AUTH_MODES: tuple[AuthMode, ...] = ("kubeconfig", "token", "impersonation")
 ACCESS_TTL_SECONDS = 30.0
+MAX_CACHED_ANSWERS = 20_000  # past this, expired answers are dropped
 GROUP = "apprelease.io"
 
 # What each part of the pages reads, as (group, resource).
@@ -88,6 +89,8 @@ class Access:
             cached[1].done() and cached[1].exception() is not None
         ):
             return await asyncio.shield(cached[1])
+        if len(self._answers) > MAX_CACHED_ANSWERS:
+            self._answers = {k: v for k, v in self._answers.items() if now - v[0] < self._ttl}
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._answers[key] = (now, future)  # concurrent askers share one review
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,8 +23,10 @@ from .metrics import STREAMS_OPEN, UPDATES_SENT
 from .server import Console, Feed, console_of, identity_of, page_context
 from .watch import AppKey
 
-COALESCE_SECONDS = 0.1  # a burst of changes goes out as one message
+log = logging.getLogger("apprelease.console.overview")
+COALESCE_SECONDS = 0.05  # a burst of changes goes out as one message
 ROW_CACHE_LIMIT = 20_000
+RENDER_BATCH = 100  # rows rendered between two chances for the event loop to do other work
 
 
 def _filters(request: web.Request) -> tuple[str, str]:
@@ -77,15 +81,21 @@ class OverviewStream:
         ordered = sorted(visible)
         self.shown = set(ordered)
         store = self.console.watches.apps.objects
-        rows = "".join(_row_html(self.console, store[k], now) for k in ordered)
+        parts = []
+        for index, key in enumerate(ordered):
+            if index and index % RENDER_BATCH == 0:
+                await asyncio.sleep(0)  # let other pages' updates go out meanwhile
+            if key in store:
+                parts.append(_row_html(self.console, store[key], now))
+        rows = "".join(parts)
         if not ordered:
             rows = self.console.render("_empty_row.html", filtered=bool(self.namespace or self.search))
         return rows
 
     def counts_html(self) -> str:
         store = self.console.watches.apps.objects
-        rows = (views.overview_row(store[k], views.utcnow()) for k in self.shown if k in store)
-        return self.console.render("_counts.html", counts=views.counts(rows), oob=True)
+        phases = ((store[k].get("status") or {}).get("phase") or "Unknown" for k in self.shown if k in store)
+        return self.console.render("_counts.html", counts=views.count_phases(phases), oob=True)
 
     async def update(self, keys: set[AppKey]) -> str:
         visible = await self._visible(keys)
@@ -116,7 +126,10 @@ async def overview_events(request: web.Request) -> web.StreamResponse:
     STREAMS_OPEN.labels("overview").inc()
     try:
         async with sse_response(request) as response:
-            await response.send(await stream.initial(), event="rows")
+            began = time.perf_counter()
+            rows = await stream.initial()
+            log.info("overview: %d rows rendered in %.0f ms", len(stream.shown), (time.perf_counter() - began) * 1000)
+            await response.send(rows, event="rows")
             await response.send(stream.counts_html(), event="update")
             UPDATES_SENT.labels("overview").inc()
             while response.is_connected():

@@ -141,11 +141,15 @@ class Counts:
 
 
 def counts(rows: Iterable[OverviewRow]) -> Counts:
+    return count_phases(row.phase for row in rows)
+
+
+def count_phases(phases: Iterable[str]) -> Counts:
     by_phase: dict[str, int] = {p: 0 for p in ("Healthy", "Progressing", "Paused", "Degraded")}
     total = 0
-    for row in rows:
+    for phase in phases:
         total += 1
-        by_phase[row.phase] = by_phase.get(row.phase, 0) + 1
+        by_phase[phase] = by_phase.get(phase, 0) + 1
     return Counts(total, by_phase)
 
 
