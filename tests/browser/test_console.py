@@ -112,6 +112,20 @@ def test_deploy_with_the_form_then_edit_promote_and_roll_back(
     expect(page.locator("#sec-registry")).to_contain_text("2/2", timeout=ROLLOUT_TIMEOUT)
     assert navigations == [], f"the page reloaded: {navigations}"
 
+    # Take one instance out of traffic and back, from the instance table.
+    first_pod = page.locator("#sec-registry table.instances tbody tr").first.locator("td").nth(2).inner_text()
+    page.locator("#sec-registry table.instances tbody tr").first.get_by_role("button", name="Offline").click()
+    expect(page.locator("#result .message.ok")).to_contain_text(f"shop: offline pods: {first_pod}")
+    assert asked[-1] == f"Take {first_pod} offline (no traffic, pod keeps running)?"
+    annotations = arl.get("shop")["metadata"]["annotations"]
+    assert annotations["apprelease.io/offline"] == first_pod
+    online = page.locator("#sec-registry").get_by_role("button", name="Online")
+    expect(online).to_have_count(1)
+    online.click()
+    expect(page.locator("#result .message.ok")).to_contain_text("shop: offline pods: none")
+    wait_for(lambda: "apprelease.io/offline" not in (arl.get("shop")["metadata"].get("annotations") or {}),
+             30, message="the offline annotation removed")
+
     # Change the image with the edit form: a canary starts and pauses at step 2.
     page.get_by_role("link", name="Edit", exact=True).click()
     expect(page.locator("#f-image")).to_have_value("registry.local/shop:v1")
