@@ -7,6 +7,7 @@ registry to carry out. api/status.py keeps its own wire-level Literal of the sam
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,3 +43,32 @@ class RegistryAction:
     ip: str | None = None
     port: int | None = None
     ephemeral: bool = True
+
+
+# Ingress annotations that carry raw nginx configuration (the ingress-nginx CVE class:
+# configuration-snippet, server-snippet, auth-snippet...): denied unless the platform allows.
+DEFAULT_DENIED_INGRESS_ANNOTATIONS = ("*-snippet", "*snippets*")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the platform team allows an AppRelease's author to make the operator do.
+
+    Set on the operator's command line (`apprelease run --allow-nacos-server ...`), not in the
+    AppRelease: in a shared cluster the operator acts with more rights than a namespace user.
+    """
+
+    # host:port patterns (fnmatch) the operator may send a namespace's Nacos credentials to;
+    # empty: any server.
+    nacos_servers: tuple[str, ...] = ()
+    ingress_annotations_allowed: tuple[str, ...] = ("*",)
+    ingress_annotations_denied: tuple[str, ...] = DEFAULT_DENIED_INGRESS_ANNOTATIONS
+
+    def ingress_annotation_allowed(self, key: str) -> bool:
+        allowed = any(fnmatch.fnmatchcase(key, p) for p in self.ingress_annotations_allowed)
+        return allowed and not any(fnmatch.fnmatchcase(key, p) for p in self.ingress_annotations_denied)
+
+    def nacos_server_allowed(self, host_port: str) -> bool:
+        return not self.nacos_servers or any(
+            fnmatch.fnmatchcase(host_port.lower(), p.lower()) for p in self.nacos_servers
+        )

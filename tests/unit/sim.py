@@ -120,7 +120,7 @@ class Sim:
                 self.nacos.pop(key, None)
         wanted = {t.track: t for t in result.desired.tracks}
         for track in list(self.deployments):
-            if track not in wanted:
+            if track not in wanted and track not in result.desired.untouched_tracks:
                 del self.deployments[track]
                 self.pods[track] = []
         for track, t in wanted.items():

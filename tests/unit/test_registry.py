@@ -69,7 +69,7 @@ def test_summary_counts_per_track_and_stale_rows() -> None:
     assert reg.status.summary == "1/3"
     assert [s.ip for s in reg.status.stale] == ["10.9.9.9"] and reg.status.stale_count == 1
     assert reg.condition.status == "False" and reg.condition.reason == "NotRegistered"
-    assert not reg.state.gate_open("canary")
+    assert not reg.state.gate_open("canary", 1)
     assert reg.by_pod["s1"].ip == "10.0.0.1"
 
 

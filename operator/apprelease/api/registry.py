@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import ApiModel, parse_duration
+from .base import ApiModel, cel, parse_duration, validations
 from .strategy import Duration
 from .workload import ObjectName
 
@@ -29,9 +29,26 @@ class NacosTLS(ApiModel):
     )
 
 
+# host:port or a URL, comma-separated for a Nacos cluster; never user:password@ (credentials
+# belong in credentialsSecret: the spec is readable by everyone who can read the AppRelease).
+SERVER_ADDR_PATTERN = r"^[^@\s,]+(,[^@\s,]+)*$"
+
+
 class NacosRegistry(ApiModel):
-    server_addr: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
-        description="host:port of the Nacos server (or a URL), e.g. nacos.nacos.svc:8848."
+    server_addr: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=1024, pattern=SERVER_ADDR_PATTERN,
+            json_schema_extra=validations(
+                cel("!self.contains('@')",
+                    "must not carry credentials (user:password@): use credentialsSecret"),
+            ),
+        ),
+    ] = Field(
+        description=(
+            "host:port of the Nacos server (or a URL), e.g. nacos.nacos.svc:8848; a"
+            " comma-separated list for a Nacos cluster (tried in turn, as Nacos clients do)."
+        )
     )
     namespace: Annotated[str, Field(max_length=128)] = "public"
     group: NacosName = "DEFAULT_GROUP"

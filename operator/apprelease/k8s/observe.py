@@ -133,8 +133,10 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
 def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
     meta = dep.get("metadata", {})
     status = dep.get("status") or {}
-    progressing: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    conditions = status.get("conditions") or []
+    progressing: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Progressing"), {})
+    failure: Mapping[str, Any] = next(
+        (c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), {}
     )
     return DeploymentState(
         track=track,
@@ -147,6 +149,7 @@ def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
         updated_replicas=int(status.get("updatedReplicas") or 0),
         available_replicas=int(status.get("availableReplicas") or 0),
         deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        replica_failure=(f"{failure.get('reason')}: {failure.get('message')}"[:300] if failure else None),
     )
 
 

@@ -26,6 +26,8 @@ class DeploymentState:
     updated_replicas: int = 0
     available_replicas: int = 0
     deadline_exceeded: bool = False
+    # The ReplicaSet cannot create pods (ReplicaFailure, e.g. FailedCreate): its message.
+    replica_failure: str | None = None
 
     def rolled_out(self, revision_hash: str, replicas: int) -> bool:
         """Every pod runs ``revision_hash`` and is available; no old pods left."""
@@ -87,11 +89,19 @@ class RegistryState:
     reachable: bool
     tracks: Mapping[Track, TrackRegistration] = field(default_factory=dict)
     error: str | None = None
+    # Why it is not reachable: a failure class reason (rollout/failures.py) or "Pending".
+    failure_reason: str | None = None
+    # Reachable, but our last write failed (e.g. 403 on writes, a Raft group without leader).
+    write_error: str | None = None
+    write_error_reason: str | None = None
 
-    def gate_open(self, track: Track) -> bool:
+    def gate_open(self, track: Track, want: int) -> bool:
+        """``want`` pods of the track are ready, registered and healthy: the count the step
+        asks for, not merely the pods visible so far (none visible is not "all healthy")."""
         if not self.reachable:
             return False
-        return self.tracks.get(track, TrackRegistration()).all_healthy
+        counts = self.tracks.get(track, TrackRegistration())
+        return counts.expected >= want and counts.all_healthy
 
 
 @dataclass(frozen=True)
