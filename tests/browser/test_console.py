@@ -316,7 +316,8 @@ def test_overview_and_app_page_read_at_a_glance(
 ) -> None:
     """A small estate in every phase; the screenshots in docs/ come from here."""
     suffix = uuid.uuid4().hex[:4]
-    namespaces = {"orders": f"orders-{suffix}", "payments": f"payments-{suffix}"}
+    # e2e- like every test namespace: the idleness tests wait until these are gone too.
+    namespaces = {"orders": f"e2e-orders-{suffix}", "payments": f"e2e-payments-{suffix}"}
     for name in namespaces.values():
         kube_cluster.kubectl("create", "namespace", name)
     try:
