@@ -46,3 +46,8 @@ app.kubernetes.io/component: operator
   verbs: [get, list, watch, patch]
 {{- end }}
 {{- end }}
+
+{{- define "apprelease.consoleLabels" -}}
+app.kubernetes.io/name: apprelease
+app.kubernetes.io/component: console
+{{- end }}
