@@ -184,7 +184,7 @@ class CanaryStrategy(ApiModel):
             " gatewayAPI)."
         ),
     )
-    gateway_api: GatewayRoute | None = None
+    gateway_api: GatewayRoute | None = Field(None, alias="gatewayAPI")
     max_restarts: Annotated[int, Field(ge=0, le=1000)] = Field(
         3, description="Abort when a canary container restarts more often than this."
     )
