@@ -2,16 +2,14 @@
 
 `apprelease dev run` is what a user without a cluster runs first: it builds what is
 missing, starts everything, applies examples/order-service.yaml and shows it converge.
-Ctrl-C stops the operator and the cluster it started.
+Ctrl-C, SIGTERM or SIGHUP stop the operator and the cluster it started; whatever it started
+is recorded in the cluster's state, so `dev down` stops it even after a SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +25,7 @@ from apprelease.k8s.client import ApiError, Kube, load_api_client
 from .build import ensure_binaries
 from .cluster import LocalCluster
 
+OPERATOR_STOP_GRACE_SECONDS = 20.0
 DEV_MANAGER = "apprelease-dev"  # the field manager of what the demo applies, as a user would
 CRD_NAME = "appreleases.apprelease.io"
 Progress = Callable[[str], None]
@@ -95,27 +94,41 @@ def apply_example(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+OPERATOR = "operator"  # its name in the cluster's state and its log's (logs/operator.log)
+NACOS = "nacos"
+
+
 @contextmanager
-def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = operator_command(kubeconfig)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def operator_process(cluster: LocalCluster, progress: Progress) -> Iterator[Path]:
+    """The operator against `cluster`, recorded in the cluster's state (so `dev down` stops
+    it even if this process dies without cleaning up); stopped on exit if started here.
+    Yields its log's path."""
+    log_path = cluster.layout.log(OPERATOR)
+    if cluster.attached(OPERATOR) is not None:
+        progress("reusing the operator already running for this cluster")
+        yield log_path
+        return
+    cluster.start_attached(OPERATOR, operator_command(cluster.kubeconfig))
     try:
-        yield process
+        yield log_path
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _tell(progress, "stopping the operator")
+        cluster.stop_attached(OPERATOR, grace_seconds=OPERATOR_STOP_GRACE_SECONDS)
+
+
+def _tell(progress: Progress, message: str) -> None:
+    """Report a clean-up step; after SIGHUP the terminal may be gone, and a failed write
+    must not skip the clean-up itself."""
+    with contextlib.suppress(OSError):
+        progress(message)
 
 
 @contextmanager
 def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalCluster]:
     """The local control plane; stopped on exit only if this call started it."""
-    cluster = LocalCluster(state_dir, bin_dir=ensure_binaries(progress=progress))
+    cluster = LocalCluster(
+        state_dir, bin_dir=ensure_binaries(progress=progress), with_addons=True
+    )
     started_here = not cluster.is_running()
     if started_here:
         cluster.up(progress=progress)
@@ -125,43 +138,12 @@ def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalClust
         yield cluster
     finally:
         if started_here:
-            progress("stopping the local control plane")
+            _tell(progress, "stopping the local control plane")
             cluster.down()
 
 
 def kube_for(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig), pool_size=4))
-
-
-def start_detached(command: list[str], log_path: Path, pid_path: Path) -> int:
-    """Start a process that outlives this command (its own session); remember its PID."""
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_path.write_text(str(process.pid))
-    return process.pid
-
-
-def stop_detached(pid_path: Path, grace_seconds: float = 20) -> bool:
-    """Stop a process started by start_detached (its whole process group); True if it ran."""
-    try:
-        pid = int(pid_path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return False
-    pid_path.unlink(missing_ok=True)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
 
 
 def operator_command(kubeconfig: Path) -> list[str]:
