@@ -12,6 +12,7 @@ import contextlib
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,12 @@ from apprelease.k8s.client import ApiError, Kube, load_api_client
 
 from .build import ensure_binaries
 from .cluster import LocalCluster
+from .state import ComponentState
 
-OPERATOR_STOP_GRACE_SECONDS = 20.0
+ATTACHED_STOP_GRACE_SECONDS = 20.0
 DEV_MANAGER = "apprelease-dev"  # the field manager of what the demo applies, as a user would
 CRD_NAME = "appreleases.apprelease.io"
+CONSOLE_PORT = 7070  # `apprelease console`'s default; any free port when taken
 Progress = Callable[[str], None]
 
 
@@ -94,26 +97,70 @@ def apply_example(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-OPERATOR = "operator"  # its name in the cluster's state and its log's (logs/operator.log)
+# Names of the processes started with the cluster, in its state and their logs' names.
+OPERATOR = "operator"
+CONSOLE = "console"
 NACOS = "nacos"
 
 
 @contextmanager
-def operator_process(cluster: LocalCluster, progress: Progress) -> Iterator[Path]:
-    """The operator against `cluster`, recorded in the cluster's state (so `dev down` stops
-    it even if this process dies without cleaning up); stopped on exit if started here.
-    Yields its log's path."""
-    log_path = cluster.layout.log(OPERATOR)
-    if cluster.attached(OPERATOR) is not None:
-        progress("reusing the operator already running for this cluster")
-        yield log_path
+def attached_process(
+    cluster: LocalCluster, name: str, command: list[str], progress: Progress
+) -> Iterator[ComponentState]:
+    """`command` as the cluster's process `name`, recorded in the cluster's state (so `dev
+    down` stops it even if this process dies without cleaning up); stopped on exit if
+    started here. One already running under that name is reused, not doubled."""
+    running = cluster.attached(name)
+    if running is not None:
+        progress(f"reusing the {name} already running for this cluster")
+        yield running
         return
-    cluster.start_attached(OPERATOR, operator_command(cluster.kubeconfig))
+    started = cluster.start_attached(name, command)
     try:
-        yield log_path
+        yield started
     finally:
-        _tell(progress, "stopping the operator")
-        cluster.stop_attached(OPERATOR, grace_seconds=OPERATOR_STOP_GRACE_SECONDS)
+        _tell(progress, f"stopping the {name}")
+        cluster.stop_attached(name, grace_seconds=ATTACHED_STOP_GRACE_SECONDS)
+
+
+@contextmanager
+def operator_process(cluster: LocalCluster, progress: Progress) -> Iterator[Path]:
+    """The operator against `cluster` (see attached_process); yields its log's path."""
+    with attached_process(cluster, OPERATOR, operator_command(cluster.kubeconfig), progress):
+        yield cluster.layout.log(OPERATOR)
+
+
+@contextmanager
+def console_process(cluster: LocalCluster, progress: Progress) -> Iterator[str]:
+    """`apprelease console` (the kubeconfig's identity, no browser opened), see
+    attached_process; yields its URL once it serves."""
+    port = CONSOLE_PORT if _port_free(CONSOLE_PORT) else _free_port()
+    command = [sys.executable, "-m", "apprelease.cli.main", "console", "--kubeconfig",
+               str(cluster.kubeconfig), "--no-browser", "--port", str(port)]
+    with attached_process(cluster, CONSOLE, command, progress) as console:
+        url = f"http://127.0.0.1:{console.command[console.command.index('--port') + 1]}/"
+        log_path = cluster.layout.log(CONSOLE)
+
+        def serving() -> bool:
+            if cluster.attached(CONSOLE) is None:
+                raise TimeoutError(f"the console exited (log: {log_path})")
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        _wait(serving, 60, f"the console on {url}")
+        yield url
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def _tell(progress: Progress, message: str) -> None:
