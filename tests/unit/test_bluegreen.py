@@ -143,3 +143,53 @@ def test_an_hpa_on_the_deployment_is_pointed_out() -> None:
     condition = result.status.condition("Autoscaling")
     assert condition is not None and condition.status == "False" and "kind AppRelease" in condition.message
     assert any(e.reason == "HPATargetsDeployment" and e.type == "Warning" for e in result.events)
+
+
+def test_the_preview_ingress_reaches_the_preview_service() -> None:
+    sim = Sim(make_app({"strategy": {"blueGreen": {"previewIngress": {"host": "preview.shop.example", "className": "nginx"}}}}))
+    sim.settle()
+    assert sim.last is not None
+    assert not [o for o in render_children(sim.app, sim.last.desired) if o["kind"] == "Ingress"]
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    ingress = next(o for o in render_children(sim.app, sim.last.desired) if o["kind"] == "Ingress")
+    rule = ingress["spec"]["rules"][0]
+    assert ingress["metadata"]["name"] == "shop-preview" and rule["host"] == "preview.shop.example"
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "shop-preview"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_a_preview_never_ready_aborts_at_the_deadline_and_retry_starts_it_again() -> None:
+    sim = Sim(make_app({"strategy": {"blueGreen": {}}, "progressDeadlineSeconds": 60}))
+    sim.settle()
+    sim.pods_ready["preview"] = False
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    sim.tick(60)
+    assert sim.status.aborted and sim.status.abort_reason == "ProgressDeadlineExceeded"
+    assert "preview revision 2 aborted" in sim.status.message
+    sim.pods_ready["preview"] = True
+    sim.annotate(requests.RETRY, "r")
+    sim.tick()
+    assert not sim.status.aborted and sim.status.blue_green.preview_since
+    sim.tick()
+    sim.settle()
+    assert sim.status.phase == "Paused"
+
+
+def test_promote_full_switches_and_skips_the_scale_down_delay() -> None:
+    sim = blue_green(scaleDownDelaySeconds=3600)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.stable_image() == "registry/shop:v2"  # no hour-long wait
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+
+
+def test_a_restart_or_a_known_good_revision_skips_the_preview() -> None:
+    sim = blue_green()
+    sim.edit(restartAt="2026-11-23T10:05:00Z")
+    sim.tick()
+    assert "preview" not in sim.deployments and "Restarted" in sim.reasons()
