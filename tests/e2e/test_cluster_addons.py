@@ -298,6 +298,18 @@ def _hpa_status(kube: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
     return status
 
 
+def _cpu_utilization_seen(kube: KubeCluster, namespace: str, name: str) -> int | NotYet:
+    """The pods' average CPU utilization as the HPA last computed it (an HPA without
+    metrics yet reports an empty entry)."""
+    status = _hpa_status(kube, namespace, name)
+    for metric in status.get("currentMetrics") or []:
+        if metric.get("type") == "Resource":
+            utilization = metric["resource"]["current"].get("averageUtilization")
+            if utilization is not None:
+                return int(utilization) or NotYet(status)  # 1m of 100m reads as 1 %
+    return NotYet(status)
+
+
 def _wait_for_replicas(
     kube: KubeCluster,
     namespace: str,
@@ -332,10 +344,7 @@ def test_hpa_scales_a_deployment_up_and_down_with_simulated_cpu(
         namespace=namespace,
     )
     wait_for(
-        lambda: (
-            _hpa_status(kube_cluster, namespace, "web").get("currentMetrics")
-            or NotYet(_hpa_status(kube_cluster, namespace, "web"))
-        ),
+        lambda: _cpu_utilization_seen(kube_cluster, namespace, "web"),
         METRICS_TIMEOUT,
         interval=1,
         message="the HPA to read the pods' CPU",
@@ -464,8 +473,7 @@ def test_hpa_scales_a_custom_resource_through_its_scale_subresource(
 
     def hpa_reads_the_pods() -> object:
         _reconcile_scaled_app(kube_cluster, namespace, "app")
-        status = _hpa_status(kube_cluster, namespace, "app")
-        return status.get("currentMetrics") or NotYet(status)
+        return _cpu_utilization_seen(kube_cluster, namespace, "app")
 
     # The controller-manager's REST mapper learns new CRDs within ~30 s.
     wait_for(hpa_reads_the_pods, METRICS_TIMEOUT, interval=1, message="the HPA to read /scale")
