@@ -186,6 +186,8 @@ class ConfigFiles(ApiModel):
         "json_schema_extra": validations(
             cel("!has(self.files) || self.files.size() == 0 || has(self.mountPath)",
                 "mountPath is required when files are given", field_path=".mountPath"),
+            cel("!has(self.files) || !has(self.env) || self.files.all(k, !(k in self.env))",
+                "files and env must not share keys (one ConfigMap holds both)", field_path=".env"),
         )
     }
 
