@@ -23,9 +23,9 @@ from .workload import ObjectName, PortNumber, PortRef
 Host = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
 HttpPath = Annotated[
     str,
-    AfterValidator(check_http_path),
     Field(min_length=1, max_length=1024, pattern=r"^/",
           json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
+    AfterValidator(check_http_path),
 ]
 PathType = Literal["Prefix", "Exact", "ImplementationSpecific"]
 # Labels we set on every child: selectors, informers and ownership checks rely on them.

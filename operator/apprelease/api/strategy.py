@@ -28,9 +28,9 @@ DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_P
 
 HttpPath = Annotated[
     str,
-    AfterValidator(check_http_path),
     Field(min_length=1, max_length=1024, pattern=r"^/",
           json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
+    AfterValidator(check_http_path),
 ]
 
 
