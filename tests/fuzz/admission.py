@@ -1,0 +1,199 @@
+"""What the apiserver does to an AppRelease before it is stored, emulated offline.
+
+In the apiserver's order: nulls of non-nullable fields are dropped, defaults are applied
+(recursively, into defaulted objects too), then the structural schema and every
+``x-kubernetes-validations`` rule are checked against the defaulted object. Unknown fields
+are an error, as with kubectl's default strict field validation. Patterns are RE2 searches,
+as in Go, not Python ``re`` matches (``\\s`` is ASCII-only there, ``$`` is end of text).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import re2
+import yaml
+
+from tests.support import ROOT
+
+from . import cel_rules
+
+CRD_PATH = ROOT / "crds" / "apprelease.io_appreleases.yaml"
+Schema = dict[str, Any]
+
+
+@cache
+def _load_schema(path: Path, mtime_ns: int) -> Schema:
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def crd_schema(path: Path = CRD_PATH) -> Schema:
+    """The storage version's openAPIV3Schema, re-read whenever `make crds` rewrote the file."""
+    return _load_schema(path, path.stat().st_mtime_ns)
+
+
+@dataclass
+class Admission:
+    body: Any
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def admitted(self) -> bool:
+        return not self.errors
+
+
+def as_decoded(value: Any) -> Any:
+    """JSON as the apiserver decodes it: integers beyond int64 become float64."""
+    if isinstance(value, dict):
+        return {k: as_decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_decoded(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
+def admit(body: dict[str, Any], schema: Schema | None = None) -> Admission:
+    schema = schema or crd_schema()
+    obj = as_decoded(body)
+    drop_nulls(obj, schema)
+    apply_defaults(obj, schema)
+    result = Admission(obj)
+    validate(obj, schema, "", result.errors)
+    return result
+
+
+def preserves_unknown(schema: Schema) -> bool:
+    return bool(schema.get("x-kubernetes-preserve-unknown-fields")) and not schema.get("properties")
+
+
+def _children(value: Any, schema: Schema) -> list[tuple[Any, Schema]]:
+    """(child value, child schema) pairs the schema describes."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        return [
+            (v, props.get(k, extra))
+            for k, v in value.items()
+            if k in props or isinstance(extra, dict)
+        ]
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [(v, schema["items"]) for v in value]
+    return []
+
+
+def drop_nulls(value: Any, schema: Schema) -> None:
+    if isinstance(value, dict) and not preserves_unknown(schema):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key in [k for k, v in value.items() if v is None]:
+            if key in props or isinstance(extra, dict):
+                del value[key]
+    for child, child_schema in _children(value, schema):
+        drop_nulls(child, child_schema)
+
+
+def apply_defaults(value: Any, schema: Schema) -> None:
+    if isinstance(value, dict):
+        for key, prop in (schema.get("properties") or {}).items():
+            if "default" in prop and key not in value:
+                value[key] = copy.deepcopy(prop["default"])
+    for child, child_schema in _children(value, schema):
+        apply_defaults(child, child_schema)
+
+
+def _type_ok(value: Any, schema: Schema) -> bool:
+    if schema.get("x-kubernetes-int-or-string"):
+        return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
+    kind = schema.get("type")
+    if kind is None:
+        return True
+    return {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+    }[kind](value)
+
+
+@cache
+def _regex(pattern: str) -> Any:
+    return re2.compile(pattern)
+
+
+def _bounds(value: Any, schema: Schema, path: str, errors: list[str]) -> None:
+    def bad(what: str) -> None:
+        errors.append(f"{path or '<root>'}: {what}: {value!r:.80}")
+
+    if "enum" in schema and value not in schema["enum"]:
+        bad("not one of the enum values")
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            bad(f"longer than {schema['maxLength']}")
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            bad(f"shorter than {schema['minLength']}")
+        if "pattern" in schema and not _regex(schema["pattern"]).search(value):
+            bad(f"does not match {schema['pattern']}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "maximum" in schema and value > schema["maximum"]:
+            bad(f"above {schema['maximum']}")
+        if "minimum" in schema and value < schema["minimum"]:
+            bad(f"below {schema['minimum']}")
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            bad(f"more than {schema['maxItems']} items")
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            bad(f"fewer than {schema['minItems']} items")
+    if isinstance(value, dict):
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            bad(f"more than {schema['maxProperties']} properties")
+        for key in schema.get("required") or []:
+            if key not in value:
+                errors.append(f"{path}.{key}: Required value")
+
+
+def validate(value: Any, schema: Schema, path: str, errors: list[str]) -> None:
+    """Append every schema and CEL error of ``value`` (already defaulted) to ``errors``."""
+    if not _type_ok(value, schema):
+        errors.append(f"{path or '<root>'}: wrong type {type(value).__name__}, want {schema.get('type')}")
+        return
+    before = len(errors)
+    _bounds(value, schema, path, errors)
+    if isinstance(value, dict) and not preserves_unknown(schema):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, child in value.items():
+            if key in props:
+                validate(child, props[key], f"{path}.{key}", errors)
+            elif isinstance(extra, dict):
+                validate(child, extra, f"{path}[{key!r}]", errors)
+            elif not schema.get("x-kubernetes-preserve-unknown-fields") and path != ".metadata":
+                errors.append(f"{path}.{key}: unknown field")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, child in enumerate(value):
+            validate(child, schema["items"], f"{path}[{index}]", errors)
+    if len(errors) > before:
+        return  # the apiserver evaluates rules only on values that passed the schema
+    for entry in schema.get("x-kubernetes-validations") or []:
+        try:
+            ok = cel_rules.holds(entry["rule"], value)
+        except cel_rules.RuleError as exc:
+            errors.append(f"{path or '<root>'}: rule error: {exc}")
+            continue
+        if not ok:
+            errors.append(f"{path or '<root>'}: {entry.get('message', entry['rule'])}")
+
+
+def crd_identity(path: Path = CRD_PATH) -> tuple[str, str]:
+    """(apiVersion, kind) of the CRD's storage version."""
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]
+    return f"{crd['spec']['group']}/{version}", crd["spec"]["names"]["kind"]

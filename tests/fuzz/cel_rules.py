@@ -1,0 +1,68 @@
+"""The CRD's ``x-kubernetes-validations`` evaluated as the apiserver does.
+
+cel-expr-python wraps cel-cpp, the reference C++ implementation (the apiserver runs
+cel-go; both implement the same spec, with RE2 for ``matches``). Kubernetes adds library
+functions to CEL; only those the CRD uses are declared here (``isQuantity``, from the
+quantity library). A rule calling anything else fails to compile: a new rule that needs
+more of the Kubernetes library fails loudly instead of passing unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+from cel_expr_python import cel
+
+from .quantity import is_quantity
+
+KUBERNETES_FUNCTIONS = [
+    cel.FunctionDecl("isQuantity", [
+        cel.Overload("isQuantity_string", cel.Type.BOOL, [cel.Type.STRING], impl=is_quantity),
+    ]),
+]
+
+
+class RuleError(Exception):
+    """A rule did not evaluate to a boolean: the apiserver rejects the object then too."""
+
+
+@cache
+def _env() -> Any:
+    return cel.NewEnv(variables={"self": cel.Type.DYN}, functions=KUBERNETES_FUNCTIONS)
+
+
+@cache
+def _program(rule: str) -> Any:
+    return _env().compile(rule)
+
+
+def compile_rule(rule: str) -> None:
+    _program(rule)
+
+
+@cache
+def _fields_read(rule: str) -> frozenset[str] | None:
+    """The fields of ``self`` a rule can reach, or None when it uses ``self`` as a whole.
+
+    A rule that only says ``self.port`` sees no other field, so only the fields it names
+    are handed over (converting the whole spec for every spec-level rule is the cost).
+    """
+    fields = set()
+    for use in re.finditer(r"\bself\b(\.(\w+)(\s*\()?)?", rule):
+        if use.group(2) is None or use.group(3) is not None:
+            return None
+        fields.add(use.group(2))
+    return frozenset(fields)
+
+
+def holds(rule: str, value: Any) -> bool:
+    """Evaluate one rule with ``self`` bound to ``value`` (JSON data as the apiserver decoded it)."""
+    fields = _fields_read(rule)
+    if fields is not None and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k in fields}
+    result = _program(rule).eval(data={"self": value})
+    if result.type() == cel.Type.BOOL:
+        return bool(result.value())
+    raise RuleError(f"{rule!r}: {result.value()!r}")

@@ -1,0 +1,76 @@
+"""The admission emulation and the strategies behind the CRD fuzzing, checked themselves:
+what the real apiserver rejects (tests/data/invalid_appreleases.yaml, asserted against the
+apiserver in tests/e2e/test_admission.py) the emulation rejects too, and what it admits
+(the example, the valid base) it admits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.fuzz import admission, cel_rules, quantity, rule_shapes, strategies
+from tests.support import DATA, EXAMPLE, invalid_cases, load_yaml
+
+CASES = invalid_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_emulation_rejects_what_the_apiserver_rejects(case: dict) -> None:
+    assert not admission.admit(case["body"]).admitted
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, DATA / "valid_base.yaml"], ids=["example", "valid-base"])
+def test_emulation_admits_valid_appreleases(path) -> None:
+    result = admission.admit(load_yaml(path))
+    assert result.admitted, result.errors
+
+
+def test_defaults_are_applied_before_rules() -> None:
+    body = load_yaml(DATA / "valid_base.yaml")
+    body["spec"]["service"] = {"nodePort": 30080}  # type defaults to ClusterIP: the rule fails
+    result = admission.admit(body)
+    assert result.body["spec"]["service"]["type"] == "ClusterIP"
+    assert any("nodePort needs type" in e for e in result.errors), result.errors
+
+
+def test_every_rule_of_the_crd_compiles_with_the_kubernetes_functions() -> None:
+    rules = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            rules.extend(v["rule"] for v in node.get("x-kubernetes-validations") or [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(admission.crd_schema())
+    assert len(rules) > 10
+    for rule in rules:
+        cel_rules.compile_rule(rule)
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("250m", True), ("512Mi", True), ("1e3", True), ("1E", True), ("+", True), ("-", True),
+    (".", True), ("1.", True), ("e3", True), ("", False), ("1e", False), ("1Ki5", False),
+    ("1.5.5", False), (" 1", False), ("1e-3k", False), ("0x10", False),
+])
+def test_quantity_parsing_follows_apimachinery(text: str, valid: bool) -> None:
+    assert quantity.is_quantity(text) is valid
+
+
+def test_go_patterns_are_read_with_go_meanings() -> None:
+    assert rule_shapes.go_regex_for_python(r"^\S+$") == "^[^\\t\\n\\f\\r ]+$"
+    assert rule_shapes.go_regex_for_python(r"^[^@\s]+$") == "^[^@\\t\\n\\f\\r ]+$"
+    # RE2: a no-break space is not \s, so the apiserver admits it where \S+ is required.
+    assert admission._regex(r"^\S+$").search("a\u00a0b")
+
+
+@settings(max_examples=100, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=strategies.appreleases())
+def test_generated_specs_are_admitted(body: dict) -> None:
+    # The strategies aim at admitted specs: the rules they cannot aim at filter locally.
+    result = admission.admit(body)
+    assert result.admitted, result.errors
