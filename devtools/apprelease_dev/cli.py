@@ -115,7 +115,7 @@ def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, n
 
 
 def _example_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "examples" / "order-service.yaml"
+    return Path(__file__).resolve().parents[2] / "examples" / "order-service.yaml"
 
 
 def _print_kubeconfig_hint(cluster: LocalCluster) -> None:

@@ -15,6 +15,7 @@ PACKAGE = ROOT / "operator" / "apprelease"
 # and never a different subpackage of the same rank.
 RANKS = {
     "metrics": 0,
+    "backoff": 0,
     "domain": 0,
     "api": 1,
     "render": 2,

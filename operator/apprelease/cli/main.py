@@ -74,15 +74,35 @@ def render(filename: IO[str]) -> None:
 @click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
 @click.option("--registry-poll-seconds", default=5.0, show_default=True,
               help="How often each Nacos service is read (back-off on errors).")
+@click.option("--allow-nacos-server", "nacos_servers", multiple=True, metavar="HOST:PORT",
+              help="Nacos servers AppReleases may use, fnmatch patterns such as *.nacos.svc:8848"
+                   " (repeatable; default: any). Credentials are never sent elsewhere.")
+@click.option("--allow-ingress-annotation", "annotations_allowed", multiple=True, metavar="PATTERN",
+              help="Ingress annotation keys AppReleases may set (repeatable; default: *).")
+@click.option("--deny-ingress-annotation", "annotations_denied", multiple=True, metavar="PATTERN",
+              help="Ingress annotation keys denied even if allowed (repeatable; default: raw"
+                   " nginx snippets, *-snippet and *snippets*; pass '' to deny none).")
+@click.option("--startup-deadline-seconds", default=180.0, show_default=True,
+              help="Liveness fails if the watches have not listed by then.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, peering: str | None, registry_poll_seconds: float,
-        verbose: bool) -> None:
+        nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
+        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool) -> None:
     """Run the operator."""
     from ..controller.run import run_operator
     from ..controller.settings import RunOptions
+    from ..domain import DEFAULT_DENIED_INGRESS_ANNOTATIONS, Policy
 
+    policy = Policy(
+        nacos_servers=tuple(nacos_servers),
+        ingress_annotations_allowed=tuple(annotations_allowed) or ("*",),
+        ingress_annotations_denied=(
+            tuple(p for p in annotations_denied if p) if annotations_denied
+            else DEFAULT_DENIED_INGRESS_ANNOTATIONS
+        ),
+    )
     options = RunOptions(
         namespaces=tuple(namespaces),
         workers=workers,
@@ -90,6 +110,8 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         kubeconfig=ctx.kubeconfig,
         peering=peering,
         registry_poll_seconds=registry_poll_seconds,
+        policy=policy,
+        startup_deadline_seconds=startup_deadline_seconds,
     )
     run_operator(options, liveness=liveness or None, verbose=verbose)
 

@@ -60,6 +60,10 @@ class Lookup(Protocol):
     def __getitem__(self, key: AppKey, /) -> Iterable[Any]: ...
 
 
+class ChildLookup(Lookup, Protocol):
+    def owner_of(self, namespace: str, name: str) -> AppKey | None: ...
+
+
 def _rv(obj: Mapping[str, Any]) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion") or 0)
@@ -75,7 +79,7 @@ def _values(index: Lookup, key: AppKey) -> Iterable[Any]:
 
 
 class IndexCache:
-    def __init__(self, apps: Lookup, children: Callable[[str], Lookup]):
+    def __init__(self, apps: Lookup, children: Callable[[str], ChildLookup]):
         self._apps = apps
         self._children = children  # by kind
         # (kind, namespace, app) → {name: slim object or DELETED}
@@ -141,6 +145,14 @@ class IndexCache:
             result.by_kind[source.kind] = self._merge(source.kind, key, indexed)
         result.pods = list(_values(self._children("Pod"), key))
         return result
+
+    def owner_of(self, kind: str, namespace: str, name: str) -> AppKey | None:
+        """The app whose object of this kind and name is, if any (watched or just written)."""
+        with self._lock:
+            for (k, ns, app), named in self._overlay.items():
+                if k == kind and ns == namespace and named.get(name) not in (None, DELETED):
+                    return (ns, app)
+        return self._children(kind).owner_of(namespace, name)
 
     def endpoint_slices(self, key: AppKey) -> list[dict[str, Any]]:
         return [unpack(data) for data in _values(self._children("EndpointSlice"), key)]

@@ -70,7 +70,10 @@ class Informer:
         self._selector = label_selector
         self._on_change = on_change
         self._items: dict[AppKey, dict[str, Any]] = {}
+        # (namespace, name) → the app whose object it is: a name taken by another app.
+        self._owners: dict[tuple[str, str], AppKey] = {}
         self._lock = threading.Lock()
+        self.last_error: str | None = None
         self._stopping = threading.Event()
         self._response: Any = None
         self.synced = threading.Event()
@@ -88,6 +91,10 @@ class Informer:
     def object_count(self) -> int:  # not __len__: an empty informer must not be falsy
         with self._lock:
             return sum(len(named) for named in self._items.values())
+
+    def owner_of(self, namespace: str, name: str) -> AppKey | None:
+        with self._lock:
+            return self._owners.get((namespace, name))
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -111,11 +118,13 @@ class Informer:
                     self.synced.set()
                 version = self._watch(version)
                 backoff = MIN_BACKOFF_SECONDS
+                self.last_error = None
             except WatchExpired:
                 version = None
             except Exception as exc:  # apiserver down, network, RBAC: retry
                 if self._stopping.is_set():
                     return
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("watching %s: %s; retrying in %.1fs", self._source.kind, exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
@@ -144,8 +153,10 @@ class Informer:
             if not meta.get("continue"):
                 break
             query["continue"] = meta["continue"]
+        owners = {(key[0], name): key for key, named in fresh.items() for name in named}
         with self._lock:
             previous, self._items = self._items, fresh
+            self._owners = owners
         if self.synced.is_set():  # a relist after the first: wake whatever changed meanwhile
             for key in previous.keys() | fresh.keys():
                 if previous.get(key) != fresh.get(key):
@@ -204,10 +215,13 @@ class Informer:
                     named.pop(name, None)
                     if not named:
                         del self._items[key]
+                if self._owners.get((key[0], name)) == key:
+                    del self._owners[(key[0], name)]
             else:
                 kept = self._keep(obj)
                 if kept is not None:
                     self._items.setdefault(key, {})[name] = kept
+                    self._owners[(key[0], name)] = key
         self._on_change(key)
 
     def _keep(self, obj: Mapping[str, Any]) -> Any:
@@ -260,6 +274,15 @@ class Informers:
     def wait_synced(self, timeout: float | None = None) -> bool:
         return all(informer.synced.wait(timeout) for informer in self._all())
 
+    def unsynced(self) -> dict[str, str | None]:
+        """Kinds (with their last error) whose first LIST has not succeeded yet."""
+        return {
+            kind: informer.last_error
+            for kind, informers in self._by_name.items()
+            for informer in informers.values()
+            if not informer.synced.is_set()
+        }
+
     def object_count(self) -> int:
         return sum(informer.object_count() for informer in self._all())
 
@@ -280,3 +303,7 @@ class _ByNamespace:
         if informer is None:
             raise KeyError(key)
         return informer[key]
+
+    def owner_of(self, namespace: str, name: str) -> AppKey | None:
+        informer = self.informers.get(None) or self.informers.get(namespace)
+        return informer.owner_of(namespace, name) if informer is not None else None

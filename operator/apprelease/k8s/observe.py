@@ -16,7 +16,14 @@ from typing import Any
 
 from ..domain import Track
 from ..render import labels
-from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
+from ..rollout.observed import (
+    REGISTERED_GATE,
+    DeploymentState,
+    GateState,
+    Observed,
+    PodState,
+    RevisionRecord,
+)
 from .history import from_controller_revision
 from .packing import unpack
 
@@ -107,9 +114,9 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     pod_labels = meta.get("labels") or {}
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = (conditions.get("Ready") or {}).get("status") == "True"
+    gate = conditions.get(REGISTERED_GATE)
     track = pod_labels.get(labels.TRACK)
     revision = pod_labels.get(labels.REVISION)
     return PodState(
@@ -127,14 +134,21 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         phase=status.get("phase", "Pending"),
         node=(pod.get("spec") or {}).get("nodeName"),
         created=meta.get("creationTimestamp"),
+        containers_ready=(conditions.get("ContainersReady") or {}).get("status") == "True",
+        gate=GateState(
+            status=gate.get("status") == "True", reason=str(gate.get("reason") or ""),
+            since=gate.get("lastTransitionTime"),
+        ) if gate else None,
     )
 
 
 def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
     meta = dep.get("metadata", {})
     status = dep.get("status") or {}
-    progressing: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    conditions = status.get("conditions") or []
+    progressing: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Progressing"), {})
+    failure: Mapping[str, Any] = next(
+        (c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), {}
     )
     return DeploymentState(
         track=track,
@@ -147,6 +161,7 @@ def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
         updated_replicas=int(status.get("updatedReplicas") or 0),
         available_replicas=int(status.get("availableReplicas") or 0),
         deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        replica_failure=(f"{failure.get('reason')}: {failure.get('message')}"[:300] if failure else None),
     )
 
 

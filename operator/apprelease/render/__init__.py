@@ -7,15 +7,18 @@ from typing import Any
 
 from ..api.spec import AppRelease
 from ..api.workload import ConfigFiles
+from ..domain import Policy
 from .configmap import render_configmap
-from .deployment import RenderError, TrackPlan, render_deployment
+from .deployment import PolicyViolation, RenderError, TrackPlan, render_deployment
 from .hashing import config_hash, revision_hash
 from .ingress import render_canary_ingress, render_ingress
-from .naming import service_name, track_service_name
+from .naming import Track, deployment_name, service_name, track_service_name
 from .service import render_service, render_track_service
 
 __all__ = [
     "DesiredChildren",
+    "Policy",
+    "PolicyViolation",
     "RenderError",
     "TrackPlan",
     "render_children",
@@ -31,6 +34,11 @@ class DesiredChildren:
     retained_configs: tuple[ConfigFiles, ...] = field(default=())
     # Set only with nginx traffic routing while a canary runs: weight of the canary Ingress.
     nginx_canary_weight: int | None = None
+    # Tracks whose Deployment is left exactly as it is (neither applied nor pruned).
+    untouched_tracks: tuple[Track, ...] = ()
+
+    def untouched_names(self, app: str) -> set[tuple[str, str]]:
+        return {("Deployment", deployment_name(app, t)) for t in self.untouched_tracks}
 
 
 def _configmaps(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any]]:
@@ -41,8 +49,23 @@ def _configmaps(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any
     return [render_configmap(app, configs[h]) for h in sorted(configs)]
 
 
-def render_children(app: AppRelease, desired: DesiredChildren) -> list[dict[str, Any]]:
+def check_policy(app: AppRelease, policy: Policy) -> None:
+    """PolicyViolation for what the operator's policy forbids, before anything is rendered."""
+    if app.spec.ingress is None:
+        return
+    denied = sorted(k for k in app.spec.ingress.annotations if not policy.ingress_annotation_allowed(k))
+    if denied:
+        raise PolicyViolation(
+            f"spec.ingress.annotations: {', '.join(denied)} not allowed by the operator's policy"
+            " (raw nginx configuration snippets are denied by default; see docs/security.md)"
+        )
+
+
+def render_children(
+    app: AppRelease, desired: DesiredChildren, policy: Policy | None = None
+) -> list[dict[str, Any]]:
     """Every child in apply order: config first so new pods can mount it, Ingress last."""
+    check_policy(app, policy or Policy())
     nginx = app.spec.strategy.canary is not None and app.spec.strategy.canary.traffic_routing == "nginx"
     children = _configmaps(app, desired)
     if app.spec.container_ports():  # a Service without ports is invalid: workers get none

@@ -9,7 +9,7 @@ from ..api.spec import AppRelease, RevisionTemplate
 from ..api.workload import ConfigFiles
 from . import labels
 from .hashing import config_hash
-from .merge import merge
+from .merge import MergeError, merge
 from .naming import Track, configmap_name, container_name, deployment_name
 from .owner import child_metadata
 
@@ -20,6 +20,10 @@ DEPLOYMENT_HISTORY_LIMIT = 2
 
 class RenderError(ValueError):
     """The spec passed admission but cannot be turned into valid children."""
+
+
+class PolicyViolation(RenderError):
+    """The spec asks for something the operator's policy (domain.Policy) does not allow."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,10 @@ def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
         generated["spec"]["volumes"] = volumes
     if not template.pod_template:
         return generated
-    merged = merge(generated, template.pod_template)
+    try:
+        merged = merge(generated, template.pod_template)
+    except MergeError as exc:
+        raise RenderError(f"spec.podTemplate{exc.path}: {exc}") from None
     # The user may add labels, never break the selector or the revision bookkeeping.
     merged["metadata"]["labels"].update(generated["metadata"]["labels"])
     return merged

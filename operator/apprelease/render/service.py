@@ -48,7 +48,7 @@ def service_ports(app: AppRelease) -> list[ServicePort]:
 
 def _service(app: AppRelease, name: str, selector: dict[str, str], extra_labels: dict[str, str]) -> dict[str, Any]:
     svc = app.spec.service
-    meta = child_metadata(app, name, labels={**svc.labels, **extra_labels})
+    meta = child_metadata(app, name, labels=extra_labels, user_labels=dict(svc.labels))
     if svc.annotations:
         meta["annotations"] = dict(svc.annotations)
     ports = []
