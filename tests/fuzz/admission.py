@@ -108,6 +108,19 @@ def apply_defaults(value: Any, schema: Schema) -> None:
         apply_defaults(child, child_schema)
 
 
+def list_keys(schema: Schema) -> list[str] | None:
+    """What must be unique in a list: the map keys of a list-type map, [] for a set (whole
+    items), None when anything goes (atomic, or no list type)."""
+    kind = schema.get("x-kubernetes-list-type")
+    if kind == "map":
+        return list(schema.get("x-kubernetes-list-map-keys") or [])
+    return [] if kind == "set" else None
+
+
+def _frozen(value: Any) -> Any:
+    return repr(value) if isinstance(value, dict | list) else value
+
+
 def _type_ok(value: Any, schema: Schema) -> bool:
     if schema.get("x-kubernetes-int-or-string"):
         return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str)
@@ -148,6 +161,12 @@ def _bounds(value: Any, schema: Schema, path: str, errors: list[str]) -> None:
         if "minimum" in schema and value < schema["minimum"]:
             bad(f"below {schema['minimum']}")
     if isinstance(value, list):
+        keys = list_keys(schema)
+        if keys is not None:
+            seen = [tuple(v.get(k) for k in keys) if keys and isinstance(v, dict) else _frozen(v)
+                    for v in value]
+            if len(seen) != len(set(seen)):
+                bad(f"duplicate entries (x-kubernetes-list-type {schema['x-kubernetes-list-type']})")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             bad(f"more than {schema['maxItems']} items")
         if "minItems" in schema and len(value) < schema["minItems"]:

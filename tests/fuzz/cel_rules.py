@@ -1,26 +1,49 @@
 """The CRD's ``x-kubernetes-validations`` evaluated as the apiserver does.
 
 cel-expr-python wraps cel-cpp, the reference C++ implementation (the apiserver runs
-cel-go; both implement the same spec, with RE2 for ``matches``). Kubernetes adds library
-functions to CEL; only those the CRD uses are declared here (``isQuantity``, from the
-quantity library). A rule calling anything else fails to compile: a new rule that needs
-more of the Kubernetes library fails loudly instead of passing unchecked.
+cel-go; both implement the same spec, with RE2 for ``matches``), plus its strings extension
+(``replace``). Kubernetes adds libraries to CEL; only the functions the CRD uses are declared
+here: ``isQuantity``, ``quantity`` and ``compareTo`` (quantity library; a quantity travels as
+the text of its exact value) and ``isSorted`` (lists library). A rule calling anything else
+fails to compile: a new rule that needs more of the Kubernetes libraries fails loudly
+instead of passing unchecked.
 """
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from cel_expr_python import cel
+from cel_expr_python.ext.ext_strings import ExtStrings
 
-from .quantity import is_quantity
+from .quantity import is_quantity, quantity_value
+
+def _quantity(text: str) -> str:
+    return str(quantity_value(text))
+
+
+def _compare_to(left: str, right: str) -> int:
+    a, b = Decimal(left), Decimal(right)
+    return (a > b) - (a < b)
+
+
+def _is_sorted(values: Any) -> bool:
+    items = list(values)
+    return all(a <= b for a, b in zip(items, items[1:], strict=False))
+
+
+def _declare(name: str, result: Any, params: list[Any], impl: Any, member: bool = False) -> Any:
+    return cel.FunctionDecl(name, [cel.Overload(f"k8s_{name}", result, params, is_member=member, impl=impl)])
+
 
 KUBERNETES_FUNCTIONS = [
-    cel.FunctionDecl("isQuantity", [
-        cel.Overload("isQuantity_string", cel.Type.BOOL, [cel.Type.STRING], impl=is_quantity),
-    ]),
+    _declare("isQuantity", cel.Type.BOOL, [cel.Type.STRING], is_quantity),
+    _declare("quantity", cel.Type.STRING, [cel.Type.STRING], _quantity),
+    _declare("compareTo", cel.Type.INT, [cel.Type.STRING, cel.Type.STRING], _compare_to, member=True),
+    _declare("isSorted", cel.Type.BOOL, [cel.Type.List(cel.Type.DYN)], _is_sorted, member=True),
 ]
 
 
@@ -30,7 +53,8 @@ class RuleError(Exception):
 
 @cache
 def _env() -> Any:
-    return cel.NewEnv(variables={"self": cel.Type.DYN}, functions=KUBERNETES_FUNCTIONS)
+    return cel.NewEnv(variables={"self": cel.Type.DYN}, functions=KUBERNETES_FUNCTIONS,
+                      extensions=[ExtStrings()])
 
 
 @cache

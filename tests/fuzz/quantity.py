@@ -7,7 +7,7 @@ suffix.go): the scanner is more lenient than the documented grammar ("+", "-", "
 
 from __future__ import annotations
 
-from fractions import Fraction
+from decimal import ROUND_UP, Decimal, localcontext
 
 _DIGITS = "0123456789"
 _SUFFIX_LETTERS = "eEinumkKMGTP"
@@ -67,25 +67,39 @@ def is_quantity(text: str) -> bool:
     return len(suffix) > 1 and suffix[0] in "eE" and _go_parse_int64(suffix[1:])
 
 
-_SUFFIX_VALUE = {"": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-                 "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_EXPONENTS = {"": 0, "n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15,
+                      "E": 18}
+_BINARY_EXPONENTS = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_NANO = Decimal("1e-9")
+_MAX_BINARY = Decimal(2**63 - 1)
 
 
-def quantity_value(text: str) -> Fraction | None:
-    """The exact value of a quantity is_quantity() accepts (None for exponents too large to
-    matter here); ``+``, ``-`` and ``.`` are zero, as the apiserver reads them."""
+def _int32(value: int) -> int:
+    """Go's int32(x) conversion: two's complement wrap-around."""
+    return (value + 2**31) % 2**32 - 2**31
+
+
+def quantity_value(text: str) -> Decimal:
+    """The value the apiserver keeps for a quantity (what ``compareTo`` compares): non-zero
+    values rounded away from zero to nano units, BinarySI capped at int64, the exponent of
+    "1e<n>" wrapped to int32 as Go's conversion does; "+", "-" and "." are zero."""
     if not is_quantity(text):
         raise ValueError(f"not a quantity: {text!r}")
     suffix = _scan(text) or ""
-    number = text[: len(text) - len(suffix)]
-    sign = -1 if number.startswith("-") else 1
-    digits = number.lstrip("+-")
-    whole, _, fraction = digits.partition(".")
-    value = Fraction(int(whole or "0")) + (Fraction(int(fraction), 10 ** len(fraction)) if fraction else 0)
-    if suffix in _SUFFIX_VALUE:
-        return sign * value * _SUFFIX_VALUE[suffix]
-    exponent = int(suffix[1:])
-    if abs(exponent) > 1000:
-        return None
-    return sign * value * Fraction(10) ** exponent
+    number = text[: len(text) - len(suffix)].lstrip("+")
+    digits = number.lstrip("-")
+    if digits in ("", "."):
+        return Decimal(0)
+    with localcontext() as context:
+        context.prec, context.Emax, context.Emin = 200, 10**15, -(10**15)
+        value = Decimal(("-" if number.startswith("-") else "") + (digits if digits != "." else "0"))
+        if suffix in _BINARY_EXPONENTS:
+            value = value * (2 ** _BINARY_EXPONENTS[suffix])
+            if abs(value) > _MAX_BINARY:
+                value = _MAX_BINARY.copy_sign(value)
+        else:
+            exponent = _DECIMAL_EXPONENTS.get(suffix)
+            value = value.scaleb(exponent if exponent is not None else _int32(int(suffix[1:])))
+        if value and value.as_tuple().exponent < -9:  # type: ignore[operator]
+            value = value.quantize(_NANO, rounding=ROUND_UP)
+    return value

@@ -20,7 +20,7 @@ import re2
 from hypothesis import strategies as st
 
 from . import admission, cel_rules
-from .pod_template import pod_templates, with_app_name
+from .pod_template import hostile_value, pod_templates, with_app_name
 from .regex_strings import matching
 from .rule_shapes import Shapes, go_regex_for_python, shapes_of
 
@@ -123,8 +123,8 @@ class Builder:
         return strategy
 
     def _typed(self, schema: Schema, shapes: Shapes, path: str, depth: int, edges: bool) -> st.SearchStrategy[Any]:
-        if admission.preserves_unknown(schema):
-            return pod_templates
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return self._free_form(schema, path)
         if schema.get("x-kubernetes-int-or-string"):
             return self._checked(schema, self._int_or_string(schema, shapes))
         kind = schema.get("type")
@@ -147,6 +147,19 @@ class Builder:
             return self._map(schema, shapes, path, depth, edges)
         raise ValueError(f"{path}: schema keyword set not supported: {sorted(schema)}")
 
+    def _free_form(self, schema: Schema, path: str) -> st.SearchStrategy[Any]:
+        """Anything the schema's known parts allow: pod-template fragments, plausible and
+        hostile, for podTemplate; other free-form objects get hostile JSON."""
+        candidates = pod_templates if path == "spec.podTemplate" else st.dictionaries(
+            st.text(max_size=8), hostile_value, max_size=3)
+
+        def admitted(value: Any) -> bool:
+            errors: list[str] = []
+            admission.validate(admission.as_decoded(value), schema, path, errors)
+            return not errors
+
+        return candidates.filter(admitted)
+
     def _string(self, schema: Schema, shapes: Shapes, value_of: Shapes | None = None) -> st.SearchStrategy[str]:
         regexes = ([schema["pattern"]] if "pattern" in schema else []) + shapes.self_regexes
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
@@ -165,7 +178,7 @@ class Builder:
     def _array(self, schema: Schema, shapes: Shapes, path: str, depth: int, edges: bool) -> st.SearchStrategy[list]:
         item = self.build(schema["items"], f"{path}[]", depth + 1, edges)
         lo, hi = schema.get("minItems", 0), schema.get("maxItems")
-        unique = (lambda v: v.get(shapes.unique_field) if isinstance(v, dict) else v) if shapes.unique_field else None
+        unique = _unique_by(schema, shapes)
         small = st.lists(item, min_size=lo, max_size=max(lo, min(hi or SMALL_ITEMS, SMALL_ITEMS)), unique_by=unique)
         branches = [small] * EDGE_ODDS
         if edges and hi is not None and SMALL_ITEMS < hi <= BOUNDARY_ITEMS_LIMIT:
@@ -243,6 +256,19 @@ def requiring(schema: Schema, paths: tuple[str, ...]) -> Schema:
                 node["required"] = [*node.get("required", []), name]
             node = node["properties"][name]
     return schema
+
+
+def _unique_by(schema: Schema, shapes: Shapes) -> Callable[[Any], Any] | None:
+    """What list items must differ in: list-map keys, whole items of a set, or a field a CEL
+    rule wants unique."""
+    keys = admission.list_keys(schema)
+    if keys is None and shapes.unique_field:
+        keys = [shapes.unique_field]
+    if keys is None:
+        return None
+    if not keys:
+        return lambda v: repr(v)
+    return lambda v: tuple(v.get(k) for k in keys) if isinstance(v, dict) else repr(v)
 
 
 def appreleases(

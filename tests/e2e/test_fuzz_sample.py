@@ -1,0 +1,175 @@
+"""A sample of CRD-generated AppReleases through the real apiserver with the operator running.
+
+The specs come from the same strategies as tests/unit/test_fuzz_admitted_specs.py and pass
+the emulated admission. Here: the real apiserver must admit every one of them (a rejection
+is a bug in the emulation), the operator must reach a verdict for each (status for the
+current generation, with a phase; Degraded means a Stalled condition with a message and a
+Warning Event, and never InternalError), everything it would render for the spec must be
+accepted by a server-side dry run unless the AppRelease is Stalled, and the operator's log
+must hold no traceback.
+
+Sample size: APPRELEASE_FUZZ_E2E_SAMPLE (default 30), derandomized. Two overrides keep the
+sample safe on a shared machine: at most 3 replicas (KWOK runs every pod asked for) and
+Nacos server addresses on the loopback (the operator connects to what the spec names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from apprelease.api.spec import AppRelease
+from apprelease.render import RenderError, render_initial
+from tests.fuzz.admission import admit
+from tests.fuzz.strategies import appreleases
+from tests.plugins.cluster import KubeCluster, NotYet, wait_for
+from tests.plugins.operator import AppReleases, OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = int(os.environ.get("APPRELEASE_FUZZ_E2E_SAMPLE", "30"))
+VERDICT_TIMEOUT = 120.0
+SAFE_FOR_A_SHARED_MACHINE = {
+    "spec.replicas": st.integers(0, 3),
+    "spec.registry.nacos.serverAddr": st.sampled_from(
+        ["127.0.0.1:1", "127.0.0.1:9,127.0.0.1:1", "http://127.0.0.1:2", "localhost:3"]
+    ),
+}
+
+
+def sample_specs(size: int) -> list[dict[str, Any]]:
+    """``size`` admitted specs, the same ones every run, each with its own name."""
+    bodies: list[dict[str, Any]] = []
+
+    @settings(max_examples=size * 3, derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(appreleases(overrides=SAFE_FOR_A_SHARED_MACHINE))
+    def collect(body: dict[str, Any]) -> None:
+        if len(bodies) >= size:
+            return
+        body["metadata"]["name"] = f"{body['metadata']['name'][:52]}-{len(bodies):02d}"
+        assume(admit(body).admitted)
+        bodies.append(body)
+
+    collect()
+    assert len(bodies) == size, f"only {len(bodies)} of {size} generated specs were admitted"
+    return bodies
+
+
+def _stalled(status: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or []
+                 if c.get("type") == "Stalled" and c.get("status") == "True"), None)
+
+
+def _verdicts(arl: AppReleases, names: list[str]) -> dict[str, dict[str, Any]] | NotYet:
+    items = {i["metadata"]["name"]: i for i in arl.kubectl_json("appreleases")["items"]}
+    pending = [
+        n for n in names
+        if not (items[n].get("status") or {}).get("phase")
+        or (items[n].get("status") or {}).get("observedGeneration") != items[n]["metadata"]["generation"]
+    ]
+    return NotYet(pending) if pending else items
+
+
+def _warnings_by_object(arl: AppReleases) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for event in arl.kubectl_json("events")["items"]:
+        if event.get("type") == "Warning":
+            found.setdefault(event["involvedObject"]["name"], []).append(event.get("reason", ""))
+    return found
+
+
+def _dry_run_rejection(cluster: KubeCluster, live: dict[str, Any]) -> str | None:
+    """Why the apiserver refuses what the operator renders for ``live`` (None: it accepts)."""
+    try:
+        app = AppRelease.model_validate(live)
+        children = render_initial(app)
+    except (ValidationError, RenderError) as exc:
+        return f"not renderable: {str(exc)[:300]}"
+    result = cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--force-conflicts",
+        "--field-manager=apprelease", "-f", "-",
+        input=yaml.safe_dump_all(children, sort_keys=False), check=False,
+    )
+    return None if result.returncode == 0 else result.stderr.strip()[:600]
+
+
+def test_generated_appreleases_are_admitted_and_reach_a_verdict(
+    kube_cluster: KubeCluster, arl: AppReleases, operator: OperatorProcess
+) -> None:
+    started = time.monotonic()
+    log_offset = operator.log_path.stat().st_size
+    bodies = sample_specs(SAMPLE)
+    generated = time.monotonic()
+
+    rejected = {}
+    for body in bodies:
+        result = kube_cluster.kubectl(
+            "apply", "--server-side", "-n", arl.namespace, "-f", "-",
+            input=yaml.safe_dump(body, sort_keys=False), check=False,
+        )
+        if result.returncode != 0:
+            rejected[body["metadata"]["name"]] = result.stderr.strip()[:600]
+    assert not rejected, "the apiserver rejected specs the emulated admission admitted:\n" + (
+        "\n".join(f"{k}: {v}" for k, v in rejected.items()))
+    names = [b["metadata"]["name"] for b in bodies]
+    applied = time.monotonic()
+
+    items = wait_for(lambda: _verdicts(arl, names), VERDICT_TIMEOUT, 1.0,
+                     "a verdict (phase for the current generation) for every AppRelease")
+    verdicts_at = time.monotonic()
+
+    problems: list[str] = []
+    stalled = {n: _stalled(items[n]["status"]) for n in names}
+    for name, condition in stalled.items():
+        if condition is None:
+            if items[name]["status"]["phase"] == "Degraded":
+                problems.append(f"{name}: Degraded without a Stalled condition")
+            continue
+        if not condition.get("message"):
+            problems.append(f"{name}: Stalled ({condition.get('reason')}) with no message")
+        if condition.get("reason") == "InternalError":
+            problems.append(f"{name}: InternalError: {condition.get('message')}")
+    needs_warning = [n for n, c in stalled.items() if c is not None]
+
+    def warned() -> bool | NotYet:
+        warnings = _warnings_by_object(arl)
+        missing = [n for n in needs_warning if not warnings.get(n)]
+        return NotYet(missing) if missing else True
+
+    try:
+        wait_for(warned, 30, 1.0, "a Warning Event for every Stalled AppRelease")
+    except AssertionError as exc:
+        problems.append(str(exc))
+
+    dry_runs = 0
+    for name in names:
+        rejection = _dry_run_rejection(kube_cluster, items[name])
+        dry_runs += 1
+        if rejection is not None and stalled[name] is None:
+            problems.append(f"{name}: not Stalled, but the apiserver refuses its children: {rejection}")
+
+    log = operator.log_path.read_text(errors="replace")[log_offset:]
+    if "Traceback" in log:
+        first = log.index("Traceback")
+        problems.append(f"operator log has a traceback:\n{log[first:first + 3000]}")
+
+    phases: dict[str, int] = {}
+    for name in names:
+        status = items[name]["status"]
+        key = status["phase"] + (f" ({stalled[name]['reason']})" if stalled[name] else "")
+        phases[key] = phases.get(key, 0) + 1
+    print(  # the sample's numbers, for docs/fuzzing.md
+        f"fuzz e2e: {len(names)} specs, all admitted; verdicts {json.dumps(phases, sort_keys=True)};"
+        f" {dry_runs} dry runs; generate {generated - started:.1f} s, apply {applied - generated:.1f} s,"
+        f" verdicts {verdicts_at - applied:.1f} s, total {time.monotonic() - started:.1f} s"
+    )
+    assert not problems, "\n\n".join(problems)
