@@ -261,7 +261,8 @@ if __name__ == "__main__":
 @click.pass_context
 def run_embedded(ctx: click.Context, filename: Path | None) -> None:
     """The embedded default: start the local control plane, install the CRD, run the
-    operator, apply the example and show it converge. Ctrl-C stops everything."""
+    operator and the web console, apply the example and show it converge. Ctrl-C stops
+    everything."""
     from apprelease.cli.common import Context
     from apprelease.cli.tree import show
     from apprelease_dev import embedded
@@ -274,13 +275,15 @@ def run_embedded(ctx: click.Context, filename: Path | None) -> None:
             click.echo("installing the AppRelease CRD")
             embedded.install_crd(kube)
             log_path = cluster.logs_dir / "operator.log"
-            with embedded.operator_process(cluster.kubeconfig, log_path):
+            with embedded.operator_process(cluster.kubeconfig, log_path), \
+                    embedded.console_process(cluster.kubeconfig, cluster.logs_dir / "console.log") as url:
                 body, note = embedded.load_example(example, demo=filename is None)
                 embedded.apply_example(kube, body)
                 meta = body["metadata"]
                 click.echo(f"operator running (log: {log_path}); applied {example.name}")
                 if note:
                     click.echo(note)
+                click.echo(f"console: {url}  (open it in a browser)")
                 click.echo(f"in another shell: export KUBECONFIG={cluster.kubeconfig}")
                 click.echo("Ctrl-C stops the operator and the cluster.\n")
                 show(Context(str(cluster.kubeconfig), meta.get("namespace")), meta["name"], watch=True)

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from .cluster import LocalCluster
 
 DEV_MANAGER = "apprelease-dev"  # the field manager of what the demo applies, as a user would
 CRD_NAME = "appreleases.apprelease.io"
+CONSOLE_PORT = 7070  # `apprelease console`'s default; any free port when taken
 Progress = Callable[[str], None]
 
 
@@ -97,7 +99,44 @@ def apply_example(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = operator_command(kubeconfig)
+    with background_process(operator_command(kubeconfig), log_path) as process:
+        yield process
+
+
+@contextmanager
+def console_process(kubeconfig: Path, log_path: Path) -> Iterator[str]:
+    """`apprelease console` (the kubeconfig's identity, no browser opened); yields its URL
+    once it serves."""
+    port = CONSOLE_PORT if _port_free(CONSOLE_PORT) else _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "-m", "apprelease.cli.main", "console", "--kubeconfig", str(kubeconfig),
+               "--no-browser", "--port", str(port)]
+    with background_process(command, log_path) as process:
+
+        def serving() -> bool:
+            if process.poll() is not None:
+                raise TimeoutError(f"the console exited with {process.returncode} (log: {log_path})")
+            try:
+                with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        _wait(serving, 60, f"the console on {url}")
+        yield url
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@contextmanager
+def background_process(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:

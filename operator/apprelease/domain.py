@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-# Which Deployment of an app: the app's own name (stable), or the one beside it (canary).
-Track = Literal["stable", "canary"]
-TRACKS: tuple[Track, ...] = ("stable", "canary")
+# Which Deployment of an app: the app's own name (stable), or the one beside it: a canary's,
+# or a blue-green preview's.
+Track = Literal["stable", "canary", "preview"]
+TRACKS: tuple[Track, ...] = ("stable", "canary", "preview")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Layers only point down: domain/api → render → rollout → k8s → registry → controller → cli.
+"""Layers only point down: domain/api → render → rollout → k8s → registry → controller/actions
+→ cli/console.
 
 A lower layer importing a higher one is how a pure core grows I/O; this test names the import.
 """
@@ -23,6 +24,7 @@ RANKS = {
     "k8s": 4,
     "registry": 5,
     "controller": 6,
+    "actions": 6,  # the operations users make (patches), shared by the CLI and the console
     "cli": 7,
     "console": 7,
 }

@@ -265,7 +265,7 @@ class FailingRegistry:
     def state_for(self, app: Any, observed: Any, previous: Any = None) -> Any:
         raise KeyError("port")
 
-    def execute(self, app: Any, actions: Any) -> None:
+    def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
         raise AssertionError("not reached")
 
     def forget(self, key: Any) -> None:

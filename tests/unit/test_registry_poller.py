@@ -16,7 +16,7 @@ from apprelease.registry.monitor import RegistryMonitor, _Target
 from tests.plugins.cluster import wait_for
 
 INSTANCE = RegistryInstance("10.0.0.1", 8080, True, True, 1.0, True, "DEFAULT")
-DISABLE = RegistryAction("disable", "pod-1", "10.0.0.1", 8080)
+DISABLE = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=False, weight=100.0)
 
 
 class FakeClient:
@@ -38,10 +38,10 @@ class FakeClient:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         return [INSTANCE]
 
-    def set_enabled(self, ip: str, port: int, enabled: bool, *, ephemeral: bool = True) -> None:
+    def update_instance(self, ip: str, port: int, *, enabled: bool, **state: Any) -> None:
         if self.write_errors:
             self.write_errors -= 1
-            raise RegistryUnavailable("Nacos at http://n:8848/nacos: setting enabled: HTTP 500: no leader")
+            raise RegistryUnavailable("Nacos at http://n:8848/nacos: updating the instance: HTTP 500: no leader")
         self.writes.append((ip, port, enabled))
 
     def close(self) -> None:

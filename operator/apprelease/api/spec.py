@@ -127,7 +127,7 @@ class AppReleaseSpec(ApiModel):
                 " || (has(self.registry) && has(self.registry.nacos))",
                 "trafficRouting nacos needs registry.nacos", field_path=".strategy.canary.trafficRouting"),
             cel("!has(self.registry) || !has(self.registry.warmup)"
-                " || duration(self.registry.warmup) < duration(string(self.progressDeadlineSeconds) + 's')",
+                " || duration(self.registry.warmup).getSeconds() < self.progressDeadlineSeconds",
                 "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
         )
     }

@@ -14,7 +14,7 @@ from .base import ApiModel
 
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded", "TakenDown"]
 ConditionStatus = Literal["True", "False", "Unknown"]
-Track = Literal["stable", "canary"]
+Track = Literal["stable", "canary", "preview"]
 
 
 class StatusModel(ApiModel):
@@ -133,7 +133,7 @@ class AppReleaseStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
     message: str = ""
-    strategy: Literal["rolling", "recreate", "canary"] | None = None
+    strategy: Literal["rolling", "recreate", "canary", "blueGreen"] | None = None
 
     replicas: int = 0
     ready_replicas: int = 0

@@ -29,7 +29,7 @@ from ..render import Policy, render_children
 from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
-from ..rollout.observed import Observed
+from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
 from ..rollout.status_summary import material_change
@@ -60,7 +60,7 @@ class RegistrySource(Protocol):
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
     ) -> Observed: ...
-    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...]) -> None: ...
+    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...], *, busy: bool = False) -> None: ...
     def forget(self, key: AppKey) -> None: ...
 
 
@@ -147,7 +147,8 @@ class Reconciler:
         desired = render_children(app, plan.desired, self.policy)
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
-            self.registry.execute(app, plan.registry_actions)
+            self.registry.execute(app, plan.registry_actions, busy=plan.registry_busy)
+        writes += self._write_gates(app, plan.pod_gates)
         # History before the Deployments that run it: whatever fails later in this pass, a
         # revision that reached a Deployment is on record.
         writes += self._save_revisions(app, plan.revisions_to_save)
@@ -309,6 +310,24 @@ class Reconciler:
         return Outcome(plan.requeue_after, None, writes)
 
     # Writes ------------------------------------------------------------------------------
+
+    def _write_gates(self, app: AppRelease, gates: tuple[GateChange, ...]) -> int:
+        """The pods' readiness-gate conditions (server-side apply of that one condition on
+        pods/status: the kubelet's own conditions stay theirs)."""
+        for gate in gates:
+            condition = {
+                "type": REGISTERED_GATE, "status": "True" if gate.status else "False",
+                "reason": gate.reason, "message": gate.message, "lastTransitionTime": gate.since,
+            }
+            body = {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": gate.pod, "namespace": app.namespace},
+                    "status": {"conditions": [condition]}}
+            try:
+                self.kube.apply(body, subresource="status")
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+        return len(gates)
 
     def _save_revisions(self, app: AppRelease, records: tuple) -> int:
         for record in records:

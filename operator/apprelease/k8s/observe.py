@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain import Track
+from ..domain import TRACKS, Track
 from ..render import labels
 from ..rollout.observed import (
     REGISTERED_GATE,
@@ -121,7 +121,7 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     revision = pod_labels.get(labels.REVISION)
     return PodState(
         name=meta.get("name", ""),
-        track=track if track in ("stable", "canary") else None,
+        track=track if track in TRACKS else None,
         revision=int(revision) if revision and revision.isdigit() else None,
         ready=ready,
         restarts=sum(int(c.get("restartCount") or 0) for c in statuses),
@@ -190,7 +190,7 @@ def observe(children: Children, uid: str | None, app_name: str) -> Observed:
         if not owned_by(dep, uid):
             continue
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK)
-        if track in ("stable", "canary"):
+        if track in TRACKS:
             deployments[track] = deployment_state(dep, track)
     revisions: list[RevisionRecord] = [
         rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)

@@ -52,11 +52,16 @@ SECRET_CACHE_SECONDS = 60.0
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 IDLE_WAIT_SECONDS = 0.5
 
-ActionKey = tuple[str, str | None, str | None, int | None]
+# An action is identified by everything it writes: a new wish for the same instance replaces
+# the queued one (queued is rebuilt from each plan), the same wish again is not rewritten.
+ActionKey = RegistryAction
+# While pods join or leave, their registration is read this often (a new pod turns Ready only
+# once a read shows it registered).
+BUSY_POLL_SECONDS = 1.0
 
 
 def _action_key(action: RegistryAction) -> ActionKey:
-    return (action.kind, action.pod, action.ip, action.port)
+    return action
 
 
 @dataclass
@@ -75,6 +80,9 @@ class _Target:
     write_failures: int = 0
     write_error: str | None = None
     write_error_reason: str | None = None
+    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them.
+    written_ahead: set[ActionKey] = field(default_factory=set)
+    busy: bool = False
 
 
 class _Lane:
@@ -244,9 +252,10 @@ class RegistryMonitor:
 
     # Actions ---------------------------------------------------------------------------------
 
-    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...]) -> None:
+    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...], *, busy: bool = False) -> None:
         """Hand the plan's registry actions to the server's lane (no registry I/O here).
-        Pod annotations (which pods a scale-down removes) are Kubernetes writes: done now."""
+        Pod annotations (which pods a scale-down removes) are Kubernetes writes: done now.
+        ``busy``: pods are joining or leaving, so the lane reads this service more often."""
         key = (app.namespace, app.name)
         for action in actions:
             if action.kind == "mark-leaving":
@@ -260,8 +269,10 @@ class RegistryMonitor:
             target = lane.targets.get(key)
             if target is None:
                 return
+            target.busy = busy
             target.queued = {
-                _action_key(a): a for a in wanted if _action_key(a) not in target.done
+                _action_key(a): a for a in wanted
+                if _action_key(a) not in target.done and _action_key(a) not in target.written_ahead
             }
             if target.queued:
                 lane.cond.notify_all()
@@ -283,7 +294,7 @@ class RegistryMonitor:
             instances = tuple(sorted(target.client.list_instances(), key=_instance_order))
             read = RegistryRead(instances, None, stamp)
             failures = 0
-            next_poll = time.monotonic() + self.poll_seconds
+            next_poll = time.monotonic() + (min(BUSY_POLL_SECONDS, self.poll_seconds) if target.busy else self.poll_seconds)
         except RegistryUnavailable as exc:
             read = RegistryRead(None, str(exc), stamp, reason=exc.reason)
             failures = target.failures + 1
@@ -312,14 +323,15 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return
             if error is None:
-                target.done.add(key)
+                (target.written_ahead if not action.must_exist else target.done).add(key)
                 target.write_failures = 0
                 target.next_write = 0.0
                 target.next_poll = 0.0  # read back what we changed right away
                 woke = target.write_error is not None
                 target.write_error = target.write_error_reason = None
-                log.info("%s/%s: registry %s %s:%s (pod %s)", target.key[0], target.key[1],
-                         action.kind, action.ip, action.port, action.pod or "-")
+                log.info("%s/%s: registry %s %s:%s %s (pod %s, %s)", target.key[0], target.key[1],
+                         action.kind, action.ip, action.port, _describe(action), action.pod or "-",
+                         action.reason or "-")
             else:
                 target.queued.setdefault(key, action)
                 target.write_failures += 1
@@ -336,10 +348,12 @@ class RegistryMonitor:
     @staticmethod
     def _run_action(client: NacosRegistry, action: RegistryAction) -> None:
         assert action.ip is not None and action.port is not None
-        if action.kind == "disable":
-            client.set_enabled(action.ip, action.port, False, ephemeral=action.ephemeral)
-        elif action.kind == "clear":
-            client.clear_overrides(action.ip, action.port, ephemeral=action.ephemeral)
+        if action.kind == "write":
+            client.update_instance(
+                action.ip, action.port, enabled=action.enabled, weight=action.weight,
+                metadata=dict(action.metadata), cluster=action.cluster, ephemeral=action.ephemeral,
+                must_exist=action.must_exist,
+            )
         elif action.kind == "deregister":
             client.deregister(action.ip, action.port, ephemeral=action.ephemeral)
 
@@ -439,6 +453,12 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
+
+
+def _describe(action: RegistryAction) -> str:
+    if action.kind != "write":
+        return ""
+    return f"enabled={action.enabled} weight={action.weight:g}"
 
 
 def _instance_order(instance: RegistryInstance) -> tuple[str, int, str]:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from ..domain import OWNER_KEY, RegistryAction, RegistryInstance, Track
+from ..domain import OWNER_KEY, TRACKS, RegistryAction, RegistryInstance, Track
 from ..render import TrackPlan
 from . import requests
 from .observed import Observed, PodState, Registration
@@ -87,7 +87,7 @@ def leaving_pods(
     """Per track: the pods the plan removes, and whether they go by scale-down (need marks)."""
     desired = {t.track: t for t in tracks}
     result: dict[Track, tuple[list[PodState], bool]] = {}
-    for track in ("stable", "canary"):
+    for track in TRACKS:
         pods = observed.pods_of(track)
         if not pods:
             continue
@@ -96,7 +96,7 @@ def leaving_pods(
         if plan is None or plan.replicas == 0:
             result[track] = (pods, False)
         elif dep is not None and dep.revision_hash != plan.revision_hash:
-            if track == "canary" or promoting_stable:
+            if track != "stable" or promoting_stable:
                 result[track] = ([p for p in pods if p.revision != plan.revision], False)
         else:
             current = [p for p in pods if p.revision == plan.revision]

@@ -39,8 +39,7 @@ from ..domain import (
 from .drain import DrainOutcome
 from .observed import GateChange, GateState, Observed, PodState
 from .outcome import Decision
-from .state import Previewing
-from .timefmt import parse_time_or
+from .timefmt import format_time, parse_time_or
 
 # Nacos accepts weights up to 10000; 100 leaves room on both sides of a ratio.
 BASE_WEIGHT = 100.0
@@ -71,16 +70,17 @@ def plan_instances(
     owner = f"{app.namespace}/{app.name}"
     ports = app.spec.container_ports()
     port = ports[0].container_port if ports else None
-    preview = isinstance(decision.state, Previewing)
     for pod in observed.pods:
         if not pod.ip or pod.track is None or port is None:
             continue
         instance = registration.by_pod.get(pod.name)
         metadata = ((OWNER_KEY, owner), (REVISION_KEY, str(pod.revision or "")), (TRACK_KEY, pod.track))
-        offline = pod.name in drain.offline or app.spec.taken_down or (preview and pod.track == "canary")
+        offline = pod.name in drain.offline or app.spec.taken_down or pod.revision in decision.idle_revisions
         reason, enabled = _pod_state(pod, instance, offline)
         if reason is not None and (pod.gate is None or (pod.gate.reason, pod.gate.status) != (reason, _READY[reason])):
-            result.gates.append(GateChange(pod.name, _READY[reason], reason, _MESSAGES[reason]))
+            kept = pod.gate is not None and pod.gate.status == _READY[reason] and pod.gate.since
+            since = pod.gate.since if kept and pod.gate is not None else format_time(now)
+            result.gates.append(GateChange(pod.name, _READY[reason], reason, _MESSAGES[reason], since or format_time(now)))
         if instance is None:
             if reason == "Waiting":
                 # Ahead of the app's registration, so it joins disabled: no traffic before Ready.

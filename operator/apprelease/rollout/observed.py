@@ -66,6 +66,7 @@ class GateChange:
     status: bool
     reason: str
     message: str
+    since: str  # lastTransitionTime: kept while the status stays the same
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
-from ..domain import RegistryAction
+from ..domain import RegistryAction, Track
 from ..render import DesiredChildren
 from . import requests
 from .observed import GateChange, Observed, RevisionRecord
@@ -77,6 +77,12 @@ class Decision:
     wake_at: tuple[datetime, ...] = ()
     promoted: str | None = None  # revision hash to mark promoted
     superseded: tuple[tuple[str, str], ...] = ()  # (hash, reason) to mark aborted
+    candidate_track: Track = "canary"  # the Deployment the candidate runs in
+    # Blue-green: the revision the active Service (and an HPA's selector) points at.
+    active_revision: int | None = None
+    # Revisions whose registry instances stay disabled in this state (a blue-green preview
+    # before the switch, the old revision after it).
+    idle_revisions: frozenset[int] = frozenset()
 
     @property
     def runs_on_stable(self) -> RevisionRecord:

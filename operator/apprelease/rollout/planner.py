@@ -20,7 +20,7 @@ from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, FailureStatus
 from ..domain import Track
 from ..render import DesiredChildren, TrackPlan
-from . import canary, direct, requests
+from . import bluegreen, canary, direct, requests
 from . import failures as F
 from .drain import DrainOutcome, drain_enabled, plan_drain
 from .instances import plan_instances
@@ -36,6 +36,7 @@ STRATEGIES: dict[str, Transition] = {
     "rolling": direct.transition,
     "recreate": direct.transition,
     "canary": canary.transition,
+    "blueGreen": bluegreen.transition,
 }
 
 
@@ -188,7 +189,7 @@ def _desired(app: AppRelease, decision: Decision, untouched: tuple[Track, ...]) 
         ))
     if decision.candidate is not None:
         tracks.append(TrackPlan(
-            track="canary", revision=decision.candidate.number, revision_hash=decision.candidate.hash,
+            track=decision.candidate_track, revision=decision.candidate.number, revision_hash=decision.candidate.hash,
             template=decision.candidate.template, replicas=0 if down else decision.candidate_replicas,
         ))
     return tracks
@@ -198,13 +199,18 @@ def _children(
     app: AppRelease, decision: Decision, history: History, tracks: list[TrackPlan], untouched: tuple[Track, ...]
 ) -> DesiredChildren:
     canary_spec = app.spec.strategy.canary
-    nginx = canary_spec is not None and canary_spec.traffic_routing == "nginx"
+    routing = canary_spec.traffic_routing if canary_spec is not None else None
     has_canary = any(t.track == "canary" for t in tracks)
-    weight = (decision.set_weight or 0) if nginx and has_canary else None
+    weight = (decision.set_weight or 0) if has_canary else 0
     retained = tuple(r.template.config for r in history.records() if r.template.config is not None)
+    preview = next((t for t in tracks if t.track == "preview"), None)
     return DesiredChildren(
-        tracks=tuple(tracks), retained_configs=retained, nginx_canary_weight=weight,
+        tracks=tuple(tracks), retained_configs=retained,
+        nginx_canary_weight=weight if routing == "nginx" and has_canary else None,
+        canary_weight=weight,
         untouched_tracks=untouched,
+        active_revision=(decision.active_revision or decision.stable.number) if app.spec.strategy.blue_green else None,
+        preview_revision=preview.revision if preview is not None else None,
     )
 
 

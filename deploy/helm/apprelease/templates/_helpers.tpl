@@ -31,6 +31,9 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, patch]
+- apiGroups: [""]
+  resources: [pods/status]
+  verbs: [patch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [get, list, watch]
@@ -42,4 +45,9 @@ app.kubernetes.io/component: operator
   resources: [clusterkopfpeerings, kopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end }}
+{{- end }}
+
+{{- define "apprelease.consoleLabels" -}}
+app.kubernetes.io/name: apprelease
+app.kubernetes.io/component: console
 {{- end }}
