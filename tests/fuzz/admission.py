@@ -10,6 +10,8 @@ as in Go, not Python ``re`` matches (``\\s`` is ASCII-only there, ``$`` is end o
 from __future__ import annotations
 
 import copy
+import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -23,6 +25,9 @@ from tests.support import ROOT
 from . import cel_rules
 
 CRD_PATH = ROOT / "crds" / "apprelease.io_appreleases.yaml"
+# etcd refuses requests over its --max-request-bytes (1.5 MiB by default); the stored object
+# adds metadata and managedFields to the body, so stay clear of the exact edge.
+MAX_OBJECT_BYTES = 1_400_000
 Schema = dict[str, Any]
 
 
@@ -49,13 +54,16 @@ class Admission:
 
 
 def as_decoded(value: Any) -> Any:
-    """JSON as the apiserver decodes it: integers beyond int64 become float64."""
+    """JSON as a client reads it back from the apiserver: integers beyond int64 were stored
+    as float64, and Go writes an integral float64 below 1e21 without exponent, so Python's
+    json reads that back as an int again (2**64 stays 2**64), larger ones as floats."""
     if isinstance(value, dict):
         return {k: as_decoded(v) for k, v in value.items()}
     if isinstance(value, list):
         return [as_decoded(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        return float(value)
+        number = float(value)
+        return int(number) if abs(number) < 1e21 else number
     return value
 
 
@@ -65,6 +73,10 @@ def admit(body: dict[str, Any], schema: Schema | None = None) -> Admission:
     drop_nulls(obj, schema)
     apply_defaults(obj, schema)
     result = Admission(obj)
+    size = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_OBJECT_BYTES:
+        result.errors.append(f"<root>: {size} bytes: etcd's request size limit")
+        return result
     validate(obj, schema, "", result.errors)
     return result
 
@@ -216,3 +228,34 @@ def crd_identity(path: Path = CRD_PATH) -> tuple[str, str]:
     crd = yaml.safe_load(path.read_text())
     (version,) = [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]
     return f"{crd['spec']['group']}/{version}", crd["spec"]["names"]["kind"]
+
+
+def unresolved_references(schema: Schema, path: str = "") -> list[str]:
+    """Rules or fieldPaths naming a field the schema does not declare: the apiserver refuses
+    such a CRD (fieldPath "must be a valid path"; CEL "undefined field")."""
+    problems = []
+    for entry in schema.get("x-kubernetes-validations") or []:
+        for chain in re.findall(r"\bself((?:\.\w+)+)(?!\w|\s*\()", entry["rule"]):
+            problems += _resolve(schema, chain, f"{path or '<root>'}: rule {entry['rule']!r}")
+        if "fieldPath" in entry:
+            problems += _resolve(schema, entry["fieldPath"], f"{path or '<root>'}: fieldPath")
+    for key, child in (schema.get("properties") or {}).items():
+        problems += unresolved_references(child, f"{path}.{key}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            problems += unresolved_references(schema[key], f"{path}[]")
+    return problems
+
+
+def _resolve(schema: Schema, chain: str, where: str) -> list[str]:
+    node = schema
+    for name in chain.strip(".").split("."):
+        if node.get("x-kubernetes-preserve-unknown-fields") or node.get("type") != "object":
+            return []
+        props = node.get("properties")
+        if props is None:
+            return []  # a map: any key
+        if name not in props:
+            return [f"{where}: {name!r} is not a field here (fields: {sorted(props)})"]
+        node = props[name]
+    return []

@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 from cel_expr_python import cel
 from cel_expr_python.ext.ext_strings import ExtStrings
 
 from .quantity import is_quantity, quantity_value
+
 
 def _quantity(text: str) -> str:
     return str(quantity_value(text))
@@ -31,8 +33,7 @@ def _compare_to(left: str, right: str) -> int:
 
 
 def _is_sorted(values: Any) -> bool:
-    items = list(values)
-    return all(a <= b for a, b in zip(items, items[1:], strict=False))
+    return all(a <= b for a, b in pairwise(list(values)))
 
 
 def _declare(name: str, result: Any, params: list[Any], impl: Any, member: bool = False) -> Any:

@@ -1,6 +1,7 @@
 """One admitted spec through the operator's pure core, and what counts as a failure.
 
-Accepted verdicts: the model parses the spec; every plan renders, or rendering raises
+Accepted verdicts: the operator's index packs the AppRelease (k8s/packing.py, as the kopf
+index does) and its model parses the spec; every plan renders, or rendering raises
 RenderError (the reconciler reports that as Stalled); rendered children keep the offline
 Kubernetes invariants. Anything else raises: a pydantic rejection of an admitted spec
 (``Disagreement``), any other exception from render or plan, or a rendered child the
@@ -20,6 +21,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from apprelease.api.spec import AppRelease
+from apprelease.k8s.observe import slim_app
+from apprelease.k8s.packing import pack, unpack
 from apprelease.render import RenderError, render_children, render_initial
 from apprelease.rollout.deletion import needs_finalizer, plan_deletion
 from apprelease.rollout.outcome import Plan
@@ -65,8 +68,10 @@ def as_stored(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse(body: dict[str, Any]) -> AppRelease:
+    """What the operator does with a watched AppRelease: index it packed, then parse it."""
+    stored = unpack(pack(slim_app(as_stored(body))))
     try:
-        return AppRelease.model_validate(as_stored(body))
+        return AppRelease.model_validate(stored)
     except ValidationError as exc:
         raise Disagreement(f"the model rejects an admitted spec: {exc}") from exc
 

@@ -74,3 +74,10 @@ def test_generated_specs_are_admitted(body: dict) -> None:
     # The strategies aim at admitted specs: the rules they cannot aim at filter locally.
     result = admission.admit(body)
     assert result.admitted, result.errors
+
+
+def test_rules_and_field_paths_name_declared_fields() -> None:
+    # The apiserver refuses a CRD whose rule or fieldPath names a field it does not declare;
+    # the emulation evaluates rules without types, so it would not notice by itself.
+    problems = admission.unresolved_references(admission.crd_schema())
+    assert not problems, "\n".join(problems)
