@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
-from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
-from pydantic import ValidationError
 
-from apprelease.api.spec import AppRelease
-from apprelease.render import RenderError, render_initial
 from tests.fuzz.admission import admit
+from tests.fuzz.apiserver import as_json, dry_run_rejection
 from tests.fuzz.strategies import appreleases
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 from tests.plugins.operator import AppReleases, OperatorProcess
@@ -67,12 +63,6 @@ def sample_specs(size: int) -> list[dict[str, Any]]:
     return bodies
 
 
-def as_json(document: dict[str, Any]) -> str:
-    """Input for kubectl: JSON, since YAML cannot carry every string a spec may hold (Go's
-    YAML reader refuses C1 control characters and surrogate escapes)."""
-    return json.dumps(document, ensure_ascii=False)
-
-
 def _stalled(status: dict[str, Any]) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or []
                  if c.get("type") == "Stalled" and c.get("status") == "True"), None)
@@ -94,48 +84,6 @@ def _warnings_by_object(arl: AppReleases) -> dict[str, list[str]]:
         if event.get("type") == "Warning":
             found.setdefault(event["involvedObject"]["name"], []).append(event.get("reason", ""))
     return found
-
-
-# Characters Go's YAML reader refuses raw (C1 controls, DEL, BOM, non-characters) or folds
-# into a space (NEL, line and paragraph separators): sent as \\u escapes, which it accepts.
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
-
-
-def apply_patch_body(obj: dict[str, Any]) -> str:
-    """JSON that an apply patch (read as YAML) carries unchanged: raw UTF-8, so characters
-    beyond the BMP are not surrogate-pair escapes (which Go's YAML reader refuses)."""
-    text = json.dumps(obj, ensure_ascii=False)
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _path(obj: dict[str, Any]) -> str:
-    group = "/api/v1" if obj["apiVersion"] == "v1" else f"/apis/{obj['apiVersion']}"
-    plural = {"Ingress": "ingresses"}.get(obj["kind"], obj["kind"].lower() + "s")
-    meta = obj["metadata"]
-    return f"{group}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
-
-
-def _dry_run_rejection(api: ApiClient, live: dict[str, Any]) -> str | None:
-    """Why the apiserver refuses what the operator renders for ``live`` (None: it accepts):
-    each child as a server-side apply with dryRun=All."""
-    try:
-        app = AppRelease.model_validate(live)
-        children = render_initial(app)
-    except (ValidationError, RenderError) as exc:
-        return f"not renderable: {str(exc)[:300]}"
-    refusals = []
-    for child in children:
-        request = api.param_serialize(
-            method="PATCH", resource_path=_path(child),
-            query_params=[("dryRun", "All"), ("fieldManager", "apprelease-fuzz"), ("force", "true")],
-            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-            body=apply_patch_body(child),
-        )
-        response = api.call_api(*request)
-        response.read()
-        if response.status >= 300:
-            refusals.append(f"{child['kind']} {response.status}: {response.data.decode(errors='replace')[:400]}")
-    return "; ".join(refusals) or None
 
 
 def test_generated_appreleases_are_admitted_and_reach_a_verdict(
@@ -195,7 +143,7 @@ def test_generated_appreleases_are_admitted_and_reach_a_verdict(
     dry_runs = 0
     api = new_client_from_config(config_file=str(kube_cluster.kubeconfig))
     for name in names:
-        rejection = _dry_run_rejection(api, items[name])
+        rejection = dry_run_rejection(api, items[name])
         dry_runs += 1
         reason = (stalled[name] or {}).get("reason")
         if rejection is not None and stalled[name] is None:

@@ -37,6 +37,21 @@ def _v(field: str, rule: str, value: Any) -> str:
     return f"{field}: {rule} = {value!r:.80}"
 
 
+# Go's unicode.IsSpace: what strings.TrimSpace (the image check) trims. Not Python's isspace,
+# which also counts the ASCII separators \x1c-\x1f.
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+# pkg/apis/core/validation: what env[].valueFrom may point at.
+FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels",
+               "metadata.annotations", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
+               "status.hostIPs", "status.podIP", "status.podIPs"}
+FIELD_PATH_SUBSCRIPT = re.compile(r"metadata\.(labels|annotations)\['[^']+'\]")
+RESOURCE_FIELDS = re.compile(r"(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-.+)")
+
+
+def go_trim_space(value: str) -> str:
+    return value.strip(GO_SPACE)
+
+
 def is_subdomain(value: str) -> bool:
     return len(value) <= 253 and DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
@@ -126,7 +141,7 @@ def _resources(resources: dict[str, Any], where: str) -> Iterator[str]:
 def _container(c: dict[str, Any], where: str) -> Iterator[str]:
     if not (len(c["name"]) <= 63 and DNS1123_LABEL.fullmatch(c["name"])):
         yield _v(f"{where}.name", "not a DNS-1123 label", c["name"])
-    if not c.get("image") or c["image"] != c["image"].strip():
+    if not c.get("image") or c["image"] != go_trim_space(c["image"]):
         yield _v(f"{where}.image", "empty or surrounded by whitespace (Go's unicode.IsSpace)", c.get("image"))
     names = [p["name"] for p in c.get("ports") or [] if "name" in p]
     for name in names:
@@ -135,9 +150,17 @@ def _container(c: dict[str, Any], where: str) -> Iterator[str]:
     for env in c.get("env") or []:
         if not env["name"] or "=" in env["name"] or not env["name"].isascii() or not env["name"].isprintable():
             yield _v(f"{where}.env.name", "not printable ASCII without '='", env["name"])
-        ref = (env.get("valueFrom") or {}).get("resourceFieldRef") or {}
+        source = env.get("valueFrom") or {}
+        ref = source.get("resourceFieldRef") or {}
         if "divisor" in ref and not is_quantity(str(ref["divisor"])):
             yield _v(f"{where}.env.valueFrom.resourceFieldRef.divisor", "not a quantity", ref["divisor"])
+        if ref and not RESOURCE_FIELDS.fullmatch(ref["resource"]):
+            yield _v(f"{where}.env.valueFrom.resourceFieldRef.resource", "not a supported resource", ref["resource"])
+        field = source.get("fieldRef") or {}
+        if field and not (field["fieldPath"] in FIELD_PATHS or FIELD_PATH_SUBSCRIPT.fullmatch(field["fieldPath"])):
+            yield _v(f"{where}.env.valueFrom.fieldRef.fieldPath", "not a supported field path", field["fieldPath"])
+        if field.get("apiVersion", "v1") != "v1":
+            yield _v(f"{where}.env.valueFrom.fieldRef.apiVersion", "not v1", field["apiVersion"])
     for source in c.get("envFrom") or []:
         prefix = source.get("prefix", "")
         if "=" in prefix or not prefix.isascii() or not prefix.isprintable():

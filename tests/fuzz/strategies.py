@@ -83,14 +83,17 @@ def patterned_strings(regexes: list[str], lo: int, hi: int | None) -> st.SearchS
     fits = _fits(regexes, lo, hi)
 
     digit_runs = st.sampled_from(["9" * 12, "1" + "0" * 8, "9" * 25])
-    stretch = st.booleans() if hi is not None else st.just(False)
+    kinds = st.sampled_from(["digits", "repeat", "pad"] if hi is not None else ["digits"])
 
     @st.composite
     def edge(draw: st.DrawFn) -> str:
         sample = draw(base)
-        if draw(stretch):
+        kind = draw(kinds)
+        if kind == "repeat":  # the sample again and again, cut at maxLength
             variant = _stretched(sample, hi or 0)
-        else:
+        elif kind == "pad" and sample:  # its first character repeated up to maxLength
+            variant = sample[0] * ((hi or 0) - len(sample) + 1) + sample[1:]
+        else:  # a long digit run: durations, numbers in names
             variant = re.sub(r"[0-9]+", draw(digit_runs), sample, count=1)
         return variant if fits(variant) else sample
 
