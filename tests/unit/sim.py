@@ -59,7 +59,7 @@ class Sim:
     status: AppReleaseStatus = field(default_factory=AppReleaseStatus)
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     revisions: dict[str, RevisionRecord] = field(default_factory=dict)
-    pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True})
+    pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True, "preview": True})
     restarts: dict[str, int] = field(default_factory=dict)
     registry: RegistryState | None = None
     # A simulated Nacos: (ip, port) → healthy; None when no Nacos is configured.
@@ -87,7 +87,7 @@ class Sim:
     def observed(self) -> Observed:
         pods = tuple(
             self._pod(p, track)
-            for track in ("stable", "canary")
+            for track in ("stable", "canary", "preview")
             for p in self.pods.get(track, [])
         )
         registration = None

@@ -122,7 +122,7 @@ class AppReleaseSpec(ApiModel):
             cel(_ENV_NOT_IN_CONFIG, "env names must differ from the keys of config.env",
                 field_path=".env"),
             cel(_SINGLE_SUCCESS, "successThreshold of liveness and startup probes must be 1"),
-            cel("!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
+            cel("!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
                 " || self.strategy.canary.trafficRouting != 'nacos'"
                 " || (has(self.registry) && has(self.registry.nacos))",
                 "trafficRouting nacos needs registry.nacos", field_path=".strategy.canary.trafficRouting"),

@@ -19,7 +19,6 @@ from .base import (
     validations,
 )
 
-
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 
@@ -185,7 +184,7 @@ class CanaryStrategy(ApiModel):
             " gatewayAPI)."
         ),
     )
-    gateway_api: GatewayRoute | None = None
+    gateway_api: GatewayRoute | None = Field(None, alias="gatewayAPI")
     max_restarts: Annotated[int, Field(ge=0, le=1000)] = Field(
         3, description="Abort when a canary container restarts more often than this."
     )

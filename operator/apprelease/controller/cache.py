@@ -17,6 +17,8 @@ from ..k8s.observe import (
     RECORD,
     AppKey,
     Children,
+    hpa_app_key,
+    hpa_state,
     pod_state,
     revision_view,
     slim_app,
@@ -48,10 +50,17 @@ PLANNED_CHILDREN = (
     Source("Ingress", _packed_slim),
     Source("ConfigMap", _packed_slim),
     Source("ControllerRevision", _packed_revision),
+    # Gateway API may not be installed: then nothing is listed, and nothing asked for.
+    Source("HTTPRoute", _packed_slim, optional=True),
 )
 # ... and everything watched: pods as the planner's small summaries, EndpointSlices for
-# the default registry.
-WATCHED_CHILDREN = (*PLANNED_CHILDREN, Source("Pod", pod_state), Source("EndpointSlice", _packed_endpoint_slice))
+# the default registry, the users' HPAs by the app they scale.
+WATCHED_CHILDREN = (
+    *PLANNED_CHILDREN,
+    Source("Pod", pod_state),
+    Source("EndpointSlice", _packed_endpoint_slice),
+    Source("HorizontalPodAutoscaler", hpa_state, key=hpa_app_key, all_objects=True),
+)
 
 
 class Lookup(Protocol):
@@ -144,6 +153,7 @@ class IndexCache:
             indexed = {obj["metadata"]["name"]: obj for obj in map(view, packed)}
             result.by_kind[source.kind] = self._merge(source.kind, key, indexed)
         result.pods = list(_values(self._children("Pod"), key))
+        result.hpas = list(_values(self._children("HorizontalPodAutoscaler"), key))
         return result
 
     def owner_of(self, kind: str, namespace: str, name: str) -> AppKey | None:

@@ -39,7 +39,7 @@ from .failures import ChildConflict, Failure, classify
 
 log = logging.getLogger("apprelease.reconcile")
 
-PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap")
+PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap", "HTTPRoute")
 # Count-only status changes of one AppRelease are written at most this often (phase, step,
 # revision and condition changes at once). A rollout's pods pass through several states over
 # ~10 s; at 1 s nearly each was a status write (8 per edit, measured at 1,000 apps).

@@ -20,6 +20,7 @@ from ..rollout.observed import (
     REGISTERED_GATE,
     DeploymentState,
     GateState,
+    HpaState,
     Observed,
     PodState,
     RevisionRecord,
@@ -165,6 +166,39 @@ def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
     )
 
 
+_TRACK_SUFFIXES = ("-canary", "-preview")
+
+
+def hpa_app_key(hpa: Mapping[str, Any]) -> AppKey | None:
+    """The app an HPA scales: the AppRelease it targets, or the one owning the Deployment it
+    targets (a mistake the status points out: we reset a Deployment's replicas)."""
+    meta = hpa.get("metadata", {})
+    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+    name = str(ref.get("name") or "")
+    if not name:
+        return None
+    if ref.get("kind") == "Deployment":
+        for suffix in _TRACK_SUFFIXES:
+            name = name.removesuffix(suffix)
+    elif ref.get("kind") != "AppRelease":
+        return None
+    return (meta.get("namespace", ""), name)
+
+
+def hpa_state(hpa: Mapping[str, Any]) -> HpaState:
+    spec = hpa.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    status = hpa.get("status") or {}
+    return HpaState(
+        name=hpa.get("metadata", {}).get("name", ""),
+        target_kind=str(ref.get("kind") or ""),
+        target_name=str(ref.get("name") or ""),
+        min_replicas=spec.get("minReplicas"),
+        max_replicas=int(spec.get("maxReplicas") or 0),
+        desired_replicas=status.get("desiredReplicas"),
+    )
+
+
 def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return bool(uid) and any(r.get("uid") == uid and r.get("controller") for r in refs)
@@ -176,6 +210,7 @@ class Children:
 
     by_kind: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pods: list[PodState] = field(default_factory=list)
+    hpas: list[HpaState] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.by_kind.get(kind, {}).get(name)
@@ -195,4 +230,5 @@ def observe(children: Children, uid: str | None, app_name: str) -> Observed:
     revisions: list[RevisionRecord] = [
         rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)
     ]
-    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions))
+    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions),
+                    hpas=tuple(children.hpas))

@@ -87,6 +87,18 @@ class PodState:
 
 
 @dataclass(frozen=True)
+class HpaState:
+    """A HorizontalPodAutoscaler that scales this app, or one of its Deployments."""
+
+    name: str
+    target_kind: str  # AppRelease (right) or Deployment (wrong: we reset its replicas)
+    target_name: str
+    min_replicas: int | None = None
+    max_replicas: int = 0
+    desired_replicas: int | None = None
+
+
+@dataclass(frozen=True)
 class RevisionRecord:
     """One entry of the history (a ControllerRevision in the cluster)."""
 
@@ -153,6 +165,7 @@ class Observed:
     registry: RegistryState | None = None
     # The registration status (EndpointSlices by default, Nacos when configured).
     registration: Registration | None = None
+    hpas: tuple[HpaState, ...] = ()
 
     def pods_of(self, track: Track) -> list[PodState]:
         return [p for p in self.pods if p.track == track and not p.deleting]

@@ -21,6 +21,7 @@ from ..api.status import AppReleaseStatus, FailureStatus
 from ..domain import Track
 from ..render import DesiredChildren, TrackPlan
 from . import bluegreen, canary, direct, requests
+from . import conditions as C
 from . import failures as F
 from .drain import DrainOutcome, drain_enabled, plan_drain
 from .instances import plan_instances
@@ -91,6 +92,10 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         events.append(Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message))
     if failure is not None and (status.failure is None or status.failure.reason != failure.reason):
         events.append(Event("Warning", failure.reason, failure.message))
+    autoscaling = new_status.condition(C.AUTOSCALING)
+    before = status.condition(C.AUTOSCALING)
+    if autoscaling is not None and autoscaling.status == "False" and (before is None or before.reason != autoscaling.reason):
+        events.append(Event("Warning", autoscaling.reason, autoscaling.message))
     wake = [*decision.wake_at, *drain.wake_at, *instances.wake_at]
     if failure is not None and (until := F.seconds_until_stalled(failure, now)) is not None:
         wake.append(now + timedelta(seconds=until))

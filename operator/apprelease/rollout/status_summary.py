@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.spec import AppRelease
-from ..api.status import AppReleaseStatus, Phase, RegistrationStatus, TrackStatus
+from ..api.status import AppReleaseStatus, Condition, Phase, RegistrationStatus, TrackStatus
 from ..render import labels
 from . import conditions as C
 from .drain import DrainOutcome
@@ -37,6 +37,8 @@ def _track(dep: DeploymentState | None, planned: RevisionRecord, observed: Obser
 def _actual_weight(app: AppRelease, decision: Decision, stable: TrackStatus, canary: TrackStatus) -> int:
     if decision.candidate is None:
         return 100
+    if app.spec.strategy.blue_green is not None:
+        return decision.set_weight or 0  # all or nothing: the active Service's selector
     canary_strategy = app.spec.strategy.canary
     if canary_strategy is not None and canary_strategy.traffic_routing == "nginx":
         return (decision.set_weight or 0) if canary.ready_replicas > 0 else 0
@@ -65,11 +67,12 @@ def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for:
                     f" `apprelease bring-up {app.name}`)")
         return ("Progressing", "TakingDown",
                 f"taking down: {waiting_for or f'{len(observed.pods)} pod(s) stopping'}")
+    kind = "preview" if spec.strategy.blue_green is not None else "canary"
     if isinstance(state, Aborted) and candidate is not None:
         return (
             "Degraded",
             state.reason,
-            f"canary revision {candidate.number} aborted ({state.reason}):"
+            f"{kind} revision {candidate.number} aborted ({state.reason}):"
             f" {state.message}; traffic is on stable revision {stable.number}."
             f" Fix the spec, `apprelease retry {app.name}` or `apprelease rollback {app.name}`",
         )
@@ -84,7 +87,11 @@ def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for:
     if spec.paused:
         return "Paused", "PausedBySpec", f"paused by spec.paused; `apprelease resume {app.name}` continues"
     if candidate is not None:
-        waiting = waiting_for or f"canary of revision {candidate.number} in progress"
+        waiting = waiting_for or f"{kind} of revision {candidate.number} in progress"
+        if kind == "preview":
+            if waiting.startswith("paused at"):
+                return "Paused", "PreviewReady", f"blue-green: {waiting}"
+            return "Progressing", "BlueGreenInProgress", f"blue-green revision {candidate.number}: {waiting}"
         if waiting.startswith("paused at"):
             return "Paused", "CanaryPauseStep", f"canary revision {candidate.number} {waiting}"
         return "Progressing", "CanaryInProgress", f"canary revision {candidate.number}: {waiting}"
@@ -121,10 +128,11 @@ def summarize(
 ) -> AppReleaseStatus:
     spec = app.spec
     canary_spec = spec.strategy.canary
+    blue_green = spec.strategy.blue_green is not None
     candidate = decision.candidate
     stable = _track(observed.deployments.get("stable"), decision.stable, observed)
     canary = (
-        _track(observed.deployments.get("canary"), candidate, observed)
+        _track(observed.deployments.get(decision.candidate_track), candidate, observed)
         if candidate is not None
         else TrackStatus()
     )
@@ -150,17 +158,26 @@ def summarize(
     registration = observed.registration
     if registration is not None:
         conds.append(registration.condition)
-    # Our own types are recomputed each pass; a stale Registered goes when the registry does.
-    ours = {x.type for x in conds} | {C.REGISTERED}
+    autoscaling = _autoscaling(app, observed)
+    if autoscaling is not None:
+        conds.append(autoscaling)
+    # Our own types are recomputed each pass; stale ones go when what they describe does.
+    ours = {x.type for x in conds} | {C.REGISTERED, C.AUTOSCALING}
     kept = [c for c in previous.conditions if c.type not in ours]
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.selector_labels(app.name).items()))
+    # What an HPA counts (the scale subresource's selector and replicas): the pods serving.
+    selector_labels = labels.selector_labels(app.name)
+    serving = stable.replicas + canary.replicas
+    if decision.active_revision is not None:  # blue-green: the active revision only
+        selector_labels[labels.REVISION] = str(decision.active_revision)
+        serving = len([p for p in observed.pods if not p.deleting and p.revision == decision.active_revision])
+    selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels.items()))
 
     return AppReleaseStatus(
         observed_generation=app.generation,
         phase=phase,
         message=message,
         strategy=spec.strategy.kind,
-        replicas=stable.replicas + canary.replicas,
+        replicas=serving,
         ready_replicas=stable.ready_replicas + canary.ready_replicas,
         updated_replicas=stable.updated_replicas + canary.updated_replicas,
         available_replicas=stable.available_replicas + canary.available_replicas,
@@ -174,8 +191,8 @@ def summarize(
         canary_revision_hash=candidate.hash if candidate else None,
         step_count=steps,
         step=_step_column(step_index, steps) if canary_spec else "",
-        set_weight=decision.set_weight if candidate else (100 if canary_spec else None),
-        actual_weight=_actual_weight(app, decision, stable, canary) if canary_spec else None,
+        set_weight=decision.set_weight if candidate else (100 if canary_spec or blue_green else None),
+        actual_weight=_actual_weight(app, decision, stable, canary) if canary_spec or blue_green else None,
         **state,
         stable=stable,
         canary=canary,
@@ -187,6 +204,26 @@ def summarize(
             previous.conditions, kept + conds, now=now, generation=app.generation
         ),
     )
+
+
+def _autoscaling(app: AppRelease, observed: Observed) -> Condition | None:
+    """Which HPA chooses the replicas, or what to change when one targets our Deployment."""
+    wrong = [h for h in observed.hpas if h.target_kind == "Deployment"]
+    if wrong:
+        hpa = wrong[0]
+        return C.condition(
+            C.AUTOSCALING, False, "HPATargetsDeployment",
+            f"HPA {hpa.name} scales Deployment {hpa.target_name}, whose replicas this AppRelease"
+            f" sets: change its scaleTargetRef to apiVersion apprelease.io/v1alpha1, kind"
+            f" AppRelease, name {app.name}",
+        )
+    right = [h for h in observed.hpas if h.target_kind == "AppRelease"]
+    if not right:
+        return None
+    hpa = right[0]
+    bounds = f"{hpa.min_replicas if hpa.min_replicas is not None else 1}-{hpa.max_replicas}"
+    return C.condition(C.AUTOSCALING, True, "HPA",
+                       f"replicas chosen by HPA {hpa.name} ({bounds}): now {app.spec.replicas}")
 
 
 def _with_warming(status: RegistrationStatus, warming: set[str] | frozenset[str]) -> RegistrationStatus:
