@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,8 @@ from .regex_strings import matching
 from .rule_shapes import Shapes, go_regex_for_python, shapes_of
 
 Schema = dict[str, Any]
+# (schema path, rule) → [candidates it admitted, candidates it turned away] in local filters.
+FILTERED: defaultdict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
 INT64 = (-(2**63), 2**63 - 1)
 # Optional properties drawn per object: the spec itself, and anything nested.
 TOP_BUDGET, NESTED_BUDGET = 8, 2
@@ -129,12 +132,12 @@ class Builder:
         if schema.get("x-kubernetes-preserve-unknown-fields"):
             return self._free_form(schema, path)
         if schema.get("x-kubernetes-int-or-string"):
-            return self._checked(schema, self._int_or_string(schema, shapes))
+            return self._checked(schema, self._int_or_string(schema, shapes), path)
         kind = schema.get("type")
         if "enum" in schema:
             return st.sampled_from(schema["enum"])
         if kind == "string":
-            return self._checked(schema, self._string(schema, shapes))
+            return self._checked(schema, self._string(schema, shapes), path)
         if kind == "integer":
             return boundary_ints(schema.get("minimum"), schema.get("maximum"))
         if kind == "number":
@@ -187,7 +190,7 @@ class Builder:
         if edges and hi is not None and SMALL_ITEMS < hi <= BOUNDARY_ITEMS_LIMIT:
             plain_item = self.build(schema["items"], f"{path}[]", depth + 1, edges=False)
             branches.append(st.lists(plain_item, min_size=hi, max_size=hi, unique_by=unique))
-        return self._checked(schema, st.one_of(*branches))
+        return self._checked(schema, st.one_of(*branches), path)
 
     def _map(self, schema: Schema, shapes: Shapes, path: str, depth: int, edges: bool) -> st.SearchStrategy[dict]:
         values_schema = schema.get("additionalProperties") or {}
@@ -203,7 +206,7 @@ class Builder:
         branches = [small] * EDGE_ODDS
         if edges and hi is not None and SMALL_ITEMS < hi <= BOUNDARY_ITEMS_LIMIT:
             branches.append(st.dictionaries(keys, values, min_size=hi, max_size=hi))
-        return self._checked(schema, st.one_of(*branches))
+        return self._checked(schema, st.one_of(*branches), path)
 
     def _object(self, schema: Schema, shapes: Shapes, path: str, depth: int, edges: bool) -> st.SearchStrategy[dict]:
         props: dict[str, Schema] = schema["properties"]
@@ -229,11 +232,13 @@ class Builder:
             keys.update(k for k in optional if draw(coins) < percent)
             return {k: draw(children[k]) for k in props if k in keys}
 
-        return self._checked(schema, objects())
+        return self._checked(schema, objects(), path)
 
     @staticmethod
-    def _checked(schema: Schema, strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-        """Filter by this node's own CEL rules, on a defaulted copy as the apiserver sees it."""
+    def _checked(schema: Schema, strategy: st.SearchStrategy[Any], path: str) -> st.SearchStrategy[Any]:
+        """Filter by this node's own CEL rules, on a defaulted copy as the apiserver sees it.
+        Every verdict is counted (FILTERED): a rule that turns most candidates away is either
+        one the strategies should aim at, or one that rejects nearly everything."""
         rules = [v["rule"] for v in schema.get("x-kubernetes-validations") or []]
         if not rules:
             return strategy
@@ -241,10 +246,15 @@ class Builder:
         def holds(value: Any) -> bool:
             defaulted = admission.as_decoded(value)
             admission.apply_defaults(defaulted, schema)
-            try:
-                return all(cel_rules.holds(rule, defaulted) for rule in rules)
-            except cel_rules.RuleError:
-                return False
+            for rule in rules:
+                try:
+                    ok = cel_rules.holds(rule, defaulted)
+                except cel_rules.RuleError:
+                    ok = False
+                FILTERED[(path, rule)][0 if ok else 1] += 1
+                if not ok:
+                    return False
+            return True
 
         return strategy.filter(holds)
 
@@ -259,6 +269,13 @@ def requiring(schema: Schema, paths: tuple[str, ...]) -> Schema:
                 node["required"] = [*node.get("required", []), name]
             node = node["properties"][name]
     return schema
+
+
+def filter_report(top: int = 5) -> list[str]:
+    """The local filters that turned away the largest share of candidates."""
+    rows = sorted(FILTERED.items(), key=lambda kv: -kv[1][1] / max(1, sum(kv[1])))
+    return [f"{100 * bad / max(1, ok + bad):.0f}% of {ok + bad} at {path}: {rule[:90]}"
+            for (path, rule), (ok, bad) in rows[:top] if bad]
 
 
 def _unique_by(schema: Schema, shapes: Shapes) -> Callable[[Any], Any] | None:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from .admission import admit
 from .cluster_states import Knobs, knobs
 from .pipeline import Counts, exercise, signatures
-from .strategies import appreleases
+from .strategies import appreleases, filter_report
 
 
 @dataclass
@@ -75,6 +75,7 @@ def main() -> None:
     counts, findings = survey(args.examples, tuple(args.require), args.seed)
     elapsed = time.perf_counter() - started
     print(f"{counts.summary()}\n{elapsed:.1f} s, {counts.generated / elapsed:.1f} examples/s")
+    print("local filters turning candidates away:\n  " + "\n  ".join(filter_report(10)))
     for name, finding in sorted(findings.items(), key=lambda kv: -kv[1].count):
         print(f"\n### {name}  ({finding.count}x)\n{finding.message}\nknobs: {finding.knobs}")
         print(yaml.safe_dump(finding.smallest, sort_keys=False, width=100, allow_unicode=True)[:3000])

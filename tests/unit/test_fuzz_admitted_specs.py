@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from tests.fuzz.admission import admit
 from tests.fuzz.cluster_states import Knobs, knobs
 from tests.fuzz.pipeline import Counts, exercise
-from tests.fuzz.strategies import appreleases
+from tests.fuzz.strategies import appreleases, filter_report
 
 EXAMPLES = int(os.environ.get("APPRELEASE_FUZZ_EXAMPLES", "500"))
 # Shrinking a failing spec takes minutes: only on request (the survey shows the smallest seen).
@@ -54,6 +54,8 @@ def report_counts(request: pytest.FixtureRequest) -> Iterator[None]:
             reporter.write_line(f"fuzz {name}: {counts.summary()}")
         total = sum(c.generated for c in COUNTS.values())
         reporter.write_line(f"fuzz: {total} specs in {elapsed:.1f} s ({total / elapsed:.1f}/s)")
+        for line in filter_report():
+            reporter.write_line(f"fuzz local filter: {line}")
 
 
 def _run(name: str, body: dict[str, Any], drawn: Knobs) -> None:
