@@ -40,8 +40,9 @@ def _expand(value: Any) -> Any:
 
 
 def body_of(finding: dict[str, Any]) -> dict[str, Any]:
+    name = _expand(finding.get("metadata_name", finding["name"][:50].rstrip("-")))
     return {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
-            "metadata": {"name": finding["name"][:50].rstrip("-")}, "spec": _expand(finding["spec"])}
+            "metadata": {"name": name}, "spec": _expand(finding["spec"])}
 
 
 def offline(finding: dict[str, Any]) -> str:

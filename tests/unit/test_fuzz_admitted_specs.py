@@ -6,8 +6,8 @@ For each admitted spec: the operator's model parses it; render_initial and, thro
 synthetic cluster timeline, plan + render_children never raise anything but RenderError;
 and what is rendered keeps the offline Kubernetes invariants (tests/fuzz/k8s_invariants.py).
 
-Examples per test: APPRELEASE_FUZZ_EXAMPLES (default 500 for the whole spec, a fifth of
-that again with a canary strategy required). Runs are derandomized: the same examples every
+Examples: APPRELEASE_FUZZ_EXAMPLES (default 500) for the whole spec, and a tenth of that
+again for each FOCUS (a canary, blue-green, Nacos always present). Runs are derandomized: the same examples every
 time, no example database. A failure is reported as found, unshrunk, unless
 APPRELEASE_FUZZ_SHRINK=1; for every distinct failure at once: python -m tests.fuzz.survey.
 """
@@ -73,7 +73,15 @@ def test_admitted_specs_parse_plan_and_render(body: dict[str, Any], drawn: Knobs
     _run("any spec", body, drawn)
 
 
-@settings(FUZZ_SETTINGS, max_examples=max(1, EXAMPLES // 5))
-@given(body=appreleases(require=("strategy.canary",)), drawn=knobs)
-def test_admitted_canary_specs_parse_plan_and_render(body: dict[str, Any], drawn: Knobs) -> None:
-    _run("canary spec", body, drawn)
+# Parts of the spec the planner treats most differently, each also generated on every example.
+FOCUS = ("strategy.canary", "strategy.blueGreen", "registry.nacos")
+
+
+@pytest.mark.parametrize("focus", FOCUS)
+def test_admitted_specs_with_a_focus_parse_plan_and_render(focus: str) -> None:
+    @settings(FUZZ_SETTINGS, max_examples=max(1, EXAMPLES // 10))
+    @given(body=appreleases(require=(focus,)), drawn=knobs)
+    def run(body: dict[str, Any], drawn: Knobs) -> None:
+        _run(focus, body, drawn)
+
+    run()
