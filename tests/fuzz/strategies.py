@@ -11,6 +11,7 @@ limits, strings at maxLength, long digit runs ("100000000h").
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections import defaultdict
@@ -257,6 +258,18 @@ class Builder:
             return True
 
         return strategy.filter(holds)
+
+
+class Generated:
+    """A generated body with a short repr: hypothesis pretty-prints failing examples, which
+    takes minutes for a spec holding 300 kB strings."""
+
+    def __init__(self, body: dict[str, Any]):
+        self.body = body
+
+    def __repr__(self) -> str:
+        text = json.dumps(self.body, ensure_ascii=False)
+        return f"Generated({text[:3000]}{'…' if len(text) > 3000 else ''})"
 
 
 def requiring(schema: Schema, paths: tuple[str, ...]) -> Schema:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, assume, given, settings
@@ -25,7 +24,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from tests.fuzz.admission import admit
 from tests.fuzz.cluster_states import Knobs, knobs
 from tests.fuzz.pipeline import Counts, exercise
-from tests.fuzz.strategies import appreleases, filter_report
+from tests.fuzz.strategies import Generated, appreleases, filter_report
 
 EXAMPLES = int(os.environ.get("APPRELEASE_FUZZ_EXAMPLES", "500"))
 # Shrinking a failing spec takes minutes: only on request (the survey shows the smallest seen).
@@ -58,19 +57,19 @@ def report_counts(request: pytest.FixtureRequest) -> Iterator[None]:
             reporter.write_line(f"fuzz local filter: {line}")
 
 
-def _run(name: str, body: dict[str, Any], drawn: Knobs) -> None:
+def _run(name: str, spec: Generated, drawn: Knobs) -> None:
     counts = COUNTS.setdefault(name, Counts())
     counts.generated += 1
-    admission = admit(body)
+    admission = admit(spec.body)
     assume(admission.admitted)
     counts.admitted += 1
     counts.verdicts[exercise(admission.body, drawn, counts)] += 1
 
 
 @FUZZ_SETTINGS
-@given(body=appreleases(), drawn=knobs)
-def test_admitted_specs_parse_plan_and_render(body: dict[str, Any], drawn: Knobs) -> None:
-    _run("any spec", body, drawn)
+@given(spec=appreleases().map(Generated), drawn=knobs)
+def test_admitted_specs_parse_plan_and_render(spec: Generated, drawn: Knobs) -> None:
+    _run("any spec", spec, drawn)
 
 
 # Parts of the spec the planner treats most differently, each also generated on every example.
@@ -80,8 +79,8 @@ FOCUS = ("strategy.canary", "strategy.blueGreen", "registry.nacos")
 @pytest.mark.parametrize("focus", FOCUS)
 def test_admitted_specs_with_a_focus_parse_plan_and_render(focus: str) -> None:
     @settings(FUZZ_SETTINGS, max_examples=max(1, EXAMPLES // 10))
-    @given(body=appreleases(require=(focus,)), drawn=knobs)
-    def run(body: dict[str, Any], drawn: Knobs) -> None:
-        _run(focus, body, drawn)
+    @given(spec=appreleases(require=(focus,)).map(Generated), drawn=knobs)
+    def run(spec: Generated, drawn: Knobs) -> None:
+        _run(focus, spec, drawn)
 
     run()
