@@ -17,13 +17,21 @@ from hypothesis import strategies as st
 # Unbounded repeats ("*", "+") stop this many characters (or groups) past their minimum.
 REPEAT_SPAN = 12
 _ANY_CHAR = st.characters(exclude_categories=("Cs",))
+# plain=True: printable ASCII only, for specs that should look like what people write.
+_PLAIN = {"min_codepoint": 32, "max_codepoint": 126}
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _charset(items: list[tuple[Any, Any]]) -> st.SearchStrategy[str]:
+def _chars(exclude: str, plain: bool) -> st.SearchStrategy[str]:
+    if plain:
+        return st.characters(exclude_characters=exclude, **_PLAIN)
+    return st.characters(exclude_characters=exclude, exclude_categories=("Cs",))
+
+
+def _charset(items: list[tuple[Any, Any]], plain: bool) -> st.SearchStrategy[str]:
     negate = False
     chars: set[str] = set()
     for op, av in items:
@@ -36,53 +44,55 @@ def _charset(items: list[tuple[Any, Any]]) -> st.SearchStrategy[str]:
         else:
             raise _Unsupported(op)
     if negate:
-        return st.characters(exclude_characters="".join(chars), exclude_categories=("Cs",))
+        return _chars("".join(chars), plain)
     return st.sampled_from(sorted(chars))
 
 
-def _single_char(op: Any, av: Any) -> st.SearchStrategy[str] | None:
+def _single_char(op: Any, av: Any, plain: bool) -> st.SearchStrategy[str] | None:
     if op is sre_constants.LITERAL:
         return st.just(chr(av))
     if op is sre_constants.NOT_LITERAL:
-        return st.characters(exclude_characters=chr(av), exclude_categories=("Cs",))
+        return _chars(chr(av), plain)
     if op is sre_constants.ANY:
-        return st.characters(exclude_characters="\n", exclude_categories=("Cs",))
+        return _chars("\n", plain)
     if op is sre_constants.IN:
-        return _charset(av)
+        return _charset(av, plain)
     return None
 
 
-def _sequence(items: Any) -> st.SearchStrategy[str]:
-    parts = [_item(op, av) for op, av in items]
+def _sequence(items: Any, plain: bool) -> st.SearchStrategy[str]:
+    parts = [_item(op, av, plain) for op, av in items]
     return st.tuples(*parts).map("".join) if len(parts) != 1 else parts[0]
 
 
-def _item(op: Any, av: Any) -> st.SearchStrategy[str]:
-    single = _single_char(op, av)
+def _item(op: Any, av: Any, plain: bool) -> st.SearchStrategy[str]:
+    single = _single_char(op, av, plain)
     if single is not None:
         return single
     if op is sre_constants.AT:
         return st.just("")
     if op is sre_constants.SUBPATTERN:
-        return _sequence(av[3])
+        return _sequence(av[3], plain)
     if op is sre_constants.BRANCH:
-        return st.one_of(*[_sequence(branch) for branch in av[1]])
+        return st.one_of(*[_sequence(branch, plain) for branch in av[1]])
     if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
         low, high, sub = av
         high = low + REPEAT_SPAN if high is sre_constants.MAXREPEAT else high
-        if len(sub) == 1 and (char := _single_char(*sub[0])) is not None:
+        if len(sub) == 1 and (char := _single_char(*sub[0], plain)) is not None:
             return st.text(alphabet=char, min_size=low, max_size=high)
-        return st.lists(_sequence(sub), min_size=low, max_size=high).map("".join)
+        return st.lists(_sequence(sub, plain), min_size=low, max_size=high).map("".join)
     raise _Unsupported(op)
 
 
-def matching(pattern: str) -> st.SearchStrategy[str]:
+def matching(pattern: str, plain: bool = False) -> st.SearchStrategy[str]:
     """Strings the (Python-syntax) ``pattern`` matches from their start; a pattern without
-    a final ``$`` matches any text after its match, and so do the strings drawn here."""
+    a final ``$`` matches any text after its match, and so do the strings drawn here.
+    ``plain``: negated classes and "." draw printable ASCII only."""
     try:
-        strategy = _sequence(sre_parse.parse(pattern))
+        strategy = _sequence(sre_parse.parse(pattern), plain)
     except _Unsupported:
         return st.from_regex(pattern, fullmatch=pattern.endswith("$"))
     if pattern.endswith("$"):
         return strategy
-    return st.tuples(strategy, st.text(_ANY_CHAR, max_size=8)).map("".join)
+    tail = _chars("", plain)
+    return st.tuples(strategy, st.text(tail, max_size=8)).map("".join)

@@ -52,6 +52,7 @@ _free_keys = st.one_of(
                      "nginx.ingress.kubernetes.io/configuration-snippet"]),
     _text,
 )
+_PLAIN_FREE_KEYS = st.one_of(*_free_keys.original_strategies[:3])  # type: ignore[attr-defined]
 _quantity_strings = st.one_of(
     matching(r"[+-]?([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"),
     st.sampled_from(["+", "-", ".", "0", "1.", "1E", "8Ei", "-1", "1n", "9" * 19, "9" * 32,
@@ -80,10 +81,12 @@ def _stretched(sample: str, target: int) -> str:
     return (sample * math.ceil(target / max(1, len(sample))))[:target] if sample else sample
 
 
-def patterned_strings(regexes: list[str], lo: int, hi: int | None) -> st.SearchStrategy[str]:
+def patterned_strings(
+    regexes: list[str], lo: int, hi: int | None, plain: bool = False
+) -> st.SearchStrategy[str]:
     """Strings matching every regex (RE2), with variants at maxLength and long digit runs."""
     main = regexes[0]
-    base = matching(go_regex_for_python(main))
+    base = matching(go_regex_for_python(main), plain)
     fits = _fits(regexes, lo, hi)
 
     digit_runs = st.sampled_from(["9" * 12, "1" + "0" * 8, "9" * 25])
@@ -104,7 +107,12 @@ def patterned_strings(regexes: list[str], lo: int, hi: int | None) -> st.SearchS
     return st.one_of(base, base, edge()).filter(fits)
 
 
-def free_strings(lo: int, hi: int | None) -> st.SearchStrategy[str]:
+_PLAIN_TEXT = st.characters(min_codepoint=32, max_codepoint=126)
+
+
+def free_strings(lo: int, hi: int | None, plain: bool = False) -> st.SearchStrategy[str]:
+    if plain:
+        return st.text(_PLAIN_TEXT, min_size=lo, max_size=max(lo, min(hi or 16, 16)))
     short = st.text(st.characters(exclude_categories=("Cs",)), min_size=lo,
                     max_size=max(lo, min(hi or 24, 24)))
     seed = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=4)
@@ -116,8 +124,10 @@ def free_strings(lo: int, hi: int | None) -> st.SearchStrategy[str]:
 class Builder:
     """Strategies for one schema; ``overrides`` replace the strategy at a dotted path."""
 
-    def __init__(self, overrides: dict[str, st.SearchStrategy[Any]] | None = None):
+    def __init__(self, overrides: dict[str, st.SearchStrategy[Any]] | None = None, plain: bool = False):
         self.overrides = overrides or {}
+        # Printable ASCII strings, no long ones: specs that look like what people write.
+        self.plain = plain
 
     def build(self, schema: Schema, path: str, depth: int = 0, edges: bool = True) -> st.SearchStrategy[Any]:
         """``edges``: lists and maps may come at their maximum size (not inside one that does)."""
@@ -172,7 +182,9 @@ class Builder:
         lo, hi = schema.get("minLength", 0), schema.get("maxLength")
         if value_of is not None and value_of.quantities:
             return _quantity_strings.filter(lambda s: hi is None or len(s) <= hi)
-        return patterned_strings(regexes, lo, hi) if regexes else free_strings(lo, hi)
+        if regexes:
+            return patterned_strings(regexes, lo, hi, self.plain)
+        return free_strings(lo, hi, self.plain)
 
     def _int_or_string(self, schema: Schema, shapes: Shapes, value_of: Shapes | None = None) -> st.SearchStrategy[Any]:
         numbers = boundary_ints(shapes.int_min, shapes.int_max)
@@ -201,7 +213,10 @@ class Builder:
             values = self._string(values_schema, shapes_of(values_schema), value_of=shapes)
         else:
             values = self.build(values_schema, f"{path}{{}}", depth + 1, edges=False)
-        keys = (patterned_strings(shapes.key_regexes, 0, shapes.key_max) if shapes.key_regexes else _free_keys)
+        if shapes.key_regexes:
+            keys = patterned_strings(shapes.key_regexes, 0, shapes.key_max, self.plain)
+        else:
+            keys = _PLAIN_FREE_KEYS if self.plain else _free_keys
         hi = schema.get("maxProperties")
         small = st.dictionaries(keys, values, max_size=min(hi or SMALL_ITEMS, SMALL_ITEMS))
         branches = [small] * EDGE_ODDS
@@ -308,14 +323,16 @@ def appreleases(
     overrides: dict[str, st.SearchStrategy[Any]] | None = None,
     schema: Schema | None = None,
     require: tuple[str, ...] = (),
+    plain: bool = False,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Whole AppRelease bodies (apiVersion, kind, metadata.name, spec) from the CRD.
 
     ``require``: spec paths always generated (e.g. "strategy.canary"), to aim at one part.
+    ``plain``: printable ASCII and short strings only (still every edge of the numbers).
     """
     root = schema or admission.crd_schema()
     api_version, kind = admission.crd_identity()
-    builder = Builder(overrides)
+    builder = Builder(overrides, plain)
     spec = builder.build(requiring(root["properties"]["spec"], require), "spec")
     root_shapes = shapes_of(root)
     name_regexes = root_shapes.other_regexes.get("self.metadata.name", [])
