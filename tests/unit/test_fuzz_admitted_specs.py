@@ -6,7 +6,7 @@ For each admitted spec: the operator's model parses it; render_initial and, thro
 synthetic cluster timeline, plan + render_children never raise anything but RenderError;
 and what is rendered keeps the offline Kubernetes invariants (tests/fuzz/k8s_invariants.py).
 
-Examples: APPRELEASE_FUZZ_EXAMPLES (default 500) for the whole spec, and a tenth of that
+Examples: APPRELEASE_FUZZ_EXAMPLES (default 400) for the whole spec, and a tenth of that
 again for each FOCUS (a canary, blue-green, Nacos always present). Runs are derandomized: the same examples every
 time, no example database. A failure is reported as found, unshrunk, unless
 APPRELEASE_FUZZ_SHRINK=1; for every distinct failure at once: python -m tests.fuzz.survey.
@@ -26,7 +26,7 @@ from tests.fuzz.cluster_states import Knobs, knobs
 from tests.fuzz.pipeline import Counts, exercise
 from tests.fuzz.strategies import Generated, appreleases, filter_report
 
-EXAMPLES = int(os.environ.get("APPRELEASE_FUZZ_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("APPRELEASE_FUZZ_EXAMPLES", "400"))
 # Shrinking a failing spec takes minutes: only on request (the survey shows the smallest seen).
 SHRINK = os.environ.get("APPRELEASE_FUZZ_SHRINK") == "1"
 FUZZ_SETTINGS = settings(
