@@ -51,7 +51,7 @@ def survey(examples: int, require: tuple[str, ...], seed: int) -> tuple[Counts, 
         except Exception as exc:  # every failure is recorded; none stops the run
             counts.verdicts["FAILED"] += 1
             size = len(json.dumps(body["spec"], default=str))
-            for name in signatures(exc):
+            for name in set(signatures(exc)):
                 finding = findings.setdefault(name, Finding())
                 finding.count += 1
                 if size < finding.size:
