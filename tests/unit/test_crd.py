@@ -83,3 +83,13 @@ def test_pod_template_preserves_unknown_fields() -> None:
 def test_helm_chart_carries_the_same_crd() -> None:
     chart_copy = ROOT / "deploy" / "helm" / "apprelease" / "crds" / CRD_FILE.name
     assert chart_copy.read_text() == crd_yaml(), "run `make crds`"
+
+
+def test_constraints_next_to_validators_reach_the_schema() -> None:
+    """pydantic drops a Field constraint placed after a validator in Annotated: the pattern of
+    port names and Ingress paths went missing from the CRD that way."""
+    spec = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["ports"]["items"]["properties"]["name"]["pattern"]
+    assert spec["properties"]["ingress"]["properties"]["path"]["pattern"] == "^/"
+    route = spec["properties"]["strategy"]["properties"]["canary"]["properties"]["gatewayAPI"]
+    assert route["properties"]["path"]["pattern"] == "^/"

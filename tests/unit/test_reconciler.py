@@ -287,3 +287,16 @@ def test_deletion_never_hangs_whatever_the_registry_raises() -> None:
     assert FINALIZER not in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
     assert warnings(kube) == ["DeletionForced"]
     assert "KeyError" in kube.events[0]["message"]
+
+
+def test_a_kind_the_apiserver_does_not_know_is_a_verdict_not_silence() -> None:
+    """An HTTPRoute without the Gateway API CRDs: 404 from the apply. Not mistaken for a gone
+    namespace (which ends the reconcile without a word)."""
+    reconciler, kube, _ = setup()
+    kube.fail["Deployment"] = ApiError(404, "NotFound", "the server could not find the requested resource")
+    reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["reason"] == "ChildRejected"
+    assert "Gateway API" in status(kube)["message"]
+    kube.fail["Deployment"] = ApiError(404, "NotFound", 'namespaces "ns" not found')
+    before = dict(status(kube))
+    assert reconciler.reconcile((NS, NAME)).retry is False and status(kube) == before

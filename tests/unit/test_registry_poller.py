@@ -156,3 +156,21 @@ def test_a_failed_write_is_shown_retried_and_cleared() -> None:
 class _App:
     namespace = "ns"
     name = "orders"
+
+
+def test_what_the_registry_adds_keeps_everything_else_observed() -> None:
+    """It rebuilt Observed field by field and dropped the HPAs added later."""
+    from apprelease.rollout.observed import HpaState, Observed
+
+    mon, _woken = monitor()
+    app = type("App", (), {"namespace": "ns", "name": "web", "spec": _Spec()})()
+    observed = Observed(hpas=(HpaState("web", "AppRelease", "web"),))
+    assert mon.state_for(app, observed).hpas == observed.hpas  # type: ignore[arg-type]
+
+
+class _Spec:
+    registry = None
+
+    @staticmethod
+    def container_ports() -> list:
+        return []

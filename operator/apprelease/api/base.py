@@ -33,6 +33,21 @@ QUALIFIED_NAME_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
+# An absolute HTTP path as Kubernetes accepts it for Prefix/Exact Ingress paths (and Gateway
+# API for PathPrefix): no "//", "/./", "/../", and no trailing "/." or "/..".
+HTTP_PATH_RULE = (
+    "!self.contains('//') && !self.contains('/./') && !self.contains('/../')"
+    " && !self.endsWith('/..') && !self.endsWith('/.')"
+)
+HTTP_PATH_MESSAGE = "must be an absolute path without //, /./, /../ or a trailing /. or /.."
+
+
+def check_http_path(path: str) -> str:
+    if any(s in path for s in ("//", "/./", "/../")) or path.endswith(("/..", "/.")):
+        raise ValueError(HTTP_PATH_MESSAGE)
+    return path
+
+
 # What Kubernetes accepts as a ConfigMap key.
 CONFIGMAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # C_IDENTIFIER-ish: what Kubernetes accepts as an env var name (it is lenient; we are too).
@@ -60,14 +75,14 @@ def cel_regex(pattern: str) -> str:
 def qualified_name_rule(what: str) -> dict[str, Any]:
     """CEL: every key of a map is a valid label/annotation key (a qualified name)."""
     return cel(
-        f"self.all(k, k.size() <= 317 && k.matches({cel_regex(QUALIFIED_NAME_PATTERN)}))",
+        f"self.all(k, k.size() <= 317 && k.indexOf('/') <= 253 && k.matches({cel_regex(QUALIFIED_NAME_PATTERN)}))",
         f"{what} keys must be qualified names such as example.com/key or key",
     )
 
 
 def check_qualified_names(keys: Any, what: str) -> None:
     for key in keys:
-        if len(key) > 317 or not re.fullmatch(QUALIFIED_NAME_PATTERN, key):
+        if len(key) > 317 or key.find("/") > 253 or not re.fullmatch(QUALIFIED_NAME_PATTERN, key):
             raise ValueError(f"{what} keys must be qualified names such as example.com/key or key")
 
 

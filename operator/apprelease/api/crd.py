@@ -155,6 +155,14 @@ def openapi_schema() -> Schema:
                 ),
             },
             {
+                "rule": "!has(self.spec.strategy) || !has(self.spec.strategy.blueGreen)"
+                f" || size(self.metadata.name) <= {MAX_NAME_LENGTH - 1}",
+                "message": (
+                    f"metadata.name must be at most {MAX_NAME_LENGTH - 1} characters with blueGreen"
+                    " (the preview Service {name}-preview is a DNS label of at most 63)"
+                ),
+            },
+            {
                 "rule": " && ".join(f"!self.metadata.name.endsWith('{s}')" for s in RESERVED_SUFFIXES),
                 "message": (
                     f"metadata.name must not end with {', '.join(RESERVED_SUFFIXES)}: those name"

@@ -8,9 +8,12 @@ from pydantic import AfterValidator, Field, model_validator
 
 from .base import (
     DNS_HOST_PATTERN,
+    HTTP_PATH_MESSAGE,
+    HTTP_PATH_RULE,
     LABEL_VALUE_PATTERN,
     ApiModel,
     cel,
+    check_http_path,
     check_qualified_names,
     qualified_name_rule,
     validations,
@@ -18,7 +21,12 @@ from .base import (
 from .workload import ObjectName, PortNumber, PortRef
 
 Host = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
-HttpPath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")]
+HttpPath = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, pattern=r"^/",
+          json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
+    AfterValidator(check_http_path),
+]
 PathType = Literal["Prefix", "Exact", "ImplementationSpecific"]
 # Labels we set on every child: selectors, informers and ownership checks rely on them.
 RESERVED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by")

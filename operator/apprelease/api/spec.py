@@ -272,6 +272,15 @@ class AppRelease(ApiModel):
             raise ValueError(f"name must not end with {', '.join(RESERVED_SUFFIXES)}: those name the children of other apps")
         return metadata
 
+    @model_validator(mode="after")
+    def _name_fits_the_preview(self) -> AppRelease:
+        if self.spec.strategy.blue_green is not None and len(self.name) > MAX_NAME_LENGTH - 1:
+            raise ValueError(
+                f"metadata.name must be at most {MAX_NAME_LENGTH - 1} characters with blueGreen"
+                " (the preview Service {name}-preview is a DNS label of at most 63)"
+            )
+        return self
+
     @property
     def name(self) -> str:
         return str(self.metadata["name"])

@@ -10,10 +10,13 @@ from .base import (
     DNS_HOST_PATTERN,
     DNS_LABEL_PATTERN,
     DURATION_PATTERN,
+    HTTP_PATH_MESSAGE,
+    HTTP_PATH_RULE,
     INT32_MAX,
     ApiModel,
     cel,
     check_exactly_one,
+    check_http_path,
     exactly_one,
     parse_duration,
     validations,
@@ -23,10 +26,18 @@ DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 
 
+HttpPath = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, pattern=r"^/",
+          json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
+    AfterValidator(check_http_path),
+]
+
+
 class PreviewIngress(ApiModel):
     host: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
     class_name: DnsSubdomain | None = None
-    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
+    path: HttpPath = "/"
 
 
 def _valid_duration(text: str) -> str:
@@ -152,7 +163,7 @@ class GatewayRoute(ApiModel):
     http_route: DnsSubdomain = Field(description="Name of the HTTPRoute (in the AppRelease's namespace).")
     parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=32)]
     hostnames: Annotated[list[Annotated[str, Field(max_length=253, pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]], Field(max_length=16)] = Field(default_factory=list)
-    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
+    path: HttpPath = "/"
     canary_header: HeaderMatch | None = Field(
         None, description="Requests with this header go to the canary whatever the weight (gray routing by header)."
     )

@@ -39,11 +39,12 @@ def _iana_name(name: str) -> str:
     return name
 
 
+# Field before the validator: pydantic leaves a constraint after a validator out of the schema.
 PortName = Annotated[
     str,
-    AfterValidator(_iana_name),
     Field(min_length=1, max_length=15, pattern=PORT_NAME_PATTERN,
           json_schema_extra=validations(cel(_IANA_RULE, _IANA_MESSAGE))),
+    AfterValidator(_iana_name),
 ]
 Seconds = Annotated[int, Field(ge=0, le=INT32_MAX)]
 PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
@@ -186,6 +187,8 @@ class ConfigFiles(ApiModel):
         "json_schema_extra": validations(
             cel("!has(self.files) || self.files.size() == 0 || has(self.mountPath)",
                 "mountPath is required when files are given", field_path=".mountPath"),
+            cel("!has(self.files) || !has(self.env) || self.files.all(k, !(k in self.env))",
+                "files and env must not share keys (one ConfigMap holds both)", field_path=".env"),
         )
     }
 

@@ -52,8 +52,12 @@ def classify(exc: BaseException) -> Failure:
 
 def _api_failure(exc: ApiError) -> Failure:
     detail = _short(f"apiserver: {exc.status} {exc.reason}: {exc.message}")
-    if exc.namespace_terminating or exc.not_found:
+    if exc.namespace_terminating or (exc.not_found and "namespaces" in exc.message):
         return Failure(F.API_UNAVAILABLE, detail, gone=True)
+    if exc.not_found:
+        # The kind itself is unknown to the apiserver (an HTTPRoute without Gateway API).
+        return Failure(F.CHILD_REJECTED, _short(f"{detail} (is the API for this kind installed,"
+                                               " e.g. the Gateway API CRDs?)"))
     if exc.status in (400, 422):
         return Failure(F.CHILD_REJECTED, detail)
     if exc.status in (401, 403):

@@ -472,10 +472,4 @@ def _revision_of(observed: Observed, track: str) -> int | None:
 
 
 def _with(observed: Observed, registration: Registration, *, gate: bool) -> Observed:
-    return Observed(
-        deployments=observed.deployments,
-        pods=observed.pods,
-        revisions=observed.revisions,
-        registry=registration.state if gate else None,
-        registration=registration,
-    )
+    return dataclasses.replace(observed, registry=registration.state if gate else None, registration=registration)
