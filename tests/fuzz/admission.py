@@ -54,16 +54,25 @@ class Admission:
 
 
 def as_decoded(value: Any) -> Any:
-    """JSON as a client reads it back from the apiserver: integers beyond int64 were stored
-    as float64, and Go writes an integral float64 below 1e21 without exponent, so Python's
-    json reads that back as an int again (2**64 stays 2**64), larger ones as floats."""
+    """JSON as the apiserver decodes it (what CEL sees): integers beyond int64 are float64."""
     if isinstance(value, dict):
         return {k: as_decoded(v) for k, v in value.items()}
     if isinstance(value, list):
         return [as_decoded(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        number = float(value)
-        return int(number) if abs(number) < 1e21 else number
+        return float(value)
+    return value
+
+
+def as_read_back(value: Any) -> Any:
+    """Decoded JSON as a client reads it back: Go writes an integral float64 below 1e21
+    without exponent, so Python's json reads it as an int again (2**64 stays 2**64)."""
+    if isinstance(value, dict):
+        return {k: as_read_back(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_read_back(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
     return value
 
 
@@ -72,7 +81,7 @@ def admit(body: dict[str, Any], schema: Schema | None = None) -> Admission:
     obj = as_decoded(body)
     drop_nulls(obj, schema)
     apply_defaults(obj, schema)
-    result = Admission(obj)
+    result = Admission(as_read_back(obj))
     size = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_OBJECT_BYTES:
         result.errors.append(f"<root>: {size} bytes: etcd's request size limit")
