@@ -6,13 +6,14 @@ is a bug in the emulation), the operator must reach a verdict for each (status f
 current generation, with a phase; Degraded means a Stalled condition with a message and a
 Warning Event, and never InternalError), everything it would render for the spec must be
 accepted by a server-side dry run unless the AppRelease is Stalled (and if it is Stalled
-because a child was rejected, the dry run must agree), and the operator's log must hold no
-traceback.
+because a child was rejected, the dry run must agree), deleting them all must finish, and
+the operator's log must hold no traceback.
 
 Sample size: APPRELEASE_FUZZ_E2E_SAMPLE (default 30), derandomized; half of it with
-printable ASCII strings only, so that some rollouts can succeed. Two overrides keep the
-sample safe on a shared machine: at most 3 replicas (KWOK runs every pod asked for) and
-Nacos server addresses on the loopback (the operator connects to what the spec names).
+printable ASCII strings only, so that some rollouts can succeed. Three overrides keep the
+sample safe on a shared machine: at most 3 replicas (KWOK runs every pod asked for), Nacos
+server addresses on the loopback (the operator connects to what the spec names), and
+deletionTimeout of at most 15 s (the namespace must go when the test ends).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ pytestmark = pytest.mark.e2e
 
 SAMPLE = int(os.environ.get("APPRELEASE_FUZZ_E2E_SAMPLE", "30"))
 VERDICT_TIMEOUT = 120.0
+DELETION_TIMEOUT = 90.0
 SAFE_FOR_A_SHARED_MACHINE = {
     "spec.replicas": st.integers(0, 3),
+    # Deleting an app whose Nacos never answers waits deletionTimeout (up to 24h admitted):
+    # the namespace, and the idleness tests that wait for it, would wait as long.
+    "spec.registry.deletionTimeout": st.sampled_from(["0s", "1s", "5s", "15s"]),
     "spec.registry.nacos.serverAddr": st.sampled_from(
         ["127.0.0.1:1", "127.0.0.1:9,127.0.0.1:1", "http://127.0.0.1:2", "localhost:3"]
     ),
@@ -90,6 +95,42 @@ def _warnings_by_object(arl: AppReleases) -> dict[str, list[str]]:
     return found
 
 
+TRANSIENT = ("(Timeout)", "(ServiceUnavailable)", "(InternalError)", "(TooManyRequests)",
+             "context deadline exceeded")
+
+
+def _create(cluster: KubeCluster, namespace: str, body: dict[str, Any]) -> str | None:
+    """Create one AppRelease; the apiserver's refusal, or None. A busy apiserver's timeouts
+    are retried (a timed-out create may have landed: AlreadyExists then counts as created)."""
+    # create (a JSON POST), not server-side apply: an apply patch is read as YAML, which
+    # cannot carry some characters a spec may hold (the operator's own applies can't either).
+    for attempt in range(3):
+        result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=as_json(body), check=False)
+        if result.returncode == 0 or (attempt and "(AlreadyExists)" in result.stderr):
+            return None
+        if not any(mark in result.stderr for mark in TRANSIENT):
+            break
+    return result.stderr.strip()[:600]
+
+
+def _deleted(cluster: KubeCluster, arl: AppReleases) -> list[str]:
+    """Delete the sample: every AppRelease must go (finalizers released) within the bound;
+    any left is a problem, and loses its finalizers so the namespace can go."""
+    cluster.kubectl("delete", "appreleases", "--all", "-n", arl.namespace, "--wait=false")
+
+    def gone() -> bool | NotYet:
+        left = [i["metadata"]["name"] for i in arl.kubectl_json("appreleases")["items"]]
+        return NotYet(left) if left else True
+
+    try:
+        wait_for(gone, DELETION_TIMEOUT, 1.0, "every AppRelease of the sample to be deleted")
+        return []
+    except AssertionError as exc:
+        for item in arl.kubectl_json("appreleases")["items"]:
+            arl.patch(item["metadata"]["name"], {"metadata": {"finalizers": None}})
+        return [str(exc)]
+
+
 def test_generated_appreleases_are_admitted_and_reach_a_verdict(
     kube_cluster: KubeCluster, arl: AppReleases, operator: OperatorProcess
 ) -> None:
@@ -100,13 +141,9 @@ def test_generated_appreleases_are_admitted_and_reach_a_verdict(
 
     rejected = {}
     for body in bodies:
-        # create (a JSON POST), not server-side apply: an apply patch is read as YAML, which
-        # cannot carry some characters a spec may hold (the operator's own applies can't either).
-        result = kube_cluster.kubectl(
-            "create", "-n", arl.namespace, "-f", "-", input=as_json(body), check=False,
-        )
-        if result.returncode != 0:
-            rejected[body["metadata"]["name"]] = result.stderr.strip()[:600]
+        rejection = _create(kube_cluster, arl.namespace, body)
+        if rejection:
+            rejected[body["metadata"]["name"]] = rejection
     assert not rejected, "the apiserver rejected specs the emulated admission admitted:\n" + (
         "\n".join(f"{k}: {v}" for k, v in rejected.items()))
     names = [b["metadata"]["name"] for b in bodies]
@@ -156,6 +193,8 @@ def test_generated_appreleases_are_admitted_and_reach_a_verdict(
         if rejection is None and reason == "ChildRejected":
             problems.append(f"{name}: Stalled ChildRejected, but a server-side apply dry run of the same"
                             f" children is accepted: {stalled[name]['message'][:300]}")
+
+    problems += _deleted(kube_cluster, arl)
 
     log = operator.log_path.read_text(errors="replace")[log_offset:]
     if "Traceback" in log:
