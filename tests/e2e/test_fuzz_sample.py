@@ -144,12 +144,12 @@ def test_generated_appreleases_are_admitted_and_reach_a_verdict(
         rejection = _create(kube_cluster, arl.namespace, body)
         if rejection:
             rejected[body["metadata"]["name"]] = rejection
-    assert not rejected, "the apiserver rejected specs the emulated admission admitted:\n" + (
-        "\n".join(f"{k}: {v}" for k, v in rejected.items()))
-    names = [b["metadata"]["name"] for b in bodies]
+    names = [b["metadata"]["name"] for b in bodies if b["metadata"]["name"] not in rejected]
     applied = time.monotonic()
 
-    problems: list[str] = []
+    # A refusal is an emulation bug (or a busy apiserver); the other specs are still checked.
+    problems: list[str] = [f"the apiserver refused what the emulated admission admitted: {k}: {v}"
+                           for k, v in rejected.items()]
     sampled = len(names)
     try:
         items = wait_for(lambda: _verdicts(arl, names), VERDICT_TIMEOUT, 1.0,
