@@ -1,0 +1,93 @@
+"""The CRD's ``x-kubernetes-validations`` evaluated as the apiserver does.
+
+cel-expr-python wraps cel-cpp, the reference C++ implementation (the apiserver runs
+cel-go; both implement the same spec, with RE2 for ``matches``), plus its strings extension
+(``replace``). Kubernetes adds libraries to CEL; only the functions the CRD uses are declared
+here: ``isQuantity``, ``quantity`` and ``compareTo`` (quantity library; a quantity travels as
+the text of its exact value) and ``isSorted`` (lists library). A rule calling anything else
+fails to compile: a new rule that needs more of the Kubernetes libraries fails loudly
+instead of passing unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import cache
+from itertools import pairwise
+from typing import Any
+
+from cel_expr_python import cel
+from cel_expr_python.ext.ext_strings import ExtStrings
+
+from .quantity import is_quantity, quantity_value
+
+
+def _quantity(text: str) -> str:
+    return str(quantity_value(text))
+
+
+def _compare_to(left: str, right: str) -> int:
+    a, b = Decimal(left), Decimal(right)
+    return (a > b) - (a < b)
+
+
+def _is_sorted(values: Any) -> bool:
+    return all(a <= b for a, b in pairwise(list(values)))
+
+
+def _declare(name: str, result: Any, params: list[Any], impl: Any, member: bool = False) -> Any:
+    return cel.FunctionDecl(name, [cel.Overload(f"k8s_{name}", result, params, is_member=member, impl=impl)])
+
+
+KUBERNETES_FUNCTIONS = [
+    _declare("isQuantity", cel.Type.BOOL, [cel.Type.STRING], is_quantity),
+    _declare("quantity", cel.Type.STRING, [cel.Type.STRING], _quantity),
+    _declare("compareTo", cel.Type.INT, [cel.Type.STRING, cel.Type.STRING], _compare_to, member=True),
+    _declare("isSorted", cel.Type.BOOL, [cel.Type.List(cel.Type.DYN)], _is_sorted, member=True),
+]
+
+
+class RuleError(Exception):
+    """A rule did not evaluate to a boolean: the apiserver rejects the object then too."""
+
+
+@cache
+def _env() -> Any:
+    return cel.NewEnv(variables={"self": cel.Type.DYN}, functions=KUBERNETES_FUNCTIONS,
+                      extensions=[ExtStrings()])
+
+
+@cache
+def _program(rule: str) -> Any:
+    return _env().compile(rule)
+
+
+def compile_rule(rule: str) -> None:
+    _program(rule)
+
+
+@cache
+def _fields_read(rule: str) -> frozenset[str] | None:
+    """The fields of ``self`` a rule can reach, or None when it uses ``self`` as a whole.
+
+    A rule that only says ``self.port`` sees no other field, so only the fields it names
+    are handed over (converting the whole spec for every spec-level rule is the cost).
+    """
+    fields = set()
+    for use in re.finditer(r"\bself\b(\.(\w+)(\s*\()?)?", rule):
+        if use.group(2) is None or use.group(3) is not None:
+            return None
+        fields.add(use.group(2))
+    return frozenset(fields)
+
+
+def holds(rule: str, value: Any) -> bool:
+    """Evaluate one rule with ``self`` bound to ``value`` (JSON data as the apiserver decoded it)."""
+    fields = _fields_read(rule)
+    if fields is not None and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k in fields}
+    result = _program(rule).eval(data={"self": value})
+    if result.type() == cel.Type.BOOL:
+        return bool(result.value())
+    raise RuleError(f"{rule!r}: {result.value()!r}")
