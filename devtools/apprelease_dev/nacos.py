@@ -570,6 +570,9 @@ def _write_configuration(
         f"nacos.core.auth.server.identity.value={identity_value}",
         "nacos.istio.mcp.server.enabled=false",
         "nacos.k8s.sync.enabled=false",
+        # The embedded Derby's first connection boots and creates the database; Nacos' pool
+        # gives it 3 s, which a busy 2-core machine overruns (exit: "Login timeout exceeded").
+        "db.pool.config.connectionTimeout=60000",
         # Its own logs (JRaft's among them) in the workdir, not ~/nacos/logs shared by all.
         f"nacos.logs.path={workdir / 'logs'}",
     ]
