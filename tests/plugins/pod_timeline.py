@@ -120,6 +120,10 @@ class PodTimeline:
         with self._lock:
             return [r for r in self.records.values() if r.ip == ip]
 
+    def snapshot(self) -> list[PodRecord]:
+        with self._lock:
+            return list(self.records.values())
+
     def names(self) -> list[str]:
         with self._lock:
             return list(self.records)
