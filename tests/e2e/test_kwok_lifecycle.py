@@ -311,11 +311,11 @@ def test_termination_waits_for_the_prestop_sleep(
     terminating = _wait(pods, "draining", "terminating", lambda r: r.deletion_requested_at)
     # While the preStop runs the containers keep running and, with no probe failing, the pod
     # stays Ready (a kubelet keeps probing); the EndpointSlice takes it out of `ready`.
-    conditions = wait_for(
-        lambda: (c := _endpoint_conditions(kube_cluster, namespace, "draining", ip)) and c.get("terminating") and c
-        or NotYet(c),
-        TIMEOUT, message="the endpoint marked terminating",
-    )
+    def endpoint_terminating() -> dict[str, Any] | NotYet:
+        conditions = _endpoint_conditions(kube_cluster, namespace, "draining", ip)
+        return conditions if conditions and conditions.get("terminating") else NotYet(conditions)
+
+    conditions = wait_for(endpoint_terminating, TIMEOUT, message="the endpoint marked terminating")
     assert conditions == {"ready": False, "serving": True, "terminating": True}
     assert terminating.last["status"]["phase"] == "Running"
     assert condition_status(pods.record("draining").last, "Ready") == "True"

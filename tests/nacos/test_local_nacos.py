@@ -48,7 +48,9 @@ def test_a_restarted_workdir_keeps_a_raft_leader_on_its_port_or_on_a_new_one(
 ) -> None:
     distribution = ensure_nacos(os.environ.get("APPRELEASE_TEST_NACOS_VERSION", "2"))
     workdir = tmp_path / "nacos"
-    quiet: Callable[[str], None] = lambda line: None
+
+    def quiet(line: str) -> None:
+        pass
 
     with start_nacos(distribution, workdir, progress=quiet) as first:
         _disable_and_enable(_endpoint(first), app_instances)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -243,7 +244,7 @@ class ConsumerLog:
     def longest_silence(self, start: float | None = None, end: float | None = None) -> float:
         """Longest gap between two log lines in the window (a stalled consumer picks nothing)."""
         times = [p.at for p in self.between(start, end)]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def share(self, track: str, start: float | None = None, end: float | None = None) -> float:
         """Fraction of the window's successful picks that went to instances of `track`."""
