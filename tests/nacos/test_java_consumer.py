@@ -205,3 +205,32 @@ def test_weights_set_the_share_of_picks(
     assert by_track == measured, "picks of the canary should carry its track metadata"
     assert set(log.by_instance(start=since)) == set(stable) | set(canary)
     assert {p.revision for p in window if p.instance in canary} == {"2"}
+
+
+def test_no_instance_to_pick_is_logged_and_measured(
+    nacos_endpoint: NacosEndpoint,
+    app_instances: Callable[..., AppInstanceSimulator],
+    java_consumer: Callable[..., JavaConsumer],
+    service_name: str,
+) -> None:
+    """What "no moment without an instance" assertions rest on: when Nacos lists nothing the
+    client throws, the consumer logs it, and the log measures how long it lasted."""
+    (only,) = _register(app_instances, nacos_endpoint, service_name, ["10.64.0.1"])
+    consumer = java_consumer(nacos_endpoint, service_name=service_name)
+    consumer.wait_for_picks(lambda log: log.by_instance()[only] >= 100, 60, "100 picks")
+
+    write_override(nacos_endpoint, service_name, "10.64.0.1", PORT, enabled=False)
+    log = consumer.wait_for_picks(lambda log: len(log.unavailable()) >= 300, 30, "300 picks without an instance")
+    went = log.unavailable()[0].at
+    write_override(nacos_endpoint, service_name, "10.64.0.1", PORT, enabled=True)
+    log = consumer.wait_for_picks(
+        lambda log: (log.first_pick_after("10.64.0.1", went) or 0) > 0, 30, "picks again"
+    )
+    back = log.first_pick_after("10.64.0.1", went)
+    assert back is not None
+    gap = log.longest_unavailable()
+    print(f"\nNacos {nacos_endpoint.version}: no instance to pick for {gap:.2f} s; reason logged: "
+          f"{log.unavailable()[0].reason}")
+    assert gap == pytest.approx(back - went, abs=0.01)
+    assert gap >= 0.9  # 300 failed picks 3 ms apart
+    assert log.longest_unavailable(end=went - 0.001) == 0.0
