@@ -54,18 +54,25 @@ def _pod(
     }
 
 
-def _set_gate(kube: KubeCluster, namespace: str, pod: str, status: bool) -> None:
-    """What the operator does: PATCH pods/status with its readiness-gate condition."""
+def _set_gate(
+    kube: KubeCluster, namespace: str, pod: str, status: bool, *, server_side: bool = False
+) -> None:
+    """What the operator does: write its readiness-gate condition to pods/status, as a
+    strategic merge patch or (server_side) with server-side apply under its own field manager."""
     condition = {
         "type": GATE,
         "status": "True" if status else "False",
         "reason": "InstanceListed" if status else "InstanceNotListed",
         "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    patch = json.dumps({"status": {"conditions": [condition]}})
+    body: dict[str, Any] = {"status": {"conditions": [condition]}}
+    patch_type = ["--type=strategic"]
+    if server_side:
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod}, **body}
+        patch_type = ["--type=apply", "--field-manager=apprelease"]
     kube.kubectl(
-        "patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=strategic",
-        "-p", patch,
+        "patch", "pod", pod, "-n", namespace, "--subresource=status", *patch_type,
+        "-p", json.dumps(body),
     )
 
 
@@ -152,14 +159,15 @@ def test_gate_condition_written_before_kwok_transitions_survives_them(
     kube_cluster: KubeCluster, namespace: str, pods: PodTimeline
 ) -> None:
     """The operator may write its condition while KWOK still has status patches to make (the
-    containers-ready transition, termination): KWOK must leave it as written."""
+    containers-ready transition, termination): KWOK must leave it as written. Written with
+    server-side apply, as the operator does."""
     kube_cluster.apply(
         _pod("early", gates=True, pre_stop_seconds=2, annotations={READY_AFTER_ANNOTATION: "3s"}),
         namespace=namespace,
     )
     running = _wait(pods, "early", "Running", lambda r: r.running_at)
     assert condition_status(running.last, "ContainersReady") == "False"
-    _set_gate(kube_cluster, namespace, "early", True)
+    _set_gate(kube_cluster, namespace, "early", True, server_side=True)
     written = _wait(pods, "early", "gate condition visible", _gate_condition_of("True"))
     written_condition = _gate_condition(written.last)
 
