@@ -44,7 +44,28 @@ PROGRAMS: tuple[GoProgram, ...] = (
     # etcd ships no importable main package, so the wrapper module carries a 1-line one.
     GoProgram("etcd", "./cmd/etcd"),
 )
-BINARIES: tuple[str, ...] = tuple(program.binary for program in PROGRAMS)
+
+
+@dataclass(frozen=True)
+class StandaloneProgram:
+    """A program built with its own module's go.mod (`go install <package>@<version>`)."""
+
+    binary: str
+    package: str
+    version: str
+
+
+STANDALONE_PROGRAMS: tuple[StandaloneProgram, ...] = (
+    StandaloneProgram(
+        "metrics-server",
+        f"{versions.METRICS_SERVER_MODULE}/cmd/metrics-server",
+        versions.METRICS_SERVER_VERSION,
+    ),
+)
+BINARIES: tuple[str, ...] = (
+    *(program.binary for program in PROGRAMS),
+    *(program.binary for program in STANDALONE_PROGRAMS),
+)
 
 # `<binary> --version` must mention this, or the build is rejected (catches bad ldflags).
 EXPECTED_VERSION_TEXT: dict[str, str] = {
@@ -52,6 +73,7 @@ EXPECTED_VERSION_TEXT: dict[str, str] = {
     "kwok": versions.KWOK_VERSION,
     "etcd": versions.ETCD_VERSION.lstrip("v"),
     "helm": versions.HELM_VERSION,
+    "metrics-server": versions.METRICS_SERVER_VERSION,
 }
 
 ETCD_MAIN_SOURCE = """\
@@ -99,7 +121,7 @@ def ensure_binaries(progress: Progress = print, *, force: bool = False) -> Path:
         progress(
             f"Building {', '.join(BINARIES)} (missing: {', '.join(missing) or 'none, rebuild forced'}) for Kubernetes "
             f"{versions.KUBERNETES_VERSION}, KWOK {versions.KWOK_VERSION}, etcd "
-            f"{versions.ETCD_VERSION} into {target}"
+            f"{versions.ETCD_VERSION}, metrics-server {versions.METRICS_SERVER_VERSION} into {target}"
         )
         started = time.monotonic()
         module_dir = home / "module"
@@ -193,9 +215,10 @@ def _tools_source() -> str:
     )
 
 
-def _version_ldflags(build_date: str) -> list[str]:
-    """Stamp versions the way Kubernetes' own release build does (a module build has no git)."""
-    version = versions.KUBERNETES_VERSION
+def _version_ldflags(build_date: str, version: str = versions.KUBERNETES_VERSION) -> list[str]:
+    """Stamp versions the way Kubernetes' own release build does (a module build has no git).
+
+    metrics-server reports client-go's version as its own, so it is stamped with its own."""
     major, minor, _ = version.lstrip("v").split(".")
     values = {
         "gitVersion": version,
@@ -233,6 +256,24 @@ def _compile(module_dir: Path, output_dir: Path, progress: Progress) -> None:
         cwd=module_dir,
         progress=progress,
     )
+    for program in STANDALONE_PROGRAMS:
+        step = f"compiling {program.binary} (go install)"
+        progress(f"  compiling {program.binary} {program.version} from its own module")
+        flags = " ".join(["-s", "-w", *_version_ldflags(release_time, program.version)])
+        run_go(
+            [
+                "install",
+                "-v",
+                "-trimpath",
+                "-ldflags",
+                flags,
+                f"{program.package}@{program.version}",
+            ],
+            step=step,
+            cwd=module_dir,
+            progress=progress,
+            env={"GOBIN": str(output_dir)},
+        )
     still_missing = missing_binaries(output_dir)
     if still_missing:
         raise BuildError("compiling the control plane (go build)", f"no binary for {still_missing}")
@@ -261,6 +302,7 @@ def _build_info(seconds: float) -> dict[str, object]:
         "kwok": versions.KWOK_VERSION,
         "etcd": versions.ETCD_VERSION,
         "helm": versions.HELM_VERSION,
+        "metricsServer": versions.METRICS_SERVER_VERSION,
         "binaries": list(BINARIES),
         "buildSeconds": round(seconds, 1),
         "builtAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

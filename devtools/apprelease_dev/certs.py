@@ -57,12 +57,21 @@ CLIENT_IDENTITIES: dict[str, ClientIdentity] = {
     "apiserver-kubelet-client": ClientIdentity(
         "kube-apiserver-kubelet-client", ("system:masters",)
     ),
+    # metrics-server authenticates as its ServiceAccount (what a pod's token would say), so
+    # the RBAC shipped with metrics-server applies unchanged.
+    "metrics-server": ClientIdentity(
+        "system:serviceaccount:kube-system:metrics-server",
+        ("system:serviceaccounts", "system:serviceaccounts:kube-system"),
+    ),
 }
 # Serving certificates and the names they are valid for.
 SERVING_CERTS: dict[str, tuple[str, ...]] = {
     "apiserver": APISERVER_NAMES,
     # KWOK's kubelet-like server (logs/exec endpoints the apiserver would call).
     "kwok-serving": LOOPBACK_NAMES,
+    # The aggregator dials metrics-server as <service>.<namespace>.svc (the APIService's
+    # Service), whatever address that Service resolves to.
+    "metrics-server-serving": ("metrics-server.kube-system.svc", *LOOPBACK_NAMES),
 }
 
 

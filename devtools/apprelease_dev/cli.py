@@ -20,13 +20,16 @@ from apprelease_dev.cluster import (
 )
 from apprelease_dev.go_runner import BuildError
 from apprelease_dev.paths import default_state_dir
+from apprelease_dev.processes import exit_on_termination_signals
 
 FOLLOW_POLL_SECONDS = 0.5
 
 
-def _cluster(ctx: click.Context, nodes: int = DEFAULT_NODES) -> LocalCluster:
+def _cluster(
+    ctx: click.Context, nodes: int = DEFAULT_NODES, *, with_addons: bool = True
+) -> LocalCluster:
     state_dir: Path = ctx.obj["state_dir"]
-    return LocalCluster(state_dir, nodes=nodes)
+    return LocalCluster(state_dir, nodes=nodes, with_addons=with_addons)
 
 
 @click.group(name="dev")
@@ -71,41 +74,30 @@ def dev(ctx: click.Context, state_dir: Path | None) -> None:
     help="Only the control plane: no CRD, no operator, no example.",
 )
 @click.option("--nacos", is_flag=True, help="Also run a local Nacos 2.x server (from Maven Central).")
+@click.option(
+    "--no-addons", is_flag=True,
+    help="Without metrics-server (metrics.k8s.io for HPAs) and the Gateway API CRDs.",
+)
 @click.pass_context
-def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, nacos: bool) -> None:
+def up(
+    ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, nacos: bool,
+    no_addons: bool,
+) -> None:
     """Build what is missing, start the cluster (plus, unless --bare, the CRD, the operator and
     examples/order-service.yaml) and leave it all running in the background."""
-    from apprelease_dev import embedded
 
-    cluster = _cluster(ctx, nodes)
+    cluster = _cluster(ctx, nodes, with_addons=not no_addons)
     if cluster.is_running():
         click.echo(f"A cluster is already running from {cluster.state_dir}.")
         _print_kubeconfig_hint(cluster)
         return
     try:
-        ensure_binaries(progress=click.echo)
-        started = time.monotonic()
-        cluster.up(wait=wait, timeout=timeout, progress=click.echo)
-        if nacos:
-            embedded.start_detached(
-                embedded.nacos_command(cluster.state_dir / "nacos"),
-                cluster.logs_dir / "nacos.log", cluster.state_dir / "nacos.pid",
-            )
-            click.echo(f"Nacos starting (its address and login: {cluster.logs_dir / 'nacos.log'})")
-        if not bare:
-            kube = embedded.kube_for(cluster)
-            embedded.install_crd(kube)
-            embedded.start_detached(
-                embedded.operator_command(cluster.kubeconfig),
-                cluster.logs_dir / "operator.log", cluster.state_dir / "operator.pid",
-            )
-            example = _example_path()
-            body, note = embedded.load_example(example, demo=not nacos)
-            embedded.apply_example(kube, body)
-            click.echo(f"CRD installed, operator running (log: {cluster.logs_dir / 'operator.log'}), "
-                       f"{example.name} applied")
-            if note:
-                click.echo(note)
+        # A SIGTERM/SIGHUP mid-start stops what was started so far, as Ctrl-C does.
+        with exit_on_termination_signals():
+            ensure_binaries(progress=click.echo)
+            started = time.monotonic()
+            cluster.up(wait=wait, timeout=timeout, progress=click.echo)
+            _start_extras(cluster, bare=bare, nacos=nacos)
     except (BuildError, ClusterError, TimeoutError) as error:
         click.echo(f"Error: {error}", err=True)
         click.echo(f"Logs: {cluster.logs_dir}", err=True)
@@ -114,8 +106,32 @@ def up(ctx: click.Context, nodes: int, wait: bool, timeout: float, bare: bool, n
     _print_kubeconfig_hint(cluster)
 
 
+def _start_extras(cluster: LocalCluster, *, bare: bool, nacos: bool) -> None:
+    """Nacos and (unless bare) the CRD, the operator and the example. Nacos and the operator
+    are recorded in the cluster's state, so `down` stops them with the cluster."""
+    from apprelease_dev import embedded
+
+    if nacos:
+        cluster.start_attached(embedded.NACOS, embedded.nacos_command(cluster.state_dir / "nacos"))
+        click.echo(f"Nacos starting (its address and login: {cluster.layout.log(embedded.NACOS)})")
+    if bare:
+        return
+    kube = embedded.kube_for(cluster)
+    embedded.install_crd(kube)
+    cluster.start_attached(embedded.OPERATOR, embedded.operator_command(cluster.kubeconfig))
+    example = _example_path()
+    body, note = embedded.load_example(example, demo=not nacos)
+    embedded.apply_example(kube, body)
+    click.echo(
+        f"CRD installed, operator running (log: {cluster.layout.log(embedded.OPERATOR)}), "
+        f"{example.name} applied"
+    )
+    if note:
+        click.echo(note)
+
+
 def _example_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "examples" / "order-service.yaml"
+    return Path(__file__).resolve().parents[2] / "examples" / "order-service.yaml"
 
 
 def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
@@ -127,21 +143,19 @@ def _print_kubeconfig_hint(cluster: LocalCluster) -> None:
 @click.option("--keep-data", is_flag=True, help="Keep etcd's data (the next `up` starts from it).")
 @click.pass_context
 def down(ctx: click.Context, keep_data: bool) -> None:
-    """Stop every process of the cluster (SIGTERM, then SIGKILL) and remove its etcd data."""
-    from apprelease_dev import embedded
-
+    """Stop every process of the cluster, and the operator and Nacos started with it
+    (SIGTERM, then SIGKILL), and remove its etcd data."""
     cluster = _cluster(ctx)
-    for name in ("operator", "nacos"):  # started by `up`; stop them before the cluster
-        if embedded.stop_detached(cluster.state_dir / f"{name}.pid"):
-            click.echo(f"Stopped the {name}.")
     if cluster.state() is None:
         click.echo(f"No cluster recorded in {cluster.state_dir}; nothing to stop.")
         return
+    stopping = list(reversed(cluster.state().components))  # type: ignore[union-attr]
     try:
         cluster.down(keep_data=keep_data)
     except ClusterError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
+    click.echo(f"Stopped {', '.join(stopping)}.")
     click.echo(
         f"Stopped the cluster in {cluster.state_dir}{' (etcd data kept)' if keep_data else ''}."
     )
@@ -249,10 +263,6 @@ def build(force: bool) -> None:
     click.echo(str(directory))
 
 
-if __name__ == "__main__":
-    dev()
-
-
 @dev.command(name="run")
 @click.option(
     "-f", "--filename", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -261,7 +271,8 @@ if __name__ == "__main__":
 @click.pass_context
 def run_embedded(ctx: click.Context, filename: Path | None) -> None:
     """The embedded default: start the local control plane, install the CRD, run the
-    operator, apply the example and show it converge. Ctrl-C stops everything."""
+    operator and the web console, apply the example and show it converge. Ctrl-C (or
+    SIGTERM, SIGHUP) stops everything."""
     from apprelease.cli.common import Context
     from apprelease.cli.tree import show
     from apprelease_dev import embedded
@@ -269,21 +280,31 @@ def run_embedded(ctx: click.Context, filename: Path | None) -> None:
     example = filename or _example_path()
     state_dir: Path = ctx.obj["state_dir"]
     try:
-        with embedded.embedded_cluster(state_dir, click.echo) as cluster:
+        with (
+            exit_on_termination_signals(),
+            embedded.embedded_cluster(state_dir, click.echo) as cluster,
+        ):
             kube = embedded.kube_for(cluster)
             click.echo("installing the AppRelease CRD")
             embedded.install_crd(kube)
-            log_path = cluster.logs_dir / "operator.log"
-            with embedded.operator_process(cluster.kubeconfig, log_path):
+            with (
+                embedded.operator_process(cluster, click.echo) as log_path,
+                embedded.console_process(cluster, click.echo) as url,
+            ):
                 body, note = embedded.load_example(example, demo=filename is None)
                 embedded.apply_example(kube, body)
                 meta = body["metadata"]
                 click.echo(f"operator running (log: {log_path}); applied {example.name}")
                 if note:
                     click.echo(note)
+                click.echo(f"console: {url}  (open it in a browser)")
                 click.echo(f"in another shell: export KUBECONFIG={cluster.kubeconfig}")
-                click.echo("Ctrl-C stops the operator and the cluster.\n")
+                click.echo("Ctrl-C stops the console, the operator and the cluster.\n")
                 show(Context(str(cluster.kubeconfig), meta.get("namespace")), meta["name"], watch=True)
     except (BuildError, ClusterError, TimeoutError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # last: every command is registered by now
+    dev()

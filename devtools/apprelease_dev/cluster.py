@@ -1,5 +1,7 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and KWOK (fake nodes and pod lifecycles), all on 127.0.0.1.
+kube-scheduler and KWOK (fake nodes and pod lifecycles), all on 127.0.0.1; with the add-ons
+also metrics-server over KWOK's simulated resource usage (metrics.k8s.io, so the
+HPA controller works) and the Gateway API CRDs.
 
 Processes are detached (own sessions) and recorded in a state file, so one command can
 start the cluster and another, later, can inspect or stop it.
@@ -12,17 +14,21 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from apprelease_dev import addons
 from apprelease_dev import components as c
 from apprelease_dev.build import ensure_binaries
 from apprelease_dev.certs import ClusterPki, ensure_pki
 from apprelease_dev.fake_nodes import node_manifest, node_name
+from apprelease_dev.go_runner import BuildError, download_modules
 from apprelease_dev.kubeconfig import write_kubeconfig
+from apprelease_dev.kwok_metrics import write_metrics_config
 from apprelease_dev.kwok_stages import write_stages_config
 from apprelease_dev.paths import default_state_dir
 from apprelease_dev.probes import AdminClient, ApiRequestError, etcd_healthy, http_ok
@@ -47,6 +53,7 @@ COMPONENT_CLIENTS = {
     c.CONTROLLER_MANAGER: "kube-controller-manager",
     c.SCHEDULER: "kube-scheduler",
     c.KWOK: "kwok",
+    c.METRICS_SERVER: "metrics-server",
 }
 
 
@@ -92,14 +99,18 @@ class LocalCluster:
         nodes: int = DEFAULT_NODES,
         bin_dir: Path | None = None,
         audit_policy: dict[str, Any] | None = None,
+        with_addons: bool = False,
     ) -> None:
         """`audit_policy` (opt-in, e.g. components.metadata_audit_policy()): the apiserver
-        writes an audit log to `audit_log`."""
+        writes an audit log to `audit_log`. `with_addons` (opt-in; `dev up`, `dev run` and the
+        tests' cluster turn it on, benchmarks leave it off): metrics-server over KWOK's
+        simulated resource metrics, and the Gateway API CRDs (see addons.py)."""
         self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
         self.layout = c.Layout(self.state_dir)
         self.nodes = nodes
         self._bin_dir = bin_dir
         self.audit_policy = audit_policy
+        self.with_addons = with_addons
         # Our own children (when started from this process), kept so they can be reaped.
         self._children: list[subprocess.Popen[bytes]] = []
 
@@ -157,8 +168,17 @@ class LocalCluster:
         for directory in (self.layout.logs_dir, self.layout.config_dir):
             directory.mkdir(parents=True, exist_ok=True)
         pki = ensure_pki(self.layout.pki_dir)
-        ports = c.Ports(*free_ports(6))
-        self._write_configs(pki, ports)
+        ports = c.Ports(*free_ports(7))
+        modules = self._addon_modules() if self.with_addons else None
+        self._write_configs(pki, ports, modules)
+        gateway_api = addons.gateway_api_documents(modules.gateway_api) if modules else []
+        metrics_server = (
+            addons.metrics_server_documents(
+                modules.metrics_server, port=ports.metrics_server, ca_cert=pki.ca_cert
+            )
+            if modules
+            else []
+        )
         state = ClusterState(
             state_dir=str(self.state_dir),
             kubeconfig=str(self.kubeconfig),
@@ -166,6 +186,7 @@ class LocalCluster:
             bin_dir=str(bin_dir),
             node_names=[node_name(index) for index in range(self.nodes)],
             started_at=time.time(),
+            addon_crds=addons.crd_names(gateway_api),
         )
         try:
             self._launch(c.ETCD, bin_dir, pki, ports, state)
@@ -173,21 +194,56 @@ class LocalCluster:
                 c.ETCD, lambda: etcd_healthy(ports.etcd_client), "etcd /health", deadline, state
             )
             self._launch(c.APISERVER, bin_dir, pki, ports, state)
-            with AdminClient(state.apiserver_url, pki) as api:
-                self._wait_for(
-                    c.APISERVER, lambda: _apiserver_ready(api), "/readyz", deadline, state
-                )
-                for component in (c.CONTROLLER_MANAGER, c.SCHEDULER, c.KWOK):
-                    self._launch(component, bin_dir, pki, ports, state)
-                self._register_nodes(api)
-            progress(f"Control plane processes started; API server at {state.apiserver_url}")
-            if wait:
-                self.wait_until_healthy(deadline - time.monotonic(), state=state)
-                progress(f"Cluster healthy in {time.monotonic() - started:.1f} s")
+            with ThreadPoolExecutor(max_workers=1) as background:
+                with AdminClient(state.apiserver_url, pki) as api:
+                    self._wait_for(
+                        c.APISERVER, lambda: _apiserver_ready(api), "/readyz", deadline, state
+                    )
+                    for component in (c.CONTROLLER_MANAGER, c.SCHEDULER, c.KWOK):
+                        self._launch(component, bin_dir, pki, ports, state)
+                    self._register_nodes(api)
+                    # metrics-server reads RBAC-guarded configuration when it starts.
+                    self._apply(api, metrics_server)
+                    if self.with_addons:
+                        self._launch(c.METRICS_SERVER, bin_dir, pki, ports, state)
+                # Large CRDs cost the apiserver seconds (schemas, CEL rules): created while
+                # the nodes become Ready; the health check waits for them to be Established.
+                crds_applied = background.submit(self._apply_separately, state, pki, gateway_api)
+                progress(f"Control plane processes started; API server at {state.apiserver_url}")
+                if wait:
+                    self.wait_until_healthy(
+                        deadline - time.monotonic(), state=state, alongside=crds_applied
+                    )
+                    progress(f"Cluster healthy in {time.monotonic() - started:.1f} s")
+                crds_applied.result()
         except BaseException:
             self.down(keep_data=had_data)
             raise
         return state
+
+    def _addon_modules(self) -> addons.ModuleDirs:
+        try:
+            found = download_modules(addons.addon_modules(), cwd=self.state_dir)
+        except BuildError as error:
+            raise ClusterError(f"the add-ons' Go modules are not available: {error}") from error
+        return addons.module_dirs_from(found)
+
+    def _apply_separately(
+        self, state: ClusterState, pki: ClusterPki, documents: list[dict[str, Any]]
+    ) -> None:
+        with AdminClient(state.apiserver_url, pki) as api:
+            self._apply(api, documents)
+
+    def _apply(self, api: AdminClient, documents: list[dict[str, Any]]) -> None:
+        for document in documents:
+            try:
+                api.create_or_apply(document)
+            except ApiRequestError as error:
+                raise ClusterStartError(
+                    c.APISERVER,
+                    f"applying {document['kind']} {document['metadata']['name']} failed: {error}",
+                    self.log_tail(c.APISERVER),
+                ) from error
 
     def _register_nodes(self, api: AdminClient) -> None:
         for index in range(self.nodes):
@@ -200,12 +256,16 @@ class LocalCluster:
                     self.log_tail(c.APISERVER),
                 ) from error
 
-    def _write_configs(self, pki: ClusterPki, ports: c.Ports) -> None:
+    def _write_configs(
+        self, pki: ClusterPki, ports: c.Ports, modules: addons.ModuleDirs | None
+    ) -> None:
         server = c.apiserver_url(ports)
         write_kubeconfig(self.kubeconfig, server, pki, "admin")
         for component, client in COMPONENT_CLIENTS.items():
             write_kubeconfig(self.layout.component_kubeconfig(component), server, pki, client)
         write_stages_config(self.layout.kwok_stages)
+        if modules is not None:
+            write_metrics_config(self.layout.kwok_metrics, modules.kwok)
         if self.audit_policy is not None:
             self.layout.audit_policy.write_text(yaml.safe_dump(self.audit_policy, sort_keys=False))
 
@@ -213,7 +273,13 @@ class LocalCluster:
         self, component: str, bin_dir: Path, pki: ClusterPki, ports: c.Ports, state: ClusterState
     ) -> None:
         command = c.command_line(
-            component, bin_dir, self.layout, pki, ports, audit=self.audit_policy is not None
+            component,
+            bin_dir,
+            self.layout,
+            pki,
+            ports,
+            audit=self.audit_policy is not None,
+            kwok_metrics=self.with_addons,
         )
         log = self.layout.log(component)
         process, identity = start_detached(command, log_path=log, cwd=self.state_dir)
@@ -255,9 +321,17 @@ class LocalCluster:
 
     # --- health ------------------------------------------------------------------------
 
-    def wait_until_healthy(self, timeout: float, *, state: ClusterState | None = None) -> None:
-        """Poll until every component is healthy, all nodes are Ready and pods can be created
-        (the `default` ServiceAccount exists); raise ClusterStartError naming what is not."""
+    def wait_until_healthy(
+        self,
+        timeout: float,
+        *,
+        state: ClusterState | None = None,
+        alongside: Future[None] | None = None,
+    ) -> None:
+        """Poll until every component is healthy, all nodes are Ready, pods can be created
+        (the `default` ServiceAccount exists) and the add-ons' CRDs are Established; raise
+        ClusterStartError naming what is not. A failure of `alongside` (work the health
+        depends on) is raised as soon as it happens."""
         state = state or self.state()
         if state is None:
             raise ClusterError(f"no cluster state in {self.state_dir}")
@@ -266,6 +340,8 @@ class LocalCluster:
         with AdminClient(state.apiserver_url, pki) as api:
             while True:
                 self._raise_if_dead(state)
+                if alongside is not None and alongside.done():
+                    alongside.result()
                 failure = self._first_unhealthy(api, state)
                 if failure is None:
                     return
@@ -301,6 +377,9 @@ class LocalCluster:
             )
         if api.get("/api/v1/namespaces/default/serviceaccounts/default") is None:
             return c.CONTROLLER_MANAGER, "ServiceAccount default/default not created"
+        not_established = [name for name in state.addon_crds if not _crd_established(api, name)]
+        if not_established:
+            return c.APISERVER, f"CRDs not Established: {', '.join(not_established)}"
         return None
 
     def status(self) -> list[ComponentStatus]:
@@ -323,6 +402,62 @@ class LocalCluster:
                 )
         return statuses
 
+    # --- processes started for the cluster (operator, Nacos) ---------------------------
+
+    def start_attached(
+        self, name: str, command: list[str], *, env: dict[str, str] | None = None
+    ) -> ComponentState:
+        """Start `command` detached, like the components, and record it in the cluster's
+        state: `down` (from this or any later process) stops it first, before the cluster."""
+        state = self.state()
+        if state is None:
+            raise ClusterError(f"no cluster recorded in {self.state_dir}; start it first")
+        recorded = state.components.get(name)
+        if recorded is not None and is_running(recorded.identity):
+            raise ClusterError(f"{name} is already running (pid {recorded.pid})")
+        log = self.layout.log(name)
+        process, identity = start_detached(command, log_path=log, env=env, cwd=self.state_dir)
+        self._children.append(process)
+        state.components.pop(name, None)  # re-inserted last: stopped first
+        state.components[name] = ComponentState(
+            name=name,
+            pid=identity.pid,
+            start_ticks=identity.start_ticks,
+            port=None,
+            log=str(log),
+            command=command,
+        )
+        save_state(state)
+        return state.components[name]
+
+    def attached(self, name: str) -> ComponentState | None:
+        """The recorded process `name` if it is running."""
+        state = self.state()
+        recorded = state.components.get(name) if state else None
+        return recorded if recorded is not None and is_running(recorded.identity) else None
+
+    def stop_attached(self, name: str, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS) -> None:
+        """Stop a process recorded by start_attached and forget it."""
+        state = self.state()
+        recorded = state.components.get(name) if state else None
+        if state is None or recorded is None:
+            return
+        survivors = stop_groups([recorded.identity], grace_seconds)
+        self._reap_children(survivors, only_pid=recorded.pid)
+        if survivors:
+            raise ClusterError(f"{name}: processes still alive after SIGKILL: {survivors}")
+        del state.components[name]
+        save_state(state)
+
+    def _reap_children(self, survivors: list[int], only_pid: int | None = None) -> None:
+        """Collect the exit status of stopped children of ours (all, or just `only_pid`)."""
+        for child in self._children:
+            if only_pid is not None and child.pid != only_pid:
+                continue
+            if child.poll() is None and child.pid not in survivors:
+                child.wait(timeout=5)
+        self._children = [child for child in self._children if child.poll() is None]
+
     # --- stop --------------------------------------------------------------------------
 
     def down(
@@ -337,10 +472,7 @@ class LocalCluster:
                 component.identity for component in reversed(list(state.components.values()))
             ]
             survivors = stop_groups(identities, grace_seconds)
-        for child in self._children:
-            if child.poll() is None and child.pid not in survivors:
-                child.wait(timeout=5)
-        self._children = [child for child in self._children if child.poll() is None]
+        self._reap_children(survivors)
         if survivors:
             raise ClusterError(f"processes still alive after SIGKILL: {survivors}")
         remove_state(self.state_dir)
@@ -365,6 +497,14 @@ def _component_healthy(component: ComponentState, api: AdminClient) -> bool:
     if component.name == c.APISERVER:
         return _apiserver_ready(api)
     return http_ok(c.health_url(component.name, component.port))
+
+
+def _crd_established(api: AdminClient, name: str) -> bool:
+    crd = api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    conditions = (crd or {}).get("status", {}).get("conditions") or []
+    return any(
+        cond.get("type") == "Established" and cond.get("status") == "True" for cond in conditions
+    )
 
 
 def _node_ready(node: dict[str, Any] | None) -> bool:

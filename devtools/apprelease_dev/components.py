@@ -19,6 +19,14 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Fallback pod CIDR for nodes without spec.podCIDR (ours always have one).
 KWOK_FALLBACK_POD_CIDR = "10.244.0.0/16"
 KWOK_NODE_LEASE_SECONDS = 40
+# metrics-server's minimum; a pod's CPU rate needs two scrapes, so metrics appear ~20 s
+# after a pod starts (or its simulated usage changes).
+METRIC_RESOLUTION = "10s"
+# Must stay under 90% of the resolution (metrics-server validates it).
+KUBELET_REQUEST_TIMEOUT = "5s"
+# How often the HPA controller recomputes (the default is 15 s): tests see a scale decision
+# within one or two metric resolutions.
+HPA_SYNC_PERIOD = "5s"
 
 # The controllers an app-release operator leans on; the rest of the defaults (cloud,
 # volumes, CSR signing, node IPAM, taint eviction) have nothing to do without real nodes.
@@ -54,8 +62,11 @@ APISERVER = "kube-apiserver"
 CONTROLLER_MANAGER = "kube-controller-manager"
 SCHEDULER = "kube-scheduler"
 KWOK = "kwok"
+METRICS_SERVER = "metrics-server"
 # Start order (stop order is the reverse).
-COMPONENTS: tuple[str, ...] = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+COMPONENTS: tuple[str, ...] = (ETCD, APISERVER, CONTROLLER_MANAGER, SCHEDULER, KWOK, METRICS_SERVER)
+# Started only when the cluster runs its add-ons (see LocalCluster).
+ADDON_COMPONENTS: tuple[str, ...] = (METRICS_SERVER,)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    metrics_server: int
 
     def of(self, component: str) -> int:
         return {
@@ -74,6 +86,7 @@ class Ports:
             CONTROLLER_MANAGER: self.controller_manager,
             SCHEDULER: self.scheduler,
             KWOK: self.kwok,
+            METRICS_SERVER: self.metrics_server,
         }[component]
 
 
@@ -108,6 +121,10 @@ class Layout:
         return self.config_dir / "kwok-stages.yaml"
 
     @property
+    def kwok_metrics(self) -> Path:
+        return self.config_dir / "kwok-metrics.yaml"
+
+    @property
     def audit_policy(self) -> Path:
         return self.config_dir / "audit-policy.yaml"
 
@@ -133,6 +150,9 @@ def health_url(component: str, port: int) -> str:
         return f"http://{LOOPBACK}:{port}/health"
     if component == KWOK:
         return f"http://{LOOPBACK}:{port}/healthz"
+    if component == METRICS_SERVER:
+        # Not /readyz: that waits for the first full scrape, which `up` need not wait for.
+        return f"https://{LOOPBACK}:{port}/livez"
     return f"https://{LOOPBACK}:{port}/healthz"
 
 
@@ -144,8 +164,10 @@ def command_line(
     ports: Ports,
     *,
     audit: bool = False,
+    kwok_metrics: bool = False,
 ) -> list[str]:
-    """`audit`: the apiserver writes an audit log (policy at layout.audit_policy)."""
+    """`audit`: the apiserver writes an audit log (policy at layout.audit_policy).
+    `kwok_metrics`: KWOK also serves resource metrics (config at layout.kwok_metrics)."""
     binary = str(bin_dir / component)
     if component == ETCD:
         return [binary, *_etcd_args(layout, ports)]
@@ -156,7 +178,10 @@ def command_line(
     if component == SCHEDULER:
         return [binary, *_scheduler_args(layout, ports)]
     if component == KWOK:
-        return [binary, *_kwok_args(layout, pki, ports)]
+        metrics_config = [f"--config={layout.kwok_metrics}"] if kwok_metrics else []
+        return [binary, *_kwok_args(layout, pki, ports), *metrics_config]
+    if component == METRICS_SERVER:
+        return [binary, *_metrics_server_args(layout, pki, ports)]
     raise ValueError(f"unknown component {component!r}")
 
 
@@ -265,6 +290,7 @@ def _controller_manager_args(layout: Layout, pki: ClusterPki, ports: Ports) -> l
         f"--root-ca-file={pki.ca_cert}",
         "--leader-elect=false",
         "--profiling=false",
+        f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
     ]
 
 
@@ -296,4 +322,24 @@ def _kwok_args(layout: Layout, pki: ClusterPki, ports: Ports) -> list[str]:
         f"--tls-private-key-file={pki.key('kwok-serving')}",
         f"--cidr={KWOK_FALLBACK_POD_CIDR}",
         f"--node-lease-duration-seconds={KWOK_NODE_LEASE_SECONDS}",
+    ]
+
+
+def _metrics_server_args(layout: Layout, pki: ClusterPki, ports: Ports) -> list[str]:
+    kubeconfig = layout.component_kubeconfig(METRICS_SERVER)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={ports.metrics_server}",
+        f"--tls-cert-file={pki.cert('metrics-server-serving')}",
+        f"--tls-private-key-file={pki.key('metrics-server-serving')}",
+        # "Kubelets" are KWOK's server: the nodes' InternalIP and daemon port, verified
+        # against our CA; the path per node comes from the node's resource-metrics-path.
+        "--kubelet-preferred-address-types=InternalIP",
+        "--kubelet-use-node-status-port",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        f"--kubelet-request-timeout={KUBELET_REQUEST_TIMEOUT}",
+        f"--metric-resolution={METRIC_RESOLUTION}",
     ]

@@ -2,18 +2,17 @@
 
 `apprelease dev run` is what a user without a cluster runs first: it builds what is
 missing, starts everything, applies examples/order-service.yaml and shows it converge.
-Ctrl-C stops the operator and the cluster it started.
+Ctrl-C, SIGTERM or SIGHUP stop the operator and the cluster it started; whatever it started
+is recorded in the cluster's state, so `dev down` stops it even after a SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,9 +25,12 @@ from apprelease.k8s.client import ApiError, Kube, load_api_client
 
 from .build import ensure_binaries
 from .cluster import LocalCluster
+from .state import ComponentState
 
+ATTACHED_STOP_GRACE_SECONDS = 20.0
 DEV_MANAGER = "apprelease-dev"  # the field manager of what the demo applies, as a user would
 CRD_NAME = "appreleases.apprelease.io"
+CONSOLE_PORT = 7070  # `apprelease console`'s default; any free port when taken
 Progress = Callable[[str], None]
 
 
@@ -95,27 +97,85 @@ def apply_example(kube: Kube, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+# Names of the processes started with the cluster, in its state and their logs' names.
+OPERATOR = "operator"
+CONSOLE = "console"
+NACOS = "nacos"
+
+
 @contextmanager
-def operator_process(kubeconfig: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    command = operator_command(kubeconfig)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def attached_process(
+    cluster: LocalCluster, name: str, command: list[str], progress: Progress
+) -> Iterator[ComponentState]:
+    """`command` as the cluster's process `name`, recorded in the cluster's state (so `dev
+    down` stops it even if this process dies without cleaning up); stopped on exit if
+    started here. One already running under that name is reused, not doubled."""
+    running = cluster.attached(name)
+    if running is not None:
+        progress(f"reusing the {name} already running for this cluster")
+        yield running
+        return
+    started = cluster.start_attached(name, command)
     try:
-        yield process
+        yield started
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+        _tell(progress, f"stopping the {name}")
+        cluster.stop_attached(name, grace_seconds=ATTACHED_STOP_GRACE_SECONDS)
+
+
+@contextmanager
+def operator_process(cluster: LocalCluster, progress: Progress) -> Iterator[Path]:
+    """The operator against `cluster` (see attached_process); yields its log's path."""
+    with attached_process(cluster, OPERATOR, operator_command(cluster.kubeconfig), progress):
+        yield cluster.layout.log(OPERATOR)
+
+
+@contextmanager
+def console_process(cluster: LocalCluster, progress: Progress) -> Iterator[str]:
+    """`apprelease console` (the kubeconfig's identity, no browser opened), see
+    attached_process; yields its URL once it serves."""
+    port = CONSOLE_PORT if _port_free(CONSOLE_PORT) else _free_port()
+    command = [sys.executable, "-m", "apprelease.cli.main", "console", "--kubeconfig",
+               str(cluster.kubeconfig), "--no-browser", "--port", str(port)]
+    with attached_process(cluster, CONSOLE, command, progress) as console:
+        url = f"http://127.0.0.1:{console.command[console.command.index('--port') + 1]}/"
+        log_path = cluster.layout.log(CONSOLE)
+
+        def serving() -> bool:
+            if cluster.attached(CONSOLE) is None:
+                raise TimeoutError(f"the console exited (log: {log_path})")
             try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                with urllib.request.urlopen(url + "healthz", timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        _wait(serving, 60, f"the console on {url}")
+        yield url
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _tell(progress: Progress, message: str) -> None:
+    """Report a clean-up step; after SIGHUP the terminal may be gone, and a failed write
+    must not skip the clean-up itself."""
+    with contextlib.suppress(OSError):
+        progress(message)
 
 
 @contextmanager
 def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalCluster]:
     """The local control plane; stopped on exit only if this call started it."""
-    cluster = LocalCluster(state_dir, bin_dir=ensure_binaries(progress=progress))
+    cluster = LocalCluster(
+        state_dir, bin_dir=ensure_binaries(progress=progress), with_addons=True
+    )
     started_here = not cluster.is_running()
     if started_here:
         cluster.up(progress=progress)
@@ -125,43 +185,12 @@ def embedded_cluster(state_dir: Path, progress: Progress) -> Iterator[LocalClust
         yield cluster
     finally:
         if started_here:
-            progress("stopping the local control plane")
+            _tell(progress, "stopping the local control plane")
             cluster.down()
 
 
 def kube_for(cluster: LocalCluster) -> Kube:
     return Kube(load_api_client(str(cluster.kubeconfig), pool_size=4))
-
-
-def start_detached(command: list[str], log_path: Path, pid_path: Path) -> int:
-    """Start a process that outlives this command (its own session); remember its PID."""
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_path.write_text(str(process.pid))
-    return process.pid
-
-
-def stop_detached(pid_path: Path, grace_seconds: float = 20) -> bool:
-    """Stop a process started by start_detached (its whole process group); True if it ran."""
-    try:
-        pid = int(pid_path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return False
-    pid_path.unlink(missing_ok=True)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    return True
 
 
 def operator_command(kubeconfig: Path) -> list[str]:

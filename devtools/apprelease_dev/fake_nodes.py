@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apprelease_dev import versions
+from apprelease_dev.kwok_metrics import RESOURCE_METRICS_PATH_ANNOTATION, resource_metrics_path
 
 # KWOK manages exactly the nodes carrying this annotation (--manage-nodes-with-annotation-selector).
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -41,6 +42,8 @@ def node_manifest(index: int) -> dict[str, Any]:
             "annotations": {
                 KWOK_NODE_ANNOTATION: KWOK_NODE_ANNOTATION_VALUE,
                 "node.alpha.kubernetes.io/ttl": "0",
+                # Where metrics-server finds this node's resource metrics on KWOK's server.
+                RESOURCE_METRICS_PATH_ANNOTATION: resource_metrics_path(name),
             },
             "labels": {
                 "kubernetes.io/arch": "amd64",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -133,3 +134,29 @@ def run_go(
             f"last lines of its output:\n{shown}",
         )
     return "\n".join(lines)
+
+
+def download_modules(modules: Mapping[str, str], *, cwd: Path) -> dict[str, Path]:
+    """Fetch `{module: version}` into the Go module cache (through the configured module
+    proxy, checksum-verified) and return each module's extracted, read-only directory.
+
+    One `go mod download` for all of them; a module already in the cache costs no network.
+    """
+    requested = [f"{module}@{version}" for module, version in modules.items()]
+    step = f"downloading Go modules {', '.join(requested)}"
+    output = capture_go(["mod", "download", "-json", *requested], step=step, cwd=cwd)
+    found: dict[str, Path] = {}
+    decoder = json.JSONDecoder()
+    position = 0
+    while position < len(output):  # one JSON object per module, concatenated
+        if output[position].isspace():
+            position += 1
+            continue
+        record, position = decoder.raw_decode(output, position)
+        if record.get("Error"):
+            raise BuildError(step, str(record["Error"]))
+        found[record["Path"]] = Path(record["Dir"])
+    missing = sorted(set(modules) - set(found))
+    if missing:
+        raise BuildError(step, f"no directory reported for {missing}")
+    return found

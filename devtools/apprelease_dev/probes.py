@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
@@ -10,6 +11,24 @@ import httpx
 from apprelease_dev.certs import ClusterPki
 
 PROBE_TIMEOUT_SECONDS = 2.0
+# Applying a large CRD (HTTPRoute's schema is ~0.5 MB) takes longer than a probe.
+APPLY_TIMEOUT_SECONDS = 30.0
+FIELD_MANAGER = "apprelease-dev"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+
+# Where the kinds we apply at bootstrap live: kind -> (plural, namespaced).
+BOOTSTRAP_KINDS: dict[str, tuple[str, bool]] = {
+    "CustomResourceDefinition": ("customresourcedefinitions", False),
+    "ValidatingAdmissionPolicy": ("validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": ("validatingadmissionpolicybindings", False),
+    "APIService": ("apiservices", False),
+    "ClusterRole": ("clusterroles", False),
+    "ClusterRoleBinding": ("clusterrolebindings", False),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+    "ServiceAccount": ("serviceaccounts", True),
+    "Service": ("services", True),
+}
 # Everything we probe is on 127.0.0.1: never route it through an HTTP(S)_PROXY from the env.
 TRUST_ENV = False
 
@@ -56,6 +75,34 @@ class AdminClient:
         if response.status_code != 409:
             self._raise_for_status(response)
 
+    def create_or_apply(self, body: dict[str, Any]) -> None:
+        """Create `body`; if it exists, server-side apply it. A plain create costs the
+        apiserver far less than an apply of a large object (a fresh cluster's case)."""
+        plural_path = object_path(body).rsplit("/", 1)[0]
+        response = self._request(
+            "POST",
+            plural_path,
+            json=body,
+            params={"fieldManager": FIELD_MANAGER},
+            timeout=APPLY_TIMEOUT_SECONDS,
+        )
+        if response.status_code == 409:
+            self.apply(body)
+        else:
+            self._raise_for_status(response)
+
+    def apply(self, body: dict[str, Any]) -> None:
+        """Server-side apply `body` as our field manager (idempotent; takes over conflicts)."""
+        response = self._request(
+            "PATCH",
+            object_path(body),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=json.dumps(body),
+            headers={"Content-Type": APPLY_CONTENT_TYPE},
+            timeout=APPLY_TIMEOUT_SECONDS,
+        )
+        self._raise_for_status(response)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self._client.request(method, path, **kwargs)
@@ -69,6 +116,19 @@ class AdminClient:
                 f"{response.request.method} {response.request.url.path} -> "
                 f"{response.status_code}: {response.text}"
             )
+
+
+def object_path(body: dict[str, Any]) -> str:
+    """The REST path of `body` (one of BOOTSTRAP_KINDS)."""
+    kind = body["kind"]
+    if kind not in BOOTSTRAP_KINDS:
+        raise ValueError(f"no REST path known for kind {kind!r}")
+    plural, namespaced = BOOTSTRAP_KINDS[kind]
+    api_version = body["apiVersion"]
+    prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    metadata = body["metadata"]
+    namespace = f"/namespaces/{metadata['namespace']}" if namespaced else ""
+    return f"{prefix}{namespace}/{plural}/{metadata['name']}"
 
 
 def http_ok(url: str) -> bool:

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +167,29 @@ def stop_groups(
             still_alive.append(identity.pid)
         still_alive += [pid for pid in group_members(identity.pid) if pid != identity.pid]
     return still_alive
+
+
+# A closed terminal sends SIGHUP, a process manager or `kill` SIGTERM.
+TERMINATION_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def exit_on_termination_signals() -> Iterator[None]:
+    """Within this block, SIGTERM and SIGHUP raise SystemExit(128 + signal) in the main
+    thread, so `finally` blocks and context managers stop what this process started, as
+    Ctrl-C does; their default action would end the process at once and leave its detached
+    children running. A signal the caller ignores (nohup) stays ignored.
+    """
+    handled = [sig for sig in TERMINATION_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+    def terminate(signum: int, frame: object) -> None:
+        for sig in handled:  # a repeated signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in handled}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -37,8 +37,11 @@ class ClusterState:
     bin_dir: str
     node_names: list[str]
     started_at: float
-    # In start order; stopped in reverse.
+    # In start order; stopped in reverse. Besides the control plane, processes started for
+    # the cluster by `dev up`/`dev run` (the operator, Nacos), so `down` stops them too.
     components: dict[str, ComponentState] = field(default_factory=dict)
+    # CRDs the add-ons installed: the cluster is healthy once they are Established.
+    addon_crds: list[str] = field(default_factory=list)
     version: int = STATE_VERSION
 
     def to_json(self) -> dict[str, Any]:

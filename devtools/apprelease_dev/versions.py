@@ -15,11 +15,19 @@ ETCD_VERSION = "v3.6.8"
 
 # Helm, to render and check our chart; v4.2.4 uses the same k8s.io v0.36.1 libraries.
 HELM_VERSION = "v4.2.4"
+# metrics-server serves metrics.k8s.io (kubectl top, the HPA controller) from KWOK's simulated
+# kubelet resource metrics; built in the same wrapper module against the k8s.io v0.36 libraries.
+METRICS_SERVER_VERSION = "v0.8.0"
+# Gateway API: only its CRD manifests are used (read from the module, nothing is compiled).
+# v1.7.0 needs a newer Go than the machines have (Go 1.26).
+GATEWAY_API_VERSION = "v1.6.3"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 HELM_MODULE = "helm.sh/helm/v4"
 KWOK_MODULE = "sigs.k8s.io/kwok"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
+METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 
 
 def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
@@ -32,4 +40,7 @@ def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
 
 def binaries_key() -> str:
     """Name of the cache directory holding binaries built from exactly these versions."""
-    return f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"
+    return (
+        f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"
+        f"-metrics-server-{METRICS_SERVER_VERSION}"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from apprelease_dev.build import bin_dir
+from apprelease_dev.components import COMPONENTS
 from apprelease_dev.fake_nodes import KWOK_NODE_ANNOTATION, KWOK_NODE_ANNOTATION_VALUE
 from apprelease_dev.kwok_stages import (
     BEHAVIOR_LABEL,
@@ -340,9 +341,11 @@ def test_dev_cli_up_detaches_and_down_leaves_no_process(tmp_path: Path) -> None:
         identities = [
             ProcessIdentity(c["pid"], c["start_ticks"]) for c in state["components"].values()
         ]
-        assert len(identities) == 5 and all(is_running(identity) for identity in identities)
+        # The control plane with its add-ons, and the operator recorded with it (so `down`
+        # stops it too).
+        assert set(state["components"]) == {*COMPONENTS, "operator"}
+        assert all(is_running(identity) for identity in identities)
         # The embedded default: the operator runs and the example's pods become Ready.
-        assert (state_dir / "operator.pid").exists()
         kubectl = [str(bin_dir() / "kubectl"), f"--kubeconfig={state_dir / 'kubeconfig'}"]
 
         def example_ready() -> bool:

@@ -217,10 +217,10 @@ def test_unreconcilable_spec_is_stalled_with_the_apiserver_reason_then_recovers(
         what="Stalled=True",
     )
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
-    assert stalled["reason"] == "ApplyFailed"
+    assert stalled["reason"] == "ChildRejected"
     assert "restartPolicy" in stalled["message"]
-    assert status["phase"] == "Degraded"
-    events = [e for e in arl.events("web") if e["reason"] == "ApplyFailed"]
+    assert status["phase"] == "Degraded" and status["failure"]["reason"] == "ChildRejected"
+    events = [e for e in arl.events("web") if e["reason"] == "ChildRejected"]
     assert events and events[0]["type"] == "Warning"
     arl.patch("web", {"spec": {"podTemplate": None}})
     arl.wait_phase("web", "Healthy", timeout=60)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from apprelease_dev.build import bin_dir
-from tests.plugins.cluster import KubeCluster
-from tests.plugins.operator import AppReleases, OperatorProcess
+from tests.plugins.cluster import KubeCluster, wait_for
+from tests.plugins.operator import AppReleases, OperatorProcess, service_account_kubeconfig
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -82,21 +82,50 @@ def test_rbac_has_no_wildcards_and_no_secret_access() -> None:
         assert "secrets" not in rule["resources"]
 
 
+def test_nothing_grants_secrets_cluster_wide() -> None:
+    """A namespace user's AppRelease could otherwise make the operator read any Secret."""
+    for docs in (deploy_docs(), helm_template("--set", "nacosCredentials=true")):
+        secret_roles = {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"
+                        and any("secrets" in r["resources"] for r in d["rules"])}
+        bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
+        assert not secret_roles & bound, secret_roles & bound
+
+
+def test_chart_with_watch_namespaces_grants_nothing_cluster_wide() -> None:
+    docs = helm_template("--set", "watchNamespaces={team-a,team-b}", "--set", "nacosCredentials=true",
+                         "--set", "nacosCredentialsSecrets={nacos-credentials}")
+    kinds = {(d["kind"], d["metadata"].get("namespace")) for d in docs}
+    assert not {k for k, _ in kinds} & {"ClusterRole", "ClusterRoleBinding"}
+    assert {("Role", "team-a"), ("Role", "team-b"), ("RoleBinding", "team-a"), ("RoleBinding", "team-b")} <= kinds
+    secret_rules = [r for d in docs if d["kind"] == "Role" for r in d["rules"] if "secrets" in r["resources"]]
+    assert secret_rules and all(r["resourceNames"] == ["nacos-credentials"] for r in secret_rules)
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_operator_works_with_only_namespaced_rbac(
+    kube_cluster: KubeCluster, crd: None, system_namespace: str, arl: AppReleases,
+    operator: OperatorProcess, tmp_path: Path,
+) -> None:
+    ns = arl.namespace
+    docs = [d for d in helm_template("--set", f"watchNamespaces={{{ns}}}") if d["kind"] in
+            ("ServiceAccount", "Role", "RoleBinding")]
+    kube_cluster.apply(*docs)
+    sa = "system:serviceaccount:apprelease-system:apprelease"
+    assert kube_cluster.kubectl("auth", "can-i", "list", "deployments", "-A", f"--as={sa}",
+                                check=False).stdout.strip() == "no"
+    sa_kubeconfig = _service_account_kubeconfig(kube_cluster, tmp_path)
+    app = {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "scoped"},
+           "spec": {"image": "registry.local/scoped:v1", "replicas": 2, "port": 8080}}
+    with operator.replaced_by(sa_kubeconfig, extra_args=("--namespace", ns)):
+        arl.apply(app)
+        arl.wait_phase("scoped", "Healthy", timeout=60)
+        forbidden = [line for line in operator.log_tail(400).splitlines() if "403" in line or "Forbidden" in line]
+        assert not forbidden, forbidden
+
+
 def _service_account_kubeconfig(cluster: KubeCluster, tmp_path: Path) -> Path:
-    token = cluster.kubectl("create", "token", "apprelease", "-n", NAMESPACE, "--duration=2h").stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = admin["contexts"][0]["context"]
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": "apprelease-sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": context["cluster"], "user": "apprelease-sa"}}],
-        "current-context": "sa",
-    }
-    path = tmp_path / "sa-kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    return path
+    return service_account_kubeconfig(cluster, NAMESPACE, "apprelease", tmp_path)
 
 
 def test_operator_works_with_exactly_the_deploy_rbac(
@@ -132,3 +161,38 @@ def test_operator_works_with_exactly_the_deploy_rbac(
                      if "403" in line and "being terminated" not in line]
         assert not forbidden, forbidden
         assert any(e["reason"] == "PromotionCompleted" for e in arl.events("rbac-app"))
+
+
+def test_the_pod_template_admission_policy_rejects_host_access(
+    kube_cluster: KubeCluster, crd: None, namespace: str,
+) -> None:
+    """deploy/optional/restrict-pod-template.yaml on the real apiserver: what a namespace user
+    must not get through the operator is refused at the AppRelease, naming the field."""
+    policy = DEPLOY / "optional" / "restrict-pod-template.yaml"
+    kube_cluster.kubectl("apply", "-f", str(policy))
+    try:
+        base = {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {"image": "registry.local/web:v1", "port": 8080}}
+        cases = {
+            "hostNetwork": {"spec": {"hostNetwork": True}},
+            "hostPath": {"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}},
+            "privileged": {"spec": {"containers": [{"name": "web", "securityContext": {"privileged": True}}]}},
+            "serviceAccountName": {"spec": {"serviceAccountName": "cluster-admin-sa"}},
+        }
+
+        def rejected(pod_template: dict[str, Any]) -> str:
+            body = {**base, "spec": {**base["spec"], "podTemplate": pod_template}}
+            result = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-",
+                                          input=yaml.safe_dump(body), check=False)
+            return result.stderr if result.returncode else ""
+
+        # The policy takes effect within seconds of its creation.
+        wait_for(lambda: rejected(cases["hostNetwork"]), 30, 0.5, "the admission policy to take effect")
+        for field, pod_template in cases.items():
+            message = rejected(pod_template)
+            assert field in message and ("not allowed" in message or "must not" in message), (field, message)
+        ok = {"spec": {"nodeSelector": {"disk": "ssd"}, "containers": [{"name": "web", "securityContext": {"readOnlyRootFilesystem": True}}]}}
+        assert rejected(ok) == ""
+    finally:
+        kube_cluster.kubectl("delete", "-f", str(policy), "--wait=false", check=False)

@@ -179,7 +179,11 @@ def kube_cluster(
         binaries = ensure_binaries()
     except BuildError as error:
         pytest.fail(f"could not build the control-plane binaries: {error}", pytrace=False)
-    cluster = LocalCluster(tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries)
+    # With the add-ons: metrics.k8s.io (metrics-server over KWOK's simulated usage) for HPA
+    # tests, and the Gateway API CRDs.
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries, with_addons=True
+    )
     try:
         cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=lambda line: None)
     except ClusterError as error:

@@ -309,3 +309,23 @@ def other_namespaces_gone(cluster: KubeCluster, mine: str) -> None:
         return not [n for n in names if n.startswith("e2e-") and n != mine]
 
     wait_for(quiet, 120, 0.5, "other test namespaces to terminate")
+
+
+def service_account_kubeconfig(cluster: KubeCluster, namespace: str, account: str, tmp_path: Path) -> Path:
+    """A kubeconfig that authenticates as a ServiceAccount (a token from the TokenRequest API)."""
+    import yaml
+
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = admin["contexts"][0]["context"]
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": context["cluster"], "user": account}}],
+        "current-context": account,
+    }
+    path = tmp_path / f"{account}-kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path

@@ -15,6 +15,7 @@ from apprelease.registry.registration import RegistryRead
 from apprelease.registry.registration import summarize as summarize_registration
 from apprelease.rollout.observed import (
     DeploymentState,
+    GateState,
     Observed,
     PodState,
     RegistryState,
@@ -22,8 +23,18 @@ from apprelease.rollout.observed import (
 )
 from apprelease.rollout.outcome import Plan
 from apprelease.rollout.planner import plan
+from apprelease.rollout.timefmt import format_time
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Override:
+    """Nacos' server-side record for one ip:port: it outlives the instance, as in Nacos."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 def make_app(spec: dict[str, Any] | None = None, *, annotations: dict[str, str] | None = None) -> AppRelease:
@@ -48,13 +59,16 @@ class Sim:
     status: AppReleaseStatus = field(default_factory=AppReleaseStatus)
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     revisions: dict[str, RevisionRecord] = field(default_factory=dict)
-    pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True})
+    pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True, "preview": True})
     restarts: dict[str, int] = field(default_factory=dict)
     registry: RegistryState | None = None
     # A simulated Nacos: (ip, port) → healthy; None when no Nacos is configured.
     nacos: dict[tuple[str, int], bool] | None = None
     nacos_up: bool = True
-    overrides: dict[tuple[str | None, int | None], bool] = field(default_factory=dict)
+    # Server-side instance state (Nacos' override record): (ip, port) → enabled, weight, metadata.
+    overrides: dict[tuple[str | None, int | None], Override] = field(default_factory=dict)
+    # The pods' readiness-gate conditions, as the operator wrote them.
+    gates: dict[str, GateState] = field(default_factory=dict)
     actions: list[tuple[datetime, Any]] = field(default_factory=list)
     pods: dict[str, list[PodState]] = field(default_factory=dict)
     serial: int = 0
@@ -62,10 +76,18 @@ class Sim:
     events: list[tuple[str, str]] = field(default_factory=list)
     last: Plan | None = None
 
+    def _pod(self, pod: PodState, track: str) -> PodState:
+        """The pod as the API shows it: with a Nacos registry, Ready needs the gate too."""
+        containers = self.pods_ready[track]
+        gate = self.gates.get(pod.name)
+        ready = containers and (self.nacos is None or (gate is not None and gate.status))
+        return replace(pod, ready=ready, containers_ready=containers, gate=gate,
+                       restarts=self.restarts.get(track, 0))
+
     def observed(self) -> Observed:
         pods = tuple(
-            replace(p, ready=self.pods_ready[track], restarts=self.restarts.get(track, 0))
-            for track in ("stable", "canary")
+            self._pod(p, track)
+            for track in ("stable", "canary", "preview")
             for p in self.pods.get(track, [])
         )
         registration = None
@@ -82,14 +104,19 @@ class Sim:
                         registration=registration)
 
     def nacos_instances(self) -> list[RegistryInstance]:
-        """Every ready pod registers itself (as the app would); overrides live server-side."""
+        """Every pod whose containers are ready registers itself (as the app would); its
+        enabled, weight and metadata come from the server-side override, if any."""
         assert self.nacos is not None
         found = []
-        for (ip, port), extra in self.nacos.items():
-            enabled = self.overrides.get((ip, port), True)
-            found.append(RegistryInstance(ip, port, healthy=extra, enabled=enabled, weight=1.0,
-                                          ephemeral=True, cluster="DEFAULT"))
+        for (ip, port), healthy in self.nacos.items():
+            state = self.overrides.get((ip, port), Override())
+            found.append(RegistryInstance(ip, port, healthy=healthy, enabled=state.enabled,
+                                          weight=state.weight, ephemeral=True, cluster="DEFAULT",
+                                          metadata=dict(state.metadata)))
         return found
+
+    def instance(self, ip: str | None) -> RegistryInstance | None:
+        return next((i for i in self.nacos_instances() if i.ip == ip), None)
 
     def _number(self, digest: str | None) -> int | None:
         record = self.revisions.get(digest or "")
@@ -112,28 +139,30 @@ class Sim:
         for action in result.registry_actions:
             self.actions.append((self.now, action))
             key = (action.ip, action.port)
-            if action.kind == "disable":
-                self.overrides[key] = False
-            elif action.kind == "clear":
-                self.overrides.pop(key, None)
+            registered = self.nacos is not None and key in self.nacos
+            if action.kind == "write" and (registered or not action.must_exist):
+                self.overrides[key] = Override(action.enabled, action.weight, action.metadata)
             elif action.kind == "deregister" and self.nacos is not None:
                 self.nacos.pop(key, None)
+        for gate in result.pod_gates:
+            self.gates[gate.pod] = GateState(gate.status, gate.reason, format_time(self.now))
         wanted = {t.track: t for t in result.desired.tracks}
         for track in list(self.deployments):
-            if track not in wanted:
+            if track not in wanted and track not in result.desired.untouched_tracks:
                 del self.deployments[track]
                 self.pods[track] = []
         for track, t in wanted.items():
             ready = self.pods_ready[track]
             self._roll_pods(track, t.revision, t.replicas, ready)
-            n = t.replicas if ready else 0
+            n = sum(1 for p in self.pods[track] if self._pod(p, track).ready)
             self.deployments[track] = DeploymentState(
                 track=track, revision_hash=t.revision_hash, replicas=t.replicas,
                 status_replicas=t.replicas, ready_replicas=n, updated_replicas=t.replicas,
                 available_replicas=n,
             )
         if self.nacos is not None:
-            live = {(p.ip, 8080) for ps in self.pods.values() for p in ps if p.ready}
+            # Apps register once their containers are ready, and leave with their pods.
+            live = {(p.ip, 8080) for track, ps in self.pods.items() for p in ps if self.pods_ready[track]}
             for key in list(self.nacos):
                 if key not in live:
                     del self.nacos[key]  # the app stopped: its ephemeral instance goes

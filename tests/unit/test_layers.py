@@ -1,4 +1,5 @@
-"""Layers only point down: domain/api → render → rollout → k8s → registry → controller → cli.
+"""Layers only point down: domain/api → render → rollout → k8s → registry → controller/actions
+→ cli/console.
 
 A lower layer importing a higher one is how a pure core grows I/O; this test names the import.
 """
@@ -15,6 +16,7 @@ PACKAGE = ROOT / "operator" / "apprelease"
 # and never a different subpackage of the same rank.
 RANKS = {
     "metrics": 0,
+    "backoff": 0,
     "domain": 0,
     "api": 1,
     "render": 2,
@@ -22,6 +24,7 @@ RANKS = {
     "k8s": 4,
     "registry": 5,
     "controller": 6,
+    "actions": 6,  # the operations users make (patches), shared by the CLI and the console
     "cli": 7,
     "console": 7,
 }

@@ -29,9 +29,19 @@ action_strategy = st.one_of(
 RESTARTS = {"CanaryStarted", "CanaryRestarted", "Retried", "RolledBack", "Restarted"}
 
 
+def admissible(steps: list[dict]) -> list[dict]:
+    """Steps the CRD admits: setWeight never decreases, and some weight is above 0."""
+    weights = iter(sorted(s["setWeight"] for s in steps if "setWeight" in s))
+    result = [{"setWeight": next(weights)} if "setWeight" in s else s for s in steps]
+    if result and any("setWeight" in s for s in result) and not any(s.get("setWeight") for s in result):
+        result[-1] = {"setWeight": 100} if "setWeight" in result[-1] else result[-1]
+        result.append({"setWeight": 100})
+    return result
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    steps=st.lists(step_strategy, min_size=0, max_size=6),
+    steps=st.lists(step_strategy, min_size=0, max_size=6).map(admissible),
     actions=st.lists(action_strategy, min_size=1, max_size=25),
 )
 def test_random_rollouts_keep_invariants(steps: list, actions: list) -> None:

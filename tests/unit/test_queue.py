@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from apprelease.controller.queue import WorkQueue
+from apprelease.controller.queue import MAX_BACKOFF_SECONDS, WorkQueue
 
 
 def test_dedup_priority_and_dirty_requeue() -> None:
@@ -55,3 +55,18 @@ def test_add_after_keeps_the_earliest_schedule_and_backoff_grows() -> None:
         return key, first, second
 
     assert asyncio.run(scenario()) == ("x", 0.5, 1.0)
+
+
+def test_back_off_is_capped_without_overflow_after_days_of_failures() -> None:
+    """0.5 * 2 ** 1024 overflowed a float at the 1,025th failure of one key (~34 h of retries),
+    inside the worker's except clause: the worker died. The cap applies before the power."""
+
+    async def scenario() -> list[float]:
+        queue: WorkQueue[str] = WorkQueue()
+        delays = [queue.retry_later("k") for _ in range(5000)]
+        queue.forget("k")
+        return delays
+
+    delays = asyncio.run(scenario())
+    assert delays[:3] == [0.5, 1.0, 2.0]
+    assert max(delays) == delays[-1] == MAX_BACKOFF_SECONDS

@@ -15,7 +15,7 @@ from apprelease.rollout import requests
 from apprelease.rollout.observed import PodState
 from apprelease.rollout.timefmt import format_precise_time
 
-from .sim import CANARY, Sim, make_app
+from .sim import CANARY, Override, Sim, make_app
 
 NACOS = {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "drainSeconds": 10}
 
@@ -29,6 +29,15 @@ def nacos_sim(strategy: dict[str, Any] | None = None, **spec: Any) -> Sim:
 
 def kinds_at(sim: Sim) -> list[tuple[str, str | None]]:
     return [(a.kind, a.pod) for _, a in sim.actions]
+
+
+def taken_offline(sim: Sim) -> set[str | None]:
+    """Pods whose instances were written disabled for leaving or on request (not joining)."""
+    return {a.pod for _, a in sim.actions if a.kind == "write" and not a.enabled and a.reason != "joining"}
+
+
+def enabled_writes(sim: Sim) -> set[str | None]:
+    return {a.pod for _, a in sim.actions if a.kind == "write" and a.enabled}
 
 
 # Pure summaries ----------------------------------------------------------------------------
@@ -69,7 +78,7 @@ def test_summary_counts_per_track_and_stale_rows() -> None:
     assert reg.status.summary == "1/3"
     assert [s.ip for s in reg.status.stale] == ["10.9.9.9"] and reg.status.stale_count == 1
     assert reg.condition.status == "False" and reg.condition.reason == "NotRegistered"
-    assert not reg.state.gate_open("canary")
+    assert not reg.state.gate_open("canary", 1)
     assert reg.by_pod["s1"].ip == "10.0.0.1"
 
 
@@ -110,7 +119,7 @@ def test_abort_takes_canary_offline_before_scaling_it_away() -> None:
     canary_pod = sim.pods["canary"][0].name
     sim.annotate(requests.ABORT, "a")
     sim.tick()
-    assert ("disable", canary_pod) in kinds_at(sim)
+    assert canary_pod in taken_offline(sim)
     assert sim.canary_replicas() == 1  # held while the instance drains
     assert [d.pod for d in sim.status.draining] == [canary_pod]
     sim.tick()  # the next read shows it offline: the drain starts
@@ -119,14 +128,10 @@ def test_abort_takes_canary_offline_before_scaling_it_away() -> None:
     sim.tick(1)
     assert sim.canary_replicas() == 0
     sim.settle()
-    # The pod is gone; its override is tracked until Nacos expires it (~60 s).
-    entry = sim.status.draining[0]
-    assert entry.pod == canary_pod and entry.gone_since is not None
-    sim.tick(90)
-    assert sim.status.draining == []
+    assert sim.status.draining == []  # gone: Nacos expires its override by itself (~60 s)
 
 
-def test_override_reset_when_a_new_pod_takes_the_address() -> None:
+def test_a_new_pod_at_an_old_address_joins_with_its_own_state_not_the_old_override() -> None:
     sim = nacos_sim(strategy={"rolling": {}})
     leaving = sim.pods["stable"][-1]
     sim.edit(replicas=2)
@@ -135,12 +140,15 @@ def test_override_reset_when_a_new_pod_takes_the_address() -> None:
     sim.tick(10)
     sim.settle()
     assert leaving.name not in [p.name for p in sim.pods["stable"]]
-    assert sim.overrides[(leaving.ip, 8080)] is False  # outlives the instance, as in Nacos
+    assert sim.overrides[(leaving.ip, 8080)].enabled is False  # outlives the instance, as in Nacos
     sim.serial_ips = [leaving.ip]  # the next pod gets the old address
     sim.edit(replicas=3)
     sim.settle()
-    assert ("clear", leaving.name) in kinds_at(sim)
-    assert (leaving.ip, 8080) not in sim.overrides
+    newcomer = next(p for p in sim.pods["stable"] if p.ip == leaving.ip)
+    instance = sim.instance(leaving.ip)
+    assert newcomer.name != leaving.name and instance is not None and instance.enabled
+    assert dict(instance.metadata)["apprelease.io/owner"] == "ns/shop"
+    assert sim.gates[newcomer.name].reason == "Serving"
     assert sim.status.draining == []
 
 
@@ -153,10 +161,10 @@ def test_promotion_grows_canary_then_drains_stable_then_canary() -> None:
     sim.tick()
     assert sim.status.promotion_phase == "ScaleCanary"
     assert sim.canary_replicas() == 3  # carries full capacity first
-    sim.tick()
+    for _ in range(4):  # the new canary pods join: registered, Ready, enabled
+        sim.tick()
     assert sim.status.promotion_phase == "UpdateStable"
-    disabled = {pod for kind, pod in kinds_at(sim) if kind == "disable"}
-    assert set(old_stable) <= disabled
+    assert set(old_stable) <= taken_offline(sim)
     assert sim.stable_image() == "registry/shop:v1"  # held during the drain
     sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
@@ -164,13 +172,14 @@ def test_promotion_grows_canary_then_drains_stable_then_canary() -> None:
     sim.settle()
     assert sim.canary_replicas() == 3  # promotion done: now the canary drains
     canary_pods = [p.name for p in sim.pods["canary"]]
-    assert set(canary_pods) <= {pod for kind, pod in kinds_at(sim) if kind == "disable"}
+    assert set(canary_pods) <= taken_offline(sim)
     sim.tick(10)
     sim.settle()
     assert "canary" not in sim.deployments
     assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
-    assert {d.pod for d in sim.status.draining} == set(old_stable) | set(canary_pods)
-    assert all(d.gone_since for d in sim.status.draining)
+    new_stable = {p.name for p in sim.pods["stable"]}
+    assert all(sim.gates[name].reason == "Serving" for name in new_stable)
+    assert sim.status.draining == []
 
 
 def test_scale_down_marks_and_drains_the_leaving_pods() -> None:
@@ -178,7 +187,7 @@ def test_scale_down_marks_and_drains_the_leaving_pods() -> None:
     newest = sim.pods["stable"][-1].name
     sim.edit(replicas=2)
     sim.tick()
-    assert ("disable", newest) in kinds_at(sim)
+    assert newest in taken_offline(sim)
     assert sim.deployments["stable"].replicas == 3
     sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
@@ -214,8 +223,9 @@ def test_an_instance_enabled_again_behind_our_back_restarts_its_drain() -> None:
     sim.tick()
     sim.tick(6)
     sim.overrides.pop((newest.ip, 8080))  # someone re-enabled it in the Nacos console
+    sim.actions.clear()
     sim.tick()
-    assert ("disable", newest.name) in kinds_at(sim)
+    assert newest.name in taken_offline(sim)
     assert sim.status.draining[0].offline_since is None
     sim.tick()
     sim.tick(6)
@@ -228,7 +238,7 @@ def test_take_down_to_zero_drains_everything_first() -> None:
     sim = nacos_sim(strategy={"rolling": {}})
     sim.edit(replicas=0)
     sim.tick()
-    assert sum(1 for kind, _ in kinds_at(sim) if kind == "disable") == 3
+    assert len(taken_offline(sim)) == 3
     assert sim.deployments["stable"].replicas == 3
     sim.tick()  # the next read shows it offline: the drain starts
     sim.tick(10)
@@ -274,18 +284,23 @@ def test_user_offline_and_online() -> None:
     pod = sim.pods["stable"][0].name
     sim.annotate(requests.OFFLINE, pod)
     sim.tick()
-    assert ("disable", pod) in kinds_at(sim)
+    assert pod in taken_offline(sim)
     assert sim.status.offline_pods == [pod]
+    assert sim.gates[pod].reason == "Offline" and sim.gates[pod].status  # still Ready
+    sim.actions.clear()
     sim.annotate(requests.OFFLINE, "")
     sim.tick()
-    assert ("clear", pod) in kinds_at(sim)
+    assert pod in enabled_writes(sim)
     assert sim.status.offline_pods == []
 
 
-def test_stale_instances_cleaned_up_when_asked() -> None:
+def test_stale_instances_cleaned_up_when_asked_but_only_our_own() -> None:
     sim = nacos_sim(strategy={"rolling": {}}, registry={**NACOS, "cleanupStale": True})
     assert sim.nacos is not None
-    sim.nacos[("10.9.9.9", 8080)] = True  # an address no pod has any more
+    sim.nacos[("10.9.9.9", 8080)] = True  # an address none of our pods has any more...
+    sim.overrides[("10.9.9.9", 8080)] = Override(metadata=(("apprelease.io/owner", "ns/shop"),))
+    sim.nacos[("10.8.8.8", 8080)] = True  # ... and another team's instance of the same service
     sim.tick()
-    assert sim.status.registration is not None and sim.status.registration.stale_count == 1
-    assert ("disable", None) in kinds_at(sim)
+    assert sim.status.registration is not None and sim.status.registration.stale_count == 2
+    stale_writes = [a for _, a in sim.actions if a.kind == "write" and a.reason == "stale"]
+    assert [(a.ip, a.enabled) for a in stale_writes] == [("10.9.9.9", False)]

@@ -1,73 +1,158 @@
-"""The background registry poller: one thread serves every app, so nothing may stop it."""
+"""The registry lanes: one thread per Nacos server, which nothing may stop, and which keeps
+one slow server from delaying the apps of another. Clients are fakes (pure lane logic)."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from apprelease.registry.base import RegistryInstance
+from apprelease.domain import RegistryAction
+from apprelease.registry.base import RegistryInstance, RegistryUnavailable
 from apprelease.registry.monitor import RegistryMonitor, _Target
 from tests.plugins.cluster import wait_for
 
 INSTANCE = RegistryInstance("10.0.0.1", 8080, True, True, 1.0, True, "DEFAULT")
+DISABLE = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=False, weight=100.0)
 
 
-class FlakyClient:
-    """Fails its first read with a surprise (as a client closed under it would), then answers."""
+class FakeClient:
+    """Answers reads with INSTANCE after ``failures`` surprises; records writes."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int = 0, read_delay: float = 0.0, write_errors: int = 0) -> None:
         self.failures = failures
+        self.read_delay = read_delay
+        self.write_errors = write_errors
         self.reads = 0
+        self.writes: list[tuple[str, int, bool]] = []
+        self.release = threading.Event()
 
     def list_instances(self) -> list[RegistryInstance]:
         self.reads += 1
+        if self.read_delay:
+            self.release.wait(self.read_delay)
         if self.reads <= self.failures:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         return [INSTANCE]
 
+    def update_instance(self, ip: str, port: int, *, enabled: bool, **state: Any) -> None:
+        if self.write_errors:
+            self.write_errors -= 1
+            raise RegistryUnavailable("Nacos at http://n:8848/nacos: updating the instance: HTTP 500: no leader")
+        self.writes.append((ip, port, enabled))
+
     def close(self) -> None:
-        pass
+        self.release.set()
 
 
-def monitor_with(targets: dict[tuple[str, str], _Target]) -> tuple[RegistryMonitor, list[Any]]:
+def monitor() -> tuple[RegistryMonitor, list[Any]]:
     woken: list[Any] = []
-    monitor = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
-                              poll_seconds=0.05)
-    monitor._targets.update(targets)
-    return monitor, woken
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
+                          poll_seconds=0.05)
+    return mon, woken
 
 
-def test_a_failing_read_is_logged_and_polling_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    client = FlakyClient(failures=1)
-    monitor, woken = monitor_with({("ns", "orders"): _Target("k", client)})  # type: ignore[arg-type]
+def attach(mon: RegistryMonitor, lane: str, key: tuple[str, str], client: Any) -> _Target:
+    target = _Target(key=key, fingerprint="f", client=client)
+    mon._attach(lane, target)
+    return target
+
+
+def test_a_surprise_in_a_read_is_logged_and_the_lane_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    mon, woken = monitor()
+    client = FakeClient(failures=1)
+    attach(mon, "http://a", ("ns", "orders"), client)
     with caplog.at_level(logging.ERROR, logger="apprelease.registry"):
-        monitor.start()
+        mon.start()
         try:
-            wait_for(lambda: woken == [("ns", "orders")], 5, 0.01, "a read after the failed one")
+            wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "a read after the failed one")
+            assert mon.health() == []
         finally:
-            monitor.stop()
-    assert client.reads >= 2
-    assert "ns/orders: registry read failed" in caplog.text
+            mon.stop()
+    assert client.reads >= 2 and "unexpected error" in caplog.text
 
 
 def test_a_target_forgotten_mid_read_is_dropped_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    mon, woken = monitor()
     key = ("ns", "gone")
-    monitor, woken = monitor_with({})
 
-    class ForgottenWhileReading(FlakyClient):
+    class ForgottenWhileReading(FakeClient):
         def list_instances(self) -> list[RegistryInstance]:
-            monitor.forget(key)  # the app was deleted meanwhile: its client is closed
+            mon.forget(key)  # the app was deleted meanwhile: its client is closed
             return super().list_instances()
 
-    survivor = FlakyClient(failures=0)
-    monitor._targets.update({key: _Target("k", ForgottenWhileReading(failures=1)),  # type: ignore[arg-type]
-                             ("ns", "orders"): _Target("k", survivor)})  # type: ignore[arg-type]
+    attach(mon, "http://a", key, ForgottenWhileReading())
+    attach(mon, "http://a", ("ns", "orders"), FakeClient())
     with caplog.at_level(logging.ERROR, logger="apprelease.registry"):
-        monitor.start()
+        mon.start()
         try:
             wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the other app read")
         finally:
-            monitor.stop()
-    assert key not in woken and "registry read failed" not in caplog.text
+            mon.stop()
+    assert key not in woken and "unexpected error" not in caplog.text
+
+
+def test_a_slow_server_delays_only_its_own_apps() -> None:
+    mon, woken = monitor()
+    slow = FakeClient(read_delay=30)
+    attach(mon, "http://slow", ("ns", "slow"), slow)
+    attach(mon, "http://fast", ("ns", "fast"), FakeClient())
+    mon.start()
+    try:
+        wait_for(lambda: slow.reads >= 1, 5, 0.01, "the slow read to start")
+        started = time.monotonic()
+        wait_for(lambda: ("ns", "fast") in woken, 5, 0.01, "the fast server's app read")
+        assert time.monotonic() - started < 1.0
+    finally:
+        slow.release.set()
+        mon.stop()
+
+
+def test_writes_run_once_until_read_back_and_stale_wishes_are_dropped() -> None:
+    mon, woken = monitor()
+    client = FakeClient(read_delay=30)  # the read-back hangs until released
+    client.release.set()  # ... but not the first read
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    app = _App()
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        client.release.clear()
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the write")
+        mon.execute(app, (DISABLE,))  # asked again before a read showed it: not written twice
+        with mon._where[("ns", "orders")].cond:
+            assert not target.queued
+        assert client.writes == [("10.0.0.1", 8080, False)]
+    finally:
+        client.release.set()
+        mon.stop()
+    # A wish the planner dropped before the lane got to it never runs.
+    mon2, _unused = monitor()
+    held = attach(mon2, "http://b", ("ns", "orders"), FakeClient())
+    mon2.execute(app, (DISABLE,))  # type: ignore[arg-type]
+    mon2.execute(app, ())  # type: ignore[arg-type]
+    assert not held.queued
+
+
+def test_a_failed_write_is_shown_retried_and_cleared() -> None:
+    mon, _woken = monitor()
+    client = FakeClient(write_errors=2)
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: target.write_error, 5, 0.01, "the write error recorded")
+        assert "no leader" in (target.write_error or "") and target.write_error_reason == "RegistryWriteFailed"
+        wait_for(lambda: client.writes, 10, 0.05, "the write retried until it works")
+        wait_for(lambda: target.write_error is None, 5, 0.01, "the error cleared")
+    finally:
+        mon.stop()
+
+
+class _App:
+    namespace = "ns"
+    name = "orders"

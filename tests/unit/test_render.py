@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apprelease.api.spec import AppRelease
+from apprelease.api.spec import AppRelease, RevisionTemplate
 from apprelease.cli.common import dump_yaml
 from apprelease.render import (
     DesiredChildren,
+    Policy,
+    PolicyViolation,
     RenderError,
     TrackPlan,
     labels,
@@ -186,3 +188,52 @@ def test_yaml_output_quotes_strings_a_go_reader_would_retype(value: str) -> None
 
 def test_yaml_output_leaves_plain_strings_plain() -> None:
     assert "image: nginx:1.27" in dump_yaml([{"image": "nginx:1.27"}])
+
+
+def test_service_labels_cannot_override_our_selector_labels() -> None:
+    """Admission rejects these keys now; the renderer keeps ours on top regardless."""
+    app = AppRelease.model_validate(load_yaml(EXAMPLE))
+    hostile = {labels.INSTANCE: "someone-else", labels.MANAGED_BY: "me", "team": "a"}
+    service_spec = app.spec.service.model_copy(update={"labels": hostile})
+    app = app.model_copy(update={"spec": app.spec.model_copy(update={"service": service_spec})})
+    body = {"metadata": {"name": app.name}}
+    service = _by_kind(render_initial(app))["Service"][0]
+    assert service["metadata"]["labels"][labels.INSTANCE] == body["metadata"]["name"]
+    assert service["metadata"]["labels"][labels.MANAGED_BY] == labels.MANAGER
+    assert service["metadata"]["labels"]["team"] == "a"
+
+
+def test_raw_nginx_snippets_are_denied_unless_the_policy_allows_them() -> None:
+    body = load_yaml(EXAMPLE)
+    body["spec"]["ingress"]["annotations"] = {
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+    }
+    app = AppRelease.model_validate(body)
+    template = app.spec.revision_template()
+    desired = DesiredChildren(tracks=(TrackPlan("stable", 1, revision_hash(template), template, 1),))
+    with pytest.raises(PolicyViolation, match="configuration-snippet not allowed"):
+        render_children(app, desired)
+    permissive = Policy(ingress_annotations_denied=())
+    ingress = _by_kind(render_children(app, desired, permissive))["Ingress"][0]
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "8m"
+    only_body_size = Policy(ingress_annotations_allowed=("nginx.ingress.kubernetes.io/proxy-body-size",))
+    with pytest.raises(PolicyViolation):
+        render_children(app, desired, only_body_size)
+
+
+@pytest.mark.parametrize("pod_template, where", [
+    ({"metadata": "x"}, "spec.podTemplate.metadata"),
+    ({"spec": {"containers": {"name": "a"}}}, "spec.podTemplate.spec.containers"),
+    ({"spec": {"containers": ["sidecar"]}}, "spec.podTemplate.spec.containers[0]"),
+    ({"spec": []}, "spec.podTemplate.spec"),
+])
+def test_a_pod_template_of_the_wrong_shape_is_a_render_error_naming_the_field(pod_template: dict, where: str) -> None:
+    """Admission rejects these shapes now; a revision stored before that (history is replayed
+    on rollback) must still end in a verdict, not a TypeError."""
+    app = AppRelease.model_validate(load_yaml(EXAMPLE))
+    stored = RevisionTemplate.model_validate({"image": "x:1", "podTemplate": pod_template})
+    desired = DesiredChildren(tracks=(TrackPlan("stable", 1, revision_hash(stored), stored, 1),))
+    with pytest.raises(RenderError) as caught:
+        render_children(app, desired)
+    assert str(caught.value).startswith(where + ":")

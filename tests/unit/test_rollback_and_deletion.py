@@ -72,7 +72,7 @@ def test_deletion_offlines_drains_deletes_then_releases() -> None:
     app = make_app({"registry": NACOS})
     assert needs_finalizer(app)
     first = plan_deletion(app, AppReleaseStatus(), _deleting_observed(), T0, T0)
-    assert [a.kind for a in first.actions] == ["disable"]
+    assert [(a.kind, a.enabled) for a in first.actions] == [("write", False)]
     assert not first.delete_workloads and not first.release and first.requeue_after == 10
     seen = plan_deletion(app, AppReleaseStatus(draining=first.draining), _deleting_observed(enabled=False),
                          T0 + timedelta(seconds=1), T0)
@@ -82,7 +82,7 @@ def test_deletion_offlines_drains_deletes_then_releases() -> None:
     assert later.actions == [] and later.delete_workloads and not later.release
     gone = plan_deletion(app, status, Observed(registration=_deleting_observed().registration),
                          T0 + timedelta(seconds=12), T0)
-    assert gone.release and [a.kind for a in gone.actions] == ["clear"]
+    assert gone.release and gone.actions == []  # Nacos expires the gone pod's override itself
 
 
 def test_deletion_with_registry_down_waits_then_releases_with_a_warning() -> None:
@@ -112,3 +112,35 @@ def test_drain_lasts_its_full_length_from_a_fractional_second() -> None:
     assert not early.delete_workloads
     on_time = plan_deletion(app, status, _deleting_observed(enabled=False), start + timedelta(seconds=10), T0)
     assert on_time.delete_workloads
+
+
+def test_rollback_target_without_the_stable_record_says_what_to_do() -> None:
+    """It raised StopIteration (a crash of the CLI) when the stable ControllerRevision was gone."""
+    history = [_record(1, "a:1", promoted=True), _record(3, "a:3")]
+    with pytest.raises(LookupError, match="--to-revision"):
+        rollback_target(history, current_hash="h3", stable_hash="h2", to_revision=None)
+
+
+def test_deletion_never_waits_forever_for_a_drain_that_cannot_start() -> None:
+    """Nacos readable but refusing writes: the instance never shows offline, so the drain never
+    starts. Deletion proceeds once deletionTimeout has passed beyond a normal drain."""
+    app = make_app({"registry": NACOS})  # drainSeconds 10, deletionTimeout 30s
+    enabled = _deleting_observed(enabled=True)
+    waiting = plan_deletion(app, AppReleaseStatus(), enabled, T0 + timedelta(seconds=39), T0)
+    assert not waiting.release and waiting.actions  # still asking for the disable
+    forced = plan_deletion(app, AppReleaseStatus(draining=waiting.draining), enabled, T0 + timedelta(seconds=40), T0)
+    assert forced.release and forced.delete_workloads
+    assert forced.events[0].type == "Warning" and forced.events[0].reason == "DeletionForced"
+    assert "still enabled" in forced.events[0].message
+
+
+def test_deletion_does_not_wait_forever_for_pods_that_do_not_stop() -> None:
+    app = make_app({"registry": NACOS})
+    status = AppReleaseStatus()
+    stuck = _deleting_observed(enabled=False)  # drained, workloads deleted, but the pod stays
+    first = plan_deletion(app, status, stuck, T0 + timedelta(seconds=1), T0)
+    status = AppReleaseStatus(draining=first.draining)
+    waiting = plan_deletion(app, status, stuck, T0 + timedelta(seconds=20), T0)
+    assert waiting.delete_workloads and not waiting.release
+    forced = plan_deletion(app, status, stuck, T0 + timedelta(seconds=41), T0)
+    assert forced.release and forced.events[0].reason == "DeletionForced"

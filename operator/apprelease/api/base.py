@@ -19,10 +19,20 @@ DNS_HOST_PATTERN = (
 )
 # DNS-1123 label (object names such as Secrets, ConfigMaps, ports are stricter: IANA_SVC_NAME).
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# IANA service name: what Kubernetes accepts as a named container port.
+# IANA service name: what Kubernetes accepts as a named container port (<= 15 characters,
+# at least one letter, no "--": the last two are CEL rules, RE2 has no lookahead).
 PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Go-style durations we accept for pauses and timeouts: 30s, 5m, 1h30m, 500ms.
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+# Go-style durations we accept for pauses and timeouts: 30s, 5m, 1h30m, 500ms. At most six
+# digits a part keeps every value inside what CEL's duration() and datetime arithmetic hold.
+DURATION_PATTERN = r"^([0-9]{1,6}(ms|s|m|h))+$"
+# What Kubernetes accepts for its int32 fields (replicas, seconds, thresholds).
+INT32_MAX = 2_147_483_647
+# A label value, and a label or annotation key (a qualified name, optionally prefixed).
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 # What Kubernetes accepts as a ConfigMap key.
 CONFIGMAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # C_IDENTIFIER-ish: what Kubernetes accepts as an env var name (it is lenient; we are too).
@@ -40,6 +50,25 @@ def parse_duration(text: str) -> float:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
     return sum(int(n) * _DURATION_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def cel_regex(pattern: str) -> str:
+    """A regex as a single-quoted CEL string literal."""
+    return "'" + pattern.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def qualified_name_rule(what: str) -> dict[str, Any]:
+    """CEL: every key of a map is a valid label/annotation key (a qualified name)."""
+    return cel(
+        f"self.all(k, k.size() <= 317 && k.matches({cel_regex(QUALIFIED_NAME_PATTERN)}))",
+        f"{what} keys must be qualified names such as example.com/key or key",
+    )
+
+
+def check_qualified_names(keys: Any, what: str) -> None:
+    for key in keys:
+        if len(key) > 317 or not re.fullmatch(QUALIFIED_NAME_PATTERN, key):
+            raise ValueError(f"{what} keys must be qualified names such as example.com/key or key")
 
 
 def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,16 @@ from typing import Any
 
 import yaml
 
-from .spec import GROUP, KIND, MAX_NAME_LENGTH, NAME_PATTERN, PLURAL, VERSION, AppReleaseSpec
+from .spec import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    PLURAL,
+    RESERVED_SUFFIXES,
+    VERSION,
+    AppReleaseSpec,
+)
 from .status import AppReleaseStatus
 
 Schema = dict[str, Any]
@@ -144,7 +153,14 @@ def openapi_schema() -> Schema:
                     f"metadata.name must be a DNS label of at most {MAX_NAME_LENGTH} characters"
                     " starting with a letter (it names the Service and Deployments)"
                 ),
-            }
+            },
+            {
+                "rule": " && ".join(f"!self.metadata.name.endsWith('{s}')" for s in RESERVED_SUFFIXES),
+                "message": (
+                    f"metadata.name must not end with {', '.join(RESERVED_SUFFIXES)}: those name"
+                    " the children of other apps (web-canary is app web's canary)"
+                ),
+            },
         ],
     }
 

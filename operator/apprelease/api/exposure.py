@@ -4,15 +4,55 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from .base import DNS_HOST_PATTERN, ApiModel, cel, validations
+from .base import (
+    DNS_HOST_PATTERN,
+    LABEL_VALUE_PATTERN,
+    ApiModel,
+    cel,
+    check_qualified_names,
+    qualified_name_rule,
+    validations,
+)
 from .workload import ObjectName, PortNumber, PortRef
 
 Host = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
 HttpPath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")]
 PathType = Literal["Prefix", "Exact", "ImplementationSpecific"]
-Annotations = Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 64})]
+# Labels we set on every child: selectors, informers and ownership checks rely on them.
+RESERVED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by")
+_NOT_RESERVED = (
+    "self.all(k, !(k in [" + ", ".join(f"'{k}'" for k in RESERVED_LABELS) + "])"
+    " && !k.startsWith('apprelease.io/'))"
+)
+_RESERVED_MESSAGE = "must not set app.kubernetes.io/name, instance, managed-by or apprelease.io/ labels"
+
+
+def _annotations(value: dict[str, str]) -> dict[str, str]:
+    check_qualified_names(value, "annotation")
+    return value
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    check_qualified_names(value, "label")
+    if any(k in RESERVED_LABELS or k.startswith("apprelease.io/") for k in value):
+        raise ValueError(_RESERVED_MESSAGE)
+    return value
+
+
+Annotations = Annotated[
+    dict[str, Annotated[str, Field(max_length=65536)]],
+    AfterValidator(_annotations),
+    Field(json_schema_extra=validations(qualified_name_rule("annotation"), maxProperties=64)),
+]
+Labels = Annotated[
+    dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],
+    AfterValidator(_labels),
+    Field(json_schema_extra=validations(
+        qualified_name_rule("label"), cel(_NOT_RESERVED, _RESERVED_MESSAGE), maxProperties=64,
+    )),
+]
 
 
 class ServiceSpec(ApiModel):
@@ -26,7 +66,7 @@ class ServiceSpec(ApiModel):
         None, description="nodePort of the first container port (NodePort/LoadBalancer only)."
     )
     annotations: Annotations = Field(default_factory=dict)
-    labels: Annotations = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(

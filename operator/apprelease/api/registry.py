@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import ApiModel, parse_duration
-from .strategy import Duration
+from .base import ApiModel, cel, parse_duration, validations
+from .strategy import Duration, WarmupDuration
 from .workload import ObjectName
 
 NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^@\s]+$")]
@@ -29,9 +29,26 @@ class NacosTLS(ApiModel):
     )
 
 
+# host:port or a URL, comma-separated for a Nacos cluster; never user:password@ (credentials
+# belong in credentialsSecret: the spec is readable by everyone who can read the AppRelease).
+SERVER_ADDR_PATTERN = r"^[^@\s,]+(,[^@\s,]+)*$"
+
+
 class NacosRegistry(ApiModel):
-    server_addr: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
-        description="host:port of the Nacos server (or a URL), e.g. nacos.nacos.svc:8848."
+    server_addr: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=1024, pattern=SERVER_ADDR_PATTERN,
+            json_schema_extra=validations(
+                cel("!self.contains('@')",
+                    "must not carry credentials (user:password@): use credentialsSecret"),
+            ),
+        ),
+    ] = Field(
+        description=(
+            "host:port of the Nacos server (or a URL), e.g. nacos.nacos.svc:8848; a"
+            " comma-separated list for a Nacos cluster (tried in turn, as Nacos clients do)."
+        )
     )
     namespace: Annotated[str, Field(max_length=128)] = "public"
     group: NacosName = "DEFAULT_GROUP"
@@ -61,6 +78,13 @@ class Registry(ApiModel):
         False,
         description="Deregister persistent stale instances and disable ephemeral ones.",
     )
+    warmup: WarmupDuration | None = Field(
+        None,
+        description=(
+            "Ramp a new instance's Nacos weight from a tenth to full over this long after it"
+            " starts serving (JVM apps are slow for their first minute), in every strategy."
+        ),
+    )
 
     @property
     def gate_timeout_seconds(self) -> float:
@@ -69,3 +93,7 @@ class Registry(ApiModel):
     @property
     def deletion_timeout_seconds(self) -> float:
         return parse_duration(self.deletion_timeout)
+
+    @property
+    def warmup_seconds(self) -> float:
+        return parse_duration(self.warmup) if self.warmup else 0.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .base import ApiModel, cel, validations
+from .base import INT32_MAX, ApiModel, cel, validations
 from .exposure import IngressSpec, ServiceSpec
 from .registry import Registry
 from .strategy import Strategy
@@ -30,8 +30,63 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Child names append up to "-canary"/"-stable" and Service names are DNS-1035 labels (<= 63).
 MAX_NAME_LENGTH = 56
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# The suffixes our children add to the app's name: an app named "web-canary" would share its
+# Deployment, Service and Ingress names with app "web"'s canary, and one would take the other's.
+RESERVED_SUFFIXES = ("-canary", "-stable", "-preview")
 
 _PORT_NAMES_UNIQUE = "self.all(p, self.exists_one(q, q.name == p.name))"
+_ENV_NOT_IN_CONFIG = (
+    "!has(self.config) || !has(self.config.env) || !has(self.env)"
+    " || self.env.all(e, !(e.name in self.config.env))"
+)
+_SINGLE_SUCCESS = (
+    "(!has(self.livenessProbe) || !has(self.livenessProbe.successThreshold)"
+    " || self.livenessProbe.successThreshold == 1)"
+    " && (!has(self.startupProbe) || !has(self.startupProbe.successThreshold)"
+    " || self.startupProbe.successThreshold == 1)"
+)
+# The free-form podTemplate still has the shape of a pod template where we merge into it.
+_NAMED_LIST = {
+    "type": "array",
+    "maxItems": 64,
+    "items": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 253}},
+        "x-kubernetes-preserve-unknown-fields": True,
+    },
+}
+POD_TEMPLATE_SCHEMA = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "properties": {
+        "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "spec": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {
+                "containers": _NAMED_LIST,
+                "initContainers": _NAMED_LIST,
+                "volumes": _NAMED_LIST,
+            },
+        },
+    },
+}
+
+
+def _pod_template_shape(value: dict[str, Any]) -> dict[str, Any]:
+    for part in ("metadata", "spec"):
+        if part in value and not isinstance(value[part], dict):
+            raise ValueError(f"{part} must be an object")
+    spec = value.get("spec") or {}
+    for key in ("containers", "initContainers", "volumes"):
+        items = spec.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("name"), str) and i["name"] for i in items
+        ):
+            raise ValueError(f"spec.{key} must be a list of objects with a name")
+    return value
 
 
 class RevisionTemplate(ApiModel):
@@ -53,11 +108,27 @@ class RevisionTemplate(ApiModel):
     pod_template: dict[str, Any] | None = None
 
 
+Argument = Annotated[str, Field(max_length=4096)]
+
+
 class AppReleaseSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel("!(has(self.port) && has(self.ports) && size(self.ports) > 0)",
                 "set port or ports, not both", field_path=".ports"),
+            cel("self.progressDeadlineSeconds > self.minReadySeconds",
+                "progressDeadlineSeconds must be greater than minReadySeconds",
+                field_path=".progressDeadlineSeconds"),
+            cel(_ENV_NOT_IN_CONFIG, "env names must differ from the keys of config.env",
+                field_path=".env"),
+            cel(_SINGLE_SUCCESS, "successThreshold of liveness and startup probes must be 1"),
+            cel("!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
+                " || self.strategy.canary.trafficRouting != 'nacos'"
+                " || (has(self.registry) && has(self.registry.nacos))",
+                "trafficRouting nacos needs registry.nacos", field_path=".strategy.canary.trafficRouting"),
+            cel("!has(self.registry) || !has(self.registry.warmup)"
+                " || duration(self.registry.warmup).getSeconds() < self.progressDeadlineSeconds",
+                "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
         )
     }
 
@@ -65,9 +136,9 @@ class AppReleaseSpec(ApiModel):
         description="Container image, e.g. harbor.company.com/order/order-service:20250920v1."
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    command: Annotated[list[str], Field(max_length=64)] | None = None
-    args: Annotated[list[str], Field(max_length=256)] | None = None
-    replicas: Annotated[int, Field(ge=0)] = 1
+    command: Annotated[list[Argument], Field(max_length=64)] | None = None
+    args: Annotated[list[Argument], Field(max_length=256)] | None = None
+    replicas: Annotated[int, Field(ge=0, le=INT32_MAX)] = 1
     port: PortNumber | None = Field(
         None, description="Shorthand for a single container port named http."
     )
@@ -78,7 +149,13 @@ class AppReleaseSpec(ApiModel):
             json_schema_extra=validations(cel(_PORT_NAMES_UNIQUE, "port names must be unique")),
         ),
     ] = Field(default_factory=list)
-    env: Annotated[list[EnvVar], Field(max_length=512)] = Field(default_factory=list)
+    env: Annotated[
+        list[EnvVar],
+        Field(max_length=512, json_schema_extra={
+            # Unique names, checked by the apiserver itself ("Duplicate value").
+            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        }),
+    ] = Field(default_factory=list)
     env_from: Annotated[list[EnvFromSource], Field(max_length=64)] = Field(default_factory=list)
     config: ConfigFiles | None = None
     resources: Resources | None = None
@@ -92,15 +169,23 @@ class AppReleaseSpec(ApiModel):
     strategy: Strategy = Field(default_factory=Strategy)
     registry: Registry | None = None
     paused: bool = Field(False, description="Stop rolling out: no step advances, no new pods.")
+    taken_down: bool = Field(
+        False,
+        description=(
+            "Take the app down: every registry instance offline and drained, then no pods."
+            " spec.replicas is kept, so setting it back to false brings the app up as it was."
+        ),
+    )
     revision_history_limit: Annotated[int, Field(ge=0, le=1000)] = 10
-    progress_deadline_seconds: Annotated[int, Field(ge=1)] = 600
-    min_ready_seconds: Annotated[int, Field(ge=0)] = 0
-    restart_at: str | None = Field(
+    progress_deadline_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] = 600
+    min_ready_seconds: Annotated[int, Field(ge=0, le=INT32_MAX)] = 0
+    restart_at: Annotated[str, Field(max_length=64)] | None = Field(
         None, description="Set (e.g. by `apprelease restart`) to roll every pod of the current revision."
     )
     pod_template: Annotated[
         dict[str, Any],
-        Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}),
+        AfterValidator(_pod_template_shape),
+        Field(json_schema_extra=POD_TEMPLATE_SCHEMA),
     ] | None = Field(
         None,
         description=(
@@ -117,6 +202,25 @@ class AppReleaseSpec(ApiModel):
         names = [p.name for p in self.ports]
         if len(names) != len(set(names)):
             raise ValueError("port names must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> AppReleaseSpec:
+        if self.progress_deadline_seconds <= self.min_ready_seconds:
+            raise ValueError("progressDeadlineSeconds must be greater than minReadySeconds")
+        names = [e.name for e in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("env names must be unique")
+        if self.config is not None and set(names) & set(self.config.env):
+            raise ValueError("env names must differ from the keys of config.env")
+        for probe in (self.liveness_probe, self.startup_probe):
+            if probe is not None and probe.success_threshold not in (None, 1):
+                raise ValueError("successThreshold of liveness and startup probes must be 1")
+        canary = self.strategy.canary
+        if canary is not None and canary.traffic_routing == "nacos" and not (self.registry and self.registry.nacos):
+            raise ValueError("trafficRouting nacos needs registry.nacos")
+        if self.registry and self.registry.warmup_seconds >= self.progress_deadline_seconds:
+            raise ValueError("registry.warmup must be shorter than progressDeadlineSeconds")
         return self
 
     def container_ports(self) -> list[ContainerPort]:
@@ -164,6 +268,8 @@ class AppRelease(ApiModel):
             raise ValueError(
                 f"name must be a DNS label of at most {MAX_NAME_LENGTH} characters starting with a letter"
             )
+        if name.endswith(RESERVED_SUFFIXES):
+            raise ValueError(f"name must not end with {', '.join(RESERVED_SUFFIXES)}: those name the children of other apps")
         return metadata
 
     @property

@@ -12,9 +12,9 @@ from pydantic import ConfigDict, Field
 
 from .base import ApiModel
 
-Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded", "TakenDown"]
 ConditionStatus = Literal["True", "False", "Unknown"]
-Track = Literal["stable", "canary"]
+Track = Literal["stable", "canary", "preview"]
 
 
 class StatusModel(ApiModel):
@@ -61,6 +61,7 @@ class RegisteredInstance(StatusModel):
     weight: float = 1.0
     ephemeral: bool = True
     cluster: str = ""
+    warming: bool = Field(False, description="Its weight still ramps up (registry.warmup).")
 
 
 class RegistrationStatus(StatusModel):
@@ -105,11 +106,34 @@ class HandledRequests(StatusModel):
     retry: str | None = None
 
 
+class BlueGreenStatus(StatusModel):
+    """Where a blue-green rollout is (status.canaryRevision is the preview revision)."""
+
+    preview_since: str | None = Field(None, description="The preview Deployment was started.")
+    preview_ready_since: str | None = Field(
+        None, description="The preview was first fully ready (and registered); autoPromotionSeconds counts from here."
+    )
+    switched_at: str | None = Field(
+        None, description="Traffic moved to the preview revision; the old pods stay until scaleDownDelaySeconds."
+    )
+
+
+class FailureStatus(StatusModel):
+    """What blocks this AppRelease, since when, and when it counts as Stalled."""
+
+    reason: str = Field(description="A named failure class, e.g. RegistryUnavailable, ChildRejected.")
+    message: str = ""
+    since: str = Field(description="When this failure was first seen (it persisted ever since).")
+    stalled_at: str = Field(
+        description="When it becomes (or became) Stalled: since + the failure's bound."
+    )
+
+
 class AppReleaseStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
     message: str = ""
-    strategy: Literal["rolling", "recreate", "canary"] | None = None
+    strategy: Literal["rolling", "recreate", "canary", "blueGreen"] | None = None
 
     replicas: int = 0
     ready_replicas: int = 0
@@ -150,6 +174,10 @@ class AppReleaseStatus(StatusModel):
     draining: Annotated[list[DrainingInstance], Field(max_length=1000)] = Field(default_factory=list)
     offline_pods: Annotated[list[str], Field(max_length=1000)] = Field(
         default_factory=list, description="Pods taken offline on request (apprelease offline)."
+    )
+    blue_green: BlueGreenStatus | None = None
+    failure: FailureStatus | None = Field(
+        None, description="Set while something blocks progress; see docs/failures.md."
     )
     conditions: Annotated[list[Condition], Field(max_length=32)] = Field(default_factory=list)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
 from .base import (
+    DNS_HOST_PATTERN,
+    DNS_LABEL_PATTERN,
     DURATION_PATTERN,
+    INT32_MAX,
     ApiModel,
     cel,
     check_exactly_one,
@@ -16,38 +19,82 @@ from .base import (
     validations,
 )
 
+DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+
+
+class PreviewIngress(ApiModel):
+    host: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_HOST_PATTERN)]
+    class_name: DnsSubdomain | None = None
+    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
+
 
 def _valid_duration(text: str) -> str:
     parse_duration(text)
     return text
 
 
-Duration = Annotated[
-    str,
-    AfterValidator(_valid_duration),
-    Field(
+def _at_most(maximum: str) -> AfterValidator:
+    limit = parse_duration(maximum)
+
+    def valid(text: str) -> str:
+        if parse_duration(text) > limit:
+            raise ValueError(f"must be at most {maximum}")
+        return text
+
+    return AfterValidator(valid)
+
+
+def _duration_field(maximum: str) -> Any:
+    """A duration string such as 30s, 5m or 1h30m, at most ``maximum`` (same rule in CEL and
+    in the model: an unbounded one overflowed the planner's datetime arithmetic)."""
+    return Field(
         max_length=32,
         json_schema_extra=validations(
-            cel("self.matches('" + DURATION_PATTERN + "')",
-                "must be a duration such as 30s, 5m or 1h30m")
+            cel("self.matches('" + DURATION_PATTERN + "')", "must be a duration such as 30s, 5m or 1h30m"),
+            cel("!self.matches('" + DURATION_PATTERN + "') || duration(self) <= duration('"
+                + maximum + "')", f"must be at most {maximum}"),
         ),
-    ),
-]
+    )
+
+
+# A pause can hold a canary for up to a month; timeouts are shorter.
+PauseDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("720h"), _duration_field("720h")]
+Duration = Annotated[str, AfterValidator(_valid_duration), _at_most("24h"), _duration_field("24h")]
+WarmupDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("1h"), _duration_field("1h")]
 IntOrPercent = Annotated[
-    int | Annotated[str, Field(pattern=r"^[0-9]+%$", max_length=5)],
+    Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$", max_length=4)],
     Field(
         description="A number of pods or a percentage such as 25%.",
         json_schema_extra=validations(
-            cel("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')",
+            cel("type(self) == int ? (self >= 0 && self <= 2147483647) : self.matches('^[0-9]{1,3}%$')",
                 "must be a number of pods or a percentage such as 25%")
         ),
     ),
 ]
+_ZERO = "(type({f}) == int ? {f} == 0 : ({f}.matches('^[0-9]+%$') && int({f}.replace('%', '')) == 0))"
+
+
+def _is_zero(value: int | str) -> bool:
+    return (value if isinstance(value, int) else int(value.rstrip("%") or 0)) == 0
 
 
 class RollingStrategy(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("!(" + _ZERO.format(f="self.maxSurge") + " && " + _ZERO.format(f="self.maxUnavailable") + ")",
+                "maxSurge and maxUnavailable cannot both be 0: the update could never start"),
+        )
+    }
+
     max_surge: IntOrPercent = "25%"
     max_unavailable: IntOrPercent = "25%"
+
+    @model_validator(mode="after")
+    def _can_progress(self) -> RollingStrategy:
+        if _is_zero(self.max_surge) and _is_zero(self.max_unavailable):
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: the update could never start")
+        return self
 
 
 class RecreateStrategy(ApiModel):
@@ -55,7 +102,7 @@ class RecreateStrategy(ApiModel):
 
 
 class Pause(ApiModel):
-    duration: Duration | None = Field(
+    duration: PauseDuration | None = Field(
         None, description="Resume by itself after this long; without it, wait for promote."
     )
 
@@ -81,43 +128,128 @@ class CanaryStep(ApiModel):
         return self
 
 
+_WEIGHTS = "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight)"
+
+
+class HeaderMatch(ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$")]
+    value: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class ParentRef(ApiModel):
+    """A Gateway (or another parent) the HTTPRoute attaches to."""
+
+    name: DnsSubdomain
+    namespace: DnsLabel | None = None
+    section_name: DnsSubdomain | None = None
+    group: Annotated[str, Field(max_length=253)] | None = None
+    kind: Annotated[str, Field(max_length=63)] | None = None
+
+
+class GatewayRoute(ApiModel):
+    """The HTTPRoute the operator writes (and owns): its backendRefs carry the weights."""
+
+    http_route: DnsSubdomain = Field(description="Name of the HTTPRoute (in the AppRelease's namespace).")
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=32)]
+    hostnames: Annotated[list[Annotated[str, Field(max_length=253, pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]], Field(max_length=16)] = Field(default_factory=list)
+    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
+    canary_header: HeaderMatch | None = Field(
+        None, description="Requests with this header go to the canary whatever the weight (gray routing by header)."
+    )
+
+
 class CanaryStrategy(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("!has(self.trafficRouting) || self.trafficRouting != 'gatewayAPI' || has(self.gatewayAPI)",
+                "trafficRouting gatewayAPI needs gatewayAPI (the HTTPRoute to write)", field_path=".gatewayAPI"),
+            cel(f"!has(self.steps) || {_WEIGHTS}.isSorted()",
+                "setWeight must not decrease from one step to the next", field_path=".steps"),
+            cel(f"!has(self.steps) || size({_WEIGHTS}) == 0 || {_WEIGHTS}.exists(w, w > 0)",
+                "the steps set no weight above 0: the canary would never get traffic"
+                " (for a manual gate before the rollout, use a pause step alone)",
+                field_path=".steps"),
+        )
+    }
+
     steps: Annotated[list[CanaryStep], Field(max_length=64)] = Field(default_factory=list)
-    traffic_routing: Literal["replicas", "nginx"] = Field(
+    traffic_routing: Literal["replicas", "nginx", "nacos", "gatewayAPI"] = Field(
         "replicas",
         description=(
             "replicas: the Service selects stable and canary pods, so the replica ratio is the"
             " weight. nginx: stable/canary Services and an nginx canary Ingress with the exact"
-            " weight."
+            " weight. nacos: Nacos instance weights give the canary exactly the step's share"
+            " of a weighted-random Nacos client's picks (needs registry.nacos). gatewayAPI:"
+            " stable/canary Services and an HTTPRoute whose backendRefs carry the weight (needs"
+            " gatewayAPI)."
         ),
     )
-    max_restarts: Annotated[int, Field(ge=0)] = Field(
+    gateway_api: GatewayRoute | None = Field(None, alias="gatewayAPI")
+    max_restarts: Annotated[int, Field(ge=0, le=1000)] = Field(
         3, description="Abort when a canary container restarts more often than this."
+    )
+
+    @model_validator(mode="after")
+    def _route(self) -> CanaryStrategy:
+        if self.traffic_routing == "gatewayAPI" and self.gateway_api is None:
+            raise ValueError("trafficRouting gatewayAPI needs gatewayAPI (the HTTPRoute to write)")
+        return self
+
+    @model_validator(mode="after")
+    def _weights(self) -> CanaryStrategy:
+        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
+        if weights != sorted(weights):
+            raise ValueError("setWeight must not decrease from one step to the next")
+        if weights and not any(weights):
+            raise ValueError(
+                "the steps set no weight above 0: the canary would never get traffic"
+                " (for a manual gate before the rollout, use a pause step alone)"
+            )
+        return self
+
+
+class BlueGreenStrategy(ApiModel):
+    """The new revision runs at full size beside the active one (the preview), without
+    traffic; promotion switches the traffic at once; the old pods stay for an instant
+    rollback until scaleDownDelaySeconds have passed."""
+
+    auto_promotion_seconds: Annotated[int, Field(ge=0, le=86400)] | None = Field(
+        None, description="Switch by itself this long after the preview is fully ready; absent: wait for promote."
+    )
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        30, description="Keep the old revision's pods this long after the switch (rollback is instant meanwhile)."
+    )
+    preview_ingress: PreviewIngress | None = Field(
+        None, description="An Ingress for the preview Service, e.g. to test the new revision before the switch."
     )
 
 
 class Strategy(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
-            cel("[has(self.rolling), has(self.recreate), has(self.canary)].filter(x, x).size() <= 1",
-                "set only one of rolling, recreate, canary"),
+            cel("[has(self.rolling), has(self.recreate), has(self.canary), has(self.blueGreen)]"
+                ".filter(x, x).size() <= 1",
+                "set only one of rolling, recreate, canary, blueGreen"),
         )
     }
 
     rolling: RollingStrategy | None = None
     recreate: RecreateStrategy | None = None
     canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
 
     @model_validator(mode="after")
     def _at_most_one(self) -> Strategy:
-        if sum(x is not None for x in (self.rolling, self.recreate, self.canary)) > 1:
-            raise ValueError("set only one of rolling, recreate, canary")
+        if sum(x is not None for x in (self.rolling, self.recreate, self.canary, self.blue_green)) > 1:
+            raise ValueError("set only one of rolling, recreate, canary, blueGreen")
         return self
 
     @property
-    def kind(self) -> Literal["rolling", "recreate", "canary"]:
+    def kind(self) -> Literal["rolling", "recreate", "canary", "blueGreen"]:
         if self.canary is not None:
             return "canary"
+        if self.blue_green is not None:
+            return "blueGreen"
         if self.recreate is not None:
             return "recreate"
         return "rolling"

@@ -6,14 +6,17 @@ YAML reads like the five hand-written manifests it replaces.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from kubernetes.utils import parse_quantity
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import (
     CONFIGMAP_KEY_PATTERN,
     DNS_LABEL_PATTERN,
     ENV_NAME_PATTERN,
+    INT32_MAX,
     PORT_NAME_PATTERN,
     QUANTITY_PATTERN,
     ApiModel,
@@ -26,14 +29,31 @@ from .base import (
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)]
-PortName = Annotated[str, Field(min_length=1, max_length=15, pattern=PORT_NAME_PATTERN)]
+_IANA_RULE = "self.matches('[a-z]') && !self.contains('--')"
+_IANA_MESSAGE = "must contain a letter and no '--' (an IANA service name)"
+
+
+def _iana_name(name: str) -> str:
+    if not re.search("[a-z]", name) or "--" in name:
+        raise ValueError(_IANA_MESSAGE)
+    return name
+
+
+PortName = Annotated[
+    str,
+    AfterValidator(_iana_name),
+    Field(min_length=1, max_length=15, pattern=PORT_NAME_PATTERN,
+          json_schema_extra=validations(cel(_IANA_RULE, _IANA_MESSAGE))),
+]
+Seconds = Annotated[int, Field(ge=0, le=INT32_MAX)]
+PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 # A port given by number or by the name of one of spec.ports.
 PortRef = Annotated[
     Annotated[int, Field(ge=1, le=65535)] | PortName,
     Field(
         json_schema_extra=validations(
-            cel("type(self) == int ? (self >= 1 && self <= 65535) : self.matches('"
-                + PORT_NAME_PATTERN + "')",
+            cel("type(self) == int ? (self >= 1 && self <= 65535) : (self.matches('"
+                + PORT_NAME_PATTERN + "') && " + _IANA_RULE + ")",
                 "must be a port number 1-65535 or a port name")
         )
     ),
@@ -189,8 +209,6 @@ class ConfigFiles(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> ConfigFiles:
-        import re
-
         for key in self.files:
             if len(key) > 253 or key in (".", "..") or not re.fullmatch(CONFIGMAP_KEY_PATTERN, key):
                 raise ValueError(f"files: {key!r}: {_KEY_MESSAGE}")
@@ -218,19 +236,37 @@ def _quantities() -> object:
     )
 
 
+_REQUESTS_WITHIN_LIMITS = (
+    "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits)"
+    " || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k]))"
+    " || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)"
+)
+
+
 class Resources(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(_REQUESTS_WITHIN_LIMITS, "each request must be at most its limit", field_path=".requests"),
+        )
+    }
+
     requests: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
     limits: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
 
     @field_validator("requests", "limits")
     @classmethod
     def _quantities_valid(cls, value: dict[str, Quantity]) -> dict[str, Quantity]:
-        import re
-
         for name, quantity in value.items():
             if not re.fullmatch(QUANTITY_PATTERN, str(quantity)):
                 raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity such as 250m or 512Mi")
         return value
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for name, request in self.requests.items():
+            if name in self.limits and parse_quantity(request) > parse_quantity(self.limits[name]):
+                raise ValueError("each request must be at most its limit")
+        return self
 
 
 class HttpHeader(ApiModel):
@@ -273,11 +309,11 @@ class Probe(ApiModel):
     tcp_socket: TcpSocketAction | None = None
     exec: ExecAction | None = None
     grpc: GrpcAction | None = None
-    initial_delay_seconds: Annotated[int, Field(ge=0)] | None = None
-    period_seconds: Annotated[int, Field(ge=1)] | None = None
-    timeout_seconds: Annotated[int, Field(ge=1)] | None = None
-    success_threshold: Annotated[int, Field(ge=1)] | None = None
-    failure_threshold: Annotated[int, Field(ge=1)] | None = None
+    initial_delay_seconds: Seconds | None = None
+    period_seconds: PositiveInt32 | None = None
+    timeout_seconds: PositiveInt32 | None = None
+    success_threshold: PositiveInt32 | None = None
+    failure_threshold: PositiveInt32 | None = None
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -10,8 +12,11 @@ from typing import Any, TypeVar
 
 import click
 import yaml
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 
-from ..k8s.client import ApiError, Kube, load_api_client
+from ..actions import ActionError
+from ..k8s.client import USER_AGENT, ApiError, Kube, load_api_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,15 +51,19 @@ def dump_yaml(docs: list[dict[str, Any]]) -> str:
 
 
 class Context:
-    def __init__(self, kubeconfig: str | None, namespace: str | None):
+    """Where commands act: the kubeconfig, its context, the namespace (kubectl's flags)."""
+
+    def __init__(self, kubeconfig: str | None = None, namespace: str | None = None,
+                 context: str | None = None):
         self.kubeconfig = kubeconfig
+        self.context = context
         self._namespace = namespace
         self._kube: Kube | None = None
 
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(load_api_client(self.kubeconfig, pool_size=4))
+            self._kube = Kube(_api_client(self.kubeconfig, self.context))
         return self._kube
 
     @property
@@ -64,13 +73,102 @@ class Context:
         try:
             from kubernetes import config
 
-            _, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+            contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
+            if self.context:
+                active = next(c for c in contexts if c["name"] == self.context)
             return active.get("context", {}).get("namespace") or "default"
         except Exception:
             return "default"
 
 
+def _api_client(kubeconfig: str | None, context: str | None) -> k8s_client.ApiClient:
+    if context is None:
+        return load_api_client(kubeconfig, pool_size=4)
+    configuration = k8s_client.Configuration()
+    k8s_config.load_kube_config(config_file=kubeconfig, context=context,
+                                client_configuration=configuration)
+    configuration.connection_pool_maxsize = 4
+    api = k8s_client.ApiClient(configuration)
+    api.user_agent = USER_AGENT
+    return api
+
+
 pass_context = click.make_pass_decorator(Context)
+
+
+def _first_path(value: str | None) -> str | None:
+    # KUBECONFIG may list several files; like the official client, we read the first.
+    return value.split(os.pathsep)[0] if value else None
+
+
+def _set(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None:
+            return
+        target = ctx.find_object(Context)
+        if target is None:  # a command invoked on its own (tests): make the object
+            target = ctx.ensure_object(Context)
+        if attribute == "kubeconfig":
+            value = _first_path(value)
+        setattr(target, attribute, value)
+        target._kube = None
+
+    return callback
+
+
+def complete_app_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion of NAME: the AppReleases in the namespace (nothing if unreachable)."""
+    from click.shell_completion import CompletionItem
+
+    target = ctx.find_object(Context)
+    root = ctx.find_root().params
+    context = target or Context(_first_path(root.get("kubeconfig")), root.get("namespace"),
+                                root.get("context"))
+    try:
+        items = context.kube.list("AppRelease", context.namespace)
+    except Exception:
+        return []
+    names = sorted(i["metadata"]["name"] for i in items)
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def _kube_options(fn: F, *, namespace: bool) -> F:
+    options = [
+        click.option("--context", "_context", expose_value=False, callback=_set("context"),
+                     help="The kubeconfig context to use."),
+        click.option("--kubeconfig", "_kubeconfig", expose_value=False, callback=_set("kubeconfig"),
+                     help="Path to the kubeconfig (default: $KUBECONFIG)."),
+    ]
+    if namespace:
+        options.insert(0, click.option(
+            "-n", "--namespace", "_namespace", expose_value=False, callback=_set("_namespace"),
+            help="Namespace (default: the context's namespace)."))
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def kube_options(fn: F) -> F:
+    """kubectl's -n/--namespace, --context and --kubeconfig, accepted after the subcommand
+    too (`apprelease promote NAME -n NS`, as `kubectl apprelease promote NAME -n NS` passes)."""
+    return _kube_options(fn, namespace=True)
+
+
+def connection_options(fn: F) -> F:
+    """--context and --kubeconfig only (for `run`, whose --namespace lists watched namespaces)."""
+    return _kube_options(fn, namespace=False)
+
+
+def output_option(fn: F) -> F:
+    return click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default=None,
+                        help="Print the object(s) as JSON or YAML instead of a table.")(fn)
+
+
+def print_structured(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        click.echo(dump_yaml([data]), nl=False)
 
 
 def api_errors(fn: F) -> F:
@@ -83,5 +181,7 @@ def api_errors(fn: F) -> F:
         except ApiError as exc:
             click.echo(f"error: {exc.message or exc}", err=True)
             sys.exit(2 if exc.not_found else 1)
+        except ActionError as exc:
+            raise click.ClickException(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]

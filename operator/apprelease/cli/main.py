@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -12,19 +13,37 @@ import yaml
 from pydantic import ValidationError
 
 from .. import __version__
-from .common import Context, api_errors, dump_yaml, pass_context
+from .common import (
+    Context,
+    api_errors,
+    complete_app_names,
+    connection_options,
+    dump_yaml,
+    kube_options,
+    output_option,
+    pass_context,
+    print_structured,
+)
+
+PROG = "apprelease"
+SHELLS = ("bash", "zsh", "fish")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig (default: $KUBECONFIG).")
+@click.option("--context", help="The kubeconfig context to use (default: its current context).")
 @click.option("-n", "--namespace", help="Namespace (default: the context's namespace).")
 @click.pass_context
-def cli(ctx: click.Context, kubeconfig: str | None, namespace: str | None) -> None:
-    """AppRelease: one object per app → Deployment, Service, Ingress, ConfigMap, canary rollouts."""
-    ctx.obj = Context(kubeconfig.split(":")[0] if kubeconfig else None, namespace)
+def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
+    """AppRelease: one object per app → Deployment, Service, Ingress, ConfigMap, canary rollouts.
+
+    -n/--namespace, --context and --kubeconfig work before or after the command, as in kubectl.
+    """
+    ctx.obj = Context(kubeconfig.split(os.pathsep)[0] if kubeconfig else None, namespace, context)
 
 
 @cli.command()
+@kube_options
 def version() -> None:
     """Print the version."""
     click.echo(f"apprelease {__version__}")
@@ -32,6 +51,7 @@ def version() -> None:
 
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@kube_options
 def crd(output: Path | None) -> None:
     """Print the CustomResourceDefinition generated from the API model."""
     from ..api.crd import crd_yaml
@@ -46,6 +66,7 @@ def crd(output: Path | None) -> None:
 @cli.command()
 @click.option("-f", "--filename", "filename", required=True, type=click.File("r"),
               help="AppRelease YAML ('-' for stdin).")
+@kube_options
 def render(filename: IO[str]) -> None:
     """Print the objects an AppRelease becomes (offline, as a YAML stream)."""
     from ..api.spec import AppRelease
@@ -74,15 +95,36 @@ def render(filename: IO[str]) -> None:
 @click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
 @click.option("--registry-poll-seconds", default=5.0, show_default=True,
               help="How often each Nacos service is read (back-off on errors).")
+@click.option("--allow-nacos-server", "nacos_servers", multiple=True, metavar="HOST:PORT",
+              help="Nacos servers AppReleases may use, fnmatch patterns such as *.nacos.svc:8848"
+                   " (repeatable; default: any). Credentials are never sent elsewhere.")
+@click.option("--allow-ingress-annotation", "annotations_allowed", multiple=True, metavar="PATTERN",
+              help="Ingress annotation keys AppReleases may set (repeatable; default: *).")
+@click.option("--deny-ingress-annotation", "annotations_denied", multiple=True, metavar="PATTERN",
+              help="Ingress annotation keys denied even if allowed (repeatable; default: raw"
+                   " nginx snippets, *-snippet and *snippets*; pass '' to deny none).")
+@click.option("--startup-deadline-seconds", default=180.0, show_default=True,
+              help="Liveness fails if the watches have not listed by then.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@connection_options
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, peering: str | None, registry_poll_seconds: float,
-        verbose: bool) -> None:
+        nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
+        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool) -> None:
     """Run the operator."""
     from ..controller.run import run_operator
     from ..controller.settings import RunOptions
+    from ..domain import DEFAULT_DENIED_INGRESS_ANNOTATIONS, Policy
 
+    policy = Policy(
+        nacos_servers=tuple(nacos_servers),
+        ingress_annotations_allowed=tuple(annotations_allowed) or ("*",),
+        ingress_annotations_denied=(
+            tuple(p for p in annotations_denied if p) if annotations_denied
+            else DEFAULT_DENIED_INGRESS_ANNOTATIONS
+        ),
+    )
     options = RunOptions(
         namespaces=tuple(namespaces),
         workers=workers,
@@ -90,20 +132,41 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         kubeconfig=ctx.kubeconfig,
         peering=peering,
         registry_poll_seconds=registry_poll_seconds,
+        policy=policy,
+        startup_deadline_seconds=startup_deadline_seconds,
     )
     run_operator(options, liveness=liveness or None, verbose=verbose)
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_app_names)
 @click.option("-w", "--watch", is_flag=True, help="Redraw as it changes.")
+@output_option
+@kube_options
 @pass_context
 @api_errors
-def get(ctx: Context, name: str, watch: bool) -> None:
+def get(ctx: Context, name: str, watch: bool, output: str | None) -> None:
     """Show an AppRelease: phase, step, weight, revisions, Deployments and pods."""
     from .tree import show
 
+    if output:
+        if watch:
+            raise click.UsageError("-o and -w do not go together")
+        print_structured(ctx.kube.get("AppRelease", ctx.namespace, name), output)
+        return
     show(ctx, name, watch=watch)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script: `source <(apprelease completion bash)`."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None
+    variable = f"_{PROG.upper().replace('-', '_')}_COMPLETE"
+    click.echo(completer(cli, {}, PROG, variable).source())
 
 
 def _register_subcommands() -> None:
@@ -114,8 +177,9 @@ def _register_subcommands() -> None:
 
     for command in OPERATIONS + REGISTRY_COMMANDS:
         cli.add_command(command)
-    # Commands of other installed packages: `dev` comes from apprelease-dev (devtools/), which
-    # the operator image does not install.
+    # Commands through entry points: `console` (this package's, above cli in no layer: the
+    # two may not import each other) and `dev` from apprelease-dev (devtools/), which the
+    # operator image does not install.
     for entry in entry_points(group="apprelease.commands"):
         cli.add_command(entry.load(), name=entry.name)
 
@@ -123,7 +187,7 @@ def _register_subcommands() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _register_subcommands()
-    cli(prog_name="apprelease")
+    cli(prog_name=PROG)
 
 
 if __name__ == "__main__":

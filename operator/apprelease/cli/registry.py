@@ -6,12 +6,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..rollout import requests
-from .common import Context, api_errors, pass_context
+from .. import actions
+from .common import Context, api_errors, complete_app_names, kube_options, pass_context
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_app_names)
+@kube_options
 @pass_context
 @api_errors
 def registry(ctx: Context, name: str) -> None:
@@ -51,38 +52,26 @@ def registry(ctx: Context, name: str) -> None:
                       f"status lists the first {shown})")
 
 
-def _set_offline(ctx: Context, name: str, pods: tuple[str, ...], offline: bool) -> list[str]:
-    app = ctx.kube.get("AppRelease", ctx.namespace, name)
-    meta = app["metadata"]
-    current = [p for p in (meta.get("annotations") or {}).get(requests.OFFLINE, "").split(",") if p]
-    wanted = sorted(set(current) | set(pods)) if offline else [p for p in current if p not in pods]
-    ctx.kube.merge_patch("AppRelease", ctx.namespace, name, {
-        "metadata": {"resourceVersion": meta["resourceVersion"],
-                     "annotations": {requests.OFFLINE: ",".join(wanted) or None}},
-    })
-    return wanted
-
-
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_app_names)
 @click.option("--pod", "pods", multiple=True, required=True, help="Pod to take offline (repeatable).")
+@kube_options
 @pass_context
 @api_errors
 def offline(ctx: Context, name: str, pods: tuple[str, ...]) -> None:
     """Disable the pods' registry instances (traffic off, pods keep running)."""
-    wanted = _set_offline(ctx, name, pods, True)
-    click.echo(f"apprelease {name}: offline pods: {', '.join(wanted)}")
+    click.echo(f"apprelease {actions.perform(ctx.kube, ctx.namespace, name, actions.SetOffline(pods, True))}")
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_app_names)
 @click.option("--pod", "pods", multiple=True, required=True, help="Pod to bring back (repeatable).")
+@kube_options
 @pass_context
 @api_errors
 def online(ctx: Context, name: str, pods: tuple[str, ...]) -> None:
     """Enable the pods' registry instances again."""
-    wanted = _set_offline(ctx, name, pods, False)
-    click.echo(f"apprelease {name}: offline pods: {', '.join(wanted) or 'none'}")
+    click.echo(f"apprelease {actions.perform(ctx.kube, ctx.namespace, name, actions.SetOffline(pods, False))}")
 
 
 REGISTRY_COMMANDS = [registry, offline, online]

@@ -22,6 +22,7 @@ SYMBOLS = {
     "Progressing": ("◌", "yellow"),
     "Paused": ("॥", "cyan"),
     "Degraded": ("✖", "red"),
+    "TakenDown": ("⏻", "bright_black"),
 }
 
 
@@ -60,6 +61,14 @@ def render_view(
         header.add_row("  Step:", status.get("step") or "")
         header.add_row("  SetWeight:", str(status.get("setWeight", "")))
         header.add_row("  ActualWeight:", str(status.get("actualWeight", "")))
+    active = _active_revision(status)
+    if status.get("strategy") == "blueGreen":
+        blue_green = status.get("blueGreen") or {}
+        header.add_row("  Active:", f"revision {active}" if active is not None else "")
+        if status.get("canaryRevision") is not None:
+            header.add_row("  Preview:", f"revision {status['canaryRevision']}")
+        if blue_green.get("switchedAt"):
+            header.add_row("  Switched:", f"{blue_green['switchedAt']} (old pods kept for an instant rollback)")
     images = []
     for dep in sorted(deployments, key=lambda d: d["metadata"]["name"]):
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
@@ -67,7 +76,13 @@ def render_view(
         images.append(f"{image} ({track})")
     header.add_row("Images:", "\n".join(images) or spec.get("image", ""))
     header.add_row("Replicas:", "")
-    header.add_row("  Desired:", str(spec.get("replicas", 1)))
+    autoscaling = _condition(status, "Autoscaling")
+    desired = str(spec.get("replicas", 1))
+    if autoscaling and autoscaling.get("status") == "True":
+        desired += f"  ({autoscaling.get('message', '').split(':')[0]})"
+    header.add_row("  Desired:", desired)
+    if autoscaling and autoscaling.get("status") == "False":
+        header.add_row("  Autoscaling:", Text(autoscaling.get("message", ""), style="red"))
     header.add_row("  Current:", str(status.get("replicas", 0)))
     header.add_row("  Updated:", str(status.get("updatedReplicas", 0)))
     header.add_row("  Ready:", str(status.get("readyReplicas", 0)))
@@ -96,7 +111,10 @@ def render_view(
             track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
             dstatus = dep.get("status") or {}
             ready = f"{dstatus.get('readyReplicas', 0)}/{dep['spec'].get('replicas', 0)}"
-            node = branch.add(f"⧉ {dep['metadata']['name']}  Deployment  {track}  ready:{ready}")
+            role = ""
+            if status.get("strategy") == "blueGreen":
+                role = "  active" if revision == str(active) else "  idle" if track == "stable" else "  preview"
+            node = branch.add(f"⧉ {dep['metadata']['name']}  Deployment  {track}{role}  ready:{ready}")
             for pod in sorted(pods_by_track.get(track, []), key=lambda p: p["metadata"]["name"]):
                 state = pod_state(pod)
                 mark = ("✔", "green") if state.ready else (("✖", "red") if state.crash_looping else ("◌", "yellow"))
@@ -105,9 +123,22 @@ def render_view(
                     (f"{mark[0]} ", mark[1]),
                     f"{state.name}  Pod  {state.phase}  ready:{int(state.ready)}/1"
                     f"  restarts:{state.restarts}  rev:{pod_revision}"
+                    + (f"  registry:{state.gate.reason}" if state.gate else "")
                     + ("  terminating" if state.deleting else ""),
                 ))
     return Group(header, Text(""), root)
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+def _active_revision(status: dict[str, Any]) -> int | None:
+    """The revision traffic goes to with blue-green: the preview's once switched."""
+    state = status.get("blueGreen") or {}
+    if status.get("promoting") or state.get("switchedAt"):
+        return status.get("canaryRevision")
+    return status.get("stableRevision")
 
 
 def show(ctx: Context, name: str, *, watch: bool, interval: float = 1.0) -> None:

@@ -17,6 +17,8 @@ from ..k8s.observe import (
     RECORD,
     AppKey,
     Children,
+    hpa_app_key,
+    hpa_state,
     pod_state,
     revision_view,
     slim_app,
@@ -48,16 +50,27 @@ PLANNED_CHILDREN = (
     Source("Ingress", _packed_slim),
     Source("ConfigMap", _packed_slim),
     Source("ControllerRevision", _packed_revision),
+    # Gateway API may not be installed: then nothing is listed, and nothing asked for.
+    Source("HTTPRoute", _packed_slim, optional=True),
 )
 # ... and everything watched: pods as the planner's small summaries, EndpointSlices for
-# the default registry.
-WATCHED_CHILDREN = (*PLANNED_CHILDREN, Source("Pod", pod_state), Source("EndpointSlice", _packed_endpoint_slice))
+# the default registry, the users' HPAs by the app they scale.
+WATCHED_CHILDREN = (
+    *PLANNED_CHILDREN,
+    Source("Pod", pod_state),
+    Source("EndpointSlice", _packed_endpoint_slice),
+    Source("HorizontalPodAutoscaler", hpa_state, key=hpa_app_key, all_objects=True),
+)
 
 
 class Lookup(Protocol):
     """kopf's index or our informer: app key → values (KeyError when there are none)."""
 
     def __getitem__(self, key: AppKey, /) -> Iterable[Any]: ...
+
+
+class ChildLookup(Lookup, Protocol):
+    def owner_of(self, namespace: str, name: str) -> AppKey | None: ...
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -75,7 +88,7 @@ def _values(index: Lookup, key: AppKey) -> Iterable[Any]:
 
 
 class IndexCache:
-    def __init__(self, apps: Lookup, children: Callable[[str], Lookup]):
+    def __init__(self, apps: Lookup, children: Callable[[str], ChildLookup]):
         self._apps = apps
         self._children = children  # by kind
         # (kind, namespace, app) → {name: slim object or DELETED}
@@ -140,7 +153,16 @@ class IndexCache:
             indexed = {obj["metadata"]["name"]: obj for obj in map(view, packed)}
             result.by_kind[source.kind] = self._merge(source.kind, key, indexed)
         result.pods = list(_values(self._children("Pod"), key))
+        result.hpas = list(_values(self._children("HorizontalPodAutoscaler"), key))
         return result
+
+    def owner_of(self, kind: str, namespace: str, name: str) -> AppKey | None:
+        """The app whose object of this kind and name is, if any (watched or just written)."""
+        with self._lock:
+            for (k, ns, app), named in self._overlay.items():
+                if k == kind and ns == namespace and named.get(name) not in (None, DELETED):
+                    return (ns, app)
+        return self._children(kind).owner_of(namespace, name)
 
     def endpoint_slices(self, key: AppKey) -> list[dict[str, Any]]:
         return [unpack(data) for data in _values(self._children("EndpointSlice"), key)]

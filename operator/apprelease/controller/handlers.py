@@ -35,6 +35,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     # List in pages: by default kopf reads every AppRelease in one response, and the heap
     # keeps that peak (the raw and decoded list, ~20 KB per AppRelease) after a restart.
     settings.watching.chunk_size = 500
+    if options.namespaces:
+        # Namespaced: no cluster-wide CRD/namespace watch, so namespaced RBAC is enough.
+        settings.scanning.disabled = True
     runtime = Runtime(options, kwargs["apprelease_index"])
     runtime.start()
     memo["runtime"] = runtime
@@ -43,6 +46,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
         start_http_server(options.metrics_port)
     log.info("apprelease operator started (%d workers)", options.workers)
+
+
+@kopf.on.probe(id="progress")
+def progress(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: fails (HTTP 500 from kopf's endpoint) while workers or informers are stuck.
+    A PermanentError, because kopf retries an ordinary exception inside the probe request."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        return "starting"
+    problems = runtime.health()
+    if problems:
+        raise kopf.PermanentError("; ".join(problems))
+    return "ok"
 
 
 @kopf.on.login()

@@ -14,6 +14,7 @@ from collections.abc import Hashable
 from typing import Generic, TypeVar
 
 from .. import metrics
+from ..backoff import exponential_backoff
 
 K = TypeVar("K", bound=Hashable)
 
@@ -64,7 +65,7 @@ class WorkQueue(Generic[K]):
     def retry_later(self, key: K) -> float:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (failures - 1))
+        delay = exponential_backoff(failures, BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         self.add_after(key, delay)
         return delay
 

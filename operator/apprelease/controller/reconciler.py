@@ -1,7 +1,9 @@
 """One reconcile: read the caches, plan, apply what differs, write status if it changed.
 
-Runs in a worker thread. Every write goes through here, and each one is skipped when the
-cluster already matches: an idle, converged operator makes no API writes at all.
+Runs in a worker thread and never raises: every failure is classified (controller/failures.py)
+into a named failure with a bound (rollout/failures.py), shown in status, and retried with
+back-off. Every write goes through here, and each one is skipped when the cluster already
+matches: an idle, converged operator makes no API writes at all.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -23,31 +25,33 @@ from ..k8s import drift
 from ..k8s.client import ApiError, Kube
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
-from ..registry.base import RegistryUnavailable
-from ..render import RenderError, render_children
+from ..render import Policy, render_children
 from ..rollout import conditions as C
+from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
-from ..rollout.observed import Observed
+from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
 from ..rollout.status_summary import material_change
-from ..rollout.timefmt import format_time, parse_time
+from ..rollout.timefmt import parse_time_or
 from .events import EventRecorder
+from .failures import ChildConflict, Failure, classify
 
 log = logging.getLogger("apprelease.reconcile")
 
-PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap")
+PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap", "HTTPRoute")
 # Count-only status changes of one AppRelease are written at most this often (phase, step,
 # revision and condition changes at once). A rollout's pods pass through several states over
 # ~10 s; at 1 s nearly each was a status write (8 per edit, measured at 1,000 apps).
 STATUS_COALESCE_SECONDS = 3.0
-# An invalid spec is not retried in a loop; a spec change (a watch event) retries at once.
-INVALID_RETRY_SECONDS = 300.0
+# A failure that waits for a spec change (an invalid spec) is still looked at this often.
+NOT_TRANSIENT_RETRY_SECONDS = 300.0
 
 
 class ClusterCache(Protocol):
     def app(self, key: AppKey) -> dict[str, Any] | None: ...
     def children(self, key: AppKey) -> Children: ...
+    def owner_of(self, kind: str, namespace: str, name: str) -> AppKey | None: ...
     def remember(self, obj: dict[str, Any]) -> None: ...
     def forget(self, obj: dict[str, Any]) -> None: ...
 
@@ -56,7 +60,7 @@ class RegistrySource(Protocol):
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
     ) -> Observed: ...
-    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...]) -> None: ...
+    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...], *, busy: bool = False) -> None: ...
     def forget(self, key: AppKey) -> None: ...
 
 
@@ -65,10 +69,8 @@ class Outcome:
     requeue_after: float | None
     phase: str | None
     writes: int
-
-
-class TransientError(Exception):
-    """Retry with back-off (apiserver unavailable, conflict, timeout)."""
+    # Retry with the queue's back-off (a failure that may heal by itself).
+    retry: bool = False
 
 
 class Reconciler:
@@ -78,11 +80,13 @@ class Reconciler:
         cache: ClusterCache,
         *,
         registry: RegistrySource | None = None,
+        policy: Policy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.kube = kube
         self.cache = cache
         self.registry = registry
+        self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
         self._status_written_at: dict[AppKey, float] = {}
@@ -91,12 +95,18 @@ class Reconciler:
         self._status_written_at.pop(key, None)
 
     def reconcile(self, key: AppKey) -> Outcome:
+        """Never raises: the worker only ever sees "done" or "retry"."""
         started = time.perf_counter()
         result = "error"
         try:
             outcome = self._reconcile(key)
-            result = "ok"
+            result = "ok" if not outcome.retry else "retry"
             return outcome
+        except Exception as exc:  # the last line of defence; _reconcile classifies its own
+            log.exception("%s/%s: reconcile failed", *key)
+            return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
+                NOT_TRANSIENT_RETRY_SECONDS, None, 0
+            )
         finally:
             metrics.RECONCILES.labels(result).inc()
             metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
@@ -111,38 +121,40 @@ class Reconciler:
         except ValidationError as exc:
             if deleting:
                 return self._release_finalizer(body) if FINALIZER in _finalizers(body) else Outcome(None, None, 0)
-            return self._stalled(body, "InvalidSpec", _validation_message(exc))
+            return self._failed(key, body, Failure(F.INVALID_SPEC, _validation_message(exc)))
         if deleting:
             if FINALIZER in _finalizers(body):
                 return self._finalize(body, app, key)
             return Outcome(None, None, 0)  # owner references let the garbage collector clean up
+        try:
+            return self._converge(key, body, app)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.log_traceback:
+                log.exception("%s/%s: %s", key[0], key[1], failure.detail)
+            if failure.gone:
+                return Outcome(None, None, 0)
+            if failure.quiet:
+                return Outcome(None, None, 0, retry=True)
+            return self._failed(key, body, failure)
+
+    def _converge(self, key: AppKey, body: dict[str, Any], app: AppRelease) -> Outcome:
         status = _parse_status(body.get("status"))
         children = self.cache.children(key)
         observed = self._observe(app, children, status)
         writes = self._ensure_finalizer(body, app)
         plan = make_plan(app, status, observed, self.clock())
-        try:
-            desired = render_children(app, plan.desired)
-        except RenderError as exc:
-            return self._stalled(body, "InvalidSpec", str(exc))
-
-        try:
-            if self.registry is not None:
-                # Before the children: instances go offline before any pod may leave.
-                self.registry.execute(app, plan.registry_actions)
-            writes += self._apply(desired, children)
-            # History after the children: an edit reaches its Deployment one round trip
-            # sooner. If we stop in between, the next pass records the same revision again.
-            writes += self._save_revisions(app, plan.revisions_to_save)
-            writes += self._prune(app, desired, children, plan.revisions_to_delete)
-        except RegistryUnavailable as exc:
-            raise TransientError(f"registry: {exc}") from exc
-        except ApiError as exc:
-            if exc.namespace_terminating:
-                return Outcome(None, None, writes)
-            if exc.invalid:
-                return self._stalled(body, "ApplyFailed", exc.message)
-            raise TransientError(f"apiserver: {exc}") from exc
+        desired = render_children(app, plan.desired, self.policy)
+        if self.registry is not None:
+            # Before the children: instances go offline before any pod may leave.
+            self.registry.execute(app, plan.registry_actions, busy=plan.registry_busy)
+        writes += self._write_gates(app, plan.pod_gates)
+        # History before the Deployments that run it: whatever fails later in this pass, a
+        # revision that reached a Deployment is on record.
+        writes += self._save_revisions(app, plan.revisions_to_save)
+        writes += self._apply(app, desired, children)
+        writes += self._prune(app, desired, children, plan.revisions_to_delete,
+                              keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
         requeue = plan.requeue_after
@@ -151,13 +163,7 @@ class Reconciler:
             # Only counts moved and we wrote a moment ago: write them a little later, once.
             requeue = hold if requeue is None else min(requeue, hold)
             return Outcome(requeue, new_status.phase, writes)
-        try:
-            status_written = self._write_status(body, new_status)
-        except ApiError as exc:
-            if exc.namespace_terminating or exc.not_found:
-                return Outcome(None, None, writes)
-            raise TransientError(f"apiserver: {exc}") from exc
-        if status_written:
+        if self._write_status(body, new_status):
             writes += 1
             self._status_written_at[key] = time.monotonic()
             for event in plan.events:
@@ -187,6 +193,39 @@ class Reconciler:
             return observed
         return self.registry.state_for(app, observed, status.registration)
 
+    # Failures --------------------------------------------------------------------------------
+
+    def _failed(self, key: AppKey, body: dict[str, Any], failure: Failure) -> Outcome:
+        """Show the failure in status (Stalled once past its bound), post an Event when it
+        starts or stalls, and say when to look again."""
+        now = self.clock()
+        previous = _parse_status(body.get("status"))
+        recorded = F.record(previous.failure, failure.failure, failure.detail, now)
+        generation = int(body["metadata"].get("generation") or 0)
+        status = F.with_failure(previous, recorded, now, generation)
+        events = []
+        was = previous.failure
+        if was is None or was.reason != recorded.reason:
+            events.append(Event("Warning", recorded.reason, recorded.message))
+        shown = previous.condition(C.STALLED)
+        was_stalled = shown is not None and shown.status == "True" and shown.reason == recorded.reason
+        if F.is_stalled(recorded, now) and not was_stalled:
+            events.append(Event("Warning", "Stalled", status.message))
+        log.warning("%s/%s: %s: %s", key[0], key[1], recorded.reason, failure.detail)
+        try:
+            written = self._write_status(body, status)
+        except Exception as exc:  # the apiserver may be what failed: the failure stays in the log
+            log.warning("%s/%s: could not write the failure to status: %s", key[0], key[1], exc)
+            written = False
+        if written:
+            self._status_written_at[key] = time.monotonic()
+            for event in events:
+                self.events.post(body, event)
+        until_stalled = F.seconds_until_stalled(recorded, now)
+        if failure.failure.transient:
+            return Outcome(until_stalled, "Degraded" if until_stalled is None else status.phase, int(written), retry=True)
+        return Outcome(NOT_TRANSIENT_RETRY_SECONDS, "Degraded", int(written))
+
     # Deletion with a registry ----------------------------------------------------------------
 
     def _ensure_finalizer(self, body: dict[str, Any], app: AppRelease) -> int:
@@ -212,67 +251,131 @@ class Reconciler:
             self._patch_finalizers(body, [f for f in _finalizers(body) if f != FINALIZER])
         except ApiError as exc:
             if not exc.not_found:
-                raise TransientError(f"apiserver: {exc}") from exc
+                log.warning("%s/%s: releasing the finalizer: %s", body["metadata"]["namespace"],
+                            body["metadata"]["name"], exc)
+                return Outcome(None, None, 0, retry=True)
         return Outcome(None, None, 1)
 
     def _finalize(self, body: dict[str, Any], app: AppRelease, key: AppKey) -> Outcome:
+        """Registry clean-up before the AppRelease goes; whatever fails, deletion proceeds
+        once registry.deletionTimeout has passed since the deletion request."""
+        now = self.clock()
+        deleted_at = parse_time_or(body["metadata"].get("deletionTimestamp"), now)
+        timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
+        try:
+            return self._finalize_steps(body, app, key, now, deleted_at)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure.gone:
+                return Outcome(None, None, 0)
+            if now - deleted_at < timeout:
+                log.warning("%s/%s: deleting: %s; retrying", key[0], key[1], failure.detail)
+                return Outcome(None, None, 0, retry=True)
+            self.events.post(body, Event(
+                "Warning", "DeletionForced",
+                f"deleted without finishing the registry clean-up after registry.deletionTimeout"
+                f" ({app.spec.registry.deletion_timeout if app.spec.registry else '0s'}):"
+                f" {failure.failure.reason}: {failure.detail}",
+            ))
+            if self.registry is not None:
+                self.registry.forget(key)
+            return self._release_finalizer(body)
+
+    def _finalize_steps(
+        self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, deleted_at: datetime
+    ) -> Outcome:
         status = _parse_status(body.get("status"))
         children = self.cache.children(key)
         observed = self._observe(app, children, status)
-        now = self.clock()
-        deleted_at = parse_time(body["metadata"]["deletionTimestamp"])
         plan = plan_deletion(app, status, observed, now, deleted_at)
         writes = 0
-        try:
+        if self.registry is not None:
+            self.registry.execute(app, tuple(plan.actions))
+        if plan.delete_workloads:
+            for dep in children.of_kind("Deployment"):
+                if owned_by(dep, app.uid) and not dep["metadata"].get("deletionTimestamp"):
+                    self.kube.delete("Deployment", app.namespace, dep["metadata"]["name"],
+                                     uid=dep["metadata"].get("uid"))
+                    self.cache.forget(dep)
+                    writes += 1
+        if not plan.release:
+            new_status = status.model_copy(update={"draining": plan.draining, "message": plan.message or status.message})
+            writes += self._write_status(body, new_status)
+        for event in plan.events:
+            self.events.post(body, event)
+        if plan.release:
             if self.registry is not None:
-                self.registry.execute(app, tuple(plan.actions))
-            if plan.delete_workloads:
-                for dep in children.of_kind("Deployment"):
-                    if owned_by(dep, app.uid) and not dep["metadata"].get("deletionTimestamp"):
-                        self.kube.delete("Deployment", app.namespace, dep["metadata"]["name"],
-                                         uid=dep["metadata"].get("uid"))
-                        self.cache.forget(dep)
-                        writes += 1
-            if not plan.release:
-                new_status = status.model_copy(update={"draining": plan.draining, "message": plan.message or status.message})
-                writes += self._write_status(body, new_status)
-            for event in plan.events:
-                self.events.post(body, event)
-            if plan.release:
-                if self.registry is not None:
-                    self.registry.forget(key)
-                return self._release_finalizer(body)
-        except RegistryUnavailable as exc:
-            raise TransientError(f"registry: {exc}") from exc
-        except ApiError as exc:
-            if exc.not_found:
-                return Outcome(None, None, writes)
-            raise TransientError(f"apiserver: {exc}") from exc
+                self.registry.forget(key)
+            return self._release_finalizer(body)
         return Outcome(plan.requeue_after, None, writes)
 
     # Writes ------------------------------------------------------------------------------
+
+    def _write_gates(self, app: AppRelease, gates: tuple[GateChange, ...]) -> int:
+        """The pods' readiness-gate conditions (server-side apply of that one condition on
+        pods/status: the kubelet's own conditions stay theirs)."""
+        for gate in gates:
+            condition = {
+                "type": REGISTERED_GATE, "status": "True" if gate.status else "False",
+                "reason": gate.reason, "message": gate.message, "lastTransitionTime": gate.since,
+            }
+            body = {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": gate.pod, "namespace": app.namespace},
+                    "status": {"conditions": [condition]}}
+            try:
+                self.kube.apply(body, subresource="status")
+            except ApiError as exc:
+                if not exc.not_found:
+                    raise
+        return len(gates)
 
     def _save_revisions(self, app: AppRelease, records: tuple) -> int:
         for record in records:
             self.cache.remember(self.kube.apply(to_controller_revision(app, record)))
         return len(records)
 
-    def _apply(self, desired: list[dict[str, Any]], children: Children) -> int:
+    def _apply(self, app: AppRelease, desired: list[dict[str, Any]], children: Children) -> int:
         writes = 0
         for obj in desired:
-            live = children.get(obj["kind"], obj["metadata"]["name"])
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            live = children.get(kind, name)
             if obj["kind"] == "ConfigMap":
                 # Immutable and content-named: present with the same data means done.
                 if live is not None and live.get(DATA_HASH) == data_hash(obj.get("data") or {}):
                     continue
             elif not drift.needs_apply(obj, live):
                 continue
+            if live is None:
+                self._check_name_is_free(app, kind, name)
             self.cache.remember(self.kube.apply(obj))
             writes += 1
         return writes
 
-    def _prune(self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple) -> int:
-        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
+    def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> None:
+        """Never apply over an object this AppRelease does not own: one field manager serves
+        every AppRelease, so an apply would silently take the other's object over."""
+        owner = self.cache.owner_of(kind, app.namespace, name)
+        if owner is not None and owner != (app.namespace, app.name):
+            raise ChildConflict(f"{kind} {name} belongs to AppRelease {owner[1]}")
+        try:
+            existing = self.kube.get(kind, app.namespace, name)
+        except ApiError as exc:
+            if exc.not_found:
+                return
+            raise
+        if not owned_by(existing, app.uid):
+            refs = existing.get("metadata", {}).get("ownerReferences") or []
+            holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
+            raise ChildConflict(
+                f"{kind} {name} already exists and is "
+                + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
+            )
+
+    def _prune(
+        self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple,
+        *, keep: set[tuple[str, str]],
+    ) -> int:
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep
         writes = 0
         for kind in PRUNABLE_KINDS:
             for live in list(children.of_kind(kind)):
@@ -315,36 +418,6 @@ class Reconciler:
         )
         self.cache.remember(written)
         return True
-
-    def _stalled(self, body: dict[str, Any], reason: str, message: str) -> Outcome:
-        """Passed admission but cannot be reconciled: say what to fix, keep the rest as is."""
-        previous = _parse_status(body.get("status"))
-        generation = int(body["metadata"].get("generation") or 0)
-        now = format_time(self.clock())
-        conds = [
-            C.condition(C.READY, False, reason, message),
-            C.condition(C.RECONCILING, False, reason),
-            C.condition(C.STALLED, True, reason, message),
-        ]
-        kept = [c for c in previous.conditions if c.type not in {x.type for x in conds}]
-        status = previous.model_copy(
-            update={
-                "observed_generation": generation,
-                "phase": "Degraded",
-                "message": message,
-                "conditions": C.merge_conditions(previous.conditions, conds + kept, now=now, generation=generation),
-            }
-        )
-        try:
-            written = self._write_status(body, status)
-        except ApiError as exc:
-            if exc.namespace_terminating:
-                return Outcome(None, None, 0)
-            raise TransientError(f"apiserver: {exc}") from exc
-        if written:
-            self.events.post(body, Event("Warning", reason, message))
-            return Outcome(INVALID_RETRY_SECONDS, "Degraded", 1)
-        return Outcome(INVALID_RETRY_SECONDS, "Degraded", 0)
 
 
 def _finalizers(body: dict[str, Any]) -> list[str]:

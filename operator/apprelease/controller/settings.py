@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..domain import Policy
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,8 @@ class RunOptions:
     kubeconfig: str | None = None
     peering: str | None = None  # None: standalone
     registry_poll_seconds: float = 5.0
+    policy: Policy = field(default_factory=Policy)
+    startup_deadline_seconds: float = 180.0
 
     @property
     def clusterwide(self) -> bool:

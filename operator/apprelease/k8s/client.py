@@ -55,6 +55,8 @@ RESOURCES: dict[str, ResourceType] = {
     "ControllerRevision": ResourceType("apps/v1", "controllerrevisions"),
     "Ingress": ResourceType("networking.k8s.io/v1", "ingresses"),
     "EndpointSlice": ResourceType("discovery.k8s.io/v1", "endpointslices"),
+    "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
+    "HTTPRoute": ResourceType("gateway.networking.k8s.io/v1", "httproutes"),
     "AppRelease": ResourceType("apprelease.io/v1alpha1", "appreleases"),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False

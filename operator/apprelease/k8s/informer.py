@@ -33,6 +33,7 @@ WATCH_SERVER_TIMEOUT_SECONDS = 300  # the apiserver ends the watch; we resume fr
 WATCH_READ_TIMEOUT_SECONDS = 330  # ... and a stream silent for longer than that is dead
 MIN_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
+OPTIONAL_RETRY_SECONDS = 60.0  # a kind that is not installed: is it now?
 
 Keep = Callable[[Mapping[str, Any]], Any]
 OnChange = Callable[[AppKey], None]
@@ -44,10 +45,19 @@ class WatchExpired(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    """What to watch, and what to keep of each object."""
+    """What to watch, and what to keep of each object.
+
+    By default an object belongs to the app its instance label names, and only objects with
+    our managed-by label are watched. ``key`` and ``all_objects`` change that for objects the
+    user makes (an HPA belongs to the app its scaleTargetRef points at). ``optional``: the
+    kind may not be installed (Gateway API): a 404 lists as empty, and is retried slowly.
+    """
 
     kind: str
     keep: Keep
+    key: Callable[[Mapping[str, Any]], AppKey | None] = app_key_of
+    all_objects: bool = False
+    optional: bool = False
 
 
 class Informer:
@@ -67,10 +77,13 @@ class Informer:
         self._source = source
         self._list_lock = list_lock or threading.Lock()
         self._namespace = namespace
-        self._selector = label_selector
+        self._selector = "" if source.all_objects else label_selector
         self._on_change = on_change
         self._items: dict[AppKey, dict[str, Any]] = {}
+        # (namespace, name) → the app whose object it is: a name taken by another app.
+        self._owners: dict[tuple[str, str], AppKey] = {}
         self._lock = threading.Lock()
+        self.last_error: str | None = None
         self._stopping = threading.Event()
         self._response: Any = None
         self.synced = threading.Event()
@@ -88,6 +101,10 @@ class Informer:
     def object_count(self) -> int:  # not __len__: an empty informer must not be falsy
         with self._lock:
             return sum(len(named) for named in self._items.values())
+
+    def owner_of(self, namespace: str, name: str) -> AppKey | None:
+        with self._lock:
+            return self._owners.get((namespace, name))
 
     # Life cycle ---------------------------------------------------------------------------
 
@@ -111,11 +128,22 @@ class Informer:
                     self.synced.set()
                 version = self._watch(version)
                 backoff = MIN_BACKOFF_SECONDS
+                self.last_error = None
             except WatchExpired:
                 version = None
             except Exception as exc:  # apiserver down, network, RBAC: retry
                 if self._stopping.is_set():
                     return
+                if self._source.optional and isinstance(exc, ApiError) and exc.not_found:
+                    # Not installed (yet): an empty cache that counts as listed; look again later.
+                    with self._lock:
+                        self._items.clear()
+                        self._owners.clear()
+                    self.synced.set()
+                    version = None
+                    self._stopping.wait(OPTIONAL_RETRY_SECONDS)
+                    continue
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("watching %s: %s; retrying in %.1fs", self._source.kind, exc, backoff)
                 self._stopping.wait(backoff)
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
@@ -124,7 +152,9 @@ class Informer:
 
     def _relist(self) -> str:
         fresh: dict[AppKey, dict[str, Any]] = {}
-        query: dict[str, Any] = {"labelSelector": self._selector, "limit": PAGE_SIZE}
+        query: dict[str, Any] = {"limit": PAGE_SIZE}
+        if self._selector:
+            query["labelSelector"] = self._selector
         path = RESOURCES[self._source.kind].path(self._namespace)
         version = ""
         while True:
@@ -134,7 +164,7 @@ class Informer:
                     # List items come without kind and apiVersion; watch events carry them.
                     obj.setdefault("kind", self._source.kind)
                     obj.setdefault("apiVersion", RESOURCES[self._source.kind].group_version)
-                    key = app_key_of(obj)
+                    key = self._source.key(obj)
                     kept = self._keep(obj) if key is not None else None
                     if key is not None and kept is not None:
                         fresh.setdefault(key, {})[obj["metadata"]["name"]] = kept
@@ -144,8 +174,10 @@ class Informer:
             if not meta.get("continue"):
                 break
             query["continue"] = meta["continue"]
+        owners = {(key[0], name): key for key, named in fresh.items() for name in named}
         with self._lock:
             previous, self._items = self._items, fresh
+            self._owners = owners
         if self.synced.is_set():  # a relist after the first: wake whatever changed meanwhile
             for key in previous.keys() | fresh.keys():
                 if previous.get(key) != fresh.get(key):
@@ -170,7 +202,7 @@ class Informer:
 
     def _events(self, version: str) -> Iterator[dict[str, Any]]:
         query = {
-            "labelSelector": self._selector,
+            **({"labelSelector": self._selector} if self._selector else {}),
             "watch": "true",
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
@@ -193,7 +225,7 @@ class Informer:
             response.release_conn()
 
     def _apply(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        key = app_key_of(obj)
+        key = self._source.key(obj)
         if key is None:
             return
         name = obj["metadata"]["name"]
@@ -204,10 +236,13 @@ class Informer:
                     named.pop(name, None)
                     if not named:
                         del self._items[key]
+                if self._owners.get((key[0], name)) == key:
+                    del self._owners[(key[0], name)]
             else:
                 kept = self._keep(obj)
                 if kept is not None:
                     self._items.setdefault(key, {})[name] = kept
+                    self._owners[(key[0], name)] = key
         self._on_change(key)
 
     def _keep(self, obj: Mapping[str, Any]) -> Any:
@@ -260,6 +295,15 @@ class Informers:
     def wait_synced(self, timeout: float | None = None) -> bool:
         return all(informer.synced.wait(timeout) for informer in self._all())
 
+    def unsynced(self) -> dict[str, str | None]:
+        """Kinds (with their last error) whose first LIST has not succeeded yet."""
+        return {
+            kind: informer.last_error
+            for kind, informers in self._by_name.items()
+            for informer in informers.values()
+            if not informer.synced.is_set()
+        }
+
     def object_count(self) -> int:
         return sum(informer.object_count() for informer in self._all())
 
@@ -280,3 +324,7 @@ class _ByNamespace:
         if informer is None:
             raise KeyError(key)
         return informer[key]
+
+    def owner_of(self, namespace: str, name: str) -> AppKey | None:
+        informer = self.informers.get(None) or self.informers.get(namespace)
+        return informer.owner_of(namespace, name) if informer is not None else None

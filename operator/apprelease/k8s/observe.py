@@ -14,9 +14,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain import Track
+from ..domain import TRACKS, Track
 from ..render import labels
-from ..rollout.observed import DeploymentState, Observed, PodState, RevisionRecord
+from ..rollout.observed import (
+    REGISTERED_GATE,
+    DeploymentState,
+    GateState,
+    HpaState,
+    Observed,
+    PodState,
+    RevisionRecord,
+)
 from .history import from_controller_revision
 from .packing import unpack
 
@@ -107,14 +115,14 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     pod_labels = meta.get("labels") or {}
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = (conditions.get("Ready") or {}).get("status") == "True"
+    gate = conditions.get(REGISTERED_GATE)
     track = pod_labels.get(labels.TRACK)
     revision = pod_labels.get(labels.REVISION)
     return PodState(
         name=meta.get("name", ""),
-        track=track if track in ("stable", "canary") else None,
+        track=track if track in TRACKS else None,
         revision=int(revision) if revision and revision.isdigit() else None,
         ready=ready,
         restarts=sum(int(c.get("restartCount") or 0) for c in statuses),
@@ -127,14 +135,21 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
         phase=status.get("phase", "Pending"),
         node=(pod.get("spec") or {}).get("nodeName"),
         created=meta.get("creationTimestamp"),
+        containers_ready=(conditions.get("ContainersReady") or {}).get("status") == "True",
+        gate=GateState(
+            status=gate.get("status") == "True", reason=str(gate.get("reason") or ""),
+            since=gate.get("lastTransitionTime"),
+        ) if gate else None,
     )
 
 
 def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
     meta = dep.get("metadata", {})
     status = dep.get("status") or {}
-    progressing: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
+    conditions = status.get("conditions") or []
+    progressing: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Progressing"), {})
+    failure: Mapping[str, Any] = next(
+        (c for c in conditions if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), {}
     )
     return DeploymentState(
         track=track,
@@ -147,6 +162,40 @@ def deployment_state(dep: Mapping[str, Any], track: Track) -> DeploymentState:
         updated_replicas=int(status.get("updatedReplicas") or 0),
         available_replicas=int(status.get("availableReplicas") or 0),
         deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        replica_failure=(f"{failure.get('reason')}: {failure.get('message')}"[:300] if failure else None),
+    )
+
+
+_TRACK_SUFFIXES = ("-canary", "-preview")
+
+
+def hpa_app_key(hpa: Mapping[str, Any]) -> AppKey | None:
+    """The app an HPA scales: the AppRelease it targets, or the one owning the Deployment it
+    targets (a mistake the status points out: we reset a Deployment's replicas)."""
+    meta = hpa.get("metadata", {})
+    ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+    name = str(ref.get("name") or "")
+    if not name:
+        return None
+    if ref.get("kind") == "Deployment":
+        for suffix in _TRACK_SUFFIXES:
+            name = name.removesuffix(suffix)
+    elif ref.get("kind") != "AppRelease":
+        return None
+    return (meta.get("namespace", ""), name)
+
+
+def hpa_state(hpa: Mapping[str, Any]) -> HpaState:
+    spec = hpa.get("spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    status = hpa.get("status") or {}
+    return HpaState(
+        name=hpa.get("metadata", {}).get("name", ""),
+        target_kind=str(ref.get("kind") or ""),
+        target_name=str(ref.get("name") or ""),
+        min_replicas=spec.get("minReplicas"),
+        max_replicas=int(spec.get("maxReplicas") or 0),
+        desired_replicas=status.get("desiredReplicas"),
     )
 
 
@@ -161,6 +210,7 @@ class Children:
 
     by_kind: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pods: list[PodState] = field(default_factory=list)
+    hpas: list[HpaState] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.by_kind.get(kind, {}).get(name)
@@ -175,9 +225,10 @@ def observe(children: Children, uid: str | None, app_name: str) -> Observed:
         if not owned_by(dep, uid):
             continue
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK)
-        if track in ("stable", "canary"):
+        if track in TRACKS:
             deployments[track] = deployment_state(dep, track)
     revisions: list[RevisionRecord] = [
         rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)
     ]
-    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions))
+    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions),
+                    hpas=tuple(children.hpas))

@@ -6,11 +6,42 @@ from typing import Protocol
 
 from ..domain import RegistryInstance
 
-__all__ = ["InstanceNotRegistered", "RegistryInstance", "RegistryProvider", "RegistryUnavailable"]
+__all__ = [
+    "InstanceNotRegistered",
+    "RegistryBadResponse",
+    "RegistryInstance",
+    "RegistryMisconfigured",
+    "RegistryProvider",
+    "RegistryRefused",
+    "RegistryUnavailable",
+]
 
 
 class RegistryUnavailable(Exception):
-    """registry unreachable / 5xx / auth failure; message must never contain credentials or tokens"""
+    """The registry cannot be used now: unreachable, timed out, 5xx. Messages never contain
+    credentials, tokens or the server's own pages. ``reason`` names the failure class
+    (rollout/failures.py); subclasses narrow it down."""
+
+    reason = "RegistryUnavailable"
+
+
+class RegistryBadResponse(RegistryUnavailable):
+    """It answered, but not as Nacos does: HTML, a login page, a row without ip or port."""
+
+    reason = "RegistryBadResponse"
+
+
+class RegistryRefused(RegistryUnavailable):
+    """401/403: wrong credentials or missing permissions. Does not heal by itself."""
+
+    reason = "RegistryRefused"
+
+
+class RegistryMisconfigured(RegistryUnavailable):
+    """The settings cannot work (a bad address, an unreadable Secret or CA, a server the
+    operator's policy does not allow). Raised before any connection is made."""
+
+    reason = "RegistryMisconfigured"
 
 
 class InstanceNotRegistered(LookupError):

@@ -1,13 +1,21 @@
 """The registry side of a reconcile: what the registry says now, and the actions on it.
 
-EndpointSlices come from the watch caches (no I/O here). Nacos is polled in the background,
-one short HTTP call per service every few seconds with back-off on errors; a change (or a
-recovery) wakes that AppRelease's reconcile, and an unchanged read wakes nothing, so an idle
-app writes no status. Credentials are read from the referenced Secret and never logged.
+EndpointSlices come from the watch caches (no I/O here). Nacos I/O never runs on a reconcile
+worker: each Nacos server (address list) has a lane of its own, one thread that reads and
+writes for the apps using that server, so a slow or hostile server delays only its own apps.
+Every call has a total deadline (registry/nacos.py). Reads are polled every few seconds with
+back-off on errors; a change wakes that AppRelease, an unchanged read wakes nothing (an idle
+app writes no status). Writes are the planner's latest wishes: re-asking for one already
+done (or queued) is free, and one the planner stopped asking for is dropped before it runs.
+Credentials are read from the referenced Secret and never logged.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import functools
 import hashlib
 import logging
 import tempfile
@@ -21,14 +29,20 @@ from typing import Any
 
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
-from ..domain import RegistryAction
+from ..backoff import exponential_backoff
+from ..domain import Policy, RegistryAction
 from ..k8s.client import ApiError, Kube
 from ..k8s.observe import AppKey
 from ..rollout.observed import Observed, Registration
 from ..rollout.timefmt import format_time
-from .base import InstanceNotRegistered, RegistryInstance, RegistryUnavailable
+from .base import (
+    InstanceNotRegistered,
+    RegistryInstance,
+    RegistryMisconfigured,
+    RegistryUnavailable,
+)
 from .nacos import NacosRegistry, NacosSettings
-from .registration import RegistryRead, endpoint_slice_instances, summarize
+from .registration import PENDING, WRITE_FAILED, RegistryRead, endpoint_slice_instances, summarize
 
 log = logging.getLogger("apprelease.registry")
 
@@ -36,21 +50,103 @@ POLL_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 60.0
 SECRET_CACHE_SECONDS = 60.0
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+IDLE_WAIT_SECONDS = 0.5
+
+# An action is identified by everything it writes: a new wish for the same instance replaces
+# the queued one (queued is rebuilt from each plan), the same wish again is not rewritten.
+ActionKey = RegistryAction
+# While pods join or leave, their registration is read this often (a new pod turns Ready only
+# once a read shows it registered).
+BUSY_POLL_SECONDS = 1.0
+
+
+def _action_key(action: RegistryAction) -> ActionKey:
+    return action
 
 
 @dataclass
 class _Target:
-    settings_key: str
+    """One AppRelease's Nacos service: its client, last read and pending writes."""
+
+    key: AppKey
+    fingerprint: str
     client: NacosRegistry
     read: RegistryRead | None = None
     next_poll: float = 0.0
     failures: int = 0
-    ca_file: Path | None = None
+    queued: dict[ActionKey, RegistryAction] = field(default_factory=dict)
+    done: set[ActionKey] = field(default_factory=set)  # since the last read
+    next_write: float = 0.0
+    write_failures: int = 0
+    write_error: str | None = None
+    write_error_reason: str | None = None
+    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them.
+    written_ahead: set[ActionKey] = field(default_factory=set)
+    busy: bool = False
+
+
+class _Lane:
+    """The thread serving one Nacos server: reads and writes of its apps, one at a time."""
+
+    def __init__(self, name: str, monitor: RegistryMonitor):
+        self.name = name
+        self.monitor = monitor
+        self.targets: dict[AppKey, _Target] = {}
+        self.cond = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name=f"registry-{name}"[:60], daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+
+    def poke(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                if self.stopping:
+                    return
+                job = self._next_job()
+                if job is None:
+                    self.cond.wait(self._idle_wait())
+                    continue
+            try:
+                job()
+            except Exception:  # the lane serves every app of this server: it goes on
+                log.exception("registry lane %s: unexpected error", self.name)
+
+    def _idle_wait(self) -> float:
+        now = time.monotonic()
+        due = [t.next_poll for t in self.targets.values()]
+        due += [t.next_write for t in self.targets.values() if t.queued]
+        return max(0.01, min([IDLE_WAIT_SECONDS, *(d - now for d in due)]))
+
+    def _next_job(self) -> Callable[[], None] | None:
+        """Writes first (a drain waits on them), then the most overdue read. Lock held."""
+        now = time.monotonic()
+        for target in self.targets.values():
+            if target.queued and target.next_write <= now:
+                key, action = next(iter(target.queued.items()))
+                del target.queued[key]
+                return functools.partial(self.monitor._write, self, target, key, action)
+        due = [t for t in self.targets.values() if t.next_poll <= now]
+        if due:
+            target = min(due, key=lambda t: t.next_poll)
+            target.next_poll = now + self.monitor.poll_seconds  # not picked twice meanwhile
+            return functools.partial(self.monitor._poll, self, target)
+        return None
 
 
 @dataclass
 class _CachedSecret:
-    data: dict[str, str]
+    data: dict[str, bytes]
     fetched: float = field(default_factory=time.monotonic)
 
 
@@ -62,47 +158,63 @@ class RegistryMonitor:
         notify: Callable[[AppKey], None],
         *,
         poll_seconds: float = POLL_SECONDS,
+        policy: Policy | None = None,
     ):
         self.kube = kube
         self.endpoint_slices = endpoint_slices
         self.notify = notify
         self.poll_seconds = poll_seconds
-        self._targets: dict[AppKey, _Target] = {}
+        self.policy = policy or Policy()
+        self._lanes: dict[str, _Lane] = {}
+        self._where: dict[AppKey, _Lane] = {}
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # read back our own changes at once: a drain starts when seen
-        self._thread: threading.Thread | None = None
+        self._started = False
 
     # Lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._poll_loop, name="registry-poller", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._started = True
+            for lane in self._lanes.values():
+                if not lane.thread.is_alive():
+                    lane.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
         with self._lock:
-            targets = list(self._targets.values())
-            self._targets.clear()
-        for target in targets:
-            target.client.close()
+            lanes = list(self._lanes.values())
+            self._lanes.clear()
+            self._where.clear()
+        for lane in lanes:
+            lane.stop()
+        for lane in lanes:
+            lane.thread.join(timeout=15)
+            for target in lane.targets.values():
+                target.client.close()
 
     def forget(self, key: AppKey) -> None:
         with self._lock:
-            target = self._targets.pop(key, None)
-        if target:
+            lane = self._where.pop(key, None)
+        if lane is None:
+            return
+        with lane.cond:
+            target = lane.targets.pop(key, None)
+        if target is not None:
             target.client.close()
+
+    def health(self) -> list[str]:
+        with self._lock:
+            if not self._started:
+                return []
+            return [f"registry lane {n} not running" for n, lane in self._lanes.items() if not lane.thread.is_alive()]
 
     # What the planner sees -------------------------------------------------------------------
 
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
     ) -> Observed:
-        """``observed`` completed with the registration (and the gate, with Nacos)."""
+        """``observed`` completed with the registration (and the gate, with Nacos). No I/O
+        but the Kubernetes API (the credentials Secret, cached)."""
         key = (app.namespace, app.name)
         revisions = {track: _revision_of(observed, track) for track in observed.deployments}
         registry = app.spec.registry
@@ -119,47 +231,51 @@ class RegistryMonitor:
         nacos = registry.nacos
         service = f"{nacos.group}@@{nacos.service_name}"
         try:
-            target = self._target(app)
-            if target.read is None:  # first sight: read now rather than show "unknown"
-                self._poll(key, target, notify=False)
-            read = target.read or RegistryRead(None, "not read yet")
+            read = self._current_read(self._target(app))
         except RegistryUnavailable as exc:
-            read = RegistryRead(None, str(exc))
+            self.forget(key)
+            read = RegistryRead(None, str(exc), reason=exc.reason)
         registration = summarize(
             provider="nacos", service=service, read=read, pods=observed.pods, revisions=revisions,
             previous=previous,
         )
         return _with(observed, registration, gate=True)
 
+    def _current_read(self, target: _Target) -> RegistryRead:
+        read = target.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
+        if target.write_error is not None:
+            return RegistryRead(
+                read.instances, read.error, read.changed_at, reason=read.reason,
+                write_error=target.write_error, write_error_reason=target.write_error_reason,
+            )
+        return read
+
     # Actions ---------------------------------------------------------------------------------
 
-    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...]) -> None:
-        """Run the plan's registry actions; raises RegistryUnavailable (the caller retries)."""
-        if not actions:
-            return
+    def execute(self, app: AppRelease, actions: tuple[RegistryAction, ...], *, busy: bool = False) -> None:
+        """Hand the plan's registry actions to the server's lane (no registry I/O here).
+        Pod annotations (which pods a scale-down removes) are Kubernetes writes: done now.
+        ``busy``: pods are joining or leaving, so the lane reads this service more often."""
         key = (app.namespace, app.name)
         for action in actions:
             if action.kind == "mark-leaving":
                 self._mark_leaving(app, action.pod or "")
-                continue
-            target = self._target(app)
-            assert action.ip is not None and action.port is not None
-            try:
-                if action.kind == "disable":
-                    target.client.set_enabled(action.ip, action.port, False, ephemeral=action.ephemeral)
-                elif action.kind == "clear":
-                    target.client.clear_overrides(action.ip, action.port, ephemeral=action.ephemeral)
-                elif action.kind == "deregister":
-                    target.client.deregister(action.ip, action.port, ephemeral=action.ephemeral)
-            except InstanceNotRegistered:
-                continue  # gone meanwhile: nothing left to take offline or reset
-            log.info("%s/%s: registry %s %s:%s (pod %s)", key[0], key[1], action.kind,
-                     action.ip, action.port, action.pod or "-")
+        wanted = [a for a in actions if a.kind != "mark-leaving"]
         with self._lock:
-            polled = self._targets.get(key)
-            if polled:
-                polled.next_poll = 0.0  # read back what we changed right away
-        self._wake.set()
+            lane = self._where.get(key)
+        if lane is None:
+            return  # no client (misconfigured, or no Nacos): state_for says why
+        with lane.cond:
+            target = lane.targets.get(key)
+            if target is None:
+                return
+            target.busy = busy
+            target.queued = {
+                _action_key(a): a for a in wanted
+                if _action_key(a) not in target.done and _action_key(a) not in target.written_ahead
+            }
+            if target.queued:
+                lane.cond.notify_all()
 
     def _mark_leaving(self, app: AppRelease, pod: str) -> None:
         """Make the ReplicaSet remove exactly the pods we took offline."""
@@ -170,112 +286,179 @@ class RegistryMonitor:
             if not exc.not_found:
                 raise
 
+    # Lane work (on the lane's thread) --------------------------------------------------------
+
+    def _poll(self, lane: _Lane, target: _Target) -> None:
+        stamp = format_time(datetime.now(UTC))
+        try:
+            instances = tuple(sorted(target.client.list_instances(), key=_instance_order))
+            read = RegistryRead(instances, None, stamp)
+            failures = 0
+            next_poll = time.monotonic() + (min(BUSY_POLL_SECONDS, self.poll_seconds) if target.busy else self.poll_seconds)
+        except RegistryUnavailable as exc:
+            read = RegistryRead(None, str(exc), stamp, reason=exc.reason)
+            failures = target.failures + 1
+            next_poll = time.monotonic() + exponential_backoff(failures, self.poll_seconds, MAX_BACKOFF_SECONDS)
+        with lane.cond:
+            if lane.targets.get(target.key) is not target:
+                return  # forgotten or replaced (its client closed) while we read it
+            target.failures, target.next_poll = failures, next_poll
+            target.done.clear()  # the read shows what our writes did
+            previous = target.read
+            if previous is not None and previous.instances == read.instances and previous.error == read.error:
+                return  # nothing new: keep the old read (and its time), wake nobody
+            target.read = read
+        self.notify(target.key)
+
+    def _write(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:
+        error: RegistryUnavailable | None = None
+        try:
+            self._run_action(target.client, action)
+        except InstanceNotRegistered:
+            pass  # gone meanwhile: nothing left to take offline or reset
+        except RegistryUnavailable as exc:
+            error = exc
+        woke = False
+        with lane.cond:
+            if lane.targets.get(target.key) is not target:
+                return
+            if error is None:
+                (target.written_ahead if not action.must_exist else target.done).add(key)
+                target.write_failures = 0
+                target.next_write = 0.0
+                target.next_poll = 0.0  # read back what we changed right away
+                woke = target.write_error is not None
+                target.write_error = target.write_error_reason = None
+                log.info("%s/%s: registry %s %s:%s %s (pod %s, %s)", target.key[0], target.key[1],
+                         action.kind, action.ip, action.port, _describe(action), action.pod or "-",
+                         action.reason or "-")
+            else:
+                target.queued.setdefault(key, action)
+                target.write_failures += 1
+                target.next_write = time.monotonic() + exponential_backoff(
+                    target.write_failures, 1.0, MAX_BACKOFF_SECONDS)
+                message = f"{action.kind} {action.ip}:{action.port} failed: {error}"
+                reason = error.reason if error.reason in ("RegistryRefused", "RegistryMisconfigured") else WRITE_FAILED
+                woke = message != target.write_error
+                target.write_error, target.write_error_reason = message, reason
+                log.warning("%s/%s: registry %s", target.key[0], target.key[1], message)
+        if woke:
+            self.notify(target.key)
+
+    @staticmethod
+    def _run_action(client: NacosRegistry, action: RegistryAction) -> None:
+        assert action.ip is not None and action.port is not None
+        if action.kind == "write":
+            client.update_instance(
+                action.ip, action.port, enabled=action.enabled, weight=action.weight,
+                metadata=dict(action.metadata), cluster=action.cluster, ephemeral=action.ephemeral,
+                must_exist=action.must_exist,
+            )
+        elif action.kind == "deregister":
+            client.deregister(action.ip, action.port, ephemeral=action.ephemeral)
+
     # Nacos clients ---------------------------------------------------------------------------
 
     def _target(self, app: AppRelease) -> _Target:
+        """This app's target in its server's lane, (re)created when the settings change.
+        RegistryMisconfigured/Unavailable when the settings cannot work."""
         key = (app.namespace, app.name)
-        settings, ca_file = self._settings(app)
+        settings = self._settings(app)
         fingerprint = hashlib.sha256(repr(settings).encode() + repr(settings.password).encode()).hexdigest()
+        lane_name = ",".join(settings.base_urls)
         with self._lock:
-            target = self._targets.get(key)
-            if target and target.settings_key == fingerprint:
+            lane = self._where.get(key)
+        if lane is not None:
+            with lane.cond:
+                target = lane.targets.get(key)
+            if target is not None and target.fingerprint == fingerprint and lane.name == lane_name:
                 return target
-        if target:
-            target.client.close()
-        target = _Target(settings_key=fingerprint, client=NacosRegistry(settings), ca_file=ca_file)
-        with self._lock:
-            self._targets[key] = target
+            self.forget(key)
+        target = _Target(key=key, fingerprint=fingerprint, client=NacosRegistry(settings))
+        self._attach(lane_name, target)
         return target
 
-    def _settings(self, app: AppRelease) -> tuple[NacosSettings, Path | None]:
+    def _attach(self, lane_name: str, target: _Target) -> None:
+        with self._lock:
+            lane = self._lanes.get(lane_name)
+            if lane is None:
+                lane = self._lanes[lane_name] = _Lane(lane_name, self)
+                if self._started:
+                    lane.start()
+            self._where[target.key] = lane
+        with lane.cond:
+            lane.targets[target.key] = target
+            lane.cond.notify_all()
+
+    def _settings(self, app: AppRelease) -> NacosSettings:
         nacos = app.spec.registry.nacos  # type: ignore[union-attr]
         assert nacos is not None
-        username = password = None
-        if nacos.credentials_secret:
-            ref = nacos.credentials_secret
-            data = self._secret(app.namespace, ref.name)
-            username, password = data.get(ref.username_key), data.get(ref.password_key)
-            if not username or not password:
-                raise RegistryUnavailable(
-                    f"Secret {app.namespace}/{ref.name} lacks key {ref.username_key!r} or {ref.password_key!r}"
-                )
-        ca_file = None
         tls = nacos.tls
-        if tls and tls.ca_secret:
-            ca = self._secret(app.namespace, tls.ca_secret).get("ca.crt")
-            if not ca:
-                raise RegistryUnavailable(f"Secret {app.namespace}/{tls.ca_secret} has no ca.crt")
-            ca_file = Path(tempfile.gettempdir()) / f"apprelease-nacos-ca-{hashlib.sha256(ca.encode()).hexdigest()[:12]}.crt"
-            ca_file.write_text(ca)
         settings = NacosSettings(
             server_addr=nacos.server_addr,
             service_name=nacos.service_name,
             namespace=nacos.namespace,
             group=nacos.group,
             cluster=nacos.cluster,
-            username=username,
-            password=password,
             tls=bool(tls and tls.enabled),
             tls_verify=not (tls and tls.insecure_skip_verify),
-            tls_ca_file=str(ca_file) if ca_file else None,
         )
-        return settings, ca_file
+        # Before any Secret is read: credentials go only to servers the platform allows.
+        refused = [hp for hp in settings.host_ports if not self.policy.nacos_server_allowed(hp)]
+        if refused:
+            raise RegistryMisconfigured(
+                f"serverAddr {', '.join(refused)} is not allowed by the operator's policy"
+                " (apprelease run --allow-nacos-server)"
+            )
+        username = password = None
+        if nacos.credentials_secret:
+            ref = nacos.credentials_secret
+            data = self._secret(app.namespace, ref.name)
+            username = _text(data, ref.username_key, app.namespace, ref.name)
+            password = _text(data, ref.password_key, app.namespace, ref.name)
+        ca_file = None
+        if tls and tls.ca_secret:
+            ca = _text(self._secret(app.namespace, tls.ca_secret), "ca.crt", app.namespace, tls.ca_secret)
+            ca_file = Path(tempfile.gettempdir()) / f"apprelease-nacos-ca-{hashlib.sha256(ca.encode()).hexdigest()[:12]}.crt"
+            ca_file.write_text(ca)
+        return dataclasses.replace(
+            settings, username=username, password=password, tls_ca_file=str(ca_file) if ca_file else None
+        )
 
-    def _secret(self, namespace: str, name: str) -> dict[str, str]:
-        import base64
-
+    def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
         cached = self._secrets.get((namespace, name))
         if cached and time.monotonic() - cached.fetched < SECRET_CACHE_SECONDS:
             return cached.data
         try:
             secret = self.kube.get("Secret", namespace, name)
         except ApiError as exc:
-            raise RegistryUnavailable(f"cannot read Secret {namespace}/{name}: {exc.reason}") from None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            hint = " (the operator needs RBAC to read it; see docs/security.md)" if exc.status == 403 else ""
+            raise RegistryMisconfigured(f"cannot read Secret {namespace}/{name}: {exc.reason}{hint}") from None
+        data: dict[str, bytes] = {}
+        for key, value in (secret.get("data") or {}).items():
+            try:
+                data[key] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                data[key] = b"\xff"  # unreadable: reported by _text, value never shown
         self._secrets[(namespace, name)] = _CachedSecret(data)
         return data
 
-    # Polling ---------------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(0.5)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            now = time.monotonic()
-            with self._lock:
-                due = [(k, t) for k, t in self._targets.items() if t.next_poll <= now]
-            for key, target in due:
-                try:
-                    self._poll(key, target, notify=True)
-                except Exception:
-                    with self._lock:
-                        dropped = self._targets.get(key) is not target
-                    if dropped:
-                        continue  # forgotten or replaced (its client closed) while we read it
-                    # The one poller serves every app: a surprise in one read must not stop it.
-                    log.exception("%s/%s: registry read failed", *key)
-                    target.next_poll = time.monotonic() + self.poll_seconds
+def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
+    """A Secret value as text; RegistryMisconfigured (never the value) when absent or binary."""
+    raw = data.get(key)
+    if not raw:
+        raise RegistryMisconfigured(f"Secret {namespace}/{name} has no key {key!r}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
 
-    def _poll(self, key: AppKey, target: _Target, *, notify: bool) -> None:
-        stamp = format_time(datetime.now(UTC))
-        try:
-            instances = tuple(sorted(target.client.list_instances(), key=_instance_order))
-            read = RegistryRead(instances, None, stamp)
-            target.failures = 0
-            target.next_poll = time.monotonic() + self.poll_seconds
-        except RegistryUnavailable as exc:
-            read = RegistryRead(None, str(exc), stamp)
-            target.failures += 1
-            backoff = min(MAX_BACKOFF_SECONDS, self.poll_seconds * 2 ** (target.failures - 1))
-            target.next_poll = time.monotonic() + backoff
-        previous = target.read
-        if previous is not None and previous.instances == read.instances and previous.error == read.error:
-            return  # nothing new: keep the old read (and its time), wake nobody
-        target.read = read
-        if notify:
-            self.notify(key)
+
+def _describe(action: RegistryAction) -> str:
+    if action.kind != "write":
+        return ""
+    return f"enabled={action.enabled} weight={action.weight:g}"
 
 
 def _instance_order(instance: RegistryInstance) -> tuple[str, int, str]:
@@ -296,5 +479,3 @@ def _with(observed: Observed, registration: Registration, *, gate: bool) -> Obse
         registry=registration.state if gate else None,
         registration=registration,
     )
-
-

@@ -27,6 +27,7 @@ never appear in exceptions, logs or repr().
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import re
 import ssl
@@ -39,11 +40,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import tenacity
 
 from apprelease.registry.base import (
     InstanceNotRegistered,
+    RegistryBadResponse,
     RegistryInstance,
+    RegistryMisconfigured,
+    RegistryRefused,
     RegistryUnavailable,
 )
 
@@ -59,7 +62,10 @@ CATALOG_PAGE_SIZE = 500
 # "service not found, namespace: ..."); case-sensitive so Spring's generic "Not Found" for an
 # unknown path is not mistaken for an empty service.
 NOT_FOUND_MESSAGE = re.compile(r"is not found|service not found")
-MAX_DETAIL_CHARS = 200
+MAX_DETAIL_CHARS = 160
+# A list of thousands of instances is well under this; a server streaming without end is not.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]+")
 
 
 class NacosApi(enum.Enum):
@@ -95,9 +101,10 @@ PATHS = {
 class NacosSettings:
     """Where the service lives in Nacos and how to reach it.
 
-    `server_addr` is "host:port" (scheme from `tls`, path from `context_path`) or a full URL
-    ("https://nacos.example:8848", "http://host:8848/custom-context"). `cluster=None` means
-    every cluster of the service.
+    `server_addr` is "host:port" (scheme from `tls`, path from `context_path`), a full URL
+    ("https://nacos.example:8848", "http://host:8848/custom-context"), or a comma-separated
+    list of either: the servers of one Nacos cluster, tried in turn as Nacos' own clients do.
+    `cluster=None` means every cluster of the service.
     """
 
     server_addr: str
@@ -111,22 +118,45 @@ class NacosSettings:
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
+    # One request to one server, body included, never takes longer than this: a server that
+    # drips a byte every few seconds is cut off here, not at every read timeout.
     timeout_seconds: float = 5.0
-    # Tries per request when the connection fails (refused, reset, timed out).
-    connect_attempts: int = 3
+    # One call (all servers, all tries, a login included) never takes longer than this.
+    call_deadline_seconds: float = 12.0
+    # Tries per server when the connection fails (refused, reset, timed out).
+    connect_attempts: int = 2
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Each server's base URL (credentials in an address are dropped, never used)."""
+        return tuple(_base_url(a.strip(), self.tls, self.context_path) for a in self.server_addr.split(",") if a.strip())
 
     @property
     def base_url(self) -> str:
-        if "://" in self.server_addr:
-            parts = urlsplit(self.server_addr)
-            host = parts.hostname or ""
-            netloc = f"[{host}]" if ":" in host else host
-            if parts.port:
-                netloc += f":{parts.port}"  # drops any user:password@ from the address
-            path = parts.path.rstrip("/") or self.context_path
-            return f"{parts.scheme}://{netloc}{path}"
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{self.server_addr.strip('/')}{self.context_path}"
+        return self.base_urls[0] if self.base_urls else ""
+
+    @property
+    def host_ports(self) -> tuple[str, ...]:
+        """host:port of each server, for the operator's allow-list."""
+        return tuple(urlsplit(url).netloc for url in self.base_urls)
+
+
+def _base_url(address: str, tls: bool, context_path: str) -> str:
+    """One server's base URL; RegistryMisconfigured when it is not host:port or a URL."""
+    text = address if "://" in address else f"{'https' if tls else 'http'}://{address.strip('/')}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise RegistryMisconfigured(f"serverAddr {_printable(address)!r} is not host:port or a URL ({exc})") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
+        raise RegistryMisconfigured(f"serverAddr {_printable(address)!r} is not host:port or a URL")
+    netloc = f"[{host}]" if ":" in host else host
+    if port:
+        netloc += f":{port}"  # drops any user:password@ from the address
+    path = parts.path.rstrip("/") if "://" in address else ""
+    return f"{parts.scheme}://{netloc}{path or context_path}"
 
 
 class NacosRegistry:
@@ -144,10 +174,13 @@ class NacosRegistry:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._settings = settings
-        self._base_url = settings.base_url
+        self._servers = settings.base_urls  # RegistryMisconfigured for a bad address
+        if not self._servers:
+            raise RegistryMisconfigured("serverAddr names no server")
+        self._current = 0  # the server that answered last: tried first
+        self._base_url = ", ".join(self._servers)  # for messages: never carries credentials
         self._clock = clock
         self._http = httpx.Client(
-            base_url=self._base_url,
             timeout=settings.timeout_seconds,
             verify=_tls_verification(settings),
             transport=transport,
@@ -168,6 +201,46 @@ class NacosRegistry:
         for cluster in clusters:
             instances.extend(self._list_cluster(cluster))
         return instances
+
+    def update_instance(
+        self,
+        ip: str,
+        port: int,
+        *,
+        enabled: bool,
+        weight: float,
+        metadata: Mapping[str, str],
+        cluster: str | None = None,
+        ephemeral: bool = True,
+        must_exist: bool = True,
+    ) -> None:
+        """Write the instance's server-side state: enabled, weight and metadata, together.
+
+        Nacos keeps them as one override record keyed by ip:port:cluster (see set_enabled)
+        and an update replaces all three: omitting the weight resets it to 1.0 and omitting
+        the metadata empties the override's. ``metadata`` is merged over what the instance
+        shows now (the app's own keys stay). With ``must_exist=False`` the record is written
+        even with no instance there yet: the app that registers at that address next joins
+        with this state (that is how a new pod joins disabled).
+        """
+        found = self._matching(ip, port, ephemeral)
+        if not found and must_exist:
+            raise InstanceNotRegistered(
+                f"no instance {ip}:{port} of {self._service_label()} in Nacos at {self._base_url}"
+            )
+        targets = found or [RegistryInstance(
+            ip=ip, port=port, healthy=False, enabled=enabled, weight=weight, ephemeral=ephemeral,
+            cluster=cluster or self._settings.cluster or DEFAULT_CLUSTER,
+        )]
+        for instance in targets:
+            merged = {**instance.metadata, **metadata}
+            params = {
+                **self._instance_params(instance),
+                "enabled": _flag(enabled),
+                "weight": repr(float(weight)),
+                "metadata": json.dumps(merged, sort_keys=True),
+            }
+            self._call("PUT", self._paths().instance, params=params, what="updating the instance")
 
     def set_enabled(self, ip: str, port: int, enabled: bool, *, ephemeral: bool = True) -> None:
         """Switch traffic to an instance on or off, whoever registered it.
@@ -308,8 +381,13 @@ class NacosRegistry:
         if body is None:
             return []
         if self._detect() is NacosApi.V3:
-            return sorted((_data(body) or {}).get("clusterMap") or {})
-        return sorted(str(cluster["name"]) for cluster in body.get("clusters") or [])
+            data = _data(body)
+            clusters = data.get("clusterMap") if isinstance(data, dict) else None
+            return sorted(clusters) if isinstance(clusters, dict) else []
+        try:
+            return sorted(str(cluster["name"]) for cluster in body.get("clusters") or [])
+        except (AttributeError, KeyError, TypeError):
+            raise RegistryBadResponse(f"Nacos at {self._base_url}: reading the service: no cluster names in the answer") from None
 
     def _list_cluster(self, cluster: str) -> list[RegistryInstance]:
         params = {**self._service_params(), "clusterName": cluster}
@@ -318,7 +396,7 @@ class NacosRegistry:
             body = self._call(
                 "GET", self._paths().instances, params=params, what=what, missing_ok=True
             )
-            return [] if body is None else [_instance(raw) for raw in _data(body) or []]
+            return [] if body is None else [self._parsed(raw) for raw in _rows(_data(body))]
         return list(self._catalog_pages(params, what))
 
     def _catalog_pages(self, params: dict[str, str], what: str) -> Iterator[RegistryInstance]:
@@ -331,13 +409,23 @@ class NacosRegistry:
             )
             if body is None:
                 return
-            rows = body.get("list") or []
+            if not isinstance(body, dict):
+                raise RegistryBadResponse(f"Nacos at {self._base_url}: {what}: not a catalog page")
+            rows = _rows(body.get("list"))
             for raw in rows:
-                yield _instance(raw)
+                yield self._parsed(raw)
             seen += len(rows)
-            if not rows or seen >= int(body.get("count") or 0):
+            if not rows or seen >= _int(body.get("count")):
                 return
             page += 1
+
+    def _parsed(self, raw: Any) -> RegistryInstance:
+        try:
+            return _instance(raw)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise RegistryBadResponse(
+                f"Nacos at {self._base_url}: an instance row without a valid ip/port"
+            ) from None
 
     def _service_label(self) -> str:
         s = self._settings
@@ -366,13 +454,15 @@ class NacosRegistry:
         what = "detecting the Nacos API"
         legacy = self._send("GET", "/v1/console/server/state", headers={}, what=what)
         if legacy.status_code == 200:
-            version = _json(legacy, self._base_url, what).get("version")
+            state = _json(legacy, self._base_url, what)
+            version = state.get("version") if isinstance(state, dict) else None
             major = str(version or "2").split(".")[0]
             api = NacosApi.V3 if major.isdigit() and int(major) >= 3 else NacosApi.V1
             return api, version
         current = self._send("GET", "/v3/admin/core/state", headers={}, what=what)
         if current.status_code == 200:
-            return NacosApi.V3, _data(_json(current, self._base_url, what)).get("version")
+            data = _data(_json(current, self._base_url, what))
+            return NacosApi.V3, data.get("version") if isinstance(data, dict) else None
         if current.status_code in (401, 403):
             return NacosApi.V3, None
         if legacy.status_code in (401, 403):
@@ -411,11 +501,11 @@ class NacosRegistry:
             reason = (
                 "refused after a fresh login" if self._settings.username else "needs credentials"
             )
-            raise RegistryUnavailable(
-                f"Nacos at {self._base_url}: {what}: {reason} (HTTP {status}: {detail})"
+            raise RegistryRefused(
+                f"Nacos at {self._base_url}: {what}: {reason} (HTTP {status}{detail})"
             )
         if status >= 300:
-            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: HTTP {status}: {detail}")
+            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: HTTP {status}{detail}")
         content_type = response.headers.get("content-type", "")
         if "json" not in content_type:
             return response.text
@@ -424,7 +514,7 @@ class NacosRegistry:
         if isinstance(code, int) and code != 0 and "data" in body:  # v2/v3 Result envelope
             if missing_ok and NOT_FOUND_MESSAGE.search(str(body.get("data"))):
                 return None
-            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: code {code}: {detail}")
+            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: code {code}{detail}")
         return body
 
     def _send(
@@ -437,23 +527,61 @@ class NacosRegistry:
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(httpx.TransportError),
-            stop=tenacity.stop_after_attempt(max(1, self._settings.connect_attempts)),
-            wait=tenacity.wait_exponential(multiplier=0.2, max=2.0),
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._http.request(
-                        method, path, params=params, data=form, headers=headers
-                    )
-        except httpx.TransportError as error:
-            # `from None`: the chained httpx error holds the request, Authorization header included.
-            reason = self._redact(f"{type(error).__name__}: {error}")
-            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: {reason}") from None
-        raise AssertionError("unreachable: tenacity either returns or re-raises")
+        """One request, failing over across the servers; the whole call (every server and
+        try) ends within call_deadline_seconds, one request within timeout_seconds."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.call_deadline_seconds
+        order = [(self._current + i) % len(self._servers) for i in range(len(self._servers))]
+        last_error = "no server tried"
+        for index in order:
+            for attempt in range(max(1, settings.connect_attempts)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    response = self._request(index, method, path, params, form, headers, remaining)
+                except (httpx.TransportError, _TooSlow) as error:
+                    # Never the exception's text: it may carry the request (Authorization).
+                    last_error = f"{self._servers[index]}: {_transport_reason(error)}"
+                    if attempt + 1 < settings.connect_attempts:
+                        time.sleep(min(0.2 * 2**attempt, max(0.0, deadline - time.monotonic())))
+                    continue
+                if response.status_code >= 500 and index != order[-1]:
+                    last_error = f"{self._servers[index]}: HTTP {response.status_code}"
+                    break  # a node without a leader, overloaded...: the next server may answer
+                self._current = index
+                return response
+        raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: {last_error}")
+
+    def _request(
+        self,
+        index: int,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        form: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        remaining: float,
+    ) -> httpx.Response:
+        budget = min(self._settings.timeout_seconds, remaining)
+        cutoff = time.monotonic() + budget
+        url = self._servers[index] + path
+        with self._http.stream(
+            method, url, params=params, data=form, headers=headers, timeout=httpx.Timeout(budget)
+        ) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if time.monotonic() > cutoff:
+                    raise _TooSlow(f"no complete answer within {budget:.0f} s")
+                if len(body) > MAX_BODY_BYTES:
+                    raise RegistryBadResponse(f"Nacos at {self._base_url}: an answer over {MAX_BODY_BYTES} bytes")
+            # What was read, already decoded: the encoding headers no longer apply.
+            headers = {k: v for k, v in response.headers.items()
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
+            return httpx.Response(
+                response.status_code, headers=headers, content=bytes(body), request=response.request
+            )
 
     def _auth_headers(self) -> dict[str, str]:
         if not self._settings.username:
@@ -473,32 +601,36 @@ class NacosRegistry:
             "password": self._settings.password or "",
         }
         response = self._send("POST", self._paths().login, form=form, headers={}, what=what)
-        if response.status_code != 200:
-            raise RegistryUnavailable(
+        if response.status_code in (401, 403):
+            raise RegistryRefused(
                 f"Nacos at {self._base_url}: {what} failed (HTTP {response.status_code}); check the username and password"
             )
+        if response.status_code != 200:
+            raise RegistryUnavailable(f"Nacos at {self._base_url}: {what} failed (HTTP {response.status_code})")
         body = _json(response, self._base_url, what)
         token = body.get("accessToken") if isinstance(body, dict) else None
         if not token:
-            raise RegistryUnavailable(
+            raise RegistryBadResponse(
                 f"Nacos at {self._base_url}: {what}: no accessToken in the answer"
             )
-        ttl = float(body.get("tokenTtl") or 0)
+        ttl = _float(body.get("tokenTtl"))
         self._token = str(token)
         self._token_renew_at = self._clock() + ttl * TOKEN_RENEW_FRACTION
         self._logins += 1
         log.debug("Logged in to Nacos at %s; token valid for %.0f s", self._base_url, ttl)
 
     def _detail(self, response: httpx.Response) -> str:
-        text = response.text
+        """", <Nacos' own message>" from a JSON error answer, short and printable, or "".
+        Never an HTML or text body: a proxy's page, a stack trace, an echo of our request."""
         try:
             body = response.json()
         except ValueError:
-            body = None
-        if isinstance(body, dict):
-            text = str(body.get("data") or body.get("message") or body.get("error") or text)
-        text = " ".join(text.split())
-        return self._redact(text[:MAX_DETAIL_CHARS])
+            return ""
+        if not isinstance(body, dict):
+            return ""
+        text = body.get("message") or body.get("data") or body.get("error") or ""
+        text = _printable(" ".join(str(text).split()))[:MAX_DETAIL_CHARS]
+        return f": {self._redact(text)}" if text else ""
 
     def _redact(self, text: str) -> str:
         for secret in (self._token, self._settings.password):
@@ -507,12 +639,51 @@ class NacosRegistry:
         return text
 
 
+class _TooSlow(Exception):
+    """The server answers too slowly (a byte at a time): the request is cut off."""
+
+
+def _transport_reason(error: Exception) -> str:
+    if isinstance(error, _TooSlow):
+        return str(error)
+    if isinstance(error, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(error, httpx.ConnectError):
+        return "connection failed"
+    return type(error).__name__
+
+
 def _tls_verification(settings: NacosSettings) -> ssl.SSLContext | bool:
     if not settings.tls_verify:
         return False
     if settings.tls_ca_file:
-        return ssl.create_default_context(cafile=settings.tls_ca_file)
+        try:
+            return ssl.create_default_context(cafile=settings.tls_ca_file)
+        except (ssl.SSLError, OSError, ValueError):
+            raise RegistryMisconfigured("the TLS CA (ca.crt) is not a PEM certificate") from None
     return True
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _rows(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _flag(value: bool) -> str:
@@ -523,7 +694,7 @@ def _json(response: httpx.Response, base_url: str, what: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise RegistryUnavailable(
+        raise RegistryBadResponse(
             f"Nacos at {base_url}: {what}: expected JSON, got HTTP {response.status_code} "
             f"{response.headers.get('content-type', 'without content type')}"
         ) from None
@@ -536,6 +707,8 @@ def _data(body: Any) -> Any:
 
 def _instance(raw: Mapping[str, Any]) -> RegistryInstance:
     metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        metadata = {}
     return RegistryInstance(
         ip=str(raw["ip"]),
         port=int(raw["port"]),

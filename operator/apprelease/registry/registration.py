@@ -19,6 +19,12 @@ from .base import RegistryInstance
 MAX_LISTED_INSTANCES = 50
 
 
+# RegistryRead.reason of a registry not read yet (not a failure: the first read is on its way).
+PENDING = "Pending"
+# The failure class of a write that failed for another reason than refusal or configuration.
+WRITE_FAILED = "RegistryWriteFailed"
+
+
 @dataclass(frozen=True)
 class RegistryRead:
     """The latest read of the registry: instances, or why there are none."""
@@ -26,6 +32,11 @@ class RegistryRead:
     instances: tuple[RegistryInstance, ...] | None
     error: str | None = None
     changed_at: str | None = None  # when the instance set last changed (or the read recovered)
+    # Why there are no instances: a failure class (rollout/failures.py) or PENDING.
+    reason: str | None = None
+    # The last write that failed (cleared by the next one that works).
+    write_error: str | None = None
+    write_error_reason: str | None = None
 
 
 def endpoint_slice_instances(
@@ -82,9 +93,12 @@ def summarize(
 ) -> Registration:
     """``previous`` keeps lastSyncTime (the last change seen) when nothing changed, so a
     re-read, or an operator restart, never rewrites an identical status."""
+    pods = list(pods)
     live = [p for p in pods if not p.deleting and p.ip]
     last_change = previous.last_sync_time if previous else None
-    pod_by_ip = {p.ip: p for p in live}
+    # Terminating pods' instances are still ours (they go offline), not stale.
+    pod_by_ip: dict[str, PodState] = {p.ip: p for p in pods if p.ip and p.deleting}
+    pod_by_ip.update({p.ip: p for p in live if p.ip})
     if read.instances is None:
         status = RegistrationStatus(
             provider=provider,
@@ -93,8 +107,10 @@ def summarize(
             last_error=read.error,
             last_sync_time=last_change,  # the last successful read, not this failure
         )
-        condition = C.condition(C.REGISTERED, "Unknown", "RegistryUnavailable", read.error or "")
-        return Registration(status, condition, RegistryState(reachable=False, error=read.error))
+        reason = read.reason or "RegistryUnavailable"
+        condition = C.condition(C.REGISTERED, "Unknown", reason, read.error or "")
+        state = RegistryState(reachable=False, error=read.error, failure_reason=reason)
+        return Registration(status, condition, state)
 
     instances = sorted(read.instances, key=lambda i: (i.ip, i.port))
     by_pod: dict[str, RegistryInstance] = {}
@@ -124,7 +140,7 @@ def summarize(
 
     expected = sum(t.expected for t in per_track.values())
     healthy = sum(min(t.healthy, t.expected) for t in per_track.values())
-    pods_by_name = {p.name: p for p in live}
+    pods_by_name = {p.name: p for p in pods}
     listed = [_row(i, pods_by_name.get(name)) for name, i in sorted(by_pod.items())]
     status = RegistrationStatus(
         provider=provider,
@@ -136,7 +152,7 @@ def summarize(
         stale=[_row(i, None) for i in stale[:MAX_LISTED_INSTANCES]],
         stale_count=len(stale),
         last_sync_time=read.changed_at,
-        last_error=None,
+        last_error=read.write_error,
     )
     if previous is not None and status.model_copy(update={"last_sync_time": last_change}) == previous:
         status = previous
@@ -154,6 +170,8 @@ def summarize(
             "AllRegistered",
             f"{healthy}/{expected} ready pods registered and healthy in {service}",
         )
-    return Registration(
-        status, condition, RegistryState(reachable=True, tracks=per_track), by_pod, tuple(stale)
+    state = RegistryState(
+        reachable=True, tracks=per_track,
+        write_error=read.write_error, write_error_reason=read.write_error_reason,
     )
+    return Registration(status, condition, state, by_pod, tuple(stale))

@@ -9,7 +9,7 @@ from ..api.spec import AppRelease, RevisionTemplate
 from ..api.workload import ConfigFiles
 from . import labels
 from .hashing import config_hash
-from .merge import merge
+from .merge import MergeError, merge
 from .naming import Track, configmap_name, container_name, deployment_name
 from .owner import child_metadata
 
@@ -20,6 +20,10 @@ DEPLOYMENT_HISTORY_LIMIT = 2
 
 class RenderError(ValueError):
     """The spec passed admission but cannot be turned into valid children."""
+
+
+class PolicyViolation(RenderError):
+    """The spec asks for something the operator's policy (domain.Policy) does not allow."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,33 @@ def _container(app: str, template: RevisionTemplate) -> dict[str, Any]:
     return container
 
 
+# The readiness gate the operator sets once Nacos lists the pod (rollout/instances.py).
+REGISTERED_GATE = "apprelease.io/registered"
+# Kubernetes' default grace period; a preStop drain comes on top of it.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def _registry_lifecycle(app: AppRelease, generated: dict[str, Any], user: dict[str, Any] | None) -> None:
+    """With a Nacos registry: Ready waits for registration (a readiness gate), and a stopping
+    container keeps serving drainSeconds after its instance went offline (preStop: sleep,
+    which needs nothing in the image), with a grace period long enough to cover it."""
+    registry = app.spec.registry
+    if registry is None or registry.nacos is None:
+        return
+    spec = generated["spec"]
+    spec["readinessGates"] = [{"conditionType": REGISTERED_GATE}]
+    if registry.drain_seconds <= 0:
+        return
+    user_spec = (user or {}).get("spec") or {}
+    main = next((c for c in user_spec.get("containers") or [] if isinstance(c, dict)
+                 and c.get("name") == container_name(app.name)), {})
+    if not ((main.get("lifecycle") or {}).get("preStop")):  # the app's own hook wins
+        spec["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": registry.drain_seconds}}}
+    grace = user_spec.get("terminationGracePeriodSeconds")
+    base = grace if isinstance(grace, int) and not isinstance(grace, bool) else DEFAULT_GRACE_SECONDS
+    spec["terminationGracePeriodSeconds"] = max(base, registry.drain_seconds + DEFAULT_GRACE_SECONDS)
+
+
 def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
     template = plan.template
     _, volumes = _config_mounts(app.name, template.config)
@@ -115,11 +146,19 @@ def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
         generated["metadata"]["annotations"] = pod_annotations
     if volumes:
         generated["spec"]["volumes"] = volumes
+    _registry_lifecycle(app, generated, template.pod_template)
     if not template.pod_template:
         return generated
-    merged = merge(generated, template.pod_template)
-    # The user may add labels, never break the selector or the revision bookkeeping.
+    try:
+        merged = merge(generated, template.pod_template)
+    except MergeError as exc:
+        raise RenderError(f"spec.podTemplate{exc.path}: {exc}") from None
+    # The user may add labels, never break the selector or the revision bookkeeping; the
+    # drain's grace period and the registration gate stay ours.
     merged["metadata"]["labels"].update(generated["metadata"]["labels"])
+    for key in ("terminationGracePeriodSeconds", "readinessGates"):
+        if key in generated["spec"]:
+            merged["spec"][key] = generated["spec"][key]
     return merged
 
 
@@ -127,7 +166,7 @@ def _strategy(app: AppRelease) -> dict[str, Any]:
     strategy = app.spec.strategy
     if strategy.recreate is not None:
         return {"type": "Recreate"}
-    if strategy.canary is not None:
+    if strategy.canary is not None or strategy.blue_green is not None:
         # Promotion replaces stable pods without ever dropping below full capacity.
         return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}
     rolling = strategy.rolling

@@ -7,7 +7,7 @@ from typing import Any
 from ..api.exposure import IngressSpec
 from ..api.spec import AppRelease
 from .deployment import RenderError
-from .naming import canary_ingress_name, ingress_name
+from .naming import canary_ingress_name, ingress_name, preview_ingress_name
 from .owner import child_metadata
 from .service import ServicePort, service_ports
 
@@ -76,3 +76,21 @@ def render_canary_ingress(app: AppRelease, backend_service: str, weight: int) ->
         backend_service,
         {NGINX_CANARY: "true", NGINX_CANARY_WEIGHT: str(weight)},
     )
+
+
+def render_preview_ingress(app: AppRelease, backend_service: str) -> dict[str, Any]:
+    """Blue-green: reach the preview revision before the switch (strategy.blueGreen.previewIngress)."""
+    strategy = app.spec.strategy.blue_green
+    assert strategy is not None and strategy.preview_ingress is not None
+    preview = strategy.preview_ingress
+    ports = service_ports(app)
+    spec: dict[str, Any] = {"rules": [{
+        "host": preview.host,
+        "http": {"paths": [{"path": preview.path, "pathType": "Prefix",
+                            "backend": {"service": {"name": backend_service, "port": _backend_port(ports, None)}}}]},
+    }]}
+    class_name = preview.class_name or (app.spec.ingress.class_name if app.spec.ingress else None)
+    if class_name:
+        spec["ingressClassName"] = class_name
+    meta = child_metadata(app, preview_ingress_name(app.name))
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}

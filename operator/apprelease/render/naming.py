@@ -9,7 +9,7 @@ __all__ = ["Track"]
 
 
 def deployment_name(app: str, track: Track) -> str:
-    return app if track == "stable" else f"{app}-canary"
+    return app if track == "stable" else f"{app}-{track}"
 
 
 def service_name(app: str) -> str:
@@ -27,6 +27,10 @@ def ingress_name(app: str) -> str:
 
 def canary_ingress_name(app: str) -> str:
     return f"{app}-canary"
+
+
+def preview_ingress_name(app: str) -> str:
+    return f"{app}-preview"
 
 
 def configmap_name(app: str, config_hash: str) -> str:

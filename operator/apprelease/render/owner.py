@@ -22,12 +22,18 @@ def owner_reference(app: AppRelease) -> dict[str, Any] | None:
 
 
 def child_metadata(
-    app: AppRelease, name: str, *, labels: dict[str, str] | None = None
+    app: AppRelease,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    user_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """Our labels always win over the user's: they are what selectors, the informers and
+    ownership checks rely on."""
     meta: dict[str, Any] = {
         "name": name,
         "namespace": app.namespace,
-        "labels": {**L.common_labels(app.name), **(labels or {})},
+        "labels": {**(user_labels or {}), **L.common_labels(app.name), **(labels or {})},
     }
     owner = owner_reference(app)
     if owner:

@@ -48,7 +48,7 @@ def service_ports(app: AppRelease) -> list[ServicePort]:
 
 def _service(app: AppRelease, name: str, selector: dict[str, str], extra_labels: dict[str, str]) -> dict[str, Any]:
     svc = app.spec.service
-    meta = child_metadata(app, name, labels={**svc.labels, **extra_labels})
+    meta = child_metadata(app, name, labels=extra_labels, user_labels=dict(svc.labels))
     if svc.annotations:
         meta["annotations"] = dict(svc.annotations)
     ports = []
@@ -68,8 +68,23 @@ def _service(app: AppRelease, name: str, selector: dict[str, str], extra_labels:
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
-def render_service(app: AppRelease) -> dict[str, Any]:
-    return _service(app, service_name(app.name), labels.selector_labels(app.name), {})
+def render_service(app: AppRelease, revision: int | None = None) -> dict[str, Any]:
+    """The app's Service. With ``revision`` (blue-green) it selects that revision's pods only:
+    switching traffic is changing this one selector."""
+    selector = labels.selector_labels(app.name)
+    if revision is not None:
+        selector[labels.REVISION] = str(revision)
+    return _service(app, service_name(app.name), selector, {})
+
+
+def render_preview_service(app: AppRelease, revision: int) -> dict[str, Any]:
+    """Blue-green: the Service of the preview revision (never on node ports)."""
+    selector = {**labels.selector_labels(app.name), labels.REVISION: str(revision)}
+    svc = _service(app, track_service_name(app.name, "preview"), selector, {labels.TRACK: "preview"})
+    svc["spec"]["type"] = "ClusterIP"
+    for port in svc["spec"].get("ports", []):
+        port.pop("nodePort", None)
+    return svc
 
 
 def render_track_service(app: AppRelease, track: Track) -> dict[str, Any]:

@@ -1,19 +1,31 @@
-"""The canary step machine: given where the canary is and what the cluster shows, move on.
+"""The canary strategy: one pure transition from a rollout state to the next.
 
-Pure: time comes in as an argument; deadlines are absolute times kept in status, so a pause
-or a progress deadline survives operator restarts.
+    Steady ──new revision──► Stepping(0) ──steps done / promote --full──► Promoting ──► Steady
+                  ▲              │  ▲                                         │
+                  │       abort, deadline, gate timeout, crash loop ──► Aborted ◄──┘
+                  └──────────── spec back on stable ◄───── retry ──────────┘
+
+Time is an argument; deadlines are absolute times kept in status, so a pause or a progress
+deadline survives operator restarts.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from ..api.spec import AppReleaseSpec
+from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
-from .observed import Observed, PodState
-from .timefmt import format_time, parse_time
+from . import requests
+from .observed import PodState
+from .outcome import Decision, Event, Inputs
+from .revisions import differs_only_by_restart
+from .state import Aborted, Promoting, RolloutState, Steady, Stepping
+from .timefmt import format_time, parse_time_or
+
+# Registry failures that will not heal by themselves: the gate counts against gateTimeout.
+_UNHEALING = ("RegistryRefused", "RegistryMisconfigured")
 
 
 def canary_replicas(weight: int, replicas: int) -> int:
@@ -36,100 +48,257 @@ def weight_at(steps: list[CanaryStep], index: int) -> int:
     return weight
 
 
-@dataclass
-class CanaryProgress:
-    """Mutable state of one planning pass (mirrors the status fields it came from)."""
-
-    step_index: int
-    step_start: str
-    pause_start: str | None = None
-    promoting: bool = False
-    promote_full: bool = False
-    abort_reason: str | None = None
-    abort_message: str | None = None
-    completed: list[str] = field(default_factory=list)  # human-readable step completions
-    wake_at: list[datetime] = field(default_factory=list)
-    waiting_for: str = ""
-
-
 def crash_looping_pod(pods: list[PodState], max_restarts: int) -> PodState | None:
     return next((p for p in pods if p.restarts > max_restarts), None)
 
 
-def advance(
-    progress: CanaryProgress,
-    spec: AppReleaseSpec,
-    observed: Observed,
-    revision_hash: str,
-    now: datetime,
-) -> None:
+@dataclass
+class _Pass:
+    """What this pass says besides the state: events, wake-ups, why it waits."""
+
+    events: list[Event] = field(default_factory=list)
+    wake_at: list[datetime] = field(default_factory=list)
+    waiting_for: str = ""
+    superseded: list[tuple[str, str]] = field(default_factory=list)
+
+
+def transition(state: RolloutState, inp: Inputs) -> Decision:
+    if inp.current.hash == inp.stable.hash:
+        return _back_on_stable(inp)
+    if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
+        return _straight_to_stable(inp)
+    log = _Pass()
+    candidate = inp.current
+    state, handled, pending = _begin(state, inp, log)
+    state, handled = _requests(state, pending, handled, inp, log)
+    state = _progress(state, inp, log)
+    if isinstance(state, Promoting):
+        return _promote(state, inp, handled, log)
+    weight = _weight(state, inp)
+    return Decision(
+        state=state,
+        stable=inp.stable,
+        candidate=candidate,
+        candidate_replicas=0 if isinstance(state, Aborted) else canary_replicas(weight, inp.app.spec.replicas),
+        set_weight=weight,
+        events=tuple(log.events),
+        handled=handled,
+        waiting_for=log.waiting_for,
+        wake_at=tuple(log.wake_at),
+        superseded=tuple(log.superseded),
+    )
+
+
+def _back_on_stable(inp: Inputs) -> Decision:
+    """The spec describes the stable revision again: any canary goes (a rollback)."""
+    log = _Pass()
+    previous = inp.candidate
+    if previous is not None and previous.hash != inp.current.hash:
+        log.events.append(Event(
+            "Normal", "RolledBack",
+            f"spec returned to stable revision {inp.current.number}; canary revision"
+            f" {previous.number} removed",
+        ))
+        log.superseded.append((previous.hash, "Superseded"))
+    return Decision(state=Steady(), stable=inp.stable, events=tuple(log.events),
+                    handled=inp.handled, superseded=tuple(log.superseded))
+
+
+def _straight_to_stable(inp: Inputs) -> Decision:
+    """A revision known to be good (it was promoted before), or a restart: no steps."""
+    reason = "Restarted" if not inp.current.promoted else "RolledBack"
+    event = Event("Normal", reason, f"revision {inp.current.number} goes to all pods without canary steps")
+    return Decision(state=Steady(), stable=inp.current, events=(event,), handled=inp.handled)
+
+
+def _begin(
+    state: RolloutState, inp: Inputs, log: _Pass
+) -> tuple[RolloutState, HandledRequests, requests.PendingRequests]:
+    """A new canary starts at step 1 (requests made before it are ignored); else carry on."""
+    previous = inp.candidate
+    if previous is not None and previous.hash == inp.current.hash and not isinstance(state, Steady):
+        return state, inp.handled, inp.pending
+    if previous is not None and not isinstance(state, Aborted):
+        log.superseded.append((previous.hash, "Superseded"))
+    log.events.append(Event(
+        "Normal", "CanaryRestarted" if previous else "CanaryStarted",
+        f"canary of revision {inp.current.number} ({inp.current.template.image}) starts at step 1",
+    ))
+    return Stepping(0, inp.stamp), requests.all_handled(inp.app.annotations), requests.PendingRequests()
+
+
+def _requests(
+    state: RolloutState, pending: requests.PendingRequests, handled: HandledRequests, inp: Inputs, log: _Pass
+) -> tuple[RolloutState, HandledRequests]:
+    """abort, retry and promote (step or full), each handled once."""
+    number = inp.current.number
+    if pending.abort:
+        handled = handled.model_copy(update={"abort": pending.abort})
+        if not isinstance(state, Aborted):
+            step, start = _position(state)
+            state = Aborted(step, start, "AbortedByUser", "aborted on request")
+            log.events.append(Event("Warning", "Aborted", f"canary revision {number} aborted on request"))
+    if pending.retry:
+        handled = handled.model_copy(update={"retry": pending.retry})
+        if isinstance(state, Aborted):
+            state = Stepping(0, inp.stamp)
+            log.events.append(Event("Normal", "Retried", f"canary revision {number} restarts at step 1"))
+    if pending.promote and not isinstance(state, Aborted):
+        handled = handled.model_copy(update={"promote": pending.promote})
+        step, start = _position(state)
+        if pending.promote_full:
+            if not isinstance(state, Promoting):
+                state = Promoting(step, start, full=True)
+            log.events.append(Event("Normal", "PromotedFull", "promoting without the remaining steps"))
+        elif isinstance(state, Stepping) and state.step < len(_steps(inp)):
+            state = Stepping(state.step + 1, inp.stamp)
+            log.events.append(Event("Normal", "Promoted", f"moved on to step {state.step + 1}"))
+    return state, handled
+
+
+def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
+    """What the cluster allows: abort a crash-looping canary, else walk the steps."""
+    if not isinstance(state, Stepping | Promoting):
+        return state
+    spec = inp.app.spec
+    current = inp.current
+    canary_pods = [p for p in inp.observed.pods_of("canary") if p.revision == current.number]
+    crasher = crash_looping_pod(canary_pods, spec.strategy.canary.max_restarts)  # type: ignore[union-attr]
+    if crasher is not None:
+        return _abort(state, "CrashLoop", f"canary pod {crasher.name} restarted {crasher.restarts} times", inp, log)
+    if isinstance(state, Promoting) or spec.paused:
+        return state
+    return _advance(state, inp, log)
+
+
+def _abort(state: Stepping | Promoting, reason: str, message: str, inp: Inputs, log: _Pass) -> Aborted:
+    log.events.append(Event("Warning", "Aborted", f"canary revision {inp.current.number}: {message}"))
+    step, start = _position(state)
+    return Aborted(step, start, reason, message)
+
+
+def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
     """Walk the steps as far as the cluster allows; record why it stopped."""
-    canary = spec.strategy.canary
-    assert canary is not None
-    steps = list(canary.steps)
+    spec = inp.app.spec
+    steps = _steps(inp)
+    now = inp.now
     deadline = timedelta(seconds=spec.progress_deadline_seconds)
     gate_timeout = timedelta(seconds=spec.registry.gate_timeout_seconds) if spec.registry else None
-
     while True:
-        if progress.promote_full or progress.step_index >= len(steps):
-            progress.promoting = True
-            return
-        step = steps[progress.step_index]
-        label = f"step {progress.step_index + 1}/{len(steps)}"
+        if state.step >= len(steps):
+            log.events.append(Event("Normal", "Promoting", f"revision {inp.current.number} goes to the stable Deployment"))
+            return Promoting(state.step, state.step_start)
+        step = steps[state.step]
+        label = f"step {state.step + 1}/{len(steps)}"
+        started = parse_time_or(state.step_start, now)
         if step.set_weight is not None:
             want = canary_replicas(step.set_weight, spec.replicas)
-            dep = observed.deployments.get("canary")
-            pods_ready = dep is not None and dep.rolled_out(revision_hash, want)
-            registry = observed.registry
-            gate_open = want == 0 or registry is None or registry.gate_open("canary")
+            dep = inp.observed.deployments.get("canary")
+            pods_ready = dep is not None and dep.rolled_out(inp.current.hash, want)
+            registry = inp.observed.registry
+            gate_open = want == 0 or registry is None or registry.gate_open("canary", want)
             if pods_ready and gate_open:
-                progress.completed.append(f"{label}: setWeight {step.set_weight} reached")
-                _next_step(progress, now)
+                log.events.append(Event("Normal", "StepCompleted", f"{label}: setWeight {step.set_weight} reached"))
+                state = Stepping(state.step + 1, inp.stamp)
                 continue
-            started = parse_time(progress.step_start)
             if not pods_ready:
-                progress.waiting_for = f"{label}: waiting for {want} canary pod(s) to be ready"
+                log.waiting_for = f"{label}: waiting for {want} canary pod(s) to be ready"
                 if now - started >= deadline:
-                    progress.abort_reason = "ProgressDeadlineExceeded"
-                    progress.abort_message = (
-                        f"canary pods not ready within progressDeadlineSeconds"
-                        f" ({spec.progress_deadline_seconds}s) at {label}"
-                    )
-                else:
-                    progress.wake_at.append(started + deadline)
-            elif registry is not None and not registry.reachable:
+                    return _abort(state, "ProgressDeadlineExceeded",
+                                  f"canary pods not ready within progressDeadlineSeconds"
+                                  f" ({spec.progress_deadline_seconds}s) at {label}", inp, log)
+                log.wake_at.append(started + deadline)
+                return state
+            assert registry is not None and gate_timeout is not None
+            if not registry.reachable and registry.failure_reason not in _UNHEALING:
                 # An outage pauses the rollout; it neither promotes nor aborts blindly.
-                progress.waiting_for = f"{label}: registry unreachable ({registry.error})"
-            else:
-                progress.waiting_for = f"{label}: waiting for canary instances to be registered and healthy"
-                assert gate_timeout is not None
-                if now - started >= gate_timeout:
-                    progress.abort_reason = "RegistryGateTimeout"
-                    progress.abort_message = (
-                        f"canary instances not registered and healthy within"
-                        f" registry.gateTimeout ({spec.registry.gate_timeout if spec.registry else ''})"
-                    )
-                else:
-                    progress.wake_at.append(started + gate_timeout)
-            return
+                log.waiting_for = f"{label}: registry unreachable ({registry.error})"
+                return state
+            log.waiting_for = f"{label}: waiting for canary instances to be registered and healthy"
+            if now - started >= gate_timeout:
+                return _abort(state, "RegistryGateTimeout",
+                              f"canary instances not registered and healthy within"
+                              f" registry.gateTimeout ({spec.registry.gate_timeout if spec.registry else ''})",
+                              inp, log)
+            log.wake_at.append(started + gate_timeout)
+            return state
         assert step.pause is not None
-        if progress.pause_start is None:
-            progress.pause_start = format_time(now)
+        if state.pause_start is None:
+            state = replace(state, pause_start=inp.stamp)
         seconds = step.pause.seconds
         if seconds is None:
-            progress.waiting_for = f"paused at {label}: promote to continue"
-            return
-        resume_at = parse_time(progress.pause_start) + timedelta(seconds=seconds)
+            log.waiting_for = f"paused at {label}: promote to continue"
+            return state
+        resume_at = parse_time_or(state.pause_start, now) + timedelta(seconds=seconds)
         if now >= resume_at:
-            progress.completed.append(f"{label}: pause {step.pause.duration} elapsed")
-            _next_step(progress, now)
+            log.events.append(Event("Normal", "StepCompleted", f"{label}: pause {step.pause.duration} elapsed"))
+            state = Stepping(state.step + 1, inp.stamp)
             continue
-        progress.waiting_for = f"paused at {label} until {format_time(resume_at)}"
-        progress.wake_at.append(resume_at)
-        return
+        log.waiting_for = f"paused at {label} until {format_time(resume_at)}"
+        log.wake_at.append(resume_at)
+        return state
 
 
-def _next_step(progress: CanaryProgress, now: datetime) -> None:
-    progress.step_index += 1
-    progress.step_start = format_time(now)
-    progress.pause_start = None
+def _promote(state: Promoting, inp: Inputs, handled: HandledRequests, log: _Pass) -> Decision:
+    """The stable Deployment takes the canary's revision. With a registry, old stable instances
+    go offline before their pods are replaced, so the canary first grows to full size and
+    carries the traffic meanwhile (ScaleCanary), then stable is updated (UpdateStable)."""
+    spec = inp.app.spec
+    candidate = inp.current
+    registry = inp.observed.registry
+    decision = Decision(
+        state=state, stable=inp.stable, candidate=candidate, stable_track=candidate,
+        candidate_replicas=_promotion_canary_replicas(state, inp), set_weight=_weight(state, inp),
+        events=tuple(log.events), handled=handled, wake_at=tuple(log.wake_at),
+        superseded=tuple(log.superseded),
+    )
+    if inp.registry_drain:
+        if (state.phase or "ScaleCanary") == "ScaleCanary":
+            canary_dep = inp.observed.deployments.get("canary")
+            grown = canary_dep is not None and canary_dep.rolled_out(candidate.hash, spec.replicas)
+            if not (grown and (registry is None or registry.gate_open("canary", spec.replicas))):
+                return replace(
+                    decision, state=replace(state, phase="ScaleCanary"), stable_track=None,
+                    candidate_replicas=spec.replicas,
+                    waiting_for="promotion: canary growing to full size before stable instances go offline",
+                )
+        state = replace(state, phase="UpdateStable")
+        decision = replace(decision, state=state, candidate_replicas=spec.replicas)
+    stable_dep = inp.observed.deployments.get("stable")
+    if stable_dep is None or not stable_dep.rolled_out(candidate.hash, spec.replicas):
+        return replace(decision, waiting_for=f"promotion: stable Deployment rolling to revision {candidate.number}")
+    if registry is not None and not registry.gate_open("stable", spec.replicas):
+        return replace(decision, waiting_for="promotion: waiting for stable instances to be registered and healthy")
+    done = Event("Normal", "PromotionCompleted", f"revision {candidate.number} is stable")
+    return Decision(
+        state=Steady(), stable=candidate, events=(*decision.events, done), handled=handled,
+        # Known good only if it ran: replicas 0 proves nothing about the revision.
+        promoted=candidate.hash if spec.replicas > 0 else None, superseded=decision.superseded,
+    )
+
+
+def _promotion_canary_replicas(state: Promoting, inp: Inputs) -> int:
+    if inp.registry_drain:
+        return inp.app.spec.replicas
+    return canary_replicas(_weight(state, inp), inp.app.spec.replicas)
+
+
+def _weight(state: RolloutState, inp: Inputs) -> int:
+    if isinstance(state, Aborted):
+        return 0
+    steps = _steps(inp)
+    if not steps:
+        return 100
+    step, _ = _position(state)
+    return weight_at(steps, min(step, len(steps) - 1))
+
+
+def _steps(inp: Inputs) -> list[CanaryStep]:
+    canary = inp.app.spec.strategy.canary
+    return list(canary.steps) if canary else []
+
+
+def _position(state: RolloutState) -> tuple[int, str]:
+    if isinstance(state, Stepping | Promoting | Aborted):
+        return state.step, state.step_start
+    return 0, ""

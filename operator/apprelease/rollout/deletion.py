@@ -15,6 +15,7 @@ from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
 from ..domain import RegistryAction
 from .drain import drain_ends, take_offline
+from .instances import offline_write
 from .observed import Observed
 from .outcome import Event
 from .timefmt import format_time
@@ -42,55 +43,83 @@ def plan_deletion(
 ) -> DeletionPlan:
     registry = app.spec.registry
     assert registry is not None
+    timeout = timedelta(seconds=registry.deletion_timeout_seconds)
+    drain = timedelta(seconds=registry.drain_seconds)
+    registration = observed.registration
+    if registration is None or not registration.state.reachable:
+        return _registry_down(app, status, observed, now, deleted_at, timeout)
+    plan = _offline_then_delete(app, status, observed, now)
+    # Whatever keeps the plan from finishing (a drain that cannot start because writes fail,
+    # pods that never stop), deletion goes on once deletionTimeout has passed beyond a drain.
+    give_up_at = deleted_at + drain + timeout
+    if plan.release:
+        return plan
+    if now >= give_up_at:
+        plan.delete_workloads = plan.release = True
+        plan.events.append(Event(
+            "Warning", "DeletionForced",
+            f"deleted after registry.deletionTimeout ({registry.deletion_timeout}) beyond the drain:"
+            f" {plan.message.removeprefix('deleting: ')}",
+        ))
+        return plan
+    plan.requeue_after = min(plan.requeue_after or 5.0, max(0.5, (give_up_at - now).total_seconds()))
+    return plan
+
+
+def _registry_down(
+    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, deleted_at: datetime,
+    timeout: timedelta,
+) -> DeletionPlan:
     plan = DeletionPlan()
     registration = observed.registration
-    live = [p for p in observed.pods if not p.deleting]
-    live_names = {p.name for p in live}
-    previous = {d.pod: d for d in status.draining}
-
-    if registration is None or not registration.state.reachable:
-        waited = now - deleted_at
-        timeout = timedelta(seconds=registry.deletion_timeout_seconds)
-        error = registration.state.error if registration else "no registry read"
-        if waited >= timeout:
-            plan.release = True
-            plan.events.append(Event(
-                "Warning", "RegistryUnreachable",
-                f"deleted without taking instances offline: registry unreachable for"
-                f" {registry.deletion_timeout} ({error})",
-            ))
-            return plan
-        plan.draining = list(status.draining)
-        plan.message = f"deleting: waiting for the registry to take instances offline ({error})"
-        plan.requeue_after = min(5.0, (timeout - waited).total_seconds())
+    waited = now - deleted_at
+    error = registration.state.error if registration else "no registry read"
+    if waited >= timeout:
+        plan.release = True
+        plan.events.append(Event(
+            "Warning", "RegistryUnreachable",
+            f"deleted without taking instances offline: registry unreachable for"
+            f" {app.spec.registry.deletion_timeout if app.spec.registry else ''} ({error})",
+        ))
         return plan
+    plan.draining = list(status.draining)
+    plan.message = f"deleting: waiting for the registry to take instances offline ({error})"
+    plan.requeue_after = min(5.0, (timeout - waited).total_seconds())
+    return plan
 
+
+def _offline_then_delete(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime) -> DeletionPlan:
+    """Instances offline, drained, Deployments deleted, pods gone, overrides reset."""
+    registry = app.spec.registry
+    assert registry is not None and observed.registration is not None
+    registration = observed.registration
+    plan = DeletionPlan()
+    live = [p for p in observed.pods if not p.deleting]
+    previous = {d.pod: d for d in status.draining}
     entries: dict[str, DrainingInstance] = {}
+    still_enabled = 0
     for pod in live:
         instance = registration.by_pod.get(pod.name)
         if instance is None:
             continue
         entries[pod.name] = take_offline(previous.get(pod.name), pod.name, instance, now, "AppRelease deleted")
         if instance.enabled:
-            plan.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
-    # Pods gone: reset their overrides so a new pod on the same address starts clean.
-    for name, entry in previous.items():
-        if name not in live_names:
-            plan.actions.append(RegistryAction("clear", name, entry.ip, entry.port, entry.ephemeral))
+            still_enabled += 1
+            plan.actions.append(offline_write(pod.name, instance, "AppRelease deleted"))
 
     drain = timedelta(seconds=registry.drain_seconds)
     ready_at = max((drain_ends(e, drain, now) for e in entries.values()), default=now)
+    plan.draining = sorted(entries.values(), key=lambda d: d.pod)
     if ready_at > now:
-        plan.draining = sorted(entries.values(), key=lambda d: d.pod)
-        plan.message = f"deleting: instances offline until {format_time(ready_at)} (registry.drainSeconds)"
+        pending = f"{still_enabled} instance(s) still enabled" if still_enabled else "draining"
+        plan.message = f"deleting: instances offline until {format_time(ready_at)} (registry.drainSeconds; {pending})"
         plan.requeue_after = (ready_at - now).total_seconds()
         return plan
     plan.delete_workloads = True
-    plan.draining = sorted(entries.values(), key=lambda d: d.pod)
     if live:
         plan.message = f"deleting: waiting for {len(live)} pod(s) to stop"
         plan.requeue_after = 2.0
         return plan
     plan.release = True
-    plan.events.append(Event("Normal", "RegistryCleanedUp", "instances taken offline and reset; deleting"))
+    plan.events.append(Event("Normal", "RegistryCleanedUp", "instances taken offline; deleting"))
     return plan

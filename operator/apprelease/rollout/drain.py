@@ -1,15 +1,15 @@
-"""Graceful offline: take registry instances down before their pods leave. Pure.
+"""Graceful offline: which pods' instances go offline, and what is held until they have. Pure.
 
 Which pods leave is read off the plan: a track that disappears or goes to zero (abort, end
 of a promotion, take-down), a scale-down (the pods that will go are marked with a pod
 deletion cost so the ReplicaSet removes exactly those), and the old stable pods when a
 promotion updates the stable Deployment (by then the canary carries full capacity).
 
-For each leaving pod with a registered instance: set enabled=false, wait drainSeconds, and
-only then let the Deployment change through (until then the track is *held* as observed).
-Once the pod is gone the override is tracked until a new pod of ours registers at that
-address (then it is reset, so the new pod starts clean) or Nacos has expired it. Rolling/recreate strategy updates are not held: the Deployment replaces pods one by
-one and nothing else would carry the traffic while a whole track drains.
+Each leaving pod's instance goes offline, and the change that removes it is held (the track
+stays as observed) until drainSeconds have passed since the registry first showed it offline.
+Pods someone else removes (a rolling update, `kubectl delete pod`, an eviction) go offline the
+moment they start terminating, and their preStop hook keeps them serving for drainSeconds
+(rollout/instances.py writes the instances; render/deployment.py adds the hook).
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from ..domain import RegistryAction, RegistryInstance, Track
+from ..domain import OWNER_KEY, TRACKS, RegistryAction, RegistryInstance, Track
 from ..render import TrackPlan
 from . import requests
 from .observed import Observed, PodState, Registration
 from .revisions import History
 from .timefmt import format_precise_time, format_time, parse_time
-
-# Nacos drops an override 60 s after its last instance left; track ours a little longer.
-OVERRIDE_EXPIRY = timedelta(seconds=90)
 
 
 @dataclass
@@ -35,6 +32,9 @@ class DrainOutcome:
     tracks: list[TrackPlan]
     draining: list[DrainingInstance] = field(default_factory=list)
     offline_pods: list[str] = field(default_factory=list)
+    # Pods whose instances must be offline now, and why (leaving, on request).
+    offline: dict[str, str] = field(default_factory=dict)
+    # Kubernetes-side marks (mark-leaving) and stale clean-up (registry writes, deregistration).
     actions: list[RegistryAction] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
     holding: str = ""
@@ -87,7 +87,7 @@ def leaving_pods(
     """Per track: the pods the plan removes, and whether they go by scale-down (need marks)."""
     desired = {t.track: t for t in tracks}
     result: dict[Track, tuple[list[PodState], bool]] = {}
-    for track in ("stable", "canary"):
+    for track in TRACKS:
         pods = observed.pods_of(track)
         if not pods:
             continue
@@ -96,7 +96,7 @@ def leaving_pods(
         if plan is None or plan.replicas == 0:
             result[track] = (pods, False)
         elif dep is not None and dep.revision_hash != plan.revision_hash:
-            if track == "canary" or promoting_stable:
+            if track != "stable" or promoting_stable:
                 result[track] = ([p for p in pods if p.revision != plan.revision], False)
         else:
             current = [p for p in pods if p.revision == plan.revision]
@@ -137,11 +137,9 @@ def plan_drain(
     if not nacos or registration is None:
         outcome.offline_pods = [p for p in previous.offline_pods if p in live]
         return outcome
-    gone = _overrides_of_gone_pods(previous, live, registration, now, outcome)
-    _user_offline(app, registration, live, previous, outcome)
+    _user_offline(app, live, outcome)
     _stale_cleanup(app, registration, outcome)
     if not drain_enabled(app):
-        outcome.draining = gone
         return outcome
 
     if not registration.state.reachable:
@@ -151,7 +149,7 @@ def plan_drain(
             _replace_track(outcome, track, _hold(track, observed, history, None))
         if leaving:
             outcome.holding = f"registry unreachable: pods stay until their instances can be taken offline ({registration.state.error})"
-        outcome.draining = list(previous_draining.values()) + gone
+        outcome.draining = list(previous_draining.values())
         return outcome
 
     drain = timedelta(seconds=app.spec.registry.drain_seconds)  # type: ignore[union-attr]
@@ -162,10 +160,10 @@ def plan_drain(
             instance = registration.by_pod.get(pod.name)
             if instance is None:
                 continue  # not registered: nothing to take offline
-            entry = take_offline(previous_draining.get(pod.name), pod.name, instance, now, f"{track} pod leaving")
+            reason = f"{track} pod leaving"
+            entry = take_offline(previous_draining.get(pod.name), pod.name, instance, now, reason)
             still_draining[pod.name] = entry
-            if instance.enabled:
-                outcome.actions.append(RegistryAction("disable", pod.name, instance.ip, instance.port, instance.ephemeral))
+            outcome.offline[pod.name] = reason
             ready_at = max(ready_at, drain_ends(entry, drain, now))
         if ready_at > now:
             _replace_track(outcome, track, _hold(track, observed, history, None))
@@ -173,36 +171,8 @@ def plan_drain(
             outcome.holding = f"taking {track} instances offline until {format_time(ready_at)} (registry.drainSeconds)"
         elif by_scale:
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
-
-    # Pods no longer leaving (say, replicas raised again) come back online.
-    for pod_name, entry in previous_draining.items():
-        if pod_name not in still_draining and pod_name not in outcome.offline_pods:
-            outcome.actions.append(RegistryAction("clear", pod_name, entry.ip, entry.port, entry.ephemeral))
-    outcome.draining = sorted([*still_draining.values(), *gone], key=lambda d: d.pod)
+    outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
-
-
-def _overrides_of_gone_pods(
-    previous: AppReleaseStatus, live: dict[str, PodState], registration: Registration,
-    now: datetime, outcome: DrainOutcome,
-) -> list[DrainingInstance]:
-    """An override outlives its instance (Nacos keeps it ~60 s). Reset it as soon as a new pod
-    of ours registers at that address; stop tracking once Nacos has expired it."""
-    claimed = {(i.ip, i.port) for i in registration.by_pod.values()}
-    kept = []
-    for entry in previous.draining:
-        if entry.pod in live:
-            continue
-        gone_since = entry.gone_since or format_time(now)
-        if registration.state.reachable and (entry.ip, entry.port) in claimed:
-            outcome.actions.append(RegistryAction("clear", entry.pod, entry.ip, entry.port, entry.ephemeral))
-            continue
-        forget_at = parse_time(gone_since) + OVERRIDE_EXPIRY
-        if now >= forget_at:
-            continue
-        kept.append(entry.model_copy(update={"gone_since": gone_since}))
-        outcome.wake_at.append(forget_at)
-    return kept
 
 
 def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:
@@ -211,30 +181,29 @@ def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) 
     outcome.tracks.sort(key=lambda t: t.track != "stable")
 
 
-def _user_offline(
-    app: AppRelease, registration: Registration, live: dict[str, PodState],
-    previous: AppReleaseStatus, outcome: DrainOutcome,
-) -> None:
+def _user_offline(app: AppRelease, live: dict[str, PodState], outcome: DrainOutcome) -> None:
     """`apprelease offline NAME --pod P` keeps P's instance disabled until `online`."""
     wanted = {p.strip() for p in app.annotations.get(requests.OFFLINE, "").split(",") if p.strip()}
     wanted &= set(live)
     for pod in sorted(wanted):
-        instance = registration.by_pod.get(pod)
-        if instance is not None and instance.enabled:
-            outcome.actions.append(RegistryAction("disable", pod, instance.ip, instance.port, instance.ephemeral))
-    for pod in previous.offline_pods:
-        instance = registration.by_pod.get(pod)
-        if pod not in wanted and instance is not None:
-            outcome.actions.append(RegistryAction("clear", pod, instance.ip, instance.port, instance.ephemeral))
+        outcome.offline[pod] = "offline on request"
     outcome.offline_pods = sorted(wanted)
 
 
 def _stale_cleanup(app: AppRelease, registration: Registration, outcome: DrainOutcome) -> None:
+    """Instances of this app's own pods that are gone but still listed. Only those carrying
+    this app's owner mark: another team's instances of a shared service are never touched."""
     if not (app.spec.registry and app.spec.registry.cleanup_stale):
         return
+    owner = f"{app.namespace}/{app.name}"
     for instance in registration.stale:
+        if instance.metadata.get(OWNER_KEY) != owner:
+            continue
         if not instance.ephemeral:
-            outcome.actions.append(RegistryAction("deregister", None, instance.ip, instance.port, False))
+            outcome.actions.append(RegistryAction("deregister", None, instance.ip, instance.port, False,
+                                                  cluster=instance.cluster))
         elif instance.enabled:
-            outcome.actions.append(RegistryAction("disable", None, instance.ip, instance.port, True))
-
+            outcome.actions.append(RegistryAction(
+                "write", None, instance.ip, instance.port, True, cluster=instance.cluster, enabled=False,
+                weight=instance.weight, metadata=tuple(sorted(instance.metadata.items())), reason="stale",
+            ))

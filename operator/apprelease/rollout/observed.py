@@ -26,6 +26,8 @@ class DeploymentState:
     updated_replicas: int = 0
     available_replicas: int = 0
     deadline_exceeded: bool = False
+    # The ReplicaSet cannot create pods (ReplicaFailure, e.g. FailedCreate): its message.
+    replica_failure: str | None = None
 
     def rolled_out(self, revision_hash: str, replicas: int) -> bool:
         """Every pod runs ``revision_hash`` and is available; no old pods left."""
@@ -38,6 +40,33 @@ class DeploymentState:
             and self.ready_replicas == replicas
             and self.status_replicas == replicas
         )
+
+
+# The readiness gate the operator owns on pods of apps with a Nacos registry: the pod is
+# Ready only once Nacos lists its instance registered and healthy.
+REGISTERED_GATE = "apprelease.io/registered"
+
+
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """The pod's REGISTERED_GATE condition as the pod shows it. The reason is the pod's own
+    registration state: Registered (listed, kept disabled until the pod is Ready), Serving
+    (enabled by us), Unregistered, Unhealthy, DisabledInRegistry (someone else disabled it)."""
+
+    status: bool
+    reason: str
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class GateChange:
+    """A pod's REGISTERED_GATE condition to write (the planner decides, the reconciler writes)."""
+
+    pod: str
+    status: bool
+    reason: str
+    message: str
+    since: str  # lastTransitionTime: kept while the status stays the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +82,20 @@ class PodState:
     phase: str = "Pending"
     node: str | None = None
     created: str | None = None
+    containers_ready: bool = False
+    gate: GateState | None = None
+
+
+@dataclass(frozen=True)
+class HpaState:
+    """A HorizontalPodAutoscaler that scales this app, or one of its Deployments."""
+
+    name: str
+    target_kind: str  # AppRelease (right) or Deployment (wrong: we reset its replicas)
+    target_name: str
+    min_replicas: int | None = None
+    max_replicas: int = 0
+    desired_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +130,19 @@ class RegistryState:
     reachable: bool
     tracks: Mapping[Track, TrackRegistration] = field(default_factory=dict)
     error: str | None = None
+    # Why it is not reachable: a failure class reason (rollout/failures.py) or "Pending".
+    failure_reason: str | None = None
+    # Reachable, but our last write failed (e.g. 403 on writes, a Raft group without leader).
+    write_error: str | None = None
+    write_error_reason: str | None = None
 
-    def gate_open(self, track: Track) -> bool:
+    def gate_open(self, track: Track, want: int) -> bool:
+        """``want`` pods of the track are ready, registered and healthy: the count the step
+        asks for, not merely the pods visible so far (none visible is not "all healthy")."""
         if not self.reachable:
             return False
-        return self.tracks.get(track, TrackRegistration()).all_healthy
+        counts = self.tracks.get(track, TrackRegistration())
+        return counts.expected >= want and counts.all_healthy
 
 
 @dataclass(frozen=True)
@@ -114,6 +165,7 @@ class Observed:
     registry: RegistryState | None = None
     # The registration status (EndpointSlices by default, Nacos when configured).
     registration: Registration | None = None
+    hpas: tuple[HpaState, ...] = ()
 
     def pods_of(self, track: Track) -> list[PodState]:
         return [p for p in self.pods if p.track == track and not p.deleting]

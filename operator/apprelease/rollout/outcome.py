@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
+from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
-from ..domain import RegistryAction
+from ..domain import RegistryAction, Track
 from ..render import DesiredChildren
-from .canary import CanaryProgress
-from .observed import RevisionRecord
+from . import requests
+from .observed import GateChange, Observed, RevisionRecord
+from .state import RolloutState
+from .timefmt import format_time
 
 
 @dataclass(frozen=True)
@@ -28,21 +32,62 @@ class Plan:
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
     registry_actions: tuple[RegistryAction, ...] = ()
+    # Readiness-gate conditions to write on pods (rollout/instances.py).
+    pod_gates: tuple[GateChange, ...] = ()
+    # Pods are joining or leaving the registry: read it often.
+    registry_busy: bool = False
 
 
-@dataclass
-class Rollout:
-    """Decisions of one pass, filled in by the strategy functions."""
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a strategy's transition function decides from (pure values)."""
 
-    stable: RevisionRecord
-    canary: RevisionRecord | None = None
-    canary_replicas: int = 0
+    app: AppRelease
+    observed: Observed
+    now: datetime
+    stable: RevisionRecord  # the stable revision before this pass
+    current: RevisionRecord  # the revision the spec describes
+    candidate: RevisionRecord | None  # the canary/preview revision before this pass
+    handled: HandledRequests
+    registry_drain: bool  # instances go offline before their pods leave
+
+    @property
+    def stamp(self) -> str:
+        return format_time(self.now)
+
+    @property
+    def pending(self) -> requests.PendingRequests:
+        return requests.pending(self.app.annotations, self.handled)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where the rollout is after this pass, and what the tracks should run."""
+
+    state: RolloutState
+    stable: RevisionRecord  # the stable revision after this pass
+    candidate: RevisionRecord | None = None  # canary / preview revision; None when steady
+    # What the stable Deployment runs this pass: the candidate while a promotion updates it.
+    stable_track: RevisionRecord | None = None
+    candidate_replicas: int = 0
     set_weight: int | None = None
-    progress: CanaryProgress | None = None
-    aborted: bool = False
-    abort_reason: str | None = None
-    abort_message: str | None = None
-    events: list[Event] = field(default_factory=list)
+    events: tuple[Event, ...] = ()
     handled: HandledRequests = field(default_factory=HandledRequests)
     waiting_for: str = ""
-    promotion_phase: str | None = None
+    wake_at: tuple[datetime, ...] = ()
+    promoted: str | None = None  # revision hash to mark promoted
+    superseded: tuple[tuple[str, str], ...] = ()  # (hash, reason) to mark aborted
+    candidate_track: Track = "canary"  # the Deployment the candidate runs in
+    # Blue-green: the revision the active Service (and an HPA's selector) points at.
+    active_revision: int | None = None
+    # Revisions whose registry instances stay disabled in this state (a blue-green preview
+    # before the switch, the old revision after it).
+    idle_revisions: frozenset[int] = frozenset()
+
+    @property
+    def runs_on_stable(self) -> RevisionRecord:
+        return self.stable_track or self.stable
+
+    @property
+    def updating_stable(self) -> bool:
+        return self.stable_track is not None and self.stable_track.hash != self.stable.hash

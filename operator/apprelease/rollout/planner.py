@@ -3,23 +3,42 @@
 A pure function. It never sleeps and never calls the API; the controller applies what it
 returns and asks to be woken at ``requeue_after``. The same inputs always give the same
 plan, which is what makes a SIGKILLed operator resume exactly where it was.
+
+One pass: the history knows the spec's revision; the state is parsed from status; the
+strategy's transition function decides the next state (rollout/canary.py, direct.py); the
+history is marked and pruned; graceful offline may hold what would remove registered pods
+(drain.py); failures that block progress get their bound (failures.py); status is summarised.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease
-from ..api.status import AppReleaseStatus, HandledRequests
+from ..api.status import AppReleaseStatus, FailureStatus
+from ..domain import Track
 from ..render import DesiredChildren, TrackPlan
-from . import requests
-from .canary import CanaryProgress, advance, canary_replicas, crash_looping_pod, weight_at
-from .drain import drain_enabled, plan_drain
+from . import bluegreen, canary, direct, requests
+from . import conditions as C
+from . import failures as F
+from .drain import DrainOutcome, drain_enabled, plan_drain
+from .instances import plan_instances
 from .observed import Observed, RevisionRecord
-from .outcome import Event, Plan, Rollout
-from .revisions import History, differs_only_by_restart
+from .outcome import Decision, Event, Inputs, Plan
+from .revisions import History
+from .state import Aborted, RolloutState, Steady, in_progress, parse
 from .status_summary import summarize
 from .timefmt import format_time
+
+Transition = Callable[[RolloutState, Inputs], Decision]
+STRATEGIES: dict[str, Transition] = {
+    "rolling": direct.transition,
+    "recreate": direct.transition,
+    "canary": canary.transition,
+    "blueGreen": bluegreen.transition,
+}
 
 
 def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime) -> Plan:
@@ -27,264 +46,211 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     stamp = format_time(now)
     spec = app.spec
     history = History(observed.revisions)
-    running = {h for h in (status.stable_revision_hash, status.canary_revision_hash) if h}
+    deployed = {dep.revision_hash for dep in observed.deployments.values() if dep.revision_hash}
+    running = deployed | {h for h in (status.stable_revision_hash, status.canary_revision_hash) if h}
     current = history.ensure(spec.revision_template(), stamp, running=running)
 
-    rollout = Rollout(stable=_stable_record(status, observed, history, current), handled=status.handled_requests)
-    if spec.strategy.canary is None:
-        _direct(rollout, current, status)
+    stable = _stable_record(status, observed, history, current)
+    inputs = Inputs(
+        app=app, observed=observed, now=now, stable=stable or current, current=current,
+        candidate=history.get(status.canary_revision_hash), handled=status.handled_requests,
+        registry_drain=drain_enabled(app),
+    )
+    untouched: tuple[Track, ...] = ()
+    if stable is None and spec.strategy.kind not in ("rolling", "recreate"):
+        decision, untouched = _stable_missing(inputs)
     else:
-        _canary(rollout, app, status, observed, history, current, now)
+        decision = STRATEGIES[spec.strategy.kind](parse(status), inputs)
 
-    # History bookkeeping: promoted when the stable Deployment runs it fully.
-    stable_dep = observed.deployments.get("stable")
-    if stable_dep and stable_dep.rolled_out(rollout.stable.hash, spec.replicas):
-        history.mark_promoted(rollout.stable.hash, stamp)
-    if rollout.aborted and rollout.canary is not None:
-        history.mark_aborted(rollout.canary.hash, stamp, rollout.abort_reason or "Aborted")
-    keep = {current.hash, rollout.stable.hash} | ({rollout.canary.hash} if rollout.canary else set())
+    _mark_history(history, decision, observed, app, stamp)
+    keep = {current.hash, decision.stable.hash, *deployed, *_pod_revisions(observed, history)}
+    keep |= {decision.candidate.hash} if decision.candidate else set()
     dropped = history.prune(spec.revision_history_limit, keep)
-    # Refresh the records: marks above may have replaced them.
-    rollout.stable = history.get(rollout.stable.hash) or rollout.stable
-    if rollout.canary is not None:
-        rollout.canary = history.get(rollout.canary.hash) or rollout.canary
+    decision = _refreshed(decision, history)
 
     drain = plan_drain(
-        app, _desired(app, rollout, history), observed, history, status, now,
-        promoting_stable=_updating_stable(app, rollout),
+        app, _desired(app, decision, untouched), observed, history, status, now,
+        promoting_stable=decision.updating_stable,
     )
+    instances = plan_instances(app, observed, decision, drain, now)
+    waiting_for = decision.waiting_for
     if drain.holding:
         # The hold is what actually stops the rollout; say so next to the step it blocks.
-        rollout.waiting_for = f"{rollout.waiting_for}; {drain.holding}" if rollout.waiting_for else drain.holding
-    desired = _children(app, rollout, history, drain.tracks)
-    new_status = summarize(app, status, observed, rollout, current, stamp, drain)
+        waiting_for = f"{waiting_for}; {drain.holding}" if waiting_for else drain.holding
+    desired = _children(app, decision, history, drain.tracks, untouched)
+    new_status = summarize(app, status, observed, decision, current, stamp, drain, waiting_for,
+                           warming=instances.warming)
+    failure = _failure(app, status.failure, observed, decision, drain, new_status, now, missing=stable is None and bool(untouched))
+    if failure is not None:
+        new_status = F.with_failure(new_status, failure, now, app.generation, context=new_status.message)
+
+    events = list(decision.events)
     # Phase changes are Events, except the very first "Progressing" of a new AppRelease and
     # a change this pass already explains (RolloutStarted, Aborted, ...): one Event per cause.
-    if new_status.phase != status.phase and status.phase is not None and not rollout.events:
+    if new_status.phase != status.phase and status.phase is not None and not events and failure is None:
         degraded = new_status.phase == "Degraded"
-        rollout.events.append(
-            Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message)
-        )
-    wake = (rollout.progress.wake_at if rollout.progress else []) + drain.wake_at
+        events.append(Event("Warning" if degraded else "Normal", str(new_status.phase), new_status.message))
+    if failure is not None and (status.failure is None or status.failure.reason != failure.reason):
+        events.append(Event("Warning", failure.reason, failure.message))
+    autoscaling = new_status.condition(C.AUTOSCALING)
+    before = status.condition(C.AUTOSCALING)
+    if autoscaling is not None and autoscaling.status == "False" and (before is None or before.reason != autoscaling.reason):
+        events.append(Event("Warning", autoscaling.reason, autoscaling.message))
+    wake = [*decision.wake_at, *drain.wake_at, *instances.wake_at]
+    if failure is not None and (until := F.seconds_until_stalled(failure, now)) is not None:
+        wake.append(now + timedelta(seconds=until))
     requeue = max(0.0, (min(wake) - now).total_seconds()) if wake else None
     return Plan(
         status=new_status,
         desired=desired,
         revisions_to_save=tuple(history.changed()),
         revisions_to_delete=tuple(dropped),
-        events=tuple(rollout.events),
+        events=tuple(events),
         requeue_after=requeue,
-        registry_actions=tuple(drain.actions),
+        registry_actions=(*drain.actions, *instances.writes),
+        pod_gates=tuple(instances.gates),
+        registry_busy=_registry_busy(observed),
     )
+
+
+def _registry_busy(observed: Observed) -> bool:
+    """Pods are joining or leaving: their registration is worth reading often."""
+    return any(p.deleting or p.gate is None or p.gate.reason in ("Waiting", "Registered", "Offline")
+               for p in observed.pods if p.ip)
 
 
 def _stable_record(
     status: AppReleaseStatus, observed: Observed, history: History, current: RevisionRecord
-) -> RevisionRecord:
-    """The revision the stable Deployment should run before this pass decides anything."""
+) -> RevisionRecord | None:
+    """The revision the stable Deployment should run before this pass decides anything; None
+    when it runs a revision whose record is gone (then no canary may start blindly)."""
     known = history.get(status.stable_revision_hash)
     if known:
         return known
-    # Status lost or never written: trust what the stable Deployment runs, else start fresh.
     dep = observed.deployments.get("stable")
-    adopted = history.get(dep.revision_hash) if dep else None
-    return adopted or current
+    if dep is None or dep.revision_hash is None:
+        return current  # nothing runs yet: the first revision goes straight to stable
+    # Status lost or never written: trust what the stable Deployment runs.
+    return history.get(dep.revision_hash)
 
 
-def _direct(rollout: Rollout, current: RevisionRecord, status: AppReleaseStatus) -> None:
-    """rolling / recreate: the Deployment itself rolls to the newest revision."""
-    if rollout.stable.hash != current.hash:
-        rollout.events.append(
-            Event("Normal", "RolloutStarted", f"rolling out revision {current.number} ({current.template.image})")
-        )
-    rollout.stable = current
+def _stable_missing(inputs: Inputs) -> tuple[Decision, tuple[Track, ...]]:
+    """The stable Deployment runs a revision we have no record of: it is left exactly as it
+    is, and no canary starts, until the user says `promote --full` (the new revision goes to
+    the stable Deployment at once) or restores the history."""
+    pending = inputs.pending
+    if pending.promote_full:
+        handled = inputs.handled.model_copy(update={"promote": pending.promote})
+        event = Event("Normal", "PromotedFull", f"revision {inputs.current.number} replaces the unrecorded stable revision")
+        return Decision(state=Steady(), stable=inputs.current, events=(event,), handled=handled), ()
+    handled = requests.all_handled(inputs.app.annotations) if inputs.candidate is None else inputs.handled
+    return Decision(state=Steady(), stable=inputs.current, handled=handled,
+                    waiting_for="the stable Deployment's revision has no history"), ("stable",)
 
 
-def _canary(
-    rollout: Rollout,
-    app: AppRelease,
-    status: AppReleaseStatus,
-    observed: Observed,
-    history: History,
-    current: RevisionRecord,
-    now: datetime,
-) -> None:
+def _mark_history(history: History, decision: Decision, observed: Observed, app: AppRelease, stamp: str) -> None:
+    if decision.promoted:
+        history.mark_promoted(decision.promoted, stamp)
+    for digest, reason in decision.superseded:
+        history.mark_aborted(digest, stamp, reason)
+    if decision.candidate is not None and isinstance(decision.state, Aborted):
+        history.mark_aborted(decision.candidate.hash, stamp, decision.state.reason)
+    # Known good when the stable Deployment runs it fully, with at least one pod ready.
+    stable_dep = observed.deployments.get("stable")
+    replicas = app.spec.replicas
+    if stable_dep and replicas > 0 and stable_dep.rolled_out(decision.stable.hash, replicas):
+        history.mark_promoted(decision.stable.hash, stamp)
+
+
+def _pod_revisions(observed: Observed, history: History) -> set[str]:
+    """Revisions some live pod still runs: their config must outlive them (limit 0 too)."""
+    numbers = {p.revision for p in observed.pods if p.revision is not None}
+    return {r.hash for r in history.records() if r.number in numbers}
+
+
+def _refreshed(decision: Decision, history: History) -> Decision:
+    """The decision with records replaced by their marked versions."""
+
+    def fresh(record: RevisionRecord | None) -> RevisionRecord | None:
+        return history.get(record.hash) or record if record is not None else None
+
+    return replace(
+        decision,
+        stable=fresh(decision.stable) or decision.stable,
+        candidate=fresh(decision.candidate),
+        stable_track=fresh(decision.stable_track),
+    )
+
+
+def _desired(app: AppRelease, decision: Decision, untouched: tuple[Track, ...]) -> list[TrackPlan]:
     spec = app.spec
-    stamp = format_time(now)
-    previous_canary = history.get(status.canary_revision_hash)
-
-    if current.hash == rollout.stable.hash:
-        if previous_canary is not None and previous_canary.hash != current.hash:
-            rollout.events.append(Event(
-                "Normal", "RolledBack",
-                f"spec returned to stable revision {current.number}; canary revision"
-                f" {previous_canary.number} removed",
-            ))
-            if not status.aborted:
-                history.mark_aborted(previous_canary.hash, stamp, "Superseded")
-        return
-
-    if current.promoted or differs_only_by_restart(rollout.stable.template, current.template):
-        # Known-good revision (rollback) or a restart: no steps, straight to the stable track.
-        reason = "Restarted" if not current.promoted else "RolledBack"
-        rollout.events.append(Event(
-            "Normal", reason,
-            f"revision {current.number} goes to all pods without canary steps",
+    down = spec.taken_down  # every instance offline and drained first (drain.py), then no pods
+    tracks = []
+    if "stable" not in untouched:
+        source = decision.runs_on_stable
+        tracks.append(TrackPlan(
+            track="stable", revision=source.number, revision_hash=source.hash,
+            template=source.template, replicas=0 if down else spec.replicas, paused=spec.paused,
         ))
-        rollout.stable = current
-        return
-
-    rollout.canary = current
-    pending = requests.pending(app.annotations, status.handled_requests)
-    if previous_canary is None or previous_canary.hash != current.hash:
-        if previous_canary is not None and not status.aborted:
-            history.mark_aborted(previous_canary.hash, stamp, "Superseded")
-        rollout.events.append(Event(
-            "Normal", "CanaryRestarted" if previous_canary else "CanaryStarted",
-            f"canary of revision {current.number} ({current.template.image}) starts at step 1",
+    if decision.candidate is not None:
+        tracks.append(TrackPlan(
+            track=decision.candidate_track, revision=decision.candidate.number, revision_hash=decision.candidate.hash,
+            template=decision.candidate.template, replicas=0 if down else decision.candidate_replicas,
         ))
-        progress = CanaryProgress(step_index=0, step_start=stamp)
-        aborted = False
-        rollout.handled = requests.all_handled(app.annotations)
-        pending = requests.PendingRequests()
-    else:
-        progress = CanaryProgress(
-            step_index=status.current_step_index or 0,
-            step_start=status.step_start_time or stamp,
-            pause_start=status.pause_start_time,
-            promoting=status.promoting,
-            promote_full=status.promote_full,
-        )
-        aborted = status.aborted
-        rollout.abort_reason, rollout.abort_message = status.abort_reason, status.abort_message
-    rollout.progress = progress
-    handled = rollout.handled.model_dump()
-
-    if pending.abort:
-        handled["abort"] = pending.abort
-        if not aborted:
-            aborted = True
-            rollout.abort_reason, rollout.abort_message = "AbortedByUser", "aborted on request"
-            rollout.events.append(Event("Warning", "Aborted", f"canary revision {current.number} aborted on request"))
-    if pending.retry:
-        handled["retry"] = pending.retry
-        if aborted:
-            aborted = False
-            rollout.abort_reason = rollout.abort_message = None
-            progress.step_index, progress.step_start, progress.pause_start = 0, stamp, None
-            progress.promoting = progress.promote_full = False
-            rollout.events.append(Event("Normal", "Retried", f"canary revision {current.number} restarts at step 1"))
-    if pending.promote and not aborted:
-        handled["promote"] = pending.promote
-        if pending.promote_full:
-            progress.promote_full = True
-            rollout.events.append(Event("Normal", "PromotedFull", "promoting without the remaining steps"))
-        elif not progress.promoting and progress.step_index < len(spec.strategy.canary.steps):  # type: ignore[union-attr]
-            progress.step_index += 1
-            progress.step_start, progress.pause_start = stamp, None
-            rollout.events.append(Event("Normal", "Promoted", f"moved on to step {progress.step_index + 1}"))
-    rollout.handled = HandledRequests(**handled)
-
-    if not aborted:
-        crasher = crash_looping_pod(
-            [p for p in observed.pods_of("canary") if p.revision == current.number], spec.strategy.canary.max_restarts)  # type: ignore[union-attr]
-        if crasher is not None:
-            aborted = True
-            rollout.abort_reason = "CrashLoop"
-            rollout.abort_message = f"canary pod {crasher.name} restarted {crasher.restarts} times"
-        elif not spec.paused:
-            before = progress.step_index
-            advance(progress, spec, observed, current.hash, now)
-            for note in progress.completed:
-                rollout.events.append(Event("Normal", "StepCompleted", note))
-            if progress.abort_reason:
-                aborted = True
-                rollout.abort_reason, rollout.abort_message = progress.abort_reason, progress.abort_message
-            elif progress.promoting and before != progress.step_index:
-                rollout.events.append(Event("Normal", "Promoting", f"revision {current.number} goes to the stable Deployment"))
-        if aborted:
-            rollout.events.append(Event("Warning", "Aborted", f"canary revision {current.number}: {rollout.abort_message}"))
-
-    rollout.aborted = aborted
-    steps = list(spec.strategy.canary.steps)  # type: ignore[union-attr]
-    if aborted:
-        rollout.set_weight = 0
-    elif not steps:
-        rollout.set_weight = 100
-    else:
-        rollout.set_weight = weight_at(steps, min(progress.step_index, len(steps) - 1))
-    rollout.canary_replicas = 0 if aborted else canary_replicas(rollout.set_weight, spec.replicas)
-    rollout.waiting_for = progress.waiting_for
-
-    if progress.promoting and not aborted:
-        if drain_enabled(app):
-            # With a registry, old stable instances go offline before their pods are replaced;
-            # so the canary first grows to full size and carries the traffic meanwhile.
-            rollout.canary_replicas = spec.replicas
-            rollout.promotion_phase = status.promotion_phase or "ScaleCanary"
-            if rollout.promotion_phase == "ScaleCanary":
-                canary_dep = observed.deployments.get("canary")
-                registry = observed.registry
-                grown = canary_dep is not None and canary_dep.rolled_out(current.hash, spec.replicas)
-                if not (grown and (registry is None or registry.gate_open("canary"))):
-                    rollout.waiting_for = (
-                        "promotion: canary growing to full size before stable instances go offline"
-                    )
-                    return
-                rollout.promotion_phase = "UpdateStable"
-        stable_dep = observed.deployments.get("stable")
-        if stable_dep and stable_dep.rolled_out(current.hash, spec.replicas):
-            registry = observed.registry
-            if registry is None or registry.gate_open("stable"):
-                history.mark_promoted(current.hash, stamp)
-                rollout.events.append(Event("Normal", "PromotionCompleted", f"revision {current.number} is stable"))
-                rollout.stable = history.get(current.hash) or current
-                rollout.canary = None
-                rollout.progress = None
-                return
-            rollout.waiting_for = "promotion: waiting for stable instances to be registered and healthy"
-        else:
-            rollout.waiting_for = f"promotion: stable Deployment rolling to revision {current.number}"
-
-
-def _updating_stable(app: AppRelease, rollout: Rollout) -> bool:
-    """The stable Deployment takes the canary's revision (promotion, past its first phase)."""
-    promoting = bool(rollout.progress and rollout.progress.promoting and not rollout.aborted)
-    if not promoting or rollout.canary is None:
-        return False
-    return not drain_enabled(app) or rollout.promotion_phase == "UpdateStable"
-
-
-def _desired(app: AppRelease, rollout: Rollout, history: History) -> list[TrackPlan]:
-    spec = app.spec
-    stable_source = rollout.canary if _updating_stable(app, rollout) and rollout.canary else rollout.stable
-    tracks = [
-        TrackPlan(
-            track="stable",
-            revision=stable_source.number,
-            revision_hash=stable_source.hash,
-            template=stable_source.template,
-            replicas=spec.replicas,
-            paused=spec.paused,
-        )
-    ]
-    if rollout.canary is not None:
-        tracks.append(
-            TrackPlan(
-                track="canary",
-                revision=rollout.canary.number,
-                revision_hash=rollout.canary.hash,
-                template=rollout.canary.template,
-                replicas=rollout.canary_replicas,
-            )
-        )
     return tracks
 
 
-def _children(app: AppRelease, rollout: Rollout, history: History, tracks: list[TrackPlan]) -> DesiredChildren:
-    canary = app.spec.strategy.canary
-    nginx = canary is not None and canary.traffic_routing == "nginx"
+def _children(
+    app: AppRelease, decision: Decision, history: History, tracks: list[TrackPlan], untouched: tuple[Track, ...]
+) -> DesiredChildren:
+    canary_spec = app.spec.strategy.canary
+    routing = canary_spec.traffic_routing if canary_spec is not None else None
     has_canary = any(t.track == "canary" for t in tracks)
-    weight = (rollout.set_weight or 0) if nginx and has_canary else None
+    weight = (decision.set_weight or 0) if has_canary else 0
     retained = tuple(r.template.config for r in history.records() if r.template.config is not None)
-    return DesiredChildren(tracks=tuple(tracks), retained_configs=retained, nginx_canary_weight=weight)
+    preview = next((t for t in tracks if t.track == "preview"), None)
+    return DesiredChildren(
+        tracks=tuple(tracks), retained_configs=retained,
+        nginx_canary_weight=weight if routing == "nginx" and has_canary else None,
+        canary_weight=weight,
+        untouched_tracks=untouched,
+        active_revision=(decision.active_revision or decision.stable.number) if app.spec.strategy.blue_green else None,
+        preview_revision=preview.revision if preview is not None else None,
+    )
+
+
+def _failure(
+    app: AppRelease,
+    previous: FailureStatus | None,
+    observed: Observed,
+    decision: Decision,
+    drain: DrainOutcome,
+    status: AppReleaseStatus,
+    now: datetime,
+    *,
+    missing: bool,
+) -> FailureStatus | None:
+    """What blocks progress, if anything, with its bound (see failures.py)."""
+    if missing:
+        return F.record(previous, F.STABLE_REVISION_MISSING,
+                        "the stable Deployment runs a revision whose ControllerRevision is gone", now)
+    for dep in observed.deployments.values():
+        if dep.replica_failure:
+            return F.record(previous, F.POD_CREATION_FAILED,
+                            f"{dep.track} pods cannot be created: {dep.replica_failure}", now)
+    registry = observed.registry
+    if registry is None:
+        return None
+    blocked = in_progress(decision.state) or bool(drain.holding) or status.phase not in ("Healthy", None)
+    progress_bound = timedelta(seconds=app.spec.progress_deadline_seconds)
+    if not registry.reachable and registry.failure_reason in F.REGISTRY_CLASSES:
+        cls = F.REGISTRY_CLASSES[registry.failure_reason]
+        if cls.transient and not blocked:
+            return None  # nothing waits on the registry now: Registered=Unknown says enough
+        detail = f"registry unreachable: {registry.error}" if cls is F.REGISTRY_UNAVAILABLE else f"{registry.error}"
+        return F.record(previous, cls, detail, now, bound=progress_bound if cls.transient else None)
+    if registry.reachable and registry.write_error and (blocked or registry.write_error_reason != "RegistryWriteFailed"):
+        cls = F.REGISTRY_CLASSES.get(registry.write_error_reason or "", F.REGISTRY_WRITE_FAILED)
+        return F.record(previous, cls, f"registry write failed: {registry.write_error}", now,
+                        bound=progress_bound if cls.transient else None)
+    return None

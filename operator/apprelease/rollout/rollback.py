@@ -36,7 +36,13 @@ def rollback_target(
         raise LookupError(f"revision {to_revision} is not in the history (known: {known})")
     if stable_hash and stable_hash != current_hash:
         # Mid-canary (or aborted): the previous stable is what runs on the stable track.
-        return next(r for r in records if r.hash == stable_hash)
+        stable = next((r for r in records if r.hash == stable_hash), None)
+        if stable is None:
+            raise LookupError(
+                "the stable revision is not in the history (its ControllerRevision is gone);"
+                " roll back with --to-revision N"
+            )
+        return stable
     for record in records:
         if record.hash != current_hash and record.promoted:
             return record

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.spec import AppRelease
-from ..api.status import AppReleaseStatus, Phase, TrackStatus
+from ..api.status import AppReleaseStatus, Condition, Phase, RegistrationStatus, TrackStatus
 from ..render import labels
 from . import conditions as C
 from .drain import DrainOutcome
 from .observed import DeploymentState, Observed, RevisionRecord
-from .outcome import Rollout
+from .outcome import Decision
+from .state import Aborted, status_fields
 
 
 def _track(dep: DeploymentState | None, planned: RevisionRecord, observed: Observed) -> TrackStatus:
@@ -33,12 +34,14 @@ def _track(dep: DeploymentState | None, planned: RevisionRecord, observed: Obser
     )
 
 
-def _actual_weight(app: AppRelease, rollout: Rollout, stable: TrackStatus, canary: TrackStatus) -> int:
-    if rollout.canary is None:
+def _actual_weight(app: AppRelease, decision: Decision, stable: TrackStatus, canary: TrackStatus) -> int:
+    if decision.candidate is None:
         return 100
+    if app.spec.strategy.blue_green is not None:
+        return decision.set_weight or 0  # all or nothing: the active Service's selector
     canary_strategy = app.spec.strategy.canary
     if canary_strategy is not None and canary_strategy.traffic_routing == "nginx":
-        return (rollout.set_weight or 0) if canary.ready_replicas > 0 else 0
+        return (decision.set_weight or 0) if canary.ready_replicas > 0 else 0
     total = stable.ready_replicas + canary.ready_replicas
     return round(100 * canary.ready_replicas / total) if total else 0
 
@@ -50,21 +53,31 @@ def _step_column(index: int | None, steps: int) -> str:
     return f"{min(index + 1, steps)}/{steps}"
 
 
-def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase, str, str]:
+def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for: str) -> tuple[Phase, str, str]:
     """(phase, reason, message)."""
     spec = app.spec
-    stable = rollout.stable
+    stable = decision.stable
+    candidate = decision.candidate
     dep = observed.deployments.get("stable")
-    if rollout.aborted and rollout.canary is not None:
+    state = decision.state
+    if spec.taken_down:
+        if not observed.pods:
+            return ("TakenDown", "TakenDown",
+                    f"taken down: no pods ({spec.replicas} replicas come back with"
+                    f" `apprelease bring-up {app.name}`)")
+        return ("Progressing", "TakingDown",
+                f"taking down: {waiting_for or f'{len(observed.pods)} pod(s) stopping'}")
+    kind = "preview" if spec.strategy.blue_green is not None else "canary"
+    if isinstance(state, Aborted) and candidate is not None:
         return (
             "Degraded",
-            rollout.abort_reason or "Aborted",
-            f"canary revision {rollout.canary.number} aborted ({rollout.abort_reason}):"
-            f" {rollout.abort_message}; traffic is on stable revision {stable.number}."
+            state.reason,
+            f"{kind} revision {candidate.number} aborted ({state.reason}):"
+            f" {state.message}; traffic is on stable revision {stable.number}."
             f" Fix the spec, `apprelease retry {app.name}` or `apprelease rollback {app.name}`",
         )
     rolled_out = dep is not None and dep.rolled_out(stable.hash, spec.replicas)
-    if rollout.canary is None and dep is not None and dep.deadline_exceeded and not rolled_out:
+    if candidate is None and dep is not None and dep.deadline_exceeded and not rolled_out:
         return (
             "Degraded",
             "ProgressDeadlineExceeded",
@@ -73,11 +86,15 @@ def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase
         )
     if spec.paused:
         return "Paused", "PausedBySpec", f"paused by spec.paused; `apprelease resume {app.name}` continues"
-    if rollout.canary is not None:
-        waiting = rollout.waiting_for or f"canary of revision {rollout.canary.number} in progress"
+    if candidate is not None:
+        waiting = waiting_for or f"{kind} of revision {candidate.number} in progress"
+        if kind == "preview":
+            if waiting.startswith("paused at"):
+                return "Paused", "PreviewReady", f"blue-green: {waiting}"
+            return "Progressing", "BlueGreenInProgress", f"blue-green revision {candidate.number}: {waiting}"
         if waiting.startswith("paused at"):
-            return "Paused", "CanaryPauseStep", f"canary revision {rollout.canary.number} {waiting}"
-        return "Progressing", "CanaryInProgress", f"canary revision {rollout.canary.number}: {waiting}"
+            return "Paused", "CanaryPauseStep", f"canary revision {candidate.number} {waiting}"
+        return "Progressing", "CanaryInProgress", f"canary revision {candidate.number}: {waiting}"
     if rolled_out:
         return (
             "Healthy",
@@ -85,8 +102,8 @@ def _phase(app: AppRelease, rollout: Rollout, observed: Observed) -> tuple[Phase
             f"revision {stable.number} ({stable.template.image}) available:"
             f" {spec.replicas}/{spec.replicas} ready",
         )
-    if rollout.waiting_for:  # e.g. instances going offline before pods leave
-        return "Progressing", "RollingOut", f"revision {stable.number}: {rollout.waiting_for}"
+    if waiting_for:  # e.g. instances going offline before pods leave
+        return "Progressing", "RollingOut", f"revision {stable.number}: {waiting_for}"
     updated = dep.updated_replicas if dep else 0
     ready = dep.ready_replicas if dep else 0
     return (
@@ -101,27 +118,34 @@ def summarize(
     app: AppRelease,
     previous: AppReleaseStatus,
     observed: Observed,
-    rollout: Rollout,
+    decision: Decision,
     current: RevisionRecord,
     now: str,
     drain: DrainOutcome | None = None,
+    waiting_for: str = "",
+    *,
+    warming: set[str] | frozenset[str] = frozenset(),
 ) -> AppReleaseStatus:
     spec = app.spec
     canary_spec = spec.strategy.canary
-    stable = _track(observed.deployments.get("stable"), rollout.stable, observed)
+    blue_green = spec.strategy.blue_green is not None
+    candidate = decision.candidate
+    stable = _track(observed.deployments.get("stable"), decision.stable, observed)
     canary = (
-        _track(observed.deployments.get("canary"), rollout.canary, observed)
-        if rollout.canary is not None
+        _track(observed.deployments.get(decision.candidate_track), candidate, observed)
+        if candidate is not None
         else TrackStatus()
     )
-    phase, reason, message = _phase(app, rollout, observed)
-    progress = rollout.progress if rollout.canary is not None else None
+    phase, reason, message = _phase(app, decision, observed, waiting_for)
     steps = len(canary_spec.steps) if canary_spec else 0
-    step_index = progress.step_index if progress else (steps if canary_spec else None)
-    desired_pods = spec.replicas + (rollout.canary_replicas if rollout.canary else 0)
+    state = status_fields(decision.state, steps=steps)
+    if state["current_step_index"] is None and canary_spec:
+        state["current_step_index"] = steps  # a finished (or no) canary: n/n
+    step_index = state["current_step_index"]
+    desired_pods = spec.replicas + (decision.candidate_replicas if candidate else 0)
 
     conds = [
-        C.condition(C.READY, phase == "Healthy", reason, message),
+        C.condition(C.READY, phase in ("Healthy", "TakenDown"), reason, message),
         C.condition(C.RECONCILING, phase in ("Progressing", "Paused"), reason,
                     message if phase in ("Progressing", "Paused") else ""),
         C.condition(C.STALLED, phase == "Degraded", reason if phase == "Degraded" else "",
@@ -134,17 +158,26 @@ def summarize(
     registration = observed.registration
     if registration is not None:
         conds.append(registration.condition)
-    # Our own types are recomputed each pass; a stale Registered goes when the registry does.
-    ours = {x.type for x in conds} | {C.REGISTERED}
+    autoscaling = _autoscaling(app, observed)
+    if autoscaling is not None:
+        conds.append(autoscaling)
+    # Our own types are recomputed each pass; stale ones go when what they describe does.
+    ours = {x.type for x in conds} | {C.REGISTERED, C.AUTOSCALING}
     kept = [c for c in previous.conditions if c.type not in ours]
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.selector_labels(app.name).items()))
+    # What an HPA counts (the scale subresource's selector and replicas): the pods serving.
+    selector_labels = labels.selector_labels(app.name)
+    serving = stable.replicas + canary.replicas
+    if decision.active_revision is not None:  # blue-green: the active revision only
+        selector_labels[labels.REVISION] = str(decision.active_revision)
+        serving = len([p for p in observed.pods if not p.deleting and p.revision == decision.active_revision])
+    selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels.items()))
 
     return AppReleaseStatus(
         observed_generation=app.generation,
         phase=phase,
         message=message,
         strategy=spec.strategy.kind,
-        replicas=stable.replicas + canary.replicas,
+        replicas=serving,
         ready_replicas=stable.ready_replicas + canary.ready_replicas,
         updated_replicas=stable.updated_replicas + canary.updated_replicas,
         available_replicas=stable.available_replicas + canary.available_replicas,
@@ -152,33 +185,52 @@ def summarize(
         ready=f"{stable.ready_replicas + canary.ready_replicas}/{desired_pods}",
         current_revision=current.number,
         current_revision_hash=current.hash,
-        stable_revision=rollout.stable.number,
-        stable_revision_hash=rollout.stable.hash,
-        canary_revision=rollout.canary.number if rollout.canary else None,
-        canary_revision_hash=rollout.canary.hash if rollout.canary else None,
-        current_step_index=step_index,
+        stable_revision=decision.stable.number,
+        stable_revision_hash=decision.stable.hash,
+        canary_revision=candidate.number if candidate else None,
+        canary_revision_hash=candidate.hash if candidate else None,
         step_count=steps,
         step=_step_column(step_index, steps) if canary_spec else "",
-        set_weight=rollout.set_weight if rollout.canary else (100 if canary_spec else None),
-        actual_weight=_actual_weight(app, rollout, stable, canary) if canary_spec else None,
-        step_start_time=progress.step_start if progress else None,
-        pause_start_time=progress.pause_start if progress else None,
-        promoting=bool(progress and progress.promoting),
-        promote_full=bool(progress and progress.promote_full),
-        aborted=rollout.aborted,
-        abort_reason=rollout.abort_reason if rollout.aborted else None,
-        abort_message=rollout.abort_message if rollout.aborted else None,
+        set_weight=decision.set_weight if candidate else (100 if canary_spec or blue_green else None),
+        actual_weight=_actual_weight(app, decision, stable, canary) if canary_spec or blue_green else None,
+        **state,
         stable=stable,
         canary=canary,
-        handled_requests=rollout.handled,
-        registration=registration.status if registration else None,
-        promotion_phase=rollout.promotion_phase if progress else None,
+        handled_requests=decision.handled,
+        registration=_with_warming(registration.status, warming) if registration else None,
         draining=drain.draining if drain else [],
         offline_pods=drain.offline_pods if drain else [],
         conditions=C.merge_conditions(
             previous.conditions, kept + conds, now=now, generation=app.generation
         ),
     )
+
+
+def _autoscaling(app: AppRelease, observed: Observed) -> Condition | None:
+    """Which HPA chooses the replicas, or what to change when one targets our Deployment."""
+    wrong = [h for h in observed.hpas if h.target_kind == "Deployment"]
+    if wrong:
+        hpa = wrong[0]
+        return C.condition(
+            C.AUTOSCALING, False, "HPATargetsDeployment",
+            f"HPA {hpa.name} scales Deployment {hpa.target_name}, whose replicas this AppRelease"
+            f" sets: change its scaleTargetRef to apiVersion apprelease.io/v1alpha1, kind"
+            f" AppRelease, name {app.name}",
+        )
+    right = [h for h in observed.hpas if h.target_kind == "AppRelease"]
+    if not right:
+        return None
+    hpa = right[0]
+    bounds = f"{hpa.min_replicas if hpa.min_replicas is not None else 1}-{hpa.max_replicas}"
+    return C.condition(C.AUTOSCALING, True, "HPA",
+                       f"replicas chosen by HPA {hpa.name} ({bounds}): now {app.spec.replicas}")
+
+
+def _with_warming(status: RegistrationStatus, warming: set[str] | frozenset[str]) -> RegistrationStatus:
+    if not warming:
+        return status
+    rows = [r.model_copy(update={"warming": True}) if r.pod in warming else r for r in status.instances]
+    return status.model_copy(update={"instances": rows})
 
 
 # Counts and the prose that carries them change with every pod; the rest is state. The

@@ -17,3 +17,15 @@ def format_precise_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def parse_time_or(text: str | None, default: datetime) -> datetime:
+    """A time from status, or ``default`` when it is absent or unreadable (status can be
+    edited by hand; a bad stamp must not crash the planner)."""
+    if not text:
+        return default
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,195 @@
+"""Blue-green on the simulated cluster: preview without traffic, switch, instant rollback
+inside the scale-down delay, promotion, abort, auto-promotion, and Nacos ordering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apprelease.render import render_children
+from apprelease.rollout import requests
+
+from .sim import Sim, make_app
+
+NACOS = {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "drainSeconds": 5}
+
+
+def blue_green(**strategy: Any) -> Sim:
+    sim = Sim(make_app({"strategy": {"blueGreen": {"scaleDownDelaySeconds": 30, **strategy}}}))
+    sim.settle()
+    return sim
+
+
+def service_selector(sim: Sim, name: str = "shop") -> dict[str, str]:
+    assert sim.last is not None
+    objs = render_children(sim.app, sim.last.desired)
+    return next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == name)["spec"]["selector"]
+
+
+def test_preview_runs_beside_the_active_revision_without_traffic() -> None:
+    sim = blue_green()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert sim.status.phase == "Paused" and "promote to switch" in sim.status.message
+    assert sim.image_of("preview") == "registry/shop:v2" and sim.deployments["preview"].replicas == 3
+    assert service_selector(sim)["apprelease.io/revision"] == "1"  # active: still blue
+    assert service_selector(sim, "shop-preview")["apprelease.io/revision"] == "2"
+    assert sim.status.actual_weight == 0 and sim.status.blue_green.preview_ready_since
+    assert "PreviewReady" in sim.reasons()
+    # The HPA counts the active pods only.
+    assert sim.status.selector.endswith("apprelease.io/revision=1") and sim.status.replicas == 3
+
+
+def test_promote_switches_at_once_then_stable_takes_the_revision_after_the_delay() -> None:
+    sim = blue_green()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick()
+    assert service_selector(sim)["apprelease.io/revision"] == "2"  # traffic on green
+    assert sim.stable_image() == "registry/shop:v1"  # blue kept, idle, for an instant rollback
+    assert sim.status.actual_weight == 100 and sim.status.blue_green.switched_at
+    sim.tick(29)
+    assert sim.stable_image() == "registry/shop:v1"
+    sim.tick(1)  # the scale-down delay is over
+    assert sim.stable_image() == "registry/shop:v2"
+    sim.settle()
+    assert sim.status.phase == "Healthy" and "preview" not in sim.deployments
+    assert sim.status.stable_revision == 2 and "PromotionCompleted" in sim.reasons()
+
+
+def test_rollback_inside_the_delay_is_instant_and_makes_no_new_pods() -> None:
+    sim = blue_green()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick()
+    blue_pods = [p.name for p in sim.pods["stable"]]
+    serial = sim.serial
+    sim.edit(image="registry/shop:v1")  # rollback while blue still runs
+    sim.tick()
+    assert service_selector(sim)["apprelease.io/revision"] == "1"
+    assert [p.name for p in sim.pods["stable"]] == blue_pods and sim.serial == serial
+    assert "RolledBack" in sim.reasons()
+    sim.settle()
+    assert "preview" not in sim.deployments and sim.status.phase == "Healthy"
+
+
+def test_abort_scales_the_preview_away_and_leaves_active_alone() -> None:
+    sim = blue_green()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.ABORT, "a")
+    sim.settle()
+    assert sim.status.phase == "Degraded" and sim.status.aborted
+    assert sim.deployments["preview"].replicas == 0
+    assert service_selector(sim)["apprelease.io/revision"] == "1" and sim.stable_image() == "registry/shop:v1"
+
+
+def test_auto_promotion_after_the_preview_has_been_ready_long_enough() -> None:
+    sim = blue_green(autoPromotionSeconds=60)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert "switches at" in sim.status.message and sim.last.requeue_after == 60
+    sim.tick(60)
+    assert service_selector(sim)["apprelease.io/revision"] == "2" and "AutoPromoted" in sim.reasons()
+
+
+def test_promote_before_the_preview_is_ready_waits_for_it() -> None:
+    sim = blue_green()
+    sim.pods_ready["preview"] = False
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick()
+    assert service_selector(sim)["apprelease.io/revision"] == "1"  # never to pods not ready
+    sim.pods_ready["preview"] = True
+    sim.tick()  # the preview's pods turn ready
+    sim.settle()
+    assert service_selector(sim)["apprelease.io/revision"] == "2"
+
+
+def test_with_nacos_the_preview_stays_disabled_and_green_serves_before_blue_goes_offline() -> None:
+    sim = Sim(make_app({"strategy": {"blueGreen": {}}, "registry": NACOS}))
+    sim.nacos = {}
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    preview = sim.pods["preview"]
+    assert all(sim.gates[p.name].status for p in preview)  # Ready: registered and healthy
+    assert not any(sim.instance(p.ip).enabled for p in preview)  # but no traffic
+    assert all(dict(sim.instance(p.ip).metadata)["apprelease.io/track"] == "preview" for p in preview)
+    sim.annotate(requests.PROMOTE, "step:1")
+    history = []
+    for _ in range(6):
+        sim.tick()
+        enabled = [p for ps in sim.pods.values() for p in ps if (i := sim.instance(p.ip)) and i.enabled]
+        history.append(len(enabled))
+    assert min(history) > 0, history  # never a moment without an enabled instance
+    assert all(sim.instance(p.ip).enabled for p in preview)
+    assert not any(sim.instance(p.ip).enabled for p in sim.pods["stable"])  # blue offline now
+
+
+def test_an_hpa_on_the_deployment_is_pointed_out() -> None:
+    from dataclasses import replace
+
+    from apprelease.rollout.observed import HpaState
+
+    sim = blue_green()
+    observed = sim.observed()
+    wrong = replace(observed, hpas=(HpaState("web", "Deployment", "shop", 2, 10, 4),))
+    from apprelease.rollout.planner import plan
+
+    result = plan(sim.app, sim.status, wrong, sim.now)
+    condition = result.status.condition("Autoscaling")
+    assert condition is not None and condition.status == "False" and "kind AppRelease" in condition.message
+    assert any(e.reason == "HPATargetsDeployment" and e.type == "Warning" for e in result.events)
+
+
+def test_the_preview_ingress_reaches_the_preview_service() -> None:
+    sim = Sim(make_app({"strategy": {"blueGreen": {"previewIngress": {"host": "preview.shop.example", "className": "nginx"}}}}))
+    sim.settle()
+    assert sim.last is not None
+    assert not [o for o in render_children(sim.app, sim.last.desired) if o["kind"] == "Ingress"]
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    ingress = next(o for o in render_children(sim.app, sim.last.desired) if o["kind"] == "Ingress")
+    rule = ingress["spec"]["rules"][0]
+    assert ingress["metadata"]["name"] == "shop-preview" and rule["host"] == "preview.shop.example"
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "shop-preview"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_a_preview_never_ready_aborts_at_the_deadline_and_retry_starts_it_again() -> None:
+    sim = Sim(make_app({"strategy": {"blueGreen": {}}, "progressDeadlineSeconds": 60}))
+    sim.settle()
+    sim.pods_ready["preview"] = False
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    sim.tick(60)
+    assert sim.status.aborted and sim.status.abort_reason == "ProgressDeadlineExceeded"
+    assert "preview revision 2 aborted" in sim.status.message
+    sim.pods_ready["preview"] = True
+    sim.annotate(requests.RETRY, "r")
+    sim.tick()
+    assert not sim.status.aborted and sim.status.blue_green.preview_since
+    sim.tick()
+    sim.settle()
+    assert sim.status.phase == "Paused"
+
+
+def test_promote_full_switches_and_skips_the_scale_down_delay() -> None:
+    sim = blue_green(scaleDownDelaySeconds=3600)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.stable_image() == "registry/shop:v2"  # no hour-long wait
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+
+
+def test_a_restart_or_a_known_good_revision_skips_the_preview() -> None:
+    sim = blue_green()
+    sim.edit(restartAt="2026-11-23T10:05:00Z")
+    sim.tick()
+    assert "preview" not in sim.deployments and "Restarted" in sim.reasons()

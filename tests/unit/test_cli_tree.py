@@ -1,0 +1,63 @@
+"""`apprelease get`'s view: blue-green roles, HPA-chosen counts, registration per pod."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from apprelease.cli.tree import render_view
+
+
+def _deployment(name: str, track: str, revision: int, image: str, replicas: int) -> dict:
+    return {
+        "metadata": {"name": name, "labels": {"apprelease.io/track": track},
+                     "annotations": {"apprelease.io/revision": str(revision)}},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}},
+        "status": {"readyReplicas": replicas},
+    }
+
+
+def _pod(name: str, track: str, revision: int, gate: str) -> dict:
+    return {
+        "metadata": {"name": name, "labels": {"apprelease.io/track": track, "apprelease.io/revision": str(revision)}},
+        "status": {"phase": "Running", "podIP": "10.0.0.1", "conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": "apprelease.io/registered", "status": "True", "reason": gate}]},
+    }
+
+
+def text_of(group: object) -> str:
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(group)
+    return out.getvalue()
+
+
+def test_blue_green_roles_hpa_and_registration_are_shown() -> None:
+    app = {
+        "metadata": {"name": "shop", "namespace": "ns"},
+        "spec": {"image": "shop:v2", "replicas": 4},
+        "status": {
+            "phase": "Progressing", "strategy": "blueGreen", "stableRevision": 1, "canaryRevision": 2,
+            "blueGreen": {"switchedAt": "2026-12-01T10:00:00Z"}, "replicas": 4,
+            "conditions": [{"type": "Autoscaling", "status": "True", "reason": "HPA",
+                            "message": "replicas chosen by HPA shop (2-10): now 4"}],
+        },
+    }
+    view = text_of(render_view(
+        app,
+        [_deployment("shop", "stable", 1, "shop:v1", 4), _deployment("shop-preview", "preview", 2, "shop:v2", 4)],
+        [_pod("shop-preview-a", "preview", 2, "Serving"), _pod("shop-b", "stable", 1, "Offline")],
+    ))
+    assert "Active:" in view and "revision 2" in view and "Preview:" in view
+    assert "shop-preview  Deployment  preview  active" in view and "shop  Deployment  stable  idle" in view
+    assert "4  (replicas chosen by HPA shop (2-10))" in view
+    assert "registry:Serving" in view and "registry:Offline" in view
+
+
+def test_an_hpa_on_the_wrong_target_is_shown_in_red_words() -> None:
+    app = {"metadata": {"name": "shop", "namespace": "ns"}, "spec": {"replicas": 2},
+           "status": {"phase": "Healthy", "conditions": [
+               {"type": "Autoscaling", "status": "False", "reason": "HPATargetsDeployment",
+                "message": "HPA web scales Deployment shop, whose replicas this AppRelease sets: change it"}]}}
+    assert "HPA web scales Deployment shop" in text_of(render_view(app, [], []))

@@ -1,0 +1,148 @@
+"""Console view models and templates: pure, from cached objects to what the pages show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+import pytest
+
+from apprelease.console import views
+from apprelease.console.server import PACKAGE_DIR
+
+NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+CANARY_STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]
+
+
+def app(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "shop", "namespace": "team-a", "generation": 3, "resourceVersion": "9",
+                         "creationTimestamp": "2026-11-23T09:55:00Z", "annotations": {}},
+            "spec": {"image": "harbor.company.com/team/shop:v2", "replicas": 3,
+                     "strategy": {"canary": {"steps": CANARY_STEPS}}, **spec},
+            "status": {"observedGeneration": 3, **(status or {})}}
+
+
+PAUSED = {"phase": "Paused", "strategy": "canary", "step": "2/4", "currentStepIndex": 1, "setWeight": 20,
+          "actualWeight": 25, "ready": "4/3", "currentRevision": 2, "stableRevision": 1, "canaryRevision": 2,
+          "canaryRevisionHash": "h2", "message": "canary revision 2 paused at step 2/4: promote to continue",
+          "stable": {"revision": 1, "replicas": 3, "readyReplicas": 3},
+          "canary": {"revision": 2, "replicas": 1, "readyReplicas": 1},
+          "registration": {"provider": "nacos", "service": "DEFAULT_GROUP@@shop", "summary": "4/4",
+                           "instances": [{"ip": "10.0.0.1", "port": 8080, "pod": "shop-a", "revision": 1,
+                                          "healthy": True, "enabled": True, "weight": 1.0, "warmupSeconds": 30}],
+                           "stale": [{"ip": "10.0.0.9", "port": 8080, "healthy": False, "enabled": True}],
+                           "instanceCount": 5, "staleCount": 1}}
+
+
+def test_overview_row_of_a_paused_canary() -> None:
+    row = views.overview_row(app(PAUSED), NOW)
+    assert (row.phase, row.phase_class, row.step) == ("Paused", "paused", "2/4")
+    assert row.weight == "25% (set 20%)"
+    assert (row.ready, row.registered, row.registered_ok) == ("4/3", "4/4", True)
+    assert row.revision == "2 (stable 1)"
+    assert row.image == "shop:v2"
+    assert row.age == "5m"
+    assert row.id == "app-team-a--shop"
+
+
+def test_flags_and_unknown_phase() -> None:
+    row = views.overview_row(app({"observedGeneration": 2, "aborted": True}, paused=True, takenDown=True), NOW)
+    assert row.flags == ("paused", "taken down", "aborted", "not yet seen")
+    assert (row.phase, row.phase_class) == ("Unknown", "unknown")
+
+
+def test_registration_error_marks_the_count() -> None:
+    row = views.overview_row(app({"registration": {"summary": "2/3", "lastError": "unreachable"}}), NOW)
+    assert (row.registered, row.registered_ok) == ("2/3 ⚠", False)
+
+
+def test_counts_and_search() -> None:
+    rows = [views.overview_row(app(PAUSED), NOW), views.overview_row(app({"phase": "Healthy"}), NOW)]
+    counts = views.counts(rows)
+    assert counts.total == 2 and counts.by_phase["Paused"] == 1 and counts.by_phase["Healthy"] == 1
+    assert views.matches(app(PAUSED), "team-a", "shop paused")
+    assert not views.matches(app(PAUSED), "team-b", "")
+    assert not views.matches(app(PAUSED), "", "cart")
+
+
+def test_steps_highlight_the_current_one_only_during_a_rollout() -> None:
+    steps = views.steps(app()["spec"], PAUSED)
+    assert [(s.number, s.label, s.state) for s in steps] == [
+        (1, "set weight 20%", "done"), (2, "pause until promoted", "current"),
+        (3, "set weight 50%", "pending"), (4, "pause 30s", "pending")]
+    assert {s.state for s in views.steps(app()["spec"], {"currentStepIndex": 3})} == {"idle"}
+
+
+def test_status_is_rendered_generically() -> None:
+    status = {**PAUSED, "previewWeight": 10, "preview": {"revision": 3, "replicas": 2, "readyReplicas": 1},
+              "hpa": {"desiredReplicas": 7, "reason": "cpu"}, "promoting": False}
+    assert ("Preview weight", 10) in views.weights(status)
+    assert [t.track for t in views.tracks(status)] == ["stable", "canary", "preview"]
+    details = {d.key: d.value for d in views.details(status)}
+    assert details == {"hpa.desiredReplicas": "7", "hpa.reason": "cpu"}
+    registration = views.registration(status)
+    assert registration is not None
+    assert registration.columns[-1] == "warmupSeconds"  # a field added later gets its column
+    assert registration.more == "5 instances and 1 stale in all; status lists the first 1"
+
+
+def test_buttons_follow_permission_and_state() -> None:
+    assert views.buttons(app(PAUSED), may_patch=False) == views.Buttons()
+    paused_canary = views.buttons(app(PAUSED), may_patch=True)
+    assert paused_canary.promote and paused_canary.abort and not paused_canary.retry
+    assert paused_canary.pause and not paused_canary.resume and paused_canary.take_down
+    aborted = views.buttons(app({**PAUSED, "aborted": True}, paused=True, takenDown=True), may_patch=True)
+    assert aborted.retry and not aborted.promote and aborted.resume and aborted.bring_up
+
+
+def test_tree_groups_pods_under_their_deployment_by_revision() -> None:
+    deployments = [
+        {"metadata": {"name": "shop", "labels": {"apprelease.io/track": "stable"},
+                      "annotations": {"apprelease.io/revision": "1"}},
+         "spec": {"replicas": 1}, "image": "shop:v1", "status": {"readyReplicas": 1}},
+        {"metadata": {"name": "shop-canary", "labels": {"apprelease.io/track": "canary"},
+                      "annotations": {"apprelease.io/revision": "10"}},
+         "spec": {"replicas": 1}, "image": "shop:v2", "status": {}},
+    ]
+    pods = [{"metadata": {"name": "shop-canary-x", "labels": {"apprelease.io/track": "canary",
+                                                               "apprelease.io/revision": "10"}},
+             "status": {"phase": "Running", "containerStatuses": [
+                 {"restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}]
+    branches = views.tree(deployments, pods, offline=["shop-canary-x"])
+    assert [b.revision for b in branches] == ["10", "1"]
+    pod = branches[0].deployments[0].pods[0]
+    assert (pod.mark, pod.restarts, pod.offline) == ("bad", 4, True)
+
+
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"), autoescape=True,
+                              undefined=jinja2.ChainableUndefined)
+
+
+def test_rows_escape_what_users_wrote() -> None:
+    hostile = app({"phase": "Healthy", "message": '<script>alert("x")</script>'})
+    html = _templates().get_template("_row.html").render(row=views.overview_row(hostile, NOW), oob=False)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize("may_patch", [True, False])
+def test_app_sections_render(may_patch: bool) -> None:
+    env = _templates()
+    status = PAUSED
+    context = {"app": app(status), "key": ("team-a", "shop"), "spec": app()["spec"], "status": status, "now": NOW,
+               "row": views.overview_row(app(status), NOW), "buttons": views.buttons(app(status), may_patch),
+               "reads": {"deployments": True, "pods": True, "revisions": True, "events": False},
+               "steps": views.steps(app()["spec"], status), "weights": views.weights(status),
+               "tracks": views.tracks(status), "conditions": [{"type": "Ready", "status": "True"}],
+               "tree": [], "registration": views.registration(status), "offline": ["shop-a"], "events": [],
+               "history": [], "details": [], "errors": {}}
+    actions = env.get_template("_section_actions.html").render(**context)
+    registry = env.get_template("_section_registry.html").render(**context)
+    rollout = env.get_template("_section_rollout.html").render(**context)
+    events = env.get_template("_section_events.html").render(**context)
+    assert ('hx-post="/apps/team-a/shop/actions/promote"' in actions) is may_patch
+    assert ("Online" in registry) is may_patch  # shop-a is offline: the button brings it back
+    assert "stale: no pod" in registry and "warmupSeconds" in registry
+    assert 'class="step current" aria-current="step"' in rollout
+    assert "You may not list Events" in events

@@ -1,0 +1,190 @@
+"""One writer for every instance: joining disabled, enabled only once the pod is Ready,
+offline the moment a pod terminates, exact canary shares through Nacos weights, warm-up,
+take-down. On the simulated cluster and registry (tests/unit/sim.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from apprelease.rollout import requests
+from apprelease.rollout.instances import _track_weights
+from apprelease.rollout.observed import Observed, PodState
+from apprelease.rollout.outcome import Decision
+from apprelease.rollout.state import Stepping
+
+from .sim import CANARY, Override, Sim, make_app
+
+NACOS = {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "drainSeconds": 10}
+
+
+def nacos_sim(strategy: dict[str, Any] | None = None, **spec: Any) -> Sim:
+    sim = Sim(make_app({"strategy": strategy or {"rolling": {}}, "registry": NACOS, **spec}))
+    sim.nacos = {}
+    sim.settle()
+    return sim
+
+
+def writes(sim: Sim, pod: str) -> list[tuple[bool, str]]:
+    return [(a.enabled, a.reason) for _, a in sim.actions if a.kind == "write" and a.pod == pod]
+
+
+def test_a_new_pod_joins_disabled_and_is_enabled_only_once_ready() -> None:
+    sim = Sim(make_app({"registry": NACOS}))
+    sim.nacos = {}
+    sim.pods_ready["stable"] = False  # containers still starting
+    sim.tick()  # the Deployment is created; its pods get their addresses
+    sim.tick()
+    pod = sim.pods["stable"][0]
+    assert writes(sim, pod.name) == [(False, "joining")]  # written ahead of the registration
+    assert sim.gates[pod.name].reason == "Waiting" and not sim.gates[pod.name].status
+    sim.pods_ready["stable"] = True
+    sim.tick()  # the containers are ready: the app registers and inherits the disabled record
+    assert sim.instance(pod.ip).enabled is False
+    sim.tick()  # the operator reads it
+    assert sim.gates[pod.name].reason == "Registered"  # the pod may turn Ready now...
+    picks_before_ready = [e for e, _ in writes(sim, pod.name) if e]
+    assert picks_before_ready == []  # ... but nothing enabled it yet
+    sim.tick()  # Ready now (the gate is True): enabled
+    assert writes(sim, pod.name)[-1] == (True, "serving")
+    sim.tick()
+    assert sim.gates[pod.name].reason == "Serving"
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.registration.summary == "3/3"
+
+
+def test_an_app_faster_than_the_write_ahead_is_disabled_at_once() -> None:
+    sim = nacos_sim()
+    sim.edit(replicas=4)
+    sim.tick()
+    newcomer = sim.pods["stable"][-1]
+    sim.overrides.pop((newcomer.ip, 8080), None)  # the app registered before our write landed
+    sim.tick()
+    assert sim.instance(newcomer.ip).enabled is False and sim.gates[newcomer.name].reason == "Registered"
+
+
+def test_a_pod_someone_else_deletes_goes_offline_the_moment_it_terminates() -> None:
+    sim = nacos_sim()
+    victim = sim.pods["stable"][0]
+    sim.pods["stable"][0] = replace(victim, deleting=True)  # kubectl delete pod / an eviction
+    sim.actions.clear()
+    sim.tick()
+    assert writes(sim, victim.name) == [(False, "offline")]
+    assert victim.name not in {g.pod for g in sim.last.pod_gates}  # its gate no longer matters
+
+
+def test_a_disable_by_someone_else_is_respected_and_makes_the_pod_unready() -> None:
+    sim = nacos_sim()
+    pod = sim.pods["stable"][0]
+    state = sim.overrides[(pod.ip, 8080)]
+    sim.overrides[(pod.ip, 8080)] = replace(state, enabled=False)  # the Nacos console
+    sim.actions.clear()
+    sim.tick()
+    assert sim.gates[pod.name].reason == "DisabledInRegistry" and not sim.gates[pod.name].status
+    assert writes(sim, pod.name) == []  # not ours to undo
+    sim.overrides[(pod.ip, 8080)] = state  # enabled there again
+    sim.tick()
+    assert sim.gates[pod.name].reason == "Serving"
+
+
+def test_every_instance_carries_owner_track_and_revision() -> None:
+    sim = nacos_sim(strategy=CANARY)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    for track in ("stable", "canary"):
+        for pod in sim.pods[track]:
+            meta = dict(sim.instance(pod.ip).metadata)
+            assert meta == {"apprelease.io/owner": "ns/shop", "apprelease.io/track": track,
+                            "apprelease.io/revision": str(pod.revision)}
+
+
+@pytest.mark.parametrize(("weight", "stable", "canary"), [(20, 3, 1), (50, 3, 2), (5, 10, 1), (90, 2, 2), (1, 100, 1)])
+def test_nacos_weights_give_the_canary_exactly_the_steps_share(weight: int, stable: int, canary: int) -> None:
+    app = make_app({"strategy": {"canary": {"trafficRouting": "nacos", "steps": [{"setWeight": weight}]}},
+                    "registry": NACOS})
+    pods = tuple(PodState(f"s{i}", "stable", 1, True, ip=f"10.0.0.{i}") for i in range(stable)) + tuple(
+        PodState(f"c{i}", "canary", 2, True, ip=f"10.0.1.{i}") for i in range(canary))
+    record = Sim(app).tick().revisions_to_save[0]
+    decision = Decision(state=Stepping(0, ""), stable=record, candidate=record, set_weight=weight)
+    weights = _track_weights(app, Observed(pods=pods), decision)
+    share = canary * weights["canary"] / (canary * weights["canary"] + stable * weights["stable"])
+    assert share == pytest.approx(weight / 100, abs=1e-6)
+    assert all(0.01 <= w <= 10000 for w in weights.values())
+
+
+def test_nacos_routed_canary_writes_the_weights_and_resets_them_after_promotion() -> None:
+    steps = {"canary": {"trafficRouting": "nacos", "steps": [{"setWeight": 20}, {"pause": {}}]}}
+    sim = nacos_sim(strategy=steps)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert sim.status.current_step_index == 1 and len(sim.pods["canary"]) == 1
+    instances = {p.ip: sim.instance(p.ip) for ps in sim.pods.values() for p in ps}
+    canary_weight = sum(instances[p.ip].weight for p in sim.pods["canary"])
+    total = sum(i.weight for i in instances.values())
+    assert canary_weight / total == pytest.approx(0.20, abs=0.001)
+    sim.annotate(requests.PROMOTE, "full:1")
+    for _ in range(12):
+        sim.tick(10)
+    sim.settle()
+    assert sim.status.phase == "Healthy"
+    assert {sim.instance(p.ip).weight for p in sim.pods["stable"]} == {100.0}
+
+
+def test_warm_up_ramps_a_new_instances_weight_and_shows_it() -> None:
+    sim = nacos_sim(registry={**NACOS, "warmup": "60s"})
+    for _ in range(6):
+        sim.tick(10)  # the first pods finish warming
+    sim.edit(replicas=4)
+    sim.settle()
+    newcomer = sim.pods["stable"][-1]
+    ramp = [sim.instance(newcomer.ip).weight]
+    rows = {r.pod: r for r in sim.status.registration.instances}
+    assert rows[newcomer.name].warming and not rows[sim.pods["stable"][0].name].warming
+    assert sim.last.requeue_after == pytest.approx(6.0)  # the next step of the ramp
+    for _ in range(10):
+        sim.tick(6)
+        ramp.append(sim.instance(newcomer.ip).weight)
+    assert ramp[0] == pytest.approx(10.0) and ramp[-1] == 100.0
+    assert ramp == sorted(ramp) and len(set(ramp)) == 11
+    assert not {r.pod: r for r in sim.status.registration.instances}[newcomer.name].warming
+
+
+def test_take_down_drains_everything_then_runs_no_pods_and_bring_up_restores() -> None:
+    sim = nacos_sim(strategy=CANARY)
+    sim.edit(takenDown=True)
+    sim.tick()
+    assert sim.status.phase == "Progressing" and "taking down" in sim.status.message
+    assert sim.deployments["stable"].replicas == 3  # held while the instances drain
+    assert all(not sim.instance(p.ip).enabled for p in sim.pods["stable"])
+    sim.tick()
+    sim.tick(10)
+    sim.settle()
+    assert sim.deployments["stable"].replicas == 0 and sim.status.phase == "TakenDown"
+    assert sim.status.condition("Ready").status == "True"
+    assert sim.app.spec.replicas == 3  # remembered for bring-up
+    sim.edit(takenDown=False)
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.deployments["stable"].replicas == 3
+    assert all(sim.instance(p.ip).enabled for p in sim.pods["stable"])
+
+
+def test_nothing_is_written_or_flipped_without_a_reliable_read() -> None:
+    sim = nacos_sim()
+    sim.nacos_up = False
+    sim.actions.clear()
+    gates = dict(sim.gates)
+    plan = sim.tick(30)
+    assert [a for _, a in sim.actions if a.kind == "write"] == [] and plan.pod_gates == ()
+    assert sim.gates == gates
+
+
+def test_a_stale_override_from_a_gone_pod_is_not_inherited_by_a_new_one() -> None:
+    sim = nacos_sim()
+    sim.overrides[("10.0.0.99", 8080)] = Override(enabled=False, weight=3.0)
+    sim.serial_ips = ["10.0.0.99"]
+    sim.edit(replicas=4)
+    sim.settle()
+    instance = sim.instance("10.0.0.99")
+    assert instance is not None and instance.enabled and instance.weight == 100.0

@@ -1,0 +1,211 @@
+"""The Nacos client against hostile servers: every failure is classified, none takes longer
+than its deadline, a comma-separated serverAddr fails over, and no server page reaches a
+message. The servers are real HTTP servers on loopback that misbehave on purpose."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from apprelease.registry.base import (
+    RegistryBadResponse,
+    RegistryMisconfigured,
+    RegistryRefused,
+    RegistryUnavailable,
+)
+from apprelease.registry.nacos import NacosRegistry, NacosSettings
+
+ROW = {"ip": "10.0.0.1", "port": 8080, "healthy": True, "enabled": True, "weight": 1.0,
+       "ephemeral": True, "clusterName": "DEFAULT", "metadata": {}}
+
+Behaviour = Callable[[BaseHTTPRequestHandler, str, dict[str, list[str]]], None]
+
+
+def _json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def nacos_like(rows: list[Any], *, on_write: Behaviour | None = None) -> Behaviour:
+    """Enough of Nacos 2.x's v1 API for the client: state, catalog, instance updates."""
+
+    def behave(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/console/server/state"):
+            _json(handler, 200, {"version": "2.3.2"})
+        elif path.endswith("/v1/ns/catalog/instances"):
+            _json(handler, 200, {"count": len(rows), "list": rows})
+        elif path.endswith("/v1/ns/instance") and handler.command == "PUT":
+            if on_write is not None:
+                on_write(handler, path, query)
+            else:
+                handler.send_response(200)
+                handler.end_headers()
+                handler.wfile.write(b"ok")
+        else:
+            _json(handler, 404, {"message": "no such path"})
+
+    return behave
+
+
+@contextmanager
+def server(behave: Behaviour) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            # The client giving up on us (a broken pipe) is the point of some tests.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                behave(self, parts.path, parse_qs(parts.query))
+
+        do_GET = do_PUT = do_POST = do_DELETE = _any
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def client(address: str, **overrides: Any) -> NacosRegistry:
+    values: dict[str, Any] = {"server_addr": address, "service_name": "shop",
+                              "timeout_seconds": 1.5, "call_deadline_seconds": 4.0}
+    values.update(overrides)
+    return NacosRegistry(NacosSettings(**values))
+
+
+def unused_address() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_server_that_drips_bytes_is_cut_off_at_the_call_deadline() -> None:
+    """httpx's timeout is per read: a byte every 0.5 s never trips a 1.5 s read timeout."""
+
+    def drip(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        for _ in range(120):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.5)
+
+    with server(drip) as address, client(address) as nacos:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable, match="no complete answer"):
+            nacos.list_instances()
+        assert time.monotonic() - started < 4.0 + 1.0
+
+
+def test_html_from_a_proxy_or_login_page_is_a_bad_response_and_its_body_stays_out() -> None:
+    def html(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        page = b"<html><body>Please log in. secret-internal-hostname</body></html>"
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(page)))
+        handler.end_headers()
+        handler.wfile.write(page)
+
+    with server(html) as address, client(address) as nacos, pytest.raises(RegistryBadResponse) as caught:
+        nacos.list_instances()
+    assert "secret-internal-hostname" not in str(caught.value)
+    assert caught.value.reason == "RegistryBadResponse"
+
+
+@pytest.mark.parametrize("row", [{**ROW, "port": None}, {"ip": "10.0.0.1"}, "not-a-row", {**ROW, "port": "x"}])
+def test_a_row_without_a_valid_ip_or_port_is_a_bad_response(row: Any) -> None:
+    with server(nacos_like([row])) as address, client(address) as nacos, pytest.raises(
+        RegistryBadResponse, match="instance row"
+    ):
+        nacos.list_instances()
+
+
+def test_readable_but_refusing_writes_is_refused() -> None:
+    def forbid(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        _json(handler, 403, {"message": "user nacos has no permission, token=abc"})
+
+    with server(nacos_like([ROW], on_write=forbid)) as address, client(address) as nacos:
+        assert [i.ip for i in nacos.list_instances()] == ["10.0.0.1"]
+        with pytest.raises(RegistryRefused) as caught:
+            nacos.set_enabled("10.0.0.1", 8080, False)
+    assert caught.value.reason == "RegistryRefused" and "HTTP 403" in str(caught.value)
+
+
+def test_comma_separated_servers_fail_over_and_stick_to_the_one_that_answers() -> None:
+    with server(nacos_like([ROW])) as address:
+        dead = unused_address()
+        with client(f"{dead},{address}") as nacos:
+            assert [i.ip for i in nacos.list_instances()] == ["10.0.0.1"]
+            started = time.monotonic()
+            nacos.list_instances()  # goes straight to the server that answered
+            assert time.monotonic() - started < 0.5
+
+
+def test_every_server_down_names_them_all_within_the_deadline() -> None:
+    first, second = unused_address(), unused_address()
+    with client(f"{first},{second}") as nacos:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable) as caught:
+            nacos.list_instances()
+    assert time.monotonic() - started < 4.0 + 1.0
+    assert first in str(caught.value) and second in str(caught.value)
+
+
+@pytest.mark.parametrize("address", ["not a host", "nacos:99999", "ftp://nacos:8848", "nacos:8848,,:", "http://[::1"])
+def test_an_unusable_server_address_is_misconfigured_before_any_connection(address: str) -> None:
+    with pytest.raises(RegistryMisconfigured):
+        client(address)
+
+
+def test_credentials_in_the_address_never_reach_messages() -> None:
+    with client("http://admin:hunter2@127.0.0.1:1") as nacos:
+        with pytest.raises(RegistryUnavailable) as caught:
+            nacos.list_instances()
+        assert "hunter2" not in str(caught.value) and "hunter2" not in repr(nacos)
+
+
+def test_a_ca_that_is_not_pem_is_misconfigured(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(b"\xff\xfe not a certificate")
+    with pytest.raises(RegistryMisconfigured, match="PEM"):
+        client("nacos:8848", tls=True, tls_ca_file=str(ca))
+
+
+def test_a_refused_login_is_refused_not_unreachable() -> None:
+    def behave(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/auth/login"):
+            _json(handler, 403, {"message": "unknown user!"})
+        else:
+            nacos_like([ROW])(handler, path, query)
+
+    with server(behave) as address, client(address, username="u", password="p4ss") as nacos, pytest.raises(
+        RegistryRefused, match="check the username and password"
+    ) as caught:
+        nacos.list_instances()
+    assert "p4ss" not in str(caught.value)

@@ -1,0 +1,302 @@
+"""The reconciler never raises: every failure becomes a named, bounded verdict in status.
+
+The apiserver here is an in-memory fake (pure logic of the reconcile loop); the real one is
+exercised by the e2e tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import urllib3.exceptions
+
+from apprelease.controller import reconciler as reconciler_module
+from apprelease.controller.reconciler import Reconciler
+from apprelease.k8s.client import ApiError
+from apprelease.k8s.history import from_controller_revision
+from apprelease.k8s.observe import RECORD, Children, owned_by
+from apprelease.render import labels
+from apprelease.rollout.deletion import FINALIZER
+
+from .sim import T0
+
+NS, NAME, UID = "ns", "shop", "uid-shop"
+
+
+class FakeKube:
+    """Objects by (kind, namespace, name); failures to inject by kind."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.fail: dict[str, Exception] = {}
+        self.applied: list[tuple[str, str]] = []
+        self.events: list[dict[str, Any]] = []
+        self._versions = itertools.count(100)
+
+    def _raise_for(self, kind: str) -> None:
+        error = self.fail.get(kind)
+        if error is not None:
+            raise error
+
+    def apply(self, obj: dict[str, Any], *, subresource: str | None = None, manager: str = "") -> dict[str, Any]:
+        kind, meta = obj["kind"], obj["metadata"]
+        self._raise_for(kind + (f"/{subresource}" if subresource else ""))
+        key = (kind, meta["namespace"], meta["name"])
+        stored = copy.deepcopy(self.objects.get(key) or {})
+        if subresource == "status":
+            stored["status"] = copy.deepcopy(obj["status"])
+        else:
+            stored.update(copy.deepcopy({k: v for k, v in obj.items() if k != "metadata"}))
+            stored["metadata"] = {**stored.get("metadata", {}), **copy.deepcopy(meta)}
+            stored["metadata"].setdefault("uid", f"uid-{kind}-{meta['name']}")
+        stored.setdefault("kind", kind)
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.objects[key] = stored
+        self.applied.append((kind + (f"/{subresource}" if subresource else ""), meta["name"]))
+        return copy.deepcopy(stored)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        self._raise_for(f"get {kind}")
+        found = self.objects.get((kind, namespace or "", name))
+        if found is None:
+            raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
+        return copy.deepcopy(found)
+
+    def merge_patch(self, kind: str, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self._raise_for(f"patch {kind}")
+        stored = self.objects[(kind, namespace or "", name)]
+        stored["metadata"].update({k: v for k, v in patch.get("metadata", {}).items() if k != "resourceVersion"})
+        return copy.deepcopy(stored)
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(obj)
+        return obj
+
+    def delete(self, kind: str, namespace: str | None, name: str, *, uid: str | None = None) -> None:
+        self._raise_for(f"delete {kind}")
+        self.objects.pop((kind, namespace or "", name), None)
+
+
+class FakeCache:
+    """The informers' view: exactly what the fake apiserver holds, by app label."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
+
+    def app(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        found = self.kube.objects.get(("AppRelease", *key))
+        return copy.deepcopy(found) if found else None
+
+    def _managed(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        meta_labels = obj["metadata"].get("labels") or {}
+        if meta_labels.get(labels.MANAGED_BY) != labels.MANAGER:
+            return None
+        return (obj["metadata"]["namespace"], meta_labels.get(labels.INSTANCE, ""))
+
+    def children(self, key: tuple[str, str]) -> Children:
+        result = Children()
+        for (kind, _ns, name), obj in self.kube.objects.items():
+            if kind != "AppRelease" and self._managed(obj) == key:
+                view = copy.deepcopy(obj)
+                if kind == "ControllerRevision":
+                    view[RECORD] = from_controller_revision(view)  # as the real cache keeps it
+                result.by_kind.setdefault(kind, {})[name] = view
+        return result
+
+    def owner_of(self, kind: str, namespace: str, name: str) -> tuple[str, str] | None:
+        obj = self.kube.objects.get((kind, namespace, name))
+        return self._managed(obj) if obj else None
+
+    def remember(self, obj: dict[str, Any]) -> None:
+        pass
+
+    def forget(self, obj: dict[str, Any]) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def setup(spec: dict[str, Any] | None = None, **meta: Any) -> tuple[Reconciler, FakeKube, Clock]:
+    kube = FakeKube()
+    kube.objects[("AppRelease", NS, NAME)] = {
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
+        "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": 1, "resourceVersion": "1", **meta},
+        "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080, **(spec or {})},
+    }
+    clock = Clock()
+    return Reconciler(kube, FakeCache(kube), clock=clock), kube, clock  # type: ignore[arg-type]
+
+
+def status(kube: FakeKube) -> dict[str, Any]:
+    return kube.objects[("AppRelease", NS, NAME)].get("status") or {}
+
+
+def condition(kube: FakeKube, kind: str) -> dict[str, Any]:
+    return next((c for c in status(kube).get("conditions", []) if c["type"] == kind), {})
+
+
+def warnings(kube: FakeKube) -> list[str]:
+    return [e["reason"] for e in kube.events if e["type"] == "Warning"]
+
+
+def test_a_spec_the_renderer_cannot_use_is_stalled_with_an_event_not_a_loop() -> None:
+    reconciler, kube, _ = setup({"podTemplate": {"metadata": "x"}})
+    outcome = reconciler.reconcile((NS, NAME))
+    assert not outcome.retry and outcome.requeue_after == reconciler_module.NOT_TRANSIENT_RETRY_SECONDS
+    assert condition(kube, "Stalled")["status"] == "True"
+    assert status(kube)["failure"]["reason"] == "InvalidSpec"
+    assert "spec.podTemplate" in status(kube)["message"] and "metadata must be an object" in status(kube)["message"]
+    assert warnings(kube) == ["InvalidSpec", "Stalled"]
+    reconciler.reconcile((NS, NAME))  # the same verdict again: no new status write, no new Event
+    assert warnings(kube) == ["InvalidSpec", "Stalled"]
+
+
+def test_an_exception_in_the_pure_core_is_an_internal_error_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    reconciler, kube, _ = setup()
+
+    def broken(*args: Any) -> Any:
+        return 1 / 0
+
+    monkeypatch.setattr(reconciler_module, "make_plan", broken)
+    outcome = reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["reason"] == "InternalError"
+    assert "ZeroDivisionError" in status(kube)["message"] and condition(kube, "Stalled")["status"] == "True"
+    assert not outcome.retry
+
+
+@pytest.mark.parametrize("error", [
+    ApiError(503, "ServiceUnavailable", "etcd leader changed"),
+    ApiError(429, "TooManyRequests", "slow down"),
+    urllib3.exceptions.ProtocolError("Connection aborted."),
+    TimeoutError("read timed out"),
+])
+def test_apiserver_failures_hold_then_stall_after_their_bound_then_clear(error: Exception) -> None:
+    reconciler, kube, clock = setup()
+    kube.fail["Deployment"] = error
+    first = reconciler.reconcile((NS, NAME))
+    assert first.retry
+    assert status(kube)["failure"]["reason"] == "ApiUnavailable"
+    assert condition(kube, "Stalled")["status"] == "False"
+    assert condition(kube, "Reconciling")["reason"] == "ApiUnavailable"
+    since = status(kube)["failure"]["since"]
+
+    clock.now += timedelta(minutes=2)
+    reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["since"] == since  # still the same failure
+    assert condition(kube, "Stalled")["status"] == "False"
+
+    clock.now += timedelta(minutes=4)
+    reconciler.reconcile((NS, NAME))
+    assert condition(kube, "Stalled")["status"] == "True" and status(kube)["phase"] == "Degraded"
+    assert warnings(kube) == ["ApiUnavailable", "Stalled"]
+
+    del kube.fail["Deployment"]
+    outcome = reconciler.reconcile((NS, NAME))
+    assert not outcome.retry and "failure" not in status(kube)
+    assert condition(kube, "Stalled")["status"] == "False"
+
+
+def test_a_child_the_apiserver_rejects_is_stalled_at_once_with_its_message() -> None:
+    reconciler, kube, _ = setup()
+    kube.fail["Deployment"] = ApiError(422, "Invalid", 'Deployment.apps "shop" is invalid: spec.template.spec.containers[0].image: Required value')
+    reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["reason"] == "ChildRejected"
+    assert "containers[0].image" in status(kube)["message"]
+    assert condition(kube, "Stalled")["status"] == "True"
+
+
+def test_a_name_that_belongs_to_another_app_is_never_applied_over() -> None:
+    reconciler, kube, _ = setup()
+    kube.objects[("Deployment", NS, NAME)] = {
+        "kind": "Deployment",
+        "metadata": {"name": NAME, "namespace": NS, "uid": "d1",
+                     "labels": {labels.MANAGED_BY: labels.MANAGER, labels.INSTANCE: "other"},
+                     "ownerReferences": [{"uid": "uid-other", "controller": True, "kind": "AppRelease", "name": "other"}]},
+    }
+    reconciler.reconcile((NS, NAME))
+    assert ("Deployment", NAME) not in kube.applied
+    assert status(kube)["failure"]["reason"] == "ChildConflict"
+    assert "belongs to AppRelease other" in status(kube)["message"]
+    assert kube.objects[("Deployment", NS, NAME)]["metadata"]["ownerReferences"][0]["uid"] == "uid-other"
+
+
+def test_an_unmanaged_object_with_the_name_is_not_taken_over() -> None:
+    reconciler, kube, _ = setup()
+    kube.objects[("Service", NS, NAME)] = {"kind": "Service", "metadata": {"name": NAME, "namespace": NS, "uid": "s1"}}
+    reconciler.reconcile((NS, NAME))
+    assert ("Service", NAME) not in kube.applied
+    assert status(kube)["failure"]["reason"] == "ChildConflict"
+    assert "not managed by this AppRelease" in status(kube)["message"]
+
+
+def test_a_converged_app_is_left_alone_and_its_own_children_are_not_conflicts() -> None:
+    reconciler, kube, _ = setup()
+    reconciler.reconcile((NS, NAME))
+    assert "failure" not in status(kube)
+    for (kind, _ns, _name), obj in kube.objects.items():
+        if kind != "AppRelease":
+            assert owned_by(obj, UID)
+    writes = len(kube.applied)
+    reconciler.reconcile((NS, NAME))
+    assert len(kube.applied) == writes
+
+
+def test_when_even_the_status_write_fails_the_reconcile_still_returns() -> None:
+    reconciler, kube, _ = setup()
+    kube.fail["Deployment"] = ApiError(500, "InternalError", "boom")
+    kube.fail["AppRelease/status"] = ApiError(500, "InternalError", "boom")
+    outcome = reconciler.reconcile((NS, NAME))
+    assert outcome.retry and not status(kube)
+
+
+class FailingRegistry:
+    """A registry layer that blows up in an unforeseen way."""
+
+    def state_for(self, app: Any, observed: Any, previous: Any = None) -> Any:
+        raise KeyError("port")
+
+    def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
+        raise AssertionError("not reached")
+
+    def forget(self, key: Any) -> None:
+        pass
+
+
+def test_deletion_never_hangs_whatever_the_registry_raises() -> None:
+    deleted_at = "2026-11-23T10:00:00Z"
+    reconciler, kube, clock = setup(
+        {"registry": {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "deletionTimeout": "30s"}},
+        deletionTimestamp=deleted_at, finalizers=[FINALIZER],
+    )
+    reconciler.registry = FailingRegistry()  # type: ignore[assignment]
+    clock.now = T0 + timedelta(seconds=10)
+    outcome = reconciler.reconcile((NS, NAME))
+    assert outcome.retry and FINALIZER in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
+    clock.now = T0 + timedelta(seconds=31)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
+    assert warnings(kube) == ["DeletionForced"]
+    assert "KeyError" in kube.events[0]["message"]
+
+
+def test_a_kind_the_apiserver_does_not_know_is_a_verdict_not_silence() -> None:
+    """An HTTPRoute without the Gateway API CRDs: 404 from the apply. Not mistaken for a gone
+    namespace (which ends the reconcile without a word)."""
+    reconciler, kube, _ = setup()
+    kube.fail["Deployment"] = ApiError(404, "NotFound", "the server could not find the requested resource")
+    reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["reason"] == "ChildRejected"
+    assert "Gateway API" in status(kube)["message"]
+    kube.fail["Deployment"] = ApiError(404, "NotFound", 'namespaces "ns" not found')
+    before = dict(status(kube))
+    assert reconciler.reconcile((NS, NAME)).retry is False and status(kube) == before
