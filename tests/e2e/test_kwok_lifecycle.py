@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from apprelease.k8s.client import Kube, load_api_client
 from apprelease_dev.kwok_stages import CONTAINERS_STOP_AT_ANNOTATION, READY_AFTER_ANNOTATION
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 from tests.plugins.pod_timeline import PodTimeline, condition_status
@@ -58,21 +59,32 @@ def _set_gate(
     kube: KubeCluster, namespace: str, pod: str, status: bool, *, server_side: bool = False
 ) -> None:
     """What the operator does: write its readiness-gate condition to pods/status, as a
-    strategic merge patch or (server_side) with server-side apply under its own field manager."""
+    strategic merge patch, or (server_side) with server-side apply through the operator's own
+    client and field manager."""
     condition = {
         "type": GATE,
         "status": "True" if status else "False",
         "reason": "InstanceListed" if status else "InstanceNotListed",
         "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    body: dict[str, Any] = {"status": {"conditions": [condition]}}
-    patch_type = ["--type=strategic"]
     if server_side:
-        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod}, **body}
-        patch_type = ["--type=apply", "--field-manager=apprelease"]
+        api_client = load_api_client(str(kube.kubeconfig), pool_size=1)
+        try:
+            Kube(api_client).apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod, "namespace": namespace},
+                    "status": {"conditions": [condition]},
+                },
+                subresource="status",
+            )
+        finally:
+            api_client.close()
+        return
     kube.kubectl(
-        "patch", "pod", pod, "-n", namespace, "--subresource=status", *patch_type,
-        "-p", json.dumps(body),
+        "patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=strategic",
+        "-p", json.dumps({"status": {"conditions": [condition]}}),
     )
 
 
