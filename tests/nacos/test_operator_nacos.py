@@ -37,8 +37,8 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
               "stringData": {"username": nacos_endpoint.username or "", "password": nacos_endpoint.password or ""}}
     kube_cluster.apply(secret)
     arl.apply(nacos_app(nacos_endpoint.base_url, svc))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_endpoint, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     status = arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     reg = status["registration"]
     assert reg["provider"] == "nacos" and reg["service"] == f"DEFAULT_GROUP@@{svc}"
@@ -62,8 +62,8 @@ def test_stale_rows_after_a_restart_changes_ips(arl: AppReleases, nacos_server: 
                                                credentials: None, registrar: Callable[..., PodRegistrar]) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, registry={"drainSeconds": 0}))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc, linger=True)  # old apps do not deregister: stale
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     old_ips = set(apps.timeline.pod_of_ip)
     arl.cli("restart", "orders")
@@ -84,12 +84,12 @@ def test_canary_gate_holds_until_registered_then_advances(arl: AppReleases, naco
     release = threading.Event()
     steps = [{"setWeight": 34}, {"pause": {}}]
     arl.apply(nacos_app(nacos_server.base_url, svc, steps=steps))
-    arl.wait_phase("orders", "Healthy", timeout=60)
 
     def hold(pod: dict[str, Any]) -> bool:
         return pod["metadata"]["labels"].get("apprelease.io/track") == "canary" and not release.is_set()
 
     registrar(nacos_server, svc, hold=hold)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "stable registered")
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
     arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
@@ -105,8 +105,8 @@ def test_gate_timeout_aborts(arl: AppReleases, nacos_server: NacosEndpoint, cred
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}],
                         registry={"gateTimeout": "6s", "drainSeconds": 1}))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_server, svc, hold=lambda pod: pod["metadata"]["labels"].get("apprelease.io/track") == "canary")
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
     status = arl.wait_phase("orders", "Degraded", timeout=60, aborted=True)
     assert status["abortReason"] == "RegistryGateTimeout"
@@ -118,8 +118,8 @@ def test_scale_down_takes_instances_offline_before_pods_leave(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     arl.patch("orders", {"spec": {"replicas": 1}})
     arl.wait_phase("orders", "Healthy", timeout=90, readyReplicas=1)
@@ -139,8 +139,8 @@ def test_offline_and_online_commands_set_and_reset_the_override(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     pod = arl.status("orders")["registration"]["instances"][0]
     arl.cli("offline", "orders", "--pod", pod["pod"])
@@ -163,8 +163,8 @@ def test_nacos_outage_mid_canary_blocks_promotion_then_recovers(
                             "stringData": {"username": server.username, "password": server.password}})
         svc = service()
         arl.apply(nacos_app(server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}]))
-        arl.wait_phase("orders", "Healthy", timeout=60)
         registrar(endpoint, svc)
+        arl.wait_phase("orders", "Healthy", timeout=60)
         arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
         server.stop()
         arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
@@ -186,8 +186,8 @@ def test_deletion_takes_instances_offline_then_releases(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     assert "apprelease.io/registry-offline" in arl.get("orders")["metadata"]["finalizers"]
     arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
@@ -233,8 +233,8 @@ def test_registry_changes_reach_status_within_seconds(
 
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     target = arl.status("orders")["registration"]["instances"][0]
     with nacos_server.registry(svc) as console:  # someone disables it in the Nacos console
