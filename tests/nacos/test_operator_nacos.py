@@ -17,6 +17,7 @@ from tests.nacos.conftest import (
     PORT,
     SECRET,
     SEEN_LATE,
+    containers_ready,
     nacos_app,
     registered,
     service,
@@ -92,8 +93,9 @@ def test_canary_gate_holds_until_registered_then_advances(arl: AppReleases, naco
     arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "stable registered")
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
-    arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+    wait_for(lambda: containers_ready(arl, "canary") == 2, 60, 0.3, "canary containers ready")
     hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
+    assert (arl.status("orders").get("canary") or {}).get("readyReplicas", 0) == 0  # the gate holds Ready
     status = arl.status("orders")
     assert status["currentStepIndex"] == 0 and "registered" in status["message"]
     release.set()
@@ -122,16 +124,19 @@ def test_scale_down_takes_instances_offline_before_pods_leave(
     arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     arl.patch("orders", {"spec": {"replicas": 1}})
+    # While they drain, the status lists the leaving instances.
+    status = arl.wait("orders", lambda s: len(s.get("draining") or []) == 2, 30, "two instances draining")
+    draining_ips = {d["ip"] for d in status["draining"]}
     arl.wait_phase("orders", "Healthy", timeout=90, readyReplicas=1)
     wait_for(lambda: len(apps.timeline.deleting_at) == 2, 30, 0.3, "two pods leaving")
     for ip, deleting in apps.timeline.deleting_at.items():
         disabled = apps.timeline.disabled_at.get(ip)
         assert disabled is not None, f"{ip} left without being taken offline"
         assert disabled + DRAIN_SECONDS - SEEN_LATE <= deleting, f"{ip}: offline at {disabled}, pod deleted at {deleting}"
-    # The remaining pod stays enabled, and the leaving pods' overrides are tracked until reset.
-    survivor = arl.status("orders")["registration"]["instances"][0]
-    assert survivor["enabled"] is True
-    assert {d["ip"] for d in arl.status("orders")["draining"]} == set(apps.timeline.deleting_at)
+    assert draining_ips == set(apps.timeline.deleting_at)
+    # The remaining pod stays enabled; nothing is listed as draining once the pods are gone.
+    status = arl.wait("orders", lambda s: registered(s, "1/1") and not s.get("draining"), 30, "1/1, none draining")
+    assert status["registration"]["instances"][0]["enabled"] is True
 
 
 def test_offline_and_online_commands_set_and_reset_the_override(
@@ -171,7 +176,7 @@ def test_nacos_outage_mid_canary_blocks_promotion_then_recovers(
         status = arl.wait("orders", lambda s: {c["type"]: c for c in s.get("conditions", [])}
                           .get("Registered", {}).get("status") == "Unknown", 60, "Registered Unknown")
         assert {c["type"]: c for c in status["conditions"]}["Registered"]["reason"] == "RegistryUnavailable"
-        arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+        wait_for(lambda: containers_ready(arl, "canary") == 2, 60, 0.3, "canary containers ready")
         hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
         assert "unreachable" in arl.status("orders")["message"]
         server = start_nacos(distribution, tmp_path / "nacos", port=int(server.server_addr.rsplit(":", 1)[1]),

@@ -228,3 +228,18 @@ def test_a_preview_held_by_a_registry_outage_is_not_aborted_at_the_progress_dead
     sim.settle()
     assert not sim.status.aborted and sim.status.failure is None
     assert sim.status.phase == "Paused" and "promote to switch" in sim.status.message
+
+
+def test_canary_pods_whose_apps_never_register_abort_at_the_gate_timeout() -> None:
+    """Their readiness gate keeps them unready, but they started: gateTimeout applies,
+    not progressDeadlineSeconds (which is longer)."""
+    sim = nacos_sim(CANARY, progressDeadlineSeconds=600)
+    sim.app = make_app({"strategy": CANARY, "progressDeadlineSeconds": 600,
+                        "registry": {**NACOS, "gateTimeout": "30s"}})
+    sim.settle()
+    sim.not_registering.add("canary")
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert not sim.status.aborted and "registered" in sim.status.message
+    sim.tick(31)
+    assert sim.status.aborted and sim.status.abort_reason == "RegistryGateTimeout"

@@ -170,6 +170,11 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     return _advance(state, inp, log)
 
 
+def _containers_ready(inp: Inputs, track: str) -> int:
+    return sum(1 for p in inp.observed.pods
+               if p.track == track and p.revision == inp.current.number and p.containers_ready and not p.deleting)
+
+
 def _abort(state: Stepping | Promoting, reason: str, message: str, inp: Inputs, log: _Pass) -> Aborted:
     log.events.append(Event("Warning", "Aborted", f"canary revision {inp.current.number}: {message}"))
     step, start = _position(state)
@@ -207,7 +212,10 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                 # clock restarts with the outage's last moment.
                 log.waiting_for = f"{label}: registry unreachable ({registry.error})"
                 return replace(state, step_start=inp.stamp)
-            if not pods_ready:
+            # With a registry the pods' readiness gate waits for their registration: pods
+            # whose containers are ready wait on the registry (gateTimeout), not on startup.
+            gated = registry is not None and _containers_ready(inp, "canary") >= want
+            if not pods_ready and not gated:
                 log.waiting_for = f"{label}: waiting for {want} canary pod(s) to be ready"
                 if now - started >= deadline:
                     return _abort(state, "ProgressDeadlineExceeded",
