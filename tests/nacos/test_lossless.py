@@ -23,10 +23,11 @@ from tests.plugins.lossless import Verdict, judge
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
 from tests.plugins.operator import AppReleases
+from tests.plugins.pod_timeline import PodRecord
 
 pytestmark = pytest.mark.nacos
 DRAIN = 2  # registry.drainSeconds: each leaving pod serves this long after going offline
-# A pick stream long enough to trust a share within ±3 points (binomial σ ≈ 0.6 points).
+# A pick stream long enough to trust a share within ±3 points (binomial sd ~0.6 points).
 SHARE_PICKS = 5000
 
 
@@ -46,7 +47,7 @@ class Release:
         self.consumer = java_consumer(nacos, service_name=self.service)
         self.consumer.wait_for_picks(lambda log: len(log.picks) > 100, 60, "the consumer picking")
 
-    def during(self, act: Callable[[], None], settle: Callable[[], Any]) -> Verdict:
+    def during(self, act: Callable[[], object], settle: Callable[[], object]) -> Verdict:
         """Run ``act``, wait for ``settle``, then let the consumer pick for a moment more."""
         start = time.time()
         act()
@@ -159,8 +160,11 @@ def test_warm_up_grows_a_new_instances_share(
     app = release(registry={"warmup": "20s"}, replicas=2)
     before = set(app.apps.pods.names())
     arl.patch("orders", {"spec": {"replicas": 3}})
-    newcomer = wait_for(lambda: next((n for n in app.apps.pods.names() if n not in before), None), 30, 0.2, "the new pod")
-    record = wait_for(lambda: (r := app.apps.pods.record(newcomer)) if r.ready_at else None, 60, 0.2, "it Ready")
+    newcomer: str = wait_for(lambda: next((n for n in app.apps.pods.names() if n not in before), None),
+                             30, 0.2, "the new pod")
+    record: PodRecord = wait_for(lambda: r if (r := app.apps.pods.record(newcomer)).ready_at else None,
+                                 60, 0.2, "it Ready")
+    assert record.ready_at is not None
     start = record.ready_at
     app.consumer.wait_for_picks(lambda log: log.picks[-1].at > start + 25, 60, "picks across the warm-up")
     log = app.consumer.picks()
