@@ -19,7 +19,7 @@ import pytest
 from tests.nacos.conftest import nacos_app, registered, service
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 from tests.plugins.java_consumer import JavaConsumer
-from tests.plugins.lossless import Verdict, judge
+from tests.plugins.lossless import Verdict, judge, timeline
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
 from tests.plugins.operator import AppReleases
@@ -46,6 +46,7 @@ class Release:
         arl.wait_phase("orders", "Healthy", timeout=60)
         self.consumer = java_consumer(nacos, service_name=self.service)
         self.consumer.wait_for_picks(lambda log: len(log.picks) > 100, 60, "the consumer picking")
+        self.last_window = (time.time(), time.time())
 
     def during(self, act: Callable[[], object], settle: Callable[[], object]) -> Verdict:
         """Run ``act``, wait for ``settle``, then let the consumer pick for a moment more."""
@@ -54,14 +55,20 @@ class Release:
         settle()
         end = time.time()
         self.consumer.wait_for_picks(lambda log: log.picks and log.picks[-1].at > end + 1, 30, "picks after the release")
+        self.last_window = (start, end + 1)
         return judge(self.consumer.picks(), self.apps.pods.snapshot(), start, end + 1)
 
+    def timeline(self) -> str:
+        """The last release's events and picks (see tests/plugins/lossless.py timeline)."""
+        return timeline(self.consumer.picks(), self.apps.pods.snapshot(), *self.last_window,
+                        disabled_at=self.apps.timeline.disabled_at, registered_at=self.apps.timeline.registered_at)
+
     def healthy(self, **fields: Any) -> Callable[[], Any]:
-        replicas = self.arl.get("orders")["spec"]["replicas"]
-        return lambda: (
-            self.arl.wait_phase("orders", "Healthy", timeout=120, **fields),
-            self.arl.wait("orders", lambda s: registered(s, f"{replicas}/{replicas}"), 60, "registered"),
-        )
+        def settled() -> None:
+            replicas = self.arl.get("orders")["spec"]["replicas"]  # as the release left it
+            self.arl.wait_phase("orders", "Healthy", timeout=120, **fields)
+            self.arl.wait("orders", lambda s: registered(s, f"{replicas}/{replicas}"), 60, "registered")
+        return settled
 
 
 @pytest.fixture
@@ -79,15 +86,19 @@ def test_rolling_restart_delete_pod_and_scale_down_are_lossless(
     verdicts = {
         "rolling update": app.during(lambda: patch({"image": "registry.local/orders:v2"}),
                                      app.healthy(stableRevision=2)),
+    }
+    rolling_timeline = app.timeline()
+    verdicts |= {
         "restart": app.during(lambda: arl.cli("restart", "orders"), app.healthy(stableRevision=3)),
     }
-    victim = sorted(app.apps.pods.names())[-1]
+    victim = sorted(r.name for r in app.apps.pods.snapshot() if r.gone_at is None)[-1]
     verdicts["kubectl delete pod"] = app.during(
         lambda: kube_cluster.kubectl("delete", "pod", victim, "-n", arl.namespace, "--wait=false"),
         lambda: (app.apps.pods.wait_gone(victim, 60), app.healthy()()),
     )
     verdicts["scale-down"] = app.during(lambda: patch({"replicas": 1}), app.healthy(readyReplicas=1))
     with capsys.disabled():
+        print(f"\n[timeline] rolling update (maxSurge 25%, maxUnavailable 25%, drainSeconds {DRAIN}):\n{rolling_timeline}")
         for name, verdict in verdicts.items():
             print(f"\n[measured] {name}: {verdict.summary()}")
     for verdict in verdicts.values():
