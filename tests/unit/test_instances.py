@@ -147,6 +147,9 @@ def test_warm_up_ramps_a_new_instances_weight_and_shows_it() -> None:
         sim.tick(6)
         ramp.append(sim.instance(newcomer.ip).weight)
     assert ramp[0] == pytest.approx(10.0) and ramp[-1] == 100.0
+    # It was never enabled at full weight, not even for the moment before it counted as serving.
+    enabling = [a.weight for _, a in sim.actions if a.kind == "write" and a.pod == newcomer.name and a.enabled]
+    assert enabling[0] == pytest.approx(10.0)
     assert ramp == sorted(ramp) and len(set(ramp)) == 11
     assert not {r.pod: r for r in sim.status.registration.instances}[newcomer.name].warming
 
