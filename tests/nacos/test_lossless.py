@@ -18,7 +18,7 @@ import pytest
 
 from tests.nacos.conftest import nacos_app, registered, service
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
-from tests.plugins.java_consumer import JavaConsumer
+from tests.plugins.java_consumer import ConsumerLog, JavaConsumer
 from tests.plugins.lossless import Verdict, judge, timeline
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
@@ -180,12 +180,51 @@ def test_warm_up_grows_a_new_instances_share(
     app.consumer.wait_for_picks(lambda log: log.picks[-1].at > start + 25, 60, "picks across the warm-up")
     log = app.consumer.picks()
     address = f"{record.ip}:8080"
-    shares = [log.share_of({address}, start + 5 * i, start + 5 * (i + 1)) for i in range(5)]
+    windows = [(start + 5 * i, start + 5 * (i + 1)) for i in range(5)]
+    shares = [log.share_of({address}, *window) for window in windows]
+    pushed = [pushed_share(log, address, *window) for window in windows]
+    ramp = [weight for _, weight in pushed_weights(log, address) if weight is not None]
     with capsys.disabled():
         print(f"\n[measured] warm-up 20s: the new instance's share per 5 s window: "
-              f"{', '.join(f'{100 * s:.1f} %' for s in shares)} (an equal share would be 33.3 %)")
+              f"{', '.join(f'{100 * s:.1f} %' for s in shares)} (an equal share would be 33.3 %);"
+              f" its weight as pushed to the client: {', '.join(f'{w:g}' for w in ramp)};"
+              f" share those weights give: {', '.join(f'{100 * s:.1f} %' for s in pushed)}")
+    assert ramp[0] == pytest.approx(10.0) and ramp[-1] == 100.0 and ramp == sorted(ramp) and len(ramp) >= 5
     assert shares[0] < shares[2] < shares[4] and shares[0] < 0.2
     assert abs(shares[4] - 1 / 3) < 0.06
+    for seen, expected in zip(shares, pushed, strict=True):  # the client follows the weights
+        assert abs(seen - expected) < 0.06, (shares, pushed)
+
+
+def pushed_weights(log: ConsumerLog, address: str) -> list[tuple[float, float | None]]:
+    """Each push's (time, weight of ``address``), None while it was not listed."""
+    result = []
+    for push in log.pushes:
+        weight = None
+        for detail in push.detail:  # ip:port:weight:healthy:enabled
+            ip, port, value, *_ = detail.split(":")
+            if f"{ip}:{port}" == address:
+                weight = float(value)
+        result.append((push.at, weight))
+    return result
+
+
+def pushed_share(log: ConsumerLog, address: str, start: float, end: float) -> float:
+    """The share of picks in [start, end] that the weights pushed to the client give
+    ``address`` (weighted random: its weight over the enabled, healthy ones' sum)."""
+    shares = []
+    for pick in log.between(start, end):
+        last = next((p for p in reversed(log.pushes) if p.at <= pick.at), None)
+        if last is None or not pick.instance:
+            continue
+        total = mine = 0.0
+        for detail in last.detail:
+            ip, port, value, healthy, enabled = detail.split(":")
+            if healthy == "true" and enabled == "true":
+                total += float(value)
+                mine += float(value) if f"{ip}:{port}" == address else 0.0
+        shares.append(mine / total if total else 0.0)
+    return sum(shares) / len(shares) if shares else 0.0
 
 
 def test_blue_green_never_shows_the_preview_before_the_switch_and_never_leaves_no_instance(
