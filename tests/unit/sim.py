@@ -149,7 +149,7 @@ class Sim:
             elif action.kind == "deregister" and self.nacos is not None:
                 self.nacos.pop(key, None)
         for gate in result.pod_gates:
-            self.gates[gate.pod] = GateState(gate.status, gate.reason, format_time(self.now))
+            self.gates[gate.pod] = GateState(gate.status, gate.reason, gate.since)  # as written (lastTransitionTime)
         wanted = {t.track: t for t in result.desired.tracks}
         for track in list(self.deployments):
             if track not in wanted and track not in result.desired.untouched_tracks:

@@ -246,3 +246,25 @@ def test_canary_pods_whose_apps_never_register_abort_at_the_gate_timeout() -> No
     assert not sim.status.aborted and "registered" in sim.status.message
     sim.tick(31)
     assert sim.status.aborted and sim.status.abort_reason == "RegistryGateTimeout"
+
+
+def test_warm_up_counts_from_when_the_instance_starts_serving_not_from_its_registration() -> None:
+    sim = nacos_sim(registry={**NACOS, "warmup": "60s"})
+    for _ in range(6):
+        sim.tick(10)
+    sim.edit(replicas=4)
+    for _ in range(6):
+        sim.tick()
+        newcomer = sim.pods["stable"][-1]
+        gate = sim.gates.get(newcomer.name)
+        if gate is not None and gate.reason == "Registered":
+            break
+    else:
+        pytest.fail("the new pod's gate never said Registered")
+    sim.tick(10)  # the kubelet took 10 s to report it Ready: enabled now
+    sim.tick()
+    assert sim.gates[newcomer.name].reason == "Serving"
+    sim.tick(5)
+    assert sim.instance(newcomer.ip).weight == pytest.approx(10.0)  # still the ramp's first step
+    sim.tick(2)
+    assert sim.instance(newcomer.ip).weight == pytest.approx(19.0)

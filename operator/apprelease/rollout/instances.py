@@ -78,7 +78,10 @@ def plan_instances(
         offline = pod.name in drain.offline or app.spec.taken_down or pod.revision in decision.idle_revisions
         reason, enabled = _pod_state(pod, instance, offline)
         if reason is not None and (pod.gate is None or (pod.gate.reason, pod.gate.status) != (reason, _READY[reason])):
-            kept = pod.gate is not None and pod.gate.status == _READY[reason] and pod.gate.since
+            # The condition's time moves with its status, and also when the pod starts serving:
+            # warm-up counts from there, not from the registration before Ready.
+            kept = (pod.gate is not None and pod.gate.status == _READY[reason] and pod.gate.since
+                    and reason != "Serving")
             since = pod.gate.since if kept and pod.gate is not None else format_time(now)
             result.gates.append(GateChange(pod.name, _READY[reason], reason, _MESSAGES[reason], since or format_time(now)))
         if instance is None:
