@@ -68,6 +68,8 @@ class Release:
             replicas = self.arl.get("orders")["spec"]["replicas"]  # as the release left it
             self.arl.wait_phase("orders", "Healthy", timeout=120, **fields)
             self.arl.wait("orders", lambda s: registered(s, f"{replicas}/{replicas}"), 60, "registered")
+            wait_for(lambda: all(r.gone_at for r in self.apps.pods.snapshot() if r.deletion_requested_at),
+                     60, 0.1, "every leaving pod gone (its preStop over)")
         return settled
 
 
