@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from tests.plugins.java_consumer import ConsumerLog, JavaConsumer
 from tests.plugins.lossless import Verdict, judge, timeline
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
-from tests.plugins.operator import AppReleases
+from tests.plugins.operator import AppReleases, OperatorProcess
 from tests.plugins.pod_timeline import PodRecord
 
 pytestmark = pytest.mark.nacos
@@ -35,8 +36,9 @@ class Release:
     """One app, its simulated instances, and a Java consumer picking from them."""
 
     def __init__(self, arl: AppReleases, nacos: NacosEndpoint, registrar: Callable[..., PodRegistrar],
-                 java_consumer: Callable[..., JavaConsumer], **spec: Any) -> None:
+                 java_consumer: Callable[..., JavaConsumer], operator_log: Path, **spec: Any) -> None:
         self.arl = arl
+        self.operator_log = operator_log
         self.service = service()
         self.apps = registrar(nacos, self.service)
         replicas = spec.get("replicas", 3)
@@ -61,7 +63,8 @@ class Release:
     def timeline(self) -> str:
         """The last release's events and picks (see tests/plugins/lossless.py timeline)."""
         return timeline(self.consumer.picks(), self.apps.pods.snapshot(), *self.last_window,
-                        disabled_at=self.apps.timeline.disabled_at, registered_at=self.apps.timeline.registered_at)
+                        disabled_at=self.apps.timeline.disabled_at, registered_at=self.apps.timeline.registered_at,
+                        operator_log=self.operator_log)
 
     def healthy(self, **fields: Any) -> Callable[[], Any]:
         def settled() -> None:
@@ -75,8 +78,9 @@ class Release:
 
 @pytest.fixture
 def release(arl: AppReleases, credentials: None, registrar: Callable[..., PodRegistrar],
-            java_consumer: Callable[..., JavaConsumer], nacos_server: NacosEndpoint) -> Callable[..., Release]:
-    return lambda **spec: Release(arl, nacos_server, registrar, java_consumer, **spec)
+            java_consumer: Callable[..., JavaConsumer], nacos_server: NacosEndpoint,
+            operator: OperatorProcess) -> Callable[..., Release]:
+    return lambda **spec: Release(arl, nacos_server, registrar, java_consumer, operator.log_path, **spec)
 
 
 def test_rolling_restart_delete_pod_and_scale_down_are_lossless(

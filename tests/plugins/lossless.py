@@ -10,7 +10,10 @@ Times are this machine's clock (the consumer's log and the test's watch share it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from tests.plugins.java_consumer import ConsumerLog, Pick
 from tests.plugins.pod_timeline import PodRecord
@@ -64,14 +67,41 @@ def judge(log: ConsumerLog, records: list[PodRecord], start: float, end: float) 
     return verdict
 
 
+# The operator's log line for each registry write it made (registry/monitor.py _write).
+_WRITE = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO apprelease\.registry: \S+: registry write "
+    r"\S+ enabled=(?P<enabled>True|False) weight=(?P<weight>\S+) \(pod (?P<pod>\S+), (?P<why>[^)]*)\)$"
+)
+
+
+def operator_writes(operator_log: Path) -> list[tuple[float, str, str]]:
+    """(time, pod, what) for each write the operator logged; its log's times are local time."""
+    writes = []
+    for line in operator_log.read_text(errors="replace").splitlines():
+        match = _WRITE.match(line)
+        if match:
+            at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            state = "enabled" if match["enabled"] == "True" else "disabled"
+            writes.append((at, match["pod"], f"operator wrote it {state}, weight {match['weight']} ({match['why']})"))
+    return writes
+
+
 def timeline(log: ConsumerLog, records: list[PodRecord], start: float, end: float,
-             disabled_at: dict[str, float] | None = None, registered_at: dict[str, float] | None = None) -> str:
+             disabled_at: dict[str, float] | None = None, registered_at: dict[str, float] | None = None,
+             operator_log: Path | None = None) -> str:
     """What happened to each pod in [start, end] and what the client picked, in seconds from
     ``start``: a table for docs/lossless-nacos.md. ``disabled_at``/``registered_at`` (per IP,
     from the simulated apps' registrar) add when Nacos listed each instance disabled and when
-    its app registered."""
+    its app registered; ``operator_log`` adds the operator's registry writes (the first of
+    each kind per pod)."""
     disabled_at, registered_at = disabled_at or {}, registered_at or {}
     events: list[tuple[float, str, str]] = []
+    names = {r.name for r in records}
+    seen: set[tuple[str, str]] = set()
+    for at, pod, what in operator_writes(operator_log) if operator_log else []:
+        if pod in names and start - 1 <= at <= end and (pod, what) not in seen:
+            seen.add((pod, what))
+            events.append((at, pod, what))
     shown = [r for r in records if r.ip and (r.created_at or 0) <= end and (r.gone_at is None or r.gone_at >= start)]
     for record in shown:
         ip = record.ip or ""

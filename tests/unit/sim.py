@@ -23,7 +23,6 @@ from apprelease.rollout.observed import (
 )
 from apprelease.rollout.outcome import Plan
 from apprelease.rollout.planner import plan
-from apprelease.rollout.timefmt import format_time
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 

@@ -174,3 +174,38 @@ class _Spec:
     @staticmethod
     def container_ports() -> list:
         return []
+
+
+def test_a_write_is_not_repeated_while_the_registry_catches_up_but_a_new_wish_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nacos lists an update a moment after it answered: a read in between still shows the
+    old state. The same write is not sent again then; a different one for the instance is."""
+    from apprelease.registry import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "WRITE_SETTLE_SECONDS", 0.5)
+    mon, woken = monitor()
+    client = FakeClient()  # every read lists INSTANCE enabled, whatever was written
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    app = _App()
+    enable = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=True, weight=100.0)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the write")
+        reads = client.reads
+        wait_for(lambda: client.reads > reads, 5, 0.01, "a read-back that does not show it yet")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        with mon._where[("ns", "orders")].cond:
+            assert not target.queued
+        mon.execute(app, (enable,))  # type: ignore[arg-type]
+        wait_for(lambda: len(client.writes) == 2, 5, 0.01, "the new wish written")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: len(client.writes) == 3, 5, 0.01, "back to disabled")
+        assert client.writes == [("10.0.0.1", 8080, False), ("10.0.0.1", 8080, True), ("10.0.0.1", 8080, False)]
+        wait_for(lambda: not target.done, 5, 0.01, "a read after the settle time")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: len(client.writes) == 4, 5, 0.01, "written again")
+    finally:
+        mon.stop()

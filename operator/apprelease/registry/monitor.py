@@ -58,10 +58,18 @@ ActionKey = RegistryAction
 # While pods join or leave, their registration is read this often (a new pod turns Ready only
 # once a read shows it registered).
 BUSY_POLL_SECONDS = 1.0
+# How long a write that worked is not repeated although a read does not show it yet.
+WRITE_SETTLE_SECONDS = 2.0
 
 
 def _action_key(action: RegistryAction) -> ActionKey:
     return action
+
+
+def _settling(target: _Target, action: RegistryAction, now: float) -> bool:
+    """This very write worked a moment ago: the registry may not list it yet."""
+    last = target.done.get((action.ip, action.port))
+    return last is not None and last[0] == _action_key(action) and now - last[1] < WRITE_SETTLE_SECONDS
 
 
 @dataclass
@@ -75,7 +83,9 @@ class _Target:
     next_poll: float = 0.0
     failures: int = 0
     queued: dict[ActionKey, RegistryAction] = field(default_factory=dict)
-    done: set[ActionKey] = field(default_factory=set)  # since the last read
+    # Per ip:port, the last write that worked and when: Nacos applies an update to its lists
+    # a moment later, so a read right after may not show it yet (then it is not written twice).
+    done: dict[tuple[str | None, int | None], tuple[ActionKey, float]] = field(default_factory=dict)
     next_write: float = 0.0
     write_failures: int = 0
     write_error: str | None = None
@@ -270,9 +280,10 @@ class RegistryMonitor:
             if target is None:
                 return
             target.busy = busy
+            now = time.monotonic()
             target.queued = {
                 _action_key(a): a for a in wanted
-                if _action_key(a) not in target.done and _action_key(a) not in target.written_ahead
+                if not _settling(target, a, now) and _action_key(a) not in target.written_ahead
             }
             if target.queued:
                 lane.cond.notify_all()
@@ -303,7 +314,8 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return  # forgotten or replaced (its client closed) while we read it
             target.failures, target.next_poll = failures, next_poll
-            target.done.clear()  # the read shows what our writes did
+            now = time.monotonic()  # a read after the settle time shows what our writes did
+            target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
             previous = target.read
             if previous is not None and previous.instances == read.instances and previous.error == read.error:
                 return  # nothing new: keep the old read (and its time), wake nobody
@@ -323,7 +335,10 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return
             if error is None:
-                (target.written_ahead if not action.must_exist else target.done).add(key)
+                if action.must_exist:
+                    target.done[(action.ip, action.port)] = (key, time.monotonic())
+                else:
+                    target.written_ahead.add(key)
                 target.write_failures = 0
                 target.next_write = 0.0
                 target.next_poll = 0.0  # read back what we changed right away
