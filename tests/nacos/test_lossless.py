@@ -76,6 +76,11 @@ class Release:
         return settled
 
 
+def report(capsys: pytest.CaptureFixture[str], name: str, verdict: Verdict) -> None:
+    with capsys.disabled():
+        print(f"\n[measured] {name}: {verdict.summary()}")
+
+
 @pytest.fixture
 def release(arl: AppReleases, credentials: None, registrar: Callable[..., PodRegistrar],
             java_consumer: Callable[..., JavaConsumer], nacos_server: NacosEndpoint,
@@ -111,7 +116,8 @@ def test_rolling_restart_delete_pod_and_scale_down_are_lossless(
         verdict.assert_lossless()
 
 
-def test_canary_promotion_and_abort_are_lossless(release: Callable[..., Release], arl: AppReleases) -> None:
+def test_canary_promotion_and_abort_are_lossless(release: Callable[..., Release], arl: AppReleases,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     app = release(steps=[{"setWeight": 34}, {"pause": {}}])
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
     arl.wait_phase("orders", "Paused", timeout=90, currentStepIndex=1)
@@ -123,24 +129,31 @@ def test_canary_promotion_and_abort_are_lossless(release: Callable[..., Release]
     arl.cli("retry", "orders")
     arl.wait_phase("orders", "Paused", timeout=90, currentStepIndex=1)
     promoted = app.during(lambda: arl.cli("promote", "orders", "--full"), app.healthy(stableRevision=2))
+    report(capsys, "canary abort", aborted)
+    report(capsys, "canary promotion (--full)", promoted)
     aborted.assert_lossless()
     promoted.assert_lossless()
 
 
-def test_recreate_never_serves_from_a_stopped_pod(release: Callable[..., Release], arl: AppReleases) -> None:
+def test_recreate_never_serves_from_a_stopped_pod(release: Callable[..., Release], arl: AppReleases,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """Recreate means old and new never run together: a gap is the strategy, not a loss."""
     app = release(strategy={"recreate": {}})
     verdict = app.during(lambda: arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}}),
                          app.healthy(stableRevision=2))
+    report(capsys, "recreate", verdict)
     verdict.assert_lossless(gap_allowed=True)
 
 
-def test_take_down_drains_then_bring_up_returns(release: Callable[..., Release], arl: AppReleases) -> None:
+def test_take_down_drains_then_bring_up_returns(release: Callable[..., Release], arl: AppReleases,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     app = release()
     down = app.during(lambda: arl.cli("take-down", "orders"), lambda: arl.wait_phase("orders", "TakenDown", timeout=90))
     down.assert_lossless(gap_allowed=True)  # taken down on purpose: nothing left to pick
     assert all(p.gone_at for p in app.apps.pods.snapshot())
     up = app.during(lambda: arl.cli("bring-up", "orders"), app.healthy())
+    report(capsys, "take-down", down)
+    report(capsys, "bring-up", up)
     up.assert_lossless(gap_allowed=True)  # it starts from nothing
     assert arl.get("orders")["spec"]["replicas"] == 3
 
@@ -234,7 +247,7 @@ def pushed_share(log: ConsumerLog, address: str, start: float, end: float) -> fl
 
 
 def test_blue_green_never_shows_the_preview_before_the_switch_and_never_leaves_no_instance(
-    release: Callable[..., Release], arl: AppReleases,
+    release: Callable[..., Release], arl: AppReleases, capsys: pytest.CaptureFixture[str],
 ) -> None:
     app = release(strategy={"blueGreen": {"scaleDownDelaySeconds": 5}})
     start = time.time()
@@ -245,5 +258,6 @@ def test_blue_green_never_shows_the_preview_before_the_switch_and_never_leaves_n
     preview_picks = [p for p in app.consumer.picks().between(start, switched) if p.track == "preview"]
     assert preview_picks == [], preview_picks[:5]
     verdict = app.during(lambda: arl.cli("promote", "orders"), app.healthy(stableRevision=2))
+    report(capsys, "blue-green switch and scale-down", verdict)
     verdict.assert_lossless()
     assert judge(app.consumer.picks(), app.apps.pods.snapshot(), start, time.time()).longest_gap == 0.0
