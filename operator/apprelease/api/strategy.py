@@ -83,6 +83,17 @@ IntOrPercent = Annotated[
         ),
     ),
 ]
+# Kubernetes refuses a Deployment whose maxUnavailable is over 100 % (maxSurge may be more).
+MaxUnavailable = Annotated[
+    Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^([0-9]{1,2}|100)%$", max_length=4)],
+    Field(
+        description="A number of pods or a percentage up to 100% such as 25%.",
+        json_schema_extra=validations(
+            cel("type(self) == int ? (self >= 0 && self <= 2147483647) : self.matches('^([0-9]{1,2}|100)%$')",
+                "must be a number of pods or a percentage up to 100% such as 25%")
+        ),
+    ),
+]
 _ZERO = "(type({f}) == int ? {f} == 0 : ({f}.matches('^[0-9]+%$') && int({f}.replace('%', '')) == 0))"
 
 
@@ -99,7 +110,7 @@ class RollingStrategy(ApiModel):
     }
 
     max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = "25%"
+    max_unavailable: MaxUnavailable = "25%"
 
     @model_validator(mode="after")
     def _can_progress(self) -> RollingStrategy:
