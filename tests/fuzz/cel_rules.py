@@ -102,11 +102,28 @@ def _fields_read(rule: str) -> frozenset[str] | None:
     return frozenset(fields)
 
 
+# Property names that are CEL reserved words: Kubernetes rules write them as __name__.
+_RESERVED = {"as", "break", "const", "continue", "else", "for", "function", "if", "import", "let",
+             "loop", "package", "namespace", "return", "var", "void", "while"}
+
+
+def _escaped(value: Any) -> Any:
+    """Reserved property names escaped as the apiserver does. Only for rules that use such a
+    name (no map key of ours is one of these words; the apiserver leaves map keys alone)."""
+    if isinstance(value, dict):
+        return {(f"__{k}__" if k in _RESERVED else k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    return value
+
+
 def holds(rule: str, value: Any) -> bool:
     """Evaluate one rule with ``self`` bound to ``value`` (JSON data as the apiserver decoded it)."""
     fields = _fields_read(rule)
     if fields is not None and isinstance(value, dict):
         value = {k: v for k, v in value.items() if k in fields}
+    if any(f"__{word}__" in rule for word in _RESERVED):
+        value = _escaped(value)
     result = _program(rule).eval(data={"self": value})
     if result.type() == cel.Type.BOOL:
         return bool(result.value())

@@ -33,16 +33,17 @@ DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)
 QUALIFIED_NAME = rf"({DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
 QUALIFIED_NAME_PATTERN = f"^{QUALIFIED_NAME}$"
 # An absolute HTTP path as Kubernetes accepts it for Prefix/Exact Ingress paths (and Gateway
-# API for PathPrefix): no "//", "/./", "/../", and no trailing "/." or "/..".
+# API for PathPrefix): no "//", "/./", "/../", "%2f", "%2F", and no trailing "/." or "/..".
+_INVALID_PATH_PARTS = ("//", "/./", "/../", "%2f", "%2F")
 HTTP_PATH_RULE = (
-    "!self.contains('//') && !self.contains('/./') && !self.contains('/../')"
-    " && !self.endsWith('/..') && !self.endsWith('/.')"
+    " && ".join(f"!self.contains('{part}')" for part in _INVALID_PATH_PARTS)
+    + " && !self.endsWith('/..') && !self.endsWith('/.')"
 )
-HTTP_PATH_MESSAGE = "must be an absolute path without //, /./, /../ or a trailing /. or /.."
+HTTP_PATH_MESSAGE = "must be an absolute path without //, /./, /../, %2f or a trailing /. or /.."
 
 
 def check_http_path(path: str) -> str:
-    if any(s in path for s in ("//", "/./", "/../")) or path.endswith(("/..", "/.")):
+    if any(s in path for s in _INVALID_PATH_PARTS) or path.endswith(("/..", "/.")):
         raise ValueError(HTTP_PATH_MESSAGE)
     return path
 
