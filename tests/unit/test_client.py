@@ -69,4 +69,7 @@ def test_a_typed_patch_failure_is_not_a_transient_500() -> None:
     typed = ApiError(500, "InternalError", "failed to create typed patch object (n/a; apps/v1, Kind=Deployment):"
                      " .spec.template.spec.hostNetwork: expected boolean")
     assert typed.unappliable
+    assert ApiError(500, "InternalError", "failed to convert new object (n/a; apps/v1, Kind=Deployment) to proper"
+                    " version: unable to convert unstructured object to apps/v1, Kind=Deployment: cannot convert"
+                    " float64 to int64").unappliable
     assert not ApiError(500, "InternalError", "etcdserver: request timed out").unappliable

@@ -79,6 +79,10 @@ def apply_patch_body(obj: dict[str, Any]) -> bytes:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
+_UNAPPLIABLE = ("failed to create typed patch object", "failed to convert new typed object",
+                "failed to convert new object", "failed to convert to unversioned")
+
+
 class ApiError(Exception):
     """An API call failed; ``message`` is the apiserver's own explanation."""
 
@@ -104,9 +108,9 @@ class ApiError(Exception):
     @property
     def unappliable(self) -> bool:
         """A server-side apply whose body does not fit the kind's schema (a string where a
-        boolean belongs, a number past int64): the apiserver answers 500 although retrying
-        cannot help."""
-        return self.status == 500 and "failed to create typed patch object" in self.message
+        boolean belongs, 1.5 where an integer does): the apiserver answers 500 although
+        retrying cannot help (apimachinery's structuredmerge.go, errors about the patch)."""
+        return self.status == 500 and self.message.startswith(_UNAPPLIABLE)
 
     @property
     def invalid(self) -> bool:
