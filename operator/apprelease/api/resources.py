@@ -102,7 +102,6 @@ _DECIMAL_SUFFIXES = {"": 0, "n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "
 _BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 _NANO = Decimal("1e-9")
 _INT64_MAX = Decimal(2**63 - 1)
-_SUFFIX = re.compile(r"([KMGTPE]i|[numkMGTPE]|[eE][-+]?[0-9]+)?$")
 
 
 def is_quantity(value: Quantity) -> bool:
@@ -113,13 +112,13 @@ def quantity_value(value: Quantity) -> Decimal:
     """The value the apiserver keeps (what CEL's ``compareTo`` compares): non-zero values
     rounded up to whole nano units, binary-suffixed ones capped at int64's maximum."""
     text = str(value)
-    if not is_quantity(text):
+    parts = re.fullmatch(QUANTITY_PATTERN, text)
+    if parts is None:
         raise ValueError(f"{text!r} is not a Kubernetes quantity")
-    match = _SUFFIX.search(text)
-    suffix = match.group() if match else ""
+    suffix = parts.group(3) or ""
     with localcontext() as context:
         context.prec = 200
-        number = Decimal(text[: len(text) - len(suffix)])
+        number = Decimal(parts.group(1))
         if suffix in _BINARY_SUFFIXES:
             number = min(number * 2 ** _BINARY_SUFFIXES[suffix], _INT64_MAX)
         elif suffix in _DECIMAL_SUFFIXES:
