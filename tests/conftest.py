@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.plugins.cluster", "tests.plugins.operator", "tests.plugins.nacos"]
+pytest_plugins = [
+    "tests.plugins.cluster",
+    "tests.plugins.operator",
+    "tests.plugins.nacos",
+    "tests.plugins.java_consumer",
+]

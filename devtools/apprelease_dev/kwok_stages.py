@@ -1,23 +1,40 @@
 """KWOK Stage objects: how fake nodes and pods move through their lifecycle.
 
 Run as the plain `kwok` binary, KWOK has no built-in stages: every behaviour comes from
-here. The node stages and the default pod path follow KWOK's own defaults
-(kustomize/stage/node/{fast,heartbeat-with-lease}, kustomize/stage/pod/fast in
-sigs.k8s.io/kwok v0.8.0); the rest adds behaviours our e2e tests select per pod with the
-label `e2e.apprelease.io/behavior`:
+here. The node stages follow KWOK's own defaults (kustomize/stage/node/{fast,
+heartbeat-with-lease} in sigs.k8s.io/kwok v0.8.0). Pods behave like a kubelet's where our
+tests need it; our e2e tests select other behaviours per pod with the label
+`e2e.apprelease.io/behavior`:
 
-    (none/other)  Pending -> Running + Ready at once, pod IP assigned
-    slow-ready    Pending -> Running, not Ready -> Ready at startTime + the pod annotation
-                  `e2e.apprelease.io/ready-after` (Go duration, default 5s)
-    not-ready     Pending -> Running, never Ready, containers in CrashLoopBackOff with
+    any pod       Pending -> Running, pod IP assigned, containers started but not ready;
+                  containers ready at startTime + the annotation `e2e.apprelease.io/ready-after`
+                  (Go duration; default 300ms, 5s with behavior slow-ready)
+    not-ready     Pending -> Running, never ready, containers in CrashLoopBackOff with
                   restartCount +1 every `e2e.apprelease.io/restart-interval` (default 3s)
-    any pod       deletionTimestamp set -> removed after min(grace period, 1 s)
     Job pods      Ready -> Succeeded (what KWOK's pod-complete does)
+
+Readiness as a kubelet computes it: Ready = ContainersReady and every
+`spec.readinessGates[].conditionType` condition is "True". Gate conditions belong to
+whoever PATCHes pods/status with them; KWOK reads them and never writes them (its status
+patches are strategic merge patches - KWOK's default for pods - and `conditions` merge by
+type, so a condition missing from a patch is left alone). A gate going False takes Ready
+back to False, True again makes it True, also while the pod terminates.
+
+Termination as a kubelet: a deleted Running pod keeps running (Ready unchanged: a kubelet
+keeps probing readiness during termination; EndpointSlices mark it `ready: false,
+terminating: true` on their own) until its containers' `lifecycle.preStop.sleep.seconds` has
+passed (the longest; capped by the grace period), then its containers stop and the pod is
+deleted, so "containers stopped" is "pod gone". Without a preStop hook containers exit within
+1 s (never later than the grace period). The stop time is recorded on the pod as the
+annotation `e2e.apprelease.io/containers-stop-at` (RFC 3339) when the deletion is first
+seen. Pods that never started are deleted at once (within 1 s).
 
 The selectors are mutually exclusive, so exactly one stage applies to a pod at any time.
 A stage re-applies whenever its patch leaves the pod matching it again: that is how the
-restart counter keeps growing. Status templates are Go templates rendered by KWOK per pod
-(KWOK's API has no other form); everything around them is plain data dumped with PyYAML.
+restart counter keeps growing. KWOK recomputes a matching stage's delay on every update of
+the pod, so delays are counted to absolute times (startTime + ready-after, the recorded stop
+time), never from "now". Status templates are Go templates rendered by KWOK per pod (KWOK's
+API has no other form); everything around them is plain data dumped with PyYAML.
 """
 
 from __future__ import annotations
@@ -37,10 +54,14 @@ BEHAVIOR_SLOW_READY = "slow-ready"
 READY_AFTER_ANNOTATION = "e2e.apprelease.io/ready-after"
 RESTART_INTERVAL_ANNOTATION = "e2e.apprelease.io/restart-interval"
 
-DEFAULT_READY_AFTER_MS = 5_000
+CONTAINERS_STOP_AT_ANNOTATION = "e2e.apprelease.io/containers-stop-at"
+
+# Containers become ready this long after the pod started, unless the pod says otherwise.
+DEFAULT_START_DELAY_MS = 300
+DEFAULT_SLOW_READY_AFTER_MS = 5_000
 DEFAULT_RESTART_INTERVAL_MS = 3_000
-# Our fake containers "exit" within this many seconds of SIGTERM (never later than the
-# pod's grace period): deletes are quick, yet a terminating pod is observable.
+# Our fake containers without a preStop hook "exit" within this many seconds of SIGTERM
+# (never later than the pod's grace period): deletes are quick, yet observable.
 TERMINATION_SECONDS = 1
 # KWOK's defaults: heartbeats via Lease, full status refresh every 10 min (+ jitter).
 NODE_STATUS_REFRESH_MS = 600_000
@@ -53,6 +74,22 @@ _READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 _BEHAVIOR = f'.metadata.labels["{BEHAVIOR_LABEL}"]'
 _OWNER_KINDS = ".metadata.ownerReferences.[].kind"
 _SPECIAL_BEHAVIORS = [BEHAVIOR_NOT_READY, BEHAVIOR_SLOW_READY]
+_CONTAINERS_READY = '.status.conditions.[] | select( .type == "ContainersReady" ) | .status'
+_STOP_AT = f'.metadata.annotations["{CONTAINERS_STOP_AT_ANNOTATION}"]'
+# True when a running pod with ready containers shows a Ready condition other than the one
+# its readiness gates call for (the kubelet's rule, see CONDITIONS_READY_BY_GATES).
+_READY_DISAGREES_WITH_GATES = """\
+([.status.conditions[]? | select(.type == "ContainersReady" and .status == "True")] | length > 0)
+  as $containersReady
+| [.status.conditions[]? | select(.status == "True") | .type] as $trueConditions
+| (([.spec.readinessGates[]?.conditionType] - $trueConditions) | length == 0) as $gatesReady
+| ([.status.conditions[]? | select(.type == "Ready" and .status == "True")] | length > 0)
+  as $ready
+| .status.phase == "Running" and $containersReady and ($ready != $gatesReady)"""
+# A running pod being deleted whose stop time is not recorded yet.
+_STOP_NOT_SCHEDULED = (
+    f'.metadata.deletionTimestamp != null and .status.phase == "Running" and {_STOP_AT} == null'
+)
 
 
 def _match(key: str, operator: str, values: list[str] | None = None) -> dict[str, Any]:
@@ -63,7 +100,12 @@ def _match(key: str, operator: str, values: list[str] | None = None) -> dict[str
 
 
 def _status_patch(template: str) -> dict[str, Any]:
+    # No `type`: KWOK's default for pods is a strategic merge patch (conditions merge by type).
     return {"patch": {"subresource": "status", "root": "status", "template": template}}
+
+
+def _metadata_patch(template: str) -> dict[str, Any]:
+    return {"patch": {"root": "metadata", "template": template}}
 
 
 def _delay(default_ms: int, from_jq: str | None = None) -> dict[str, Any]:
@@ -74,17 +116,17 @@ def _delay(default_ms: int, from_jq: str | None = None) -> dict[str, Any]:
     return delay
 
 
-def _ready_deadline_delay() -> dict[str, Any]:
+def _ready_deadline_delay(default_ms: int) -> dict[str, Any]:
     """Delay until startTime + ready-after (not "ready-after from now"): an unrelated update
     of the pod while it waits re-queues the stage, and must not push readiness further out."""
     annotation = f"'{READY_AFTER_ANNOTATION}'"
     expression = (
         f"{annotation} in self.metadata.annotations"
         f" ? self.status.startTime + duration(self.metadata.annotations[{annotation}]) - Now()"
-        f" : self.status.startTime + duration('{DEFAULT_READY_AFTER_MS}ms') - Now()"
+        f" : self.status.startTime + duration('{default_ms}ms') - Now()"
     )
     return {
-        "durationMilliseconds": DEFAULT_READY_AFTER_MS,
+        "durationMilliseconds": default_ms,
         "durationFrom": {"cel": {"expression": expression}},
     }
 
@@ -143,26 +185,49 @@ def node_stages() -> list[dict[str, Any]]:
 def pod_stages() -> list[dict[str, Any]]:
     pending = _match(_PHASE, "In", ["Pending"])
     running = _match(_PHASE, "In", ["Running"])
-    not_ready = _match(_READY, "NotIn", ["True"])
+    deleting = _match(_DELETION, "Exists")
+    containers_not_ready = _match(_CONTAINERS_READY, "NotIn", ["True"])
+    ready_agrees = _match(_READY_DISAGREES_WITH_GATES, "NotIn", ["true"])
+    stop_not_scheduled = _match(_STOP_NOT_SCHEDULED, "In", ["true"])
     return [
         _stage(
-            "pod-ready",
+            "pod-start",
             "Pod",
-            [_alive(), pending, not_ready, _match(_BEHAVIOR, "NotIn", _SPECIAL_BEHAVIORS)],
-            [_status_patch(tpl.POD_START_READY)],
+            [_alive(), pending, _match(_BEHAVIOR, "NotIn", [BEHAVIOR_NOT_READY])],
+            [_status_patch(tpl.POD_START)],
         ),
         _stage(
-            "pod-slow-ready-start",
+            "pod-containers-ready",
             "Pod",
-            [_alive(), pending, _match(_BEHAVIOR, "In", [BEHAVIOR_SLOW_READY])],
-            [_status_patch(tpl.POD_START_NOT_READY)],
+            [
+                _alive(),
+                running,
+                containers_not_ready,
+                _match(_BEHAVIOR, "NotIn", _SPECIAL_BEHAVIORS),
+            ],
+            [_status_patch(tpl.POD_CONTAINERS_READY)],
+            delay=_ready_deadline_delay(DEFAULT_START_DELAY_MS),
         ),
         _stage(
-            "pod-slow-ready-become-ready",
+            "pod-slow-ready-containers-ready",
             "Pod",
-            [_alive(), running, not_ready, _match(_BEHAVIOR, "In", [BEHAVIOR_SLOW_READY])],
-            [_status_patch(tpl.POD_BECOME_READY)],
-            delay=_ready_deadline_delay(),
+            [
+                _alive(),
+                running,
+                containers_not_ready,
+                _match(_BEHAVIOR, "In", [BEHAVIOR_SLOW_READY]),
+            ],
+            [_status_patch(tpl.POD_CONTAINERS_READY)],
+            delay=_ready_deadline_delay(DEFAULT_SLOW_READY_AFTER_MS),
+        ),
+        _stage(
+            "pod-readiness-gates",
+            "Pod",
+            [
+                _match(_READY_DISAGREES_WITH_GATES, "In", ["true"]),
+                _match(_STOP_NOT_SCHEDULED, "NotIn", ["true"]),
+            ],
+            [_status_patch(tpl.POD_READINESS_GATES)],
         ),
         _stage(
             "pod-crashloop-start",
@@ -187,15 +252,34 @@ def pod_stages() -> list[dict[str, Any]]:
                 _alive(),
                 running,
                 _match(_READY, "In", ["True"]),
+                ready_agrees,
                 _match(_OWNER_KINDS, "In", ["Job"]),
             ],
             [_status_patch(tpl.POD_COMPLETE)],
         ),
         _stage(
-            "pod-delete",
+            "pod-terminating",
             "Pod",
-            [_match(_DELETION, "Exists")],
+            [deleting, stop_not_scheduled],
+            [
+                _metadata_patch(
+                    tpl.pod_containers_stop_at(CONTAINERS_STOP_AT_ANNOTATION, TERMINATION_SECONDS)
+                )
+            ],
+        ),
+        _stage(
+            "pod-containers-stopped",
+            "Pod",
+            [deleting, running, _match(_STOP_AT, "Exists"), ready_agrees],
             # Real kubelets confirm the deletion once containers exit; finalizers still apply.
+            [{"delete": True}],
+            # An RFC 3339 time: KWOK waits until then (at once if it has passed).
+            delay=_delay(0, _STOP_AT),
+        ),
+        _stage(
+            "pod-delete-unstarted",
+            "Pod",
+            [deleting, _match(_PHASE, "NotIn", ["Running"])],
             [{"delete": True}],
             delay=_delay(
                 TERMINATION_SECONDS * 1000,

@@ -11,9 +11,10 @@ from __future__ import annotations
 NOW_READY = "{{ $now := Now }}\n{{ $ready := true }}\n"
 NOW_NOT_READY = "{{ $now := Now }}\n{{ $ready := false }}\n"
 
-CONDITIONS = """\
-{{ $status := "False" }}
-{{ if $ready }}{{ $status = "True" }}{{ end }}
+# Containers started, not ready yet. Only the conditions a kubelet owns are written: a
+# strategic merge patch merges `conditions` by type, so any other condition (a readiness
+# gate set by a controller) is left as it is.
+CONDITIONS_STARTING = """\
 conditions:
 - type: Initialized
   status: "True"
@@ -22,24 +23,58 @@ conditions:
   status: "True"
   lastTransitionTime: {{ $now | Quote }}
 - type: ContainersReady
-  status: {{ $status | Quote }}
+  status: "False"
   lastTransitionTime: {{ $now | Quote }}
-  {{ if not $ready }}
   reason: ContainersNotReady
   message: 'containers with unready status: [{{ range .spec.containers }}{{ .name }} {{ end }}]'
-  {{ end }}
 - type: Ready
-  status: {{ $status | Quote }}
+  status: "False"
   lastTransitionTime: {{ $now | Quote }}
-  {{ if not $ready }}
   reason: ContainersNotReady
   message: 'containers with unready status: [{{ range .spec.containers }}{{ .name }} {{ end }}]'
-  {{ end }}
+"""
+
+# Containers ready; Ready as a kubelet computes it (GeneratePodReadyCondition): True only if
+# every readiness gate's condition exists with status "True", else False with the kubelet's
+# reason and message. Gate conditions are read, never written. A transition time is kept
+# while the status does not change; reason/message are removed (null) when Ready is True.
+CONDITIONS_READY_BY_GATES = """\
+{{ $pod := . }}
+{{ $unready := list }}
 {{ range .spec.readinessGates }}
-- type: {{ .conditionType | Quote }}
-  status: "True"
-  lastTransitionTime: {{ $now | Quote }}
+{{ $gate := .conditionType }}
+{{ $gateStatus := "" }}
+{{ range $pod.status.conditions }}{{ if eq .type $gate }}{{ $gateStatus = .status }}{{ end }}{{ end }}
+{{ if eq $gateStatus "" }}
+{{ $unready = append $unready (printf "corresponding condition of pod readiness gate %q does not exist." $gate) }}
+{{ else if ne $gateStatus "True" }}
+{{ $unready = append $unready (printf "the status of pod readiness gate %q is not \\"True\\", but %s" $gate $gateStatus) }}
 {{ end }}
+{{ end }}
+{{ $readyStatus := "True" }}
+{{ if $unready }}{{ $readyStatus = "False" }}{{ end }}
+{{ $containersSince := $now }}
+{{ $readySince := $now }}
+{{ range .status.conditions }}
+{{ if and (eq .type "ContainersReady") (eq .status "True") .lastTransitionTime }}{{ $containersSince = .lastTransitionTime }}{{ end }}
+{{ if and (eq .type "Ready") (eq .status $readyStatus) .lastTransitionTime }}{{ $readySince = .lastTransitionTime }}{{ end }}
+{{ end }}
+conditions:
+- type: ContainersReady
+  status: "True"
+  lastTransitionTime: {{ $containersSince | Quote }}
+  reason: null
+  message: null
+- type: Ready
+  status: {{ $readyStatus | Quote }}
+  lastTransitionTime: {{ $readySince | Quote }}
+  {{ if $unready }}
+  reason: ReadinessGatesNotReady
+  message: {{ join ", " $unready | Quote }}
+  {{ else }}
+  reason: null
+  message: null
+  {{ end }}
 """
 
 CONTAINERS_RUNNING = """\
@@ -246,22 +281,24 @@ conditions:
 """
 
 
-# --- Whole pod status templates, one per pod stage ----------------------------------------
+# --- Whole pod templates, one per pod stage -----------------------------------------------
 
-# Pending -> Running and Ready, IP assigned (KWOK's pod-ready).
-POD_START_READY = (
-    NOW_READY + CONDITIONS + CONTAINERS_RUNNING + INIT_CONTAINERS_DONE + NETWORK_AND_RUNNING
+# Pending -> Running with containers started but not ready, IP assigned.
+POD_START = (
+    NOW_NOT_READY
+    + CONDITIONS_STARTING
+    + CONTAINERS_RUNNING
+    + INIT_CONTAINERS_DONE
+    + NETWORK_AND_RUNNING
 )
-# Pending -> Running with containers started but not ready.
-POD_START_NOT_READY = (
-    NOW_NOT_READY + CONDITIONS + CONTAINERS_RUNNING + INIT_CONTAINERS_DONE + NETWORK_AND_RUNNING
-)
-# Running, not ready -> Ready (keeps IP and start time).
-POD_BECOME_READY = NOW_READY + CONDITIONS + CONTAINERS_RUNNING
+# Containers become ready (keeps IP and start time); Ready as the readiness gates allow.
+POD_CONTAINERS_READY = NOW_READY + CONDITIONS_READY_BY_GATES + CONTAINERS_RUNNING
+# A readiness gate's condition changed: Ready follows (containers stay ready).
+POD_READINESS_GATES = NOW_READY + CONDITIONS_READY_BY_GATES
 # Pending -> Running with every container crash-looping.
 POD_START_CRASHLOOP = (
     NOW_NOT_READY
-    + CONDITIONS
+    + CONDITIONS_STARTING
     + CONTAINERS_CRASHLOOPING
     + INIT_CONTAINERS_DONE
     + NETWORK_AND_RUNNING
@@ -269,4 +306,31 @@ POD_START_CRASHLOOP = (
 # One more restart of every container (conditions untouched).
 POD_RESTART = NOW_NOT_READY + CONTAINERS_CRASHLOOPING
 # Running -> Succeeded (Job pods).
-POD_COMPLETE = NOW_NOT_READY + CONDITIONS + CONTAINERS_COMPLETED
+POD_COMPLETE = NOW_NOT_READY + CONDITIONS_STARTING + CONTAINERS_COMPLETED
+
+
+def pod_containers_stop_at(annotation: str, exit_seconds: int) -> str:
+    """Metadata template recording when a terminating pod's containers will have stopped.
+
+    As a kubelet: the preStop hooks run first (Kubernetes' `lifecycle.preStop.sleep`; the
+    containers' hooks run in parallel, so the longest counts), then the containers get
+    SIGTERM; without a preStop hook they take `exit_seconds` to exit. Either way no longer
+    than the pod's grace period (deletionGracePeriodSeconds). The time is written once, as an
+    absolute RFC 3339 time, because KWOK recomputes a stage's delay on every update of the
+    pod: a delay counted from "now" would restart whenever a controller patches the pod.
+    """
+    return (
+        "{{ $exitSeconds := " + str(int(exit_seconds)) + " }}\n"
+        + """\
+{{ $preStopSeconds := 0 }}
+{{ range .spec.containers }}{{ with .lifecycle }}{{ with .preStop }}{{ with .sleep }}
+{{ $preStopSeconds = max $preStopSeconds .seconds }}
+{{ end }}{{ end }}{{ end }}{{ end }}
+{{ $stopAfter := $exitSeconds }}
+{{ if gt $preStopSeconds 0 }}{{ $stopAfter = $preStopSeconds }}{{ end }}
+{{ $stopAfter = min $stopAfter (or .metadata.deletionGracePeriodSeconds 0) }}
+annotations:
+"""
+        + "  " + annotation + ': {{ dateInZone "2006-01-02T15:04:05.999999999Z07:00"'
+        + ' (now | dateModify (printf "+%ds" $stopAfter)) "UTC" | Quote }}\n'
+    )

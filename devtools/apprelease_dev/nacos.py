@@ -75,6 +75,9 @@ PORT_RANGE = (20000, 40000)
 
 COMPLETE_MARKER = "distribution.json"
 CLASSPATH_FILE = "classpath.txt"
+# In a workdir: the main port its Raft data belongs to, and that data (see _keep_raft_identity).
+PORT_FILE = Path("conf") / "main.port"
+RAFT_DATA_DIR = Path("data") / "protocol" / "raft"
 
 # Mirrors NacosBootstrap (3.x's unpublished nacos-bootstrap module): core context, then the
 # server web context (and the console, when merged) as its children.
@@ -405,7 +408,8 @@ def start_nacos(
     Everything it writes (conf/, data/, logs/, nacos.out.log) goes under `workdir`; a reused
     workdir keeps its data. The admin user is `nacos` with `password` (if None: the one
     remembered in the workdir's conf/admin.password, else a random one). `port` pins the main
-    port (to restart a stopped server where its clients expect it). Secrets go into conf/
+    port; without it a reused workdir restarts on the port it had, which its Raft data needs
+    (see _keep_raft_identity), or else on free ports with that data reset. Secrets go into conf/
     (mode 0600), not onto the command line. `with_console` also starts the 3.x console on its own port.
     Raises NacosStartError, with the tail of the log, if it is not healthy within the timeout.
     """
@@ -448,7 +452,8 @@ def _start_once(
     port: int | None = None,
 ) -> NacosServer:
     host = "127.0.0.1"
-    port = port or _free_main_port()
+    port = port or _previous_port_if_free(workdir) or _free_main_port()
+    _keep_raft_identity(workdir, port, progress)
     console_port = _free_port() if with_console and distribution.major >= 3 else None
     secret_values = _write_configuration(workdir, port, console_port, distribution.major)
     log_path = workdir / "nacos.out.log"
@@ -502,10 +507,47 @@ def _start_once(
         tail = _log_tail(server, redact)
         raise NacosStartError(f"{error}\n--- tail of {log_path} ---\n{tail}") from None
     server.start_seconds = time.monotonic() - started
+    (workdir / PORT_FILE).write_text(f"{port}\n")
     progress(
         f"Nacos {distribution.version} ready at {server.base_url} in {server.start_seconds:.1f} s"
     )
     return server
+
+
+def _previous_port_if_free(workdir: Path) -> int | None:
+    """The main port this workdir's server last ran on, if it and its companions are free."""
+    try:
+        previous = int((workdir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if all(_port_is_free(previous + offset) for offset in PORT_OFFSETS):
+        return previous
+    return None
+
+
+def _keep_raft_identity(workdir: Path, port: int, progress: Progress) -> None:
+    """Drop the workdir's JRaft data when the server is about to start on another port.
+
+    Even standalone, Nacos 2.x/3.x keep CP data (instance enabled/weight overrides, service
+    metadata, persistent instances) in JRaft groups whose only peer is 127.0.0.1:<port - 1000>,
+    written into the Raft log. Restarted on another port, the node is not in the configuration
+    its log holds, so no group ever elects a leader: registration (AP, over gRPC) still works,
+    but every override write fails with HTTP 500 "The Raft Group [naming_instance_metadata]
+    did not find the Leader node" (seen after `apprelease dev down` + `dev up --nacos`,
+    which used to pick a new random port). Same port: the data is kept.
+    """
+    raft_data = workdir / RAFT_DATA_DIR
+    try:
+        previous = int((workdir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        previous = None
+    if previous == port or not raft_data.exists():
+        return
+    progress(
+        f"Nacos moves from port {previous or 'unknown'} to {port}: resetting its Raft data "
+        "(overrides, service metadata, persistent instances), which cannot follow the port"
+    )
+    shutil.rmtree(raft_data)
 
 
 def _write_configuration(
@@ -528,6 +570,11 @@ def _write_configuration(
         f"nacos.core.auth.server.identity.value={identity_value}",
         "nacos.istio.mcp.server.enabled=false",
         "nacos.k8s.sync.enabled=false",
+        # The embedded Derby's first connection boots and creates the database; Nacos' pool
+        # gives it 3 s, which a busy 2-core machine overruns (exit: "Login timeout exceeded").
+        "db.pool.config.connectionTimeout=60000",
+        # Its own logs (JRaft's among them) in the workdir, not ~/nacos/logs shared by all.
+        f"nacos.logs.path={workdir / 'logs'}",
     ]
     if major >= 3:
         lines += [f"nacos.server.main.port={port}", "nacos.server.contextPath=/nacos"]
@@ -684,6 +731,9 @@ def _free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the JVM's servers bind: connections of a stopped server's clients lingering in
+        # TIME_WAIT do not keep its ports from being reused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:

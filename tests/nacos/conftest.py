@@ -76,3 +76,14 @@ def registered(status: dict[str, Any], summary: str) -> bool:
     return reg.get("summary") == summary and cond.get("status") == "True"
 
 
+
+
+def containers_ready(arl: Any, track: str, app: str = "orders") -> int:
+    """Pods of a track whose containers are ready: with a registry, Ready also waits for the
+    operator's readiness gate (the instance registered), so this is what 'started' means."""
+    pods = arl.kubectl_json("pods", "-l", f"app.kubernetes.io/instance={app},apprelease.io/track={track}")["items"]
+    return sum(
+        1 for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "ContainersReady" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    )

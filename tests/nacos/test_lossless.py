@@ -18,15 +18,16 @@ import pytest
 
 from tests.nacos.conftest import nacos_app, registered, service
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
-from tests.plugins.java_consumer import JavaConsumer
-from tests.plugins.lossless import Verdict, judge
+from tests.plugins.java_consumer import ConsumerLog, JavaConsumer
+from tests.plugins.lossless import Verdict, judge, timeline
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
 from tests.plugins.operator import AppReleases
+from tests.plugins.pod_timeline import PodRecord
 
 pytestmark = pytest.mark.nacos
 DRAIN = 2  # registry.drainSeconds: each leaving pod serves this long after going offline
-# A pick stream long enough to trust a share within ±3 points (binomial σ ≈ 0.6 points).
+# A pick stream long enough to trust a share within ±3 points (binomial sd ~0.6 points).
 SHARE_PICKS = 5000
 
 
@@ -45,22 +46,29 @@ class Release:
         arl.wait_phase("orders", "Healthy", timeout=60)
         self.consumer = java_consumer(nacos, service_name=self.service)
         self.consumer.wait_for_picks(lambda log: len(log.picks) > 100, 60, "the consumer picking")
+        self.last_window = (time.time(), time.time())
 
-    def during(self, act: Callable[[], None], settle: Callable[[], Any]) -> Verdict:
+    def during(self, act: Callable[[], object], settle: Callable[[], object]) -> Verdict:
         """Run ``act``, wait for ``settle``, then let the consumer pick for a moment more."""
         start = time.time()
         act()
         settle()
         end = time.time()
         self.consumer.wait_for_picks(lambda log: log.picks and log.picks[-1].at > end + 1, 30, "picks after the release")
+        self.last_window = (start, end + 1)
         return judge(self.consumer.picks(), self.apps.pods.snapshot(), start, end + 1)
 
+    def timeline(self) -> str:
+        """The last release's events and picks (see tests/plugins/lossless.py timeline)."""
+        return timeline(self.consumer.picks(), self.apps.pods.snapshot(), *self.last_window,
+                        disabled_at=self.apps.timeline.disabled_at, registered_at=self.apps.timeline.registered_at)
+
     def healthy(self, **fields: Any) -> Callable[[], Any]:
-        replicas = self.arl.get("orders")["spec"]["replicas"]
-        return lambda: (
-            self.arl.wait_phase("orders", "Healthy", timeout=120, **fields),
-            self.arl.wait("orders", lambda s: registered(s, f"{replicas}/{replicas}"), 60, "registered"),
-        )
+        def settled() -> None:
+            replicas = self.arl.get("orders")["spec"]["replicas"]  # as the release left it
+            self.arl.wait_phase("orders", "Healthy", timeout=120, **fields)
+            self.arl.wait("orders", lambda s: registered(s, f"{replicas}/{replicas}"), 60, "registered")
+        return settled
 
 
 @pytest.fixture
@@ -78,15 +86,19 @@ def test_rolling_restart_delete_pod_and_scale_down_are_lossless(
     verdicts = {
         "rolling update": app.during(lambda: patch({"image": "registry.local/orders:v2"}),
                                      app.healthy(stableRevision=2)),
+    }
+    rolling_timeline = app.timeline()
+    verdicts |= {
         "restart": app.during(lambda: arl.cli("restart", "orders"), app.healthy(stableRevision=3)),
     }
-    victim = sorted(app.apps.pods.names())[-1]
+    victim = sorted(r.name for r in app.apps.pods.snapshot() if r.gone_at is None)[-1]
     verdicts["kubectl delete pod"] = app.during(
         lambda: kube_cluster.kubectl("delete", "pod", victim, "-n", arl.namespace, "--wait=false"),
         lambda: (app.apps.pods.wait_gone(victim, 60), app.healthy()()),
     )
     verdicts["scale-down"] = app.during(lambda: patch({"replicas": 1}), app.healthy(readyReplicas=1))
     with capsys.disabled():
+        print(f"\n[timeline] rolling update (maxSurge 25%, maxUnavailable 25%, drainSeconds {DRAIN}):\n{rolling_timeline}")
         for name, verdict in verdicts.items():
             print(f"\n[measured] {name}: {verdict.summary()}")
     for verdict in verdicts.values():
@@ -159,18 +171,60 @@ def test_warm_up_grows_a_new_instances_share(
     app = release(registry={"warmup": "20s"}, replicas=2)
     before = set(app.apps.pods.names())
     arl.patch("orders", {"spec": {"replicas": 3}})
-    newcomer = wait_for(lambda: next((n for n in app.apps.pods.names() if n not in before), None), 30, 0.2, "the new pod")
-    record = wait_for(lambda: (r := app.apps.pods.record(newcomer)) if r.ready_at else None, 60, 0.2, "it Ready")
+    newcomer: str = wait_for(lambda: next((n for n in app.apps.pods.names() if n not in before), None),
+                             30, 0.2, "the new pod")
+    record: PodRecord = wait_for(lambda: r if (r := app.apps.pods.record(newcomer)).ready_at else None,
+                                 60, 0.2, "it Ready")
+    assert record.ready_at is not None
     start = record.ready_at
     app.consumer.wait_for_picks(lambda log: log.picks[-1].at > start + 25, 60, "picks across the warm-up")
     log = app.consumer.picks()
     address = f"{record.ip}:8080"
-    shares = [log.share_of({address}, start + 5 * i, start + 5 * (i + 1)) for i in range(5)]
+    windows = [(start + 5 * i, start + 5 * (i + 1)) for i in range(5)]
+    shares = [log.share_of({address}, *window) for window in windows]
+    pushed = [pushed_share(log, address, *window) for window in windows]
+    ramp = [weight for _, weight in pushed_weights(log, address) if weight is not None]
     with capsys.disabled():
         print(f"\n[measured] warm-up 20s: the new instance's share per 5 s window: "
-              f"{', '.join(f'{100 * s:.1f} %' for s in shares)} (an equal share would be 33.3 %)")
+              f"{', '.join(f'{100 * s:.1f} %' for s in shares)} (an equal share would be 33.3 %);"
+              f" its weight as pushed to the client: {', '.join(f'{w:g}' for w in ramp)};"
+              f" share those weights give: {', '.join(f'{100 * s:.1f} %' for s in pushed)}")
+    assert ramp[0] == pytest.approx(10.0) and ramp[-1] == 100.0 and ramp == sorted(ramp) and len(ramp) >= 5
     assert shares[0] < shares[2] < shares[4] and shares[0] < 0.2
     assert abs(shares[4] - 1 / 3) < 0.06
+    for seen, expected in zip(shares, pushed, strict=True):  # the client follows the weights
+        assert abs(seen - expected) < 0.06, (shares, pushed)
+
+
+def pushed_weights(log: ConsumerLog, address: str) -> list[tuple[float, float | None]]:
+    """Each push's (time, weight of ``address``), None while it was not listed."""
+    result = []
+    for push in log.pushes:
+        weight = None
+        for detail in push.detail:  # ip:port:weight:healthy:enabled
+            ip, port, value, *_ = detail.split(":")
+            if f"{ip}:{port}" == address:
+                weight = float(value)
+        result.append((push.at, weight))
+    return result
+
+
+def pushed_share(log: ConsumerLog, address: str, start: float, end: float) -> float:
+    """The share of picks in [start, end] that the weights pushed to the client give
+    ``address`` (weighted random: its weight over the enabled, healthy ones' sum)."""
+    shares = []
+    for pick in log.between(start, end):
+        last = next((p for p in reversed(log.pushes) if p.at <= pick.at), None)
+        if last is None or not pick.instance:
+            continue
+        total = mine = 0.0
+        for detail in last.detail:
+            ip, port, value, healthy, enabled = detail.split(":")
+            if healthy == "true" and enabled == "true":
+                total += float(value)
+                mine += float(value) if f"{ip}:{port}" == address else 0.0
+        shares.append(mine / total if total else 0.0)
+    return sum(shares) / len(shares) if shares else 0.0
 
 
 def test_blue_green_never_shows_the_preview_before_the_switch_and_never_leaves_no_instance(

@@ -17,6 +17,7 @@ from tests.nacos.conftest import (
     PORT,
     SECRET,
     SEEN_LATE,
+    containers_ready,
     nacos_app,
     registered,
     service,
@@ -37,8 +38,8 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
               "stringData": {"username": nacos_endpoint.username or "", "password": nacos_endpoint.password or ""}}
     kube_cluster.apply(secret)
     arl.apply(nacos_app(nacos_endpoint.base_url, svc))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_endpoint, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     status = arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     reg = status["registration"]
     assert reg["provider"] == "nacos" and reg["service"] == f"DEFAULT_GROUP@@{svc}"
@@ -62,8 +63,8 @@ def test_stale_rows_after_a_restart_changes_ips(arl: AppReleases, nacos_server: 
                                                credentials: None, registrar: Callable[..., PodRegistrar]) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, registry={"drainSeconds": 0}))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc, linger=True)  # old apps do not deregister: stale
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     old_ips = set(apps.timeline.pod_of_ip)
     arl.cli("restart", "orders")
@@ -84,16 +85,17 @@ def test_canary_gate_holds_until_registered_then_advances(arl: AppReleases, naco
     release = threading.Event()
     steps = [{"setWeight": 34}, {"pause": {}}]
     arl.apply(nacos_app(nacos_server.base_url, svc, steps=steps))
-    arl.wait_phase("orders", "Healthy", timeout=60)
 
     def hold(pod: dict[str, Any]) -> bool:
         return pod["metadata"]["labels"].get("apprelease.io/track") == "canary" and not release.is_set()
 
     registrar(nacos_server, svc, hold=hold)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "stable registered")
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
-    arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+    wait_for(lambda: containers_ready(arl, "canary") == 2, 60, 0.3, "canary containers ready")
     hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
+    assert (arl.status("orders").get("canary") or {}).get("readyReplicas", 0) == 0  # the gate holds Ready
     status = arl.status("orders")
     assert status["currentStepIndex"] == 0 and "registered" in status["message"]
     release.set()
@@ -105,8 +107,8 @@ def test_gate_timeout_aborts(arl: AppReleases, nacos_server: NacosEndpoint, cred
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}],
                         registry={"gateTimeout": "6s", "drainSeconds": 1}))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_server, svc, hold=lambda pod: pod["metadata"]["labels"].get("apprelease.io/track") == "canary")
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
     status = arl.wait_phase("orders", "Degraded", timeout=60, aborted=True)
     assert status["abortReason"] == "RegistryGateTimeout"
@@ -118,20 +120,23 @@ def test_scale_down_takes_instances_offline_before_pods_leave(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
     arl.patch("orders", {"spec": {"replicas": 1}})
+    # While they drain, the status lists the leaving instances.
+    status = arl.wait("orders", lambda s: len(s.get("draining") or []) == 2, 30, "two instances draining")
+    draining_ips = {d["ip"] for d in status["draining"]}
     arl.wait_phase("orders", "Healthy", timeout=90, readyReplicas=1)
     wait_for(lambda: len(apps.timeline.deleting_at) == 2, 30, 0.3, "two pods leaving")
     for ip, deleting in apps.timeline.deleting_at.items():
         disabled = apps.timeline.disabled_at.get(ip)
         assert disabled is not None, f"{ip} left without being taken offline"
         assert disabled + DRAIN_SECONDS - SEEN_LATE <= deleting, f"{ip}: offline at {disabled}, pod deleted at {deleting}"
-    # The remaining pod stays enabled, and the leaving pods' overrides are tracked until reset.
-    survivor = arl.status("orders")["registration"]["instances"][0]
-    assert survivor["enabled"] is True
-    assert {d["ip"] for d in arl.status("orders")["draining"]} == set(apps.timeline.deleting_at)
+    assert draining_ips == set(apps.timeline.deleting_at)
+    # The remaining pod stays enabled; nothing is listed as draining once the pods are gone.
+    status = arl.wait("orders", lambda s: registered(s, "1/1") and not s.get("draining"), 30, "1/1, none draining")
+    assert status["registration"]["instances"][0]["enabled"] is True
 
 
 def test_offline_and_online_commands_set_and_reset_the_override(
@@ -139,8 +144,8 @@ def test_offline_and_online_commands_set_and_reset_the_override(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     pod = arl.status("orders")["registration"]["instances"][0]
     arl.cli("offline", "orders", "--pod", pod["pod"])
@@ -163,15 +168,15 @@ def test_nacos_outage_mid_canary_blocks_promotion_then_recovers(
                             "stringData": {"username": server.username, "password": server.password}})
         svc = service()
         arl.apply(nacos_app(server.base_url, svc, steps=[{"setWeight": 34}, {"pause": {}}]))
-        arl.wait_phase("orders", "Healthy", timeout=60)
         registrar(endpoint, svc)
+        arl.wait_phase("orders", "Healthy", timeout=60)
         arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
         server.stop()
         arl.patch("orders", {"spec": {"image": "registry.local/orders:v2"}})
         status = arl.wait("orders", lambda s: {c["type"]: c for c in s.get("conditions", [])}
                           .get("Registered", {}).get("status") == "Unknown", 60, "Registered Unknown")
         assert {c["type"]: c for c in status["conditions"]}["Registered"]["reason"] == "RegistryUnavailable"
-        arl.wait("orders", lambda s: (s.get("canary") or {}).get("readyReplicas") == 2, 60, "canary pods ready")
+        wait_for(lambda: containers_ready(arl, "canary") == 2, 60, 0.3, "canary containers ready")
         hold_still(lambda: arl.status("orders").get("currentStepIndex"), 5)
         assert "unreachable" in arl.status("orders")["message"]
         server = start_nacos(distribution, tmp_path / "nacos", port=int(server.server_addr.rsplit(":", 1)[1]),
@@ -186,8 +191,8 @@ def test_deletion_takes_instances_offline_then_releases(
 ) -> None:
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     apps = registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     assert "apprelease.io/registry-offline" in arl.get("orders")["metadata"]["finalizers"]
     arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
@@ -233,8 +238,8 @@ def test_registry_changes_reach_status_within_seconds(
 
     svc = service()
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
-    arl.wait_phase("orders", "Healthy", timeout=60)
     registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
     target = arl.status("orders")["registration"]["instances"][0]
     with nacos_server.registry(svc) as console:  # someone disables it in the Nacos console

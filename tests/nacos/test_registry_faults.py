@@ -49,8 +49,8 @@ def start_registered(arl: AppReleases, proxy: FaultProxy, nacos: NacosEndpoint, 
                      name: str = "orders", **spec: Any) -> str:
     svc = service()
     arl.apply(nacos_app(proxy.address, svc, name=name, **spec))
+    registrar(nacos, svc, app=name)  # before Healthy: the readiness gate waits for registration
     arl.wait_phase(name, "Healthy", timeout=90)
-    registrar(nacos, svc, app=name)
     total = spec.get("replicas", 3)
     arl.wait(name, lambda s: registered(s, f"{total}/{total}"), 60, f"{total}/{total} registered")
     return svc

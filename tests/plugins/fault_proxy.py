@@ -90,6 +90,12 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         mode = self.mode
+        if mode == "down":
+            # The listening socket is closed, but a client's keep-alive connection would still
+            # be served: a server that went down drops those too.
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPServiceUnavailable()
         if mode == "html":
             return web.Response(text="<html><body>Sign in to continue</body></html>", content_type="text/html")
         if mode == "drip":

@@ -62,3 +62,37 @@ def judge(log: ConsumerLog, records: list[PodRecord], start: float, end: float) 
             verdict.before_ready.append((pick, f"{owner.name} Ready at {owner.ready_at}"))
     verdict.longest_gap = log.longest_unavailable(start, end)
     return verdict
+
+
+def timeline(log: ConsumerLog, records: list[PodRecord], start: float, end: float,
+             disabled_at: dict[str, float] | None = None, registered_at: dict[str, float] | None = None) -> str:
+    """What happened to each pod in [start, end] and what the client picked, in seconds from
+    ``start``: a table for docs/lossless-nacos.md. ``disabled_at``/``registered_at`` (per IP,
+    from the simulated apps' registrar) add when Nacos listed each instance disabled and when
+    its app registered."""
+    disabled_at, registered_at = disabled_at or {}, registered_at or {}
+    events: list[tuple[float, str, str]] = []
+    shown = [r for r in records if r.ip and (r.created_at or 0) <= end and (r.gone_at is None or r.gone_at >= start)]
+    for record in shown:
+        ip = record.ip or ""
+        lived = (record.created_at or start, record.gone_at or end)
+        picks = [p for p in log.between(*lived) if p.ip == ip]
+        for at, what in (
+            (record.created_at, "pod created"),
+            (record.containers_ready_at, "containers ready"),
+            (registered_at.get(ip) if registered_at.get(ip, 0) >= lived[0] else None, "app registered in Nacos"),
+            (record.ready_at, "pod Ready (readiness gate: registered)"),
+            (picks[0].at if picks else None, "first pick by the client"),
+            (record.deletion_requested_at, "deletion requested (preStop sleep starts)"),
+            (disabled_at.get(ip) if disabled_at.get(ip, 0) >= lived[0] else None, "listed disabled in Nacos"),
+            (picks[-1].at if picks and record.gone_at else None, "last pick by the client"),
+            (record.gone_at, "containers stopped, pod gone; app deregistered"),
+        ):
+            if at is not None and start - 1 <= at <= end:
+                events.append((at, record.name, what))
+    none = log.unavailable(start, end)
+    lines = ["| t (s) | pod | event |", "| ---: | --- | --- |"]
+    lines += [f"| {at - start:+.2f} | {name} | {what} |" for at, name, what in sorted(events)]
+    picks = [p for p in log.between(start, end) if p.instance]
+    lines.append(f"\n{len(picks)} picks in {end - start:.1f} s; {len(none)} found no instance.")
+    return "\n".join(lines)

@@ -65,6 +65,9 @@ class Sim:
     # A simulated Nacos: (ip, port) → healthy; None when no Nacos is configured.
     nacos: dict[tuple[str, int], bool] | None = None
     nacos_up: bool = True
+    # Tracks whose apps do not register although their containers are ready (a hung start).
+    not_registering: set[str] = field(default_factory=set)
+    nacos_down_reason: str = "RegistryUnavailable"  # the failure class of a read while it is down
     # Server-side instance state (Nacos' override record): (ip, port) → enabled, weight, metadata.
     overrides: dict[tuple[str | None, int | None], Override] = field(default_factory=dict)
     # The pods' readiness-gate conditions, as the operator wrote them.
@@ -95,7 +98,8 @@ class Sim:
         if self.nacos is not None:
             revisions = {t: self._number(d.revision_hash) for t, d in self.deployments.items()}
             read = RegistryRead(tuple(self.nacos_instances()) if self.nacos_up else None,
-                                None if self.nacos_up else "connection refused")
+                                None if self.nacos_up else "connection refused",
+                                reason=None if self.nacos_up else self.nacos_down_reason)
             registration = summarize_registration(
                 provider="nacos", service="DEFAULT_GROUP@@shop", read=read, pods=pods, revisions=revisions)
             registry_state = registration.state
@@ -162,7 +166,8 @@ class Sim:
             )
         if self.nacos is not None:
             # Apps register once their containers are ready, and leave with their pods.
-            live = {(p.ip, 8080) for track, ps in self.pods.items() for p in ps if self.pods_ready[track]}
+            live = {(p.ip, 8080) for track, ps in self.pods.items() for p in ps
+                    if self.pods_ready[track] and track not in self.not_registering}
             for key in list(self.nacos):
                 if key not in live:
                     del self.nacos[key]  # the app stopped: its ephemeral instance goes

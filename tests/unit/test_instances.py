@@ -147,6 +147,9 @@ def test_warm_up_ramps_a_new_instances_weight_and_shows_it() -> None:
         sim.tick(6)
         ramp.append(sim.instance(newcomer.ip).weight)
     assert ramp[0] == pytest.approx(10.0) and ramp[-1] == 100.0
+    # It was never enabled at full weight, not even for the moment before it counted as serving.
+    enabling = [a.weight for _, a in sim.actions if a.kind == "write" and a.pod == newcomer.name and a.enabled]
+    assert enabling[0] == pytest.approx(10.0)
     assert ramp == sorted(ramp) and len(set(ramp)) == 11
     assert not {r.pod: r for r in sim.status.registration.instances}[newcomer.name].warming
 
@@ -188,3 +191,58 @@ def test_a_stale_override_from_a_gone_pod_is_not_inherited_by_a_new_one() -> Non
     sim.settle()
     instance = sim.instance("10.0.0.99")
     assert instance is not None and instance.enabled and instance.weight == 100.0
+
+
+@pytest.mark.parametrize("reason", ["RegistryUnavailable", "RegistryBadResponse"])
+def test_canary_pods_held_by_a_registry_outage_are_not_aborted_at_the_progress_deadline(reason: str) -> None:
+    """Their readiness gate waits on a registry that cannot be read: the outage's verdict
+    (Stalled once it has lasted progressDeadlineSeconds) applies, not an abort that would
+    remove instances the operator cannot take offline first."""
+    sim = nacos_sim(CANARY, progressDeadlineSeconds=60)
+    sim.nacos_up = False
+    sim.nacos_down_reason = reason
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    sim.tick()
+    assert sim.pods["canary"] and not any(p.ready for p in sim.observed().pods if p.track == "canary")
+    sim.tick(61)
+    sim.tick(600)
+    assert not sim.status.aborted and sim.status.current_step_index == 0
+    stalled = next(c for c in sim.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", reason)
+    sim.nacos_up = True
+    sim.settle()
+    assert not sim.status.aborted and sim.status.failure is None and sim.status.current_step_index >= 1
+
+
+def test_a_preview_held_by_a_registry_outage_is_not_aborted_at_the_progress_deadline() -> None:
+    sim = nacos_sim({"blueGreen": {}}, progressDeadlineSeconds=60)
+    sim.nacos_up = False
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    sim.tick()
+    assert sim.pods["preview"]
+    sim.tick(61)
+    sim.tick(600)
+    assert not sim.status.aborted and sim.status.phase != "Paused"
+    stalled = next(c for c in sim.status.conditions if c.type == "Stalled")
+    assert (stalled.status, stalled.reason) == ("True", "RegistryUnavailable")
+    sim.nacos_up = True
+    sim.settle()
+    assert not sim.status.aborted and sim.status.failure is None
+    assert sim.status.phase == "Paused" and "promote to switch" in sim.status.message
+
+
+def test_canary_pods_whose_apps_never_register_abort_at_the_gate_timeout() -> None:
+    """Their readiness gate keeps them unready, but they started: gateTimeout applies,
+    not progressDeadlineSeconds (which is longer)."""
+    sim = nacos_sim(CANARY, progressDeadlineSeconds=600)
+    sim.app = make_app({"strategy": CANARY, "progressDeadlineSeconds": 600,
+                        "registry": {**NACOS, "gateTimeout": "30s"}})
+    sim.settle()
+    sim.not_registering.add("canary")
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert not sim.status.aborted and "registered" in sim.status.message
+    sim.tick(31)
+    assert sim.status.aborted and sim.status.abort_reason == "RegistryGateTimeout"

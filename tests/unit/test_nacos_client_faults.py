@@ -209,3 +209,33 @@ def test_a_refused_login_is_refused_not_unreachable() -> None:
     ) as caught:
         nacos.list_instances()
     assert "p4ss" not in str(caught.value)
+
+
+def test_a_cluster_whose_last_instance_left_lists_as_empty_and_can_be_written_ahead() -> None:
+    """Nacos 2.3.2 still names the cluster in the service for a moment after its last
+    instance left, and the catalog then answers 500 with a plain-text "cluster DEFAULT is not
+    found!": no instances, not an outage (a recreate's new pods must still join disabled)."""
+    writes: list[dict[str, list[str]]] = []
+
+    def emptied(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/console/server/state"):
+            _json(handler, 200, {"version": "2.3.2"})
+        elif path.endswith("/v1/ns/service"):
+            _json(handler, 200, {"name": "shop", "clusters": [{"name": "DEFAULT"}]})
+        elif path.endswith("/v1/ns/catalog/instances"):
+            text = b"caused: cluster DEFAULT is not found!;"
+            handler.send_response(500)
+            handler.send_header("Content-Type", "text/html;charset=UTF-8")
+            handler.send_header("Content-Length", str(len(text)))
+            handler.end_headers()
+            handler.wfile.write(text)
+        elif path.endswith("/v1/ns/instance") and handler.command == "PUT":
+            writes.append(query)
+            handler.send_response(200)
+            handler.end_headers()
+            handler.wfile.write(b"ok")
+
+    with server(emptied) as address, client(address) as nacos:
+        assert nacos.list_instances() == []
+        nacos.update_instance("10.0.0.9", 8080, enabled=False, weight=1.0, metadata={}, must_exist=False)
+    assert [(w["ip"], w["enabled"]) for w in writes] == [(["10.0.0.9"], ["false"])]

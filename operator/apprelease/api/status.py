@@ -78,7 +78,8 @@ class RegistrationStatus(StatusModel):
 
 
 class DrainingInstance(StatusModel):
-    """An instance taken offline before its pod leaves; its override is cleared once the pod is gone."""
+    """An instance taken offline before its pod leaves; listed until the pod is gone (Nacos drops
+    the override of an instance that left by itself)."""
 
     pod: str
     ip: str

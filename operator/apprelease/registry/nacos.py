@@ -495,8 +495,8 @@ class NacosRegistry:
     def _interpret(self, response: httpx.Response, what: str, missing_ok: bool) -> Any:
         status = response.status_code
         detail = self._detail(response)
-        if missing_ok and status in (400, 404, 500) and NOT_FOUND_MESSAGE.search(detail):
-            return None
+        if missing_ok and status in (400, 404, 500) and NOT_FOUND_MESSAGE.search(detail or _head(response)):
+            return None  # v1 says so in plain text ("caused: cluster DEFAULT is not found!;")
         if status in (401, 403):
             reason = (
                 "refused after a fresh login" if self._settings.username else "needs credentials"
@@ -637,6 +637,11 @@ class NacosRegistry:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+def _head(response: httpx.Response) -> str:
+    """The start of a body, to recognise Nacos' plain-text errors; never shown to anyone."""
+    return response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")
 
 
 class _TooSlow(Exception):

@@ -169,6 +169,11 @@ def _preview(state: Previewing, inp: Inputs, log: _Pass) -> RolloutState:
     registry = inp.observed.registry
     ready = dep is not None and dep.rolled_out(inp.current.hash, spec.replicas) and (
         registry is None or registry.gate_open(TRACK, spec.replicas))
+    if not ready and registry is not None and registry.outage and state.ready_since is None:
+        # The pods' readiness gates wait on the registry: hold, and restart the progress
+        # clock with the outage's last moment (the outage has its own bound: Stalled).
+        log.waiting_for = f"preview of revision {inp.current.number}: registry unreachable ({registry.error})"
+        return replace(state, since=inp.stamp)
     if not ready:
         started = parse_time_or(state.since, inp.now)
         deadline = started + timedelta(seconds=spec.progress_deadline_seconds)

@@ -25,7 +25,6 @@ from .state import Aborted, Promoting, RolloutState, Steady, Stepping
 from .timefmt import format_time, parse_time_or
 
 # Registry failures that will not heal by themselves: the gate counts against gateTimeout.
-_UNHEALING = ("RegistryRefused", "RegistryMisconfigured")
 
 
 def canary_replicas(weight: int, replicas: int) -> int:
@@ -171,6 +170,11 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     return _advance(state, inp, log)
 
 
+def _containers_ready(inp: Inputs, track: str) -> int:
+    return sum(1 for p in inp.observed.pods
+               if p.track == track and p.revision == inp.current.number and p.containers_ready and not p.deleting)
+
+
 def _abort(state: Stepping | Promoting, reason: str, message: str, inp: Inputs, log: _Pass) -> Aborted:
     log.events.append(Event("Warning", "Aborted", f"canary revision {inp.current.number}: {message}"))
     step, start = _position(state)
@@ -201,7 +205,17 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                 log.events.append(Event("Normal", "StepCompleted", f"{label}: setWeight {step.set_weight} reached"))
                 state = Stepping(state.step + 1, inp.stamp)
                 continue
-            if not pods_ready:
+            if registry is not None and registry.outage:
+                # An outage pauses the rollout; it neither promotes nor aborts blindly. Pods
+                # whose readiness gate waits on the registry are not ready because of it, so
+                # the progress deadline does not apply: the outage's own bound does. The step's
+                # clock restarts with the outage's last moment.
+                log.waiting_for = f"{label}: registry unreachable ({registry.error})"
+                return replace(state, step_start=inp.stamp)
+            # With a registry the pods' readiness gate waits for their registration: pods
+            # whose containers are ready wait on the registry (gateTimeout), not on startup.
+            gated = registry is not None and _containers_ready(inp, "canary") >= want
+            if not pods_ready and not gated:
                 log.waiting_for = f"{label}: waiting for {want} canary pod(s) to be ready"
                 if now - started >= deadline:
                     return _abort(state, "ProgressDeadlineExceeded",
@@ -210,10 +224,6 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                 log.wake_at.append(started + deadline)
                 return state
             assert registry is not None and gate_timeout is not None
-            if not registry.reachable and registry.failure_reason not in _UNHEALING:
-                # An outage pauses the rollout; it neither promotes nor aborts blindly.
-                log.waiting_for = f"{label}: registry unreachable ({registry.error})"
-                return state
             log.waiting_for = f"{label}: waiting for canary instances to be registered and healthy"
             if now - started >= gate_timeout:
                 return _abort(state, "RegistryGateTimeout",

@@ -176,8 +176,12 @@ def _weight(app: AppRelease, pod: PodState, weights: dict[str, float], now: date
     """The pod's weight now, and when it next changes while it warms up."""
     full = weights.get(pod.track or "stable", BASE_WEIGHT)
     warmup = app.spec.registry.warmup_seconds if app.spec.registry else 0.0
-    if not warmup or pod.gate is None or pod.gate.reason != "Serving" or not pod.gate.since:
+    if not warmup or pod.gate is None:
         return full, None
+    if pod.gate.reason != "Serving" or not pod.gate.since:
+        # Not serving yet: when it is enabled it starts at the bottom of the ramp (the ramp's
+        # clock starts once the gate says Serving, at this same weight).
+        return round(full * WARMUP_START, 2), None
     started = parse_time_or(pod.gate.since, now)
     elapsed = (now - started).total_seconds()
     if elapsed >= warmup:

@@ -123,6 +123,10 @@ class TrackRegistration:
         return self.registered >= self.expected and self.healthy >= self.expected
 
 
+# Registry failure classes (rollout/failures.py) that need a person to act.
+_UNHEALING = ("RegistryRefused", "RegistryMisconfigured")
+
+
 @dataclass(frozen=True)
 class RegistryState:
     """The registry's view, summarised per track by the registry layer."""
@@ -135,6 +139,13 @@ class RegistryState:
     # Reachable, but our last write failed (e.g. 403 on writes, a Raft group without leader).
     write_error: str | None = None
     write_error_reason: str | None = None
+
+    @property
+    def outage(self) -> bool:
+        """Unreadable for a reason that may heal (down, 5xx, timeouts, not a Nacos answer):
+        a rollout holds without promoting or aborting, and its clocks wait for the registry.
+        Refused credentials or impossible settings do not heal by themselves."""
+        return not self.reachable and self.failure_reason not in _UNHEALING
 
     def gate_open(self, track: Track, want: int) -> bool:
         """``want`` pods of the track are ready, registered and healthy: the count the step
