@@ -23,7 +23,7 @@ def _is_empty(value: Any) -> bool:
     return value in _EMPTY or value == [] or value == {}
 
 
-def _milli(quantity: int | float | str) -> Decimal:
+def _milli(quantity: str) -> Decimal:
     with localcontext() as context:
         context.prec = 200  # 1e99 has 100 digits
         return quantity_value(quantity).quantize(_MILLI, rounding=ROUND_CEILING)
@@ -38,8 +38,8 @@ def _scalar_equal(want: Any, have: Any) -> bool:
     # capped ("9999Ei" → int64's maximum), and a resource list's rounded up to milli units
     # ("1.0000000011" → "1001m"): compared the same way, or every reconcile would re-apply.
     if isinstance(want, int | float | str) and isinstance(have, int | float | str):
-        if is_quantity(want) and is_quantity(have):
-            return _milli(want) == _milli(have)
+        if is_quantity(str(want)) and is_quantity(str(have)):
+            return _milli(str(want)) == _milli(str(have))
         try:
             return bool(parse_quantity(want) == parse_quantity(have))
         except (ValueError, TypeError):
