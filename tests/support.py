@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,20 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def expand(value: Any) -> Any:
+    """'{{x300000}}' → 'x' * 300000: long values stay readable in the YAML."""
+    if isinstance(value, str):
+        return re.sub(r"\{\{(.)(\d+)\}\}", lambda m: m.group(1) * int(m.group(2)), value)
+    if isinstance(value, dict):
+        return {expand(k): expand(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v) for v in value]
+    return value
+
+
 def invalid_cases() -> list[dict[str, Any]]:
     base = load_yaml(DATA / "valid_base.yaml")
     cases = []
     for case in load_yaml(DATA / "invalid_appreleases.yaml"):
-        cases.append({**case, "body": merge_patch(base, case["patch"])})
+        cases.append({**case, "body": merge_patch(base, expand(case["patch"]))})
     return cases

@@ -4,30 +4,19 @@ server-side applies the operator makes."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from kubernetes.client import ApiClient
 from pydantic import ValidationError
 
 from apprelease.api.spec import AppRelease
+from apprelease.k8s.client import apply_patch_body
 from apprelease.render import RenderError, render_initial
-
-# Characters Go's YAML reader refuses raw (C1 controls, DEL, BOM, non-characters) or folds
-# into a space (NEL, line and paragraph separators): sent as \u escapes, which it accepts.
-_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 def as_json(document: dict[str, Any]) -> str:
     """Input for kubectl create: JSON, since YAML cannot carry every string a spec may hold."""
     return json.dumps(document, ensure_ascii=False)
-
-
-def apply_patch_body(obj: dict[str, Any]) -> str:
-    """JSON that an apply patch (read as YAML) carries unchanged: raw UTF-8, so characters
-    beyond the BMP are not surrogate-pair escapes (which Go's YAML reader refuses)."""
-    text = json.dumps(obj, ensure_ascii=False)
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _path(obj: dict[str, Any]) -> str:

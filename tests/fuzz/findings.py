@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support import expand
 
 from .admission import admit
 from .apiserver import as_json, dry_run_rejection
@@ -28,21 +29,10 @@ from .pipeline import Counts, exercise, signatures
 FINDINGS = Path(__file__).with_name("findings.yaml")
 
 
-def _expand(value: Any) -> Any:
-    """'{{x300000}}' → 'x' * 300000: long values stay readable in the YAML."""
-    if isinstance(value, str):
-        return re.sub(r"\{\{(.)(\d+)\}\}", lambda m: m.group(1) * int(m.group(2)), value)
-    if isinstance(value, dict):
-        return {_expand(k): _expand(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    return value
-
-
 def body_of(finding: dict[str, Any]) -> dict[str, Any]:
-    name = _expand(finding.get("metadata_name", finding["name"][:50].rstrip("-")))
+    name = expand(finding.get("metadata_name", finding["name"][:50].rstrip("-")))
     return {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
-            "metadata": {"name": name}, "spec": _expand(finding["spec"])}
+            "metadata": {"name": name}, "spec": expand(finding["spec"])}
 
 
 def offline(finding: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from apprelease.render import labels as L
@@ -40,12 +41,16 @@ def _v(field: str, rule: str, value: Any) -> str:
 # Go's unicode.IsSpace: what strings.TrimSpace (the image check) trims. Not Python's isspace,
 # which also counts the ASCII separators \x1c-\x1f.
 GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-# pkg/apis/core/validation: what env[].valueFrom may point at.
-FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels",
-               "metadata.annotations", "spec.nodeName", "spec.serviceAccountName", "status.hostIP",
-               "status.hostIPs", "status.podIP", "status.podIPs"}
-FIELD_PATH_SUBSCRIPT = re.compile(r"metadata\.(labels|annotations)\['[^']+'\]")
+# pkg/apis/core/validation: what env[].valueFrom may point at (labels and annotations only
+# with a subscript, which must be a qualified name; spec.host is an old alias).
+FIELD_PATHS = {"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
+               "spec.serviceAccountName", "status.hostIP", "status.hostIPs", "status.podIP",
+               "status.podIPs", "spec.host"}
+FIELD_PATH_SUBSCRIPT = re.compile(r"metadata\.(labels|annotations)\['(.+)'\]")
 RESOURCE_FIELDS = re.compile(r"(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-.+)")
+CPU_DIVISORS = {"1m": Decimal("0.001"), "1": Decimal(1)}
+BYTE_DIVISORS = {f"1{s}": Decimal(10) ** (3 * i) for i, s in enumerate(["", "k", "M", "G", "T", "P", "E"])} | {
+    f"1{s}i": Decimal(2) ** (10 * (i + 1)) for i, s in enumerate("KMGTPE")}
 
 
 def go_trim_space(value: str) -> str:
@@ -117,25 +122,61 @@ def _probe(probe: dict[str, Any], where: str, liveness_or_startup: bool) -> Iter
             yield _v(f"{where}.httpGet.httpHeaders.name", "not an HTTP header name", header["name"])
 
 
+def _hugepage_size(name: str) -> Any:
+    size = name.removeprefix("hugepages-")
+    return quantity_value(size) if is_quantity(size) else None
+
+
 def _resources(resources: dict[str, Any], where: str) -> Iterator[str]:
+    """validateResourceRequirements with validateContainerResourceName."""
     values: dict[str, dict[str, Any]] = {}
     for kind in ("requests", "limits"):
         for name, raw in (resources.get(kind) or {}).items():
             text = str(raw)
-            if name not in STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-") and (
-                "/" not in name or not is_qualified_name(name)
-            ):
-                yield _v(f"{where}.{kind}", "key is not a standard or extended resource name", name)
+            hugepages = name.startswith("hugepages-")
+            if "/" not in name:
+                if name not in STANDARD_CONTAINER_RESOURCES and not hugepages:
+                    yield _v(f"{where}.{kind}", "key is not a standard resource for containers", name)
+            elif not is_qualified_name(name) or ("kubernetes.io/" not in name and (
+                    name.startswith("requests.") or not is_qualified_name("requests." + name))):
+                yield _v(f"{where}.{kind}", "key is not a qualified extended resource name", name)
             if not is_quantity(text):
                 continue
             value = quantity_value(text)
-            if value is not None and value < 0:
+            if value < 0:
                 yield _v(f"{where}.{kind}", "quantity is negative", text)
+            if "/" in name and "kubernetes.io/" not in name and value != int(value):
+                yield _v(f"{where}.{kind}", "extended resources must be whole numbers", f"{name}={text}")
+            page = _hugepage_size(name) if hugepages else None
+            if hugepages and not (page is not None and page > 0 and page == int(page)
+                                  and value.to_integral_value(ROUND_CEILING) % page == 0):
+                yield _v(f"{where}.{kind}", "not a whole multiple of the page size", f"{name}={text}")
             values.setdefault(name, {})[kind] = value
     for name, pair in values.items():
         request, limit = pair.get("requests"), pair.get("limits")
-        if request is not None and limit is not None and request > limit:
+        overcommit = ("/" not in name or "kubernetes.io/" in name) and not name.startswith("hugepages-")
+        if request is not None and limit is None and not overcommit:
+            yield _v(f"{where}.limits", "a limit must be set for hugepages and extended resources", name)
+        if request is not None and limit is not None and request != limit and not overcommit:
+            yield _v(f"{where}.requests", "must equal the limit (hugepages, extended resources)", name)
+        elif request is not None and limit is not None and request > limit:
             yield _v(f"{where}.requests", "greater than the limit", name)
+    names = set(resources.get("requests") or {}) | set(resources.get("limits") or {})
+    if any(n.startswith("hugepages-") for n in names) and not names & {"cpu", "memory"}:
+        yield _v(where, "hugepages require cpu or memory", sorted(names))
+
+
+def _divisor_ok(resource: str, divisor: Any) -> bool:
+    text = str(divisor)
+    if not is_quantity(text):
+        return False
+    value = quantity_value(text)
+    if value == 0:
+        return True  # an unset divisor
+    allowed = CPU_DIVISORS if resource.endswith(".cpu") else BYTE_DIVISORS
+    # The apiserver compares the canonical form (1000m is 1): same value, same family.
+    binary = text.endswith("i")
+    return text in allowed or any(v == value and k.endswith("i") == binary for k, v in allowed.items())
 
 
 def _container(c: dict[str, Any], where: str) -> Iterator[str]:
@@ -152,12 +193,14 @@ def _container(c: dict[str, Any], where: str) -> Iterator[str]:
             yield _v(f"{where}.env.name", "not printable ASCII without '='", env["name"])
         source = env.get("valueFrom") or {}
         ref = source.get("resourceFieldRef") or {}
-        if "divisor" in ref and not is_quantity(str(ref["divisor"])):
-            yield _v(f"{where}.env.valueFrom.resourceFieldRef.divisor", "not a quantity", ref["divisor"])
+        if "divisor" in ref and not _divisor_ok(ref.get("resource", ""), ref["divisor"]):
+            yield _v(f"{where}.env.valueFrom.resourceFieldRef.divisor", "not a supported divisor", ref["divisor"])
         if ref and not RESOURCE_FIELDS.fullmatch(ref["resource"]):
             yield _v(f"{where}.env.valueFrom.resourceFieldRef.resource", "not a supported resource", ref["resource"])
         field = source.get("fieldRef") or {}
-        if field and not (field["fieldPath"] in FIELD_PATHS or FIELD_PATH_SUBSCRIPT.fullmatch(field["fieldPath"])):
+        subscript = FIELD_PATH_SUBSCRIPT.fullmatch(field.get("fieldPath", ""))
+        if field and not (field["fieldPath"] in FIELD_PATHS or (subscript and is_qualified_name(
+                subscript.group(2).lower() if subscript.group(1) == "annotations" else subscript.group(2)))):
             yield _v(f"{where}.env.valueFrom.fieldRef.fieldPath", "not a supported field path", field["fieldPath"])
         if field.get("apiVersion", "v1") != "v1":
             yield _v(f"{where}.env.valueFrom.fieldRef.apiVersion", "not v1", field["apiVersion"])
@@ -202,8 +245,9 @@ def _service(obj: dict[str, Any]) -> Iterator[str]:
     for port in ports:
         if not is_port_name(port["name"]):
             yield _v("spec.ports.name", "not an IANA_SVC_NAME", port["name"])
-        if "nodePort" in port and not 30000 <= port["nodePort"] <= 32767:
-            yield _v("spec.ports.nodePort", "outside the default range 30000-32767", port["nodePort"])
+        # The node-port range is the apiserver's --service-node-port-range: a port outside it
+        # is refused on the real apply (a dry run skips allocation), and the operator reports
+        # that as Stalled ChildRejected naming the field (tests/e2e/test_fuzz_findings.py).
 
 
 def _ingress(obj: dict[str, Any]) -> Iterator[str]:
@@ -219,17 +263,53 @@ def _ingress(obj: dict[str, Any]) -> Iterator[str]:
                 yield _v("spec.rules.http.paths.backend.service.port.name", "not an IANA_SVC_NAME", port["name"])
 
 
+GATEWAY_GROUP = re.compile(r"|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+GATEWAY_KIND = re.compile(r"[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+GATEWAY_PATH_CHARACTERS = re.compile(r"([-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+")
+GATEWAY_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+GATEWAY_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+
+
+def _httproute(obj: dict[str, Any]) -> Iterator[str]:
+    """Gateway API v1 HTTPRoute's schema and rules, for what the operator renders."""
+    spec = obj["spec"]
+    parents: dict[tuple[str, str, str, str], list[str]] = {}
+    for ref in spec.get("parentRefs") or []:
+        group, kind = ref.get("group", "gateway.networking.k8s.io"), ref.get("kind", "Gateway")
+        if len(group) > 253 or not GATEWAY_GROUP.fullmatch(group):
+            yield _v("spec.parentRefs.group", "not a group", group)
+        if not 0 < len(kind) <= 63 or not GATEWAY_KIND.fullmatch(kind):
+            yield _v("spec.parentRefs.kind", "not a kind", kind)
+        parents.setdefault((group, kind, ref["name"], ref.get("namespace", "")), []).append(ref.get("sectionName", ""))
+    for sections in parents.values():
+        if len(sections) > 1 and ("" in sections or len(set(sections)) != len(sections)):
+            yield _v("spec.parentRefs", "sectionName must be set and unique for a parent listed twice", sections)
+    for hostname in spec.get("hostnames") or []:
+        if len(hostname) > 253 or not GATEWAY_HOSTNAME.fullmatch(hostname):
+            yield _v("spec.hostnames", "not a hostname", hostname)
+    for rule in spec["rules"]:
+        for match in rule.get("matches") or []:
+            path = match["path"]["value"]
+            if (not path.startswith("/") or any(p in path for p in (*INVALID_PATH_SEQUENCES, "#"))
+                    or path.endswith(INVALID_PATH_SUFFIXES) or not GATEWAY_PATH_CHARACTERS.fullmatch(path)):
+                yield _v("spec.rules.matches.path.value", "invalid for PathPrefix", path)
+            for header in match.get("headers") or []:
+                if not GATEWAY_HEADER_NAME.fullmatch(header["name"]) or len(header["value"]) > 4096:
+                    yield _v("spec.rules.matches.headers", "not a header name and value", header["name"])
+
+
 def _configmap(obj: dict[str, Any]) -> Iterator[str]:
     data = obj.get("data") or {}
     for key in data:
         if len(key) > 253 or not CONFIGMAP_KEY.fullmatch(key) or key in (".", "..") or key.startswith(".."):
             yield _v("data", "key is not a valid ConfigMap key", key)
-    size = sum(len(k) + len(v.encode()) for k, v in data.items())
+    size = sum(len(v.encode()) for v in data.values())  # ValidateConfigMap counts values only
     if size > CONFIGMAP_BYTES:
         yield _v("data", f"over {CONFIGMAP_BYTES} bytes in total", size)
 
 
-_BY_KIND = {"Deployment": _deployment, "Service": _service, "Ingress": _ingress, "ConfigMap": _configmap}
+_BY_KIND = {"Deployment": _deployment, "Service": _service, "Ingress": _ingress, "ConfigMap": _configmap,
+            "HTTPRoute": _httproute}
 
 
 def violations(obj: dict[str, Any], app: str) -> list[str]:

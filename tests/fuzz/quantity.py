@@ -103,3 +103,48 @@ def quantity_value(text: str) -> Decimal:
         if value and value.as_tuple().exponent < -9:  # type: ignore[operator]
             value = value.quantize(_NANO, rounding=ROUND_UP)
     return value
+
+
+_MAX_INT64_FACTORS = 18
+
+
+def _parts(text: str) -> tuple[str, str, str]:
+    """(numerator without leading zeros, denominator, suffix), as parseQuantityString splits."""
+    suffix = _scan(text) or ""
+    number = text[: len(text) - len(suffix)].lstrip("+-")
+    whole, _, denominator = number.partition(".")
+    return whole.lstrip("0") or "0", denominator, suffix
+
+
+def as_int64(text: str) -> int | None:
+    """Quantity.AsInt64 (CEL's ``isInteger``/``asInteger``): the value when ParseQuantity took
+    its int64 fast path and the value scales to an int64 without loss, else None. It depends
+    on how the quantity was written, not only on its value: "1000m" is not an integer here."""
+    if not is_quantity(text):
+        raise ValueError(f"not a quantity: {text!r}")
+    if text == "0":
+        return 0
+    numerator, denominator, suffix = _parts(text)
+    negative = text.startswith("-")
+    if suffix in _BINARY_EXPONENTS:
+        exponent = _BINARY_EXPONENTS[suffix]
+        if denominator or 15 - len(numerator) - int(exponent * 3 / 10) - 1 < 0:
+            return None
+        value = int(numerator) << exponent
+        scale = 0
+    else:
+        exponent = _DECIMAL_EXPONENTS[suffix] if suffix in _DECIMAL_EXPONENTS else _int32(int(suffix[1:]))
+        if _MAX_INT64_FACTORS - len(numerator) - len(denominator) < 0:
+            return None
+        scale = exponent - len(denominator)
+        if scale < -9:
+            return None
+        value = int(numerator + denominator)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        return None  # int64Multiply overflowed: the inf.Dec path, never an integer
+    if scale < 0:
+        return None
+    value *= 10**scale
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        return None
+    return -value if negative else value

@@ -11,14 +11,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from apprelease.api.base import cel_regex
+from apprelease.api.resources import QUANTITY_PATTERN
+
 _GROUP = re.compile(r"\[((?:\s*has\(self\.\w+\)\s*,?)+)\]\.filter\(\w+,\s*\w+\)\.size\(\)\s*(==|<=)\s*1")
 _HAS = re.compile(r"has\(self\.(\w+)\)")
 _NOT_BOTH = re.compile(r"^!\(has\(self\.(\w+)\) && has\(self\.(\w+)\)")
-_MATCHES = re.compile(r"([\w.]+)\.matches\('((?:[^'\\]|\\.)*)'\)")
+# A "!" before it makes the match a guard ("!k.matches(r) || ..."), not a requirement.
+_MATCHES = re.compile(r"(!?)([\w.]+)\.matches\('((?:[^'\\]|\\.)*)'\)")
 _ALL_KEYS = re.compile(r"^self\.all\((\w+),")
 _INT_MIN = re.compile(r"self >= (-?\d+)")
 _INT_MAX = re.compile(r"self <= (-?\d+)")
 _UNIQUE = re.compile(r"exists_one\(\w+, \w+\.(\w+) == \w+\.\1\)")
+_KEY_CHOICES = re.compile(r"^self\.all\((\w+), \1 in \[((?:'[^']*'(?:, )?)+)\]")
+_FIELD_IN = re.compile(r"string\(self\.(\w+)\) in \[((?:'[^']*'(?:, )?)+)\]")
 _SIZE_MAX = re.compile(r"size\(([\w.]+)\) <= (\d+)|([\w.]+)\.size\(\) <= (\d+)")
 
 
@@ -28,6 +34,12 @@ class Shapes:
     at_most_one: list[tuple[str, ...]] = field(default_factory=list)
     self_regexes: list[str] = field(default_factory=list)
     key_regexes: list[str] = field(default_factory=list)
+    # "self.all(k, k in ['a', 'b'] || k.matches(r1) || k.matches(r2))": a key is one of the
+    # literals or matches one of the regexes.
+    key_choices: list[str] = field(default_factory=list)
+    key_alternatives: list[str] = field(default_factory=list)
+    # "string(self.divisor) in ['1m', '1']": values a field takes (drawn now and then).
+    field_choices: dict[str, list[str]] = field(default_factory=dict)
     other_regexes: dict[str, list[str]] = field(default_factory=dict)  # e.g. self.metadata.name
     max_sizes: dict[str, int] = field(default_factory=dict)
     key_max: int | None = None
@@ -47,14 +59,23 @@ def shapes_of(schema: dict[str, Any]) -> Shapes:
         if m := _NOT_BOTH.match(rule):
             found.at_most_one.append((m.group(1), m.group(2)))
         key_var = m.group(1) if (m := _ALL_KEYS.match(rule)) else None
-        for var, regex in _MATCHES.findall(rule):
+        choices = _KEY_CHOICES.match(rule)
+        if choices:
+            found.key_choices += re.findall(r"'([^']*)'", choices.group(2))
+        for negated, var, regex in _MATCHES.findall(rule):
             regex = regex.replace("\\\\", "\\")
-            if var == "self":
+            if negated:
+                continue
+            if choices and var == key_var:
+                found.key_alternatives.append(regex)
+            elif var == "self":
                 found.self_regexes.append(regex)
             elif var == key_var:
                 found.key_regexes.append(regex)
             else:
                 found.other_regexes.setdefault(var, []).append(regex)
+        for name, literals in _FIELD_IN.findall(rule):
+            found.field_choices.setdefault(name, []).extend(re.findall(r"'([^']*)'", literals))
         for a, n, b, m2 in _SIZE_MAX.findall(rule):
             var, size = a or b, int(n or m2)
             if var == key_var:
@@ -67,7 +88,7 @@ def shapes_of(schema: dict[str, Any]) -> Shapes:
             found.int_max = int(m.group(1))
         if m := _UNIQUE.search(rule):
             found.unique_field = m.group(1)
-        if "isQuantity(" in rule:
+        if "quantity(" in rule.lower() or cel_regex(QUANTITY_PATTERN) in rule:
             found.quantities = True
     return found
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from . import admission, cel_rules
 from .pod_template import hostile_value, pod_templates, with_app_name
 from .regex_strings import matching
+from .resources import resources
 from .rule_shapes import Shapes, go_regex_for_python, shapes_of
 
 Schema = dict[str, Any]
@@ -54,10 +55,18 @@ _free_keys = st.one_of(
 )
 _PLAIN_FREE_KEYS = st.one_of(*_free_keys.original_strategies[:3])  # type: ignore[attr-defined]
 _quantity_strings = st.one_of(
-    matching(r"[+-]?([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"),
-    st.sampled_from(["+", "-", ".", "0", "1.", "1E", "8Ei", "-1", "1n", "9" * 19, "9" * 32,
-                     "1e2147483648", "1e9223372036854775807", "250m", "512Mi"]),
+    matching(r"([0-9]{1,4}(\.[0-9]{0,3})?|\.[0-9]{1,3})(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]{1,2})?$"),
+    matching(r"[0-9]{1,4}(Ki|Mi|Gi|[kMG])?$"),  # whole numbers: extended resources, hugepages
+    st.sampled_from(["0", "1.", ".5", "1E", "8Ei", "1n", "1.0000000011", "9" * 19, "9" * 32, "1e99",
+                     "1e-99", "250m", "512Mi", "2Mi", "4Mi", "1Gi", "4194304"]),
+    # What the CRD refuses: lenient apimachinery forms, signs, exponents it cannot afford
+    # ("1e2147483648" hangs a 1.36 apiserver's isQuantity).
+    st.sampled_from(["+", "-", ".", "-1", "+1", "1e100", "1e2147483648", "1e9223372036854775807"]),
 )
+
+
+# Parts whose rules tie values together more than rule shapes can say: drawn for them.
+AIMED: dict[str, st.SearchStrategy[Any]] = {"spec.resources": resources()}
 
 
 def boundary_ints(lo: int | None, hi: int | None) -> st.SearchStrategy[int]:
@@ -134,7 +143,10 @@ class Builder:
         if path in self.overrides:
             return self.overrides[path]
         shapes = shapes_of(schema)
-        strategy = self._typed(schema, shapes, path, depth, edges)
+        if path in AIMED:
+            strategy = self._validated(schema, AIMED[path], path)
+        else:
+            strategy = self._typed(schema, shapes, path, depth, edges)
         if "default" in schema:
             strategy = st.one_of(st.just(copy.deepcopy(schema["default"])), strategy, strategy)
         return strategy
@@ -169,7 +181,11 @@ class Builder:
         hostile, for podTemplate; other free-form objects get hostile JSON."""
         candidates = pod_templates if path == "spec.podTemplate" else st.dictionaries(
             st.text(max_size=8), hostile_value, max_size=3)
+        return self._validated(schema, candidates, path)
 
+    @staticmethod
+    def _validated(schema: Schema, candidates: st.SearchStrategy[Any], path: str) -> st.SearchStrategy[Any]:
+        """Candidates the whole subtree's schema and rules admit."""
         def admitted(value: Any) -> bool:
             errors: list[str] = []
             admission.validate(admission.as_decoded(value), schema, path, errors)
@@ -213,7 +229,11 @@ class Builder:
             values = self._string(values_schema, shapes_of(values_schema), value_of=shapes)
         else:
             values = self.build(values_schema, f"{path}{{}}", depth + 1, edges=False)
-        if shapes.key_regexes:
+        if shapes.key_choices:
+            alternatives = [patterned_strings([r], 0, shapes.key_max, self.plain) for r in shapes.key_alternatives]
+            keys = st.one_of(st.sampled_from(shapes.key_choices), st.sampled_from(shapes.key_choices),
+                             *alternatives, _PLAIN_FREE_KEYS if self.plain else _free_keys)
+        elif shapes.key_regexes:
             keys = patterned_strings(shapes.key_regexes, 0, shapes.key_max, self.plain)
         else:
             keys = _PLAIN_FREE_KEYS if self.plain else _free_keys
@@ -227,6 +247,9 @@ class Builder:
     def _object(self, schema: Schema, shapes: Shapes, path: str, depth: int, edges: bool) -> st.SearchStrategy[dict]:
         props: dict[str, Schema] = schema["properties"]
         children = {k: self.build(v, f"{path}.{k}", depth + 1, edges) for k, v in props.items()}
+        for name, choices in shapes.field_choices.items():
+            if name in children:
+                children[name] = st.one_of(st.sampled_from(choices), children[name])
         required = [k for k in schema.get("required") or [] if k in props]
         # A required member settles its group: nothing else of it may be drawn.
         groups_one = [g for g in shapes.exactly_one if not set(g) & set(required)]

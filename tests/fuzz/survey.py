@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis
 import yaml
 from hypothesis import HealthCheck, given, settings
 
@@ -59,8 +60,7 @@ def survey(examples: int, require: tuple[str, ...], seed: int) -> tuple[Counts, 
                     finding.message = f"{type(exc).__name__}: {str(exc)[:400]}"
 
     if seed:
-        run = settings(derandomize=False)(run)
-        run._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
+        run = hypothesis.seed(seed)(run)  # settings can be applied only once
     run()
     return counts, findings
 

@@ -43,3 +43,25 @@ def test_packed_objects_cost_their_length_not_a_growth_buffer() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 1.1 * sum(len(k) for k in kept), (grown, sum(len(k) for k in kept))
+
+
+def test_numbers_past_64_bits_pack_and_come_back_exactly() -> None:
+    """The apiserver stores any JSON number under podTemplate and returns 2**64 as written;
+    orjson cannot write it, and the kopf index handler packing it must not fail (finding 21)."""
+    app = {"metadata": {"name": "x"}, "spec": {"podTemplate": {"spec": {
+        "terminationGracePeriodSeconds": 2**64, "priority": -(2**70)}}, "image": "hi \U0001F600"}}
+    assert unpack(pack(app)) == app
+    assert isinstance(unpack(pack(app))["spec"]["podTemplate"]["spec"]["terminationGracePeriodSeconds"], int)
+
+
+def test_the_index_handler_packs_what_the_apiserver_returns() -> None:
+    import asyncio
+
+    from apprelease.controller.handlers import apprelease_index
+
+    body = {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease",
+            "metadata": {"name": "big", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"image": "app:1", "podTemplate": {"spec": {"terminationGracePeriodSeconds": 2**64}}}}
+    index = asyncio.run(apprelease_index(body=body, namespace="ns", name="big"))
+    packed = index[("ns", "big")]
+    assert unpack(packed)["spec"]["podTemplate"]["spec"]["terminationGracePeriodSeconds"] == 2**64

@@ -215,6 +215,22 @@ def test_a_child_the_apiserver_rejects_is_stalled_at_once_with_its_message() -> 
     assert condition(kube, "Stalled")["status"] == "True"
 
 
+def test_an_apply_that_does_not_fit_the_schema_is_rejected_not_retried() -> None:
+    """A wrong type in podTemplate: the apiserver answers 500 to the apply, but no retry can
+    help (fuzzing finding 23), so it is ChildRejected at once, naming the field."""
+    reconciler, kube, _ = setup()
+    kube.fail["Deployment"] = ApiError(
+        500, "InternalError",
+        "failed to create typed patch object (ns/shop; apps/v1, Kind=Deployment):"
+        " .spec.template.spec.hostNetwork: expected boolean, got &value.valueUnstructured{Value:\"yes\"}",
+    )
+    outcome = reconciler.reconcile((NS, NAME))
+    assert status(kube)["failure"]["reason"] == "ChildRejected"
+    assert "spec.template.spec.hostNetwork" in status(kube)["message"]
+    assert condition(kube, "Stalled")["status"] == "True"
+    assert not outcome.retry
+
+
 def test_a_name_that_belongs_to_another_app_is_never_applied_over() -> None:
     reconciler, kube, _ = setup()
     kube.objects[("Deployment", NS, NAME)] = {

@@ -147,6 +147,18 @@ def test_two_ports_on_one_service_port_is_a_render_error() -> None:
         render_initial(AppRelease.model_validate(body))
 
 
+def test_a_configmap_over_a_mebibyte_in_utf8_is_a_render_error() -> None:
+    """The CRD counts characters (CEL cannot afford bytes for 256 files): 400,000 CJK
+    characters pass it but are 1.2 MB in UTF-8, which no ConfigMap holds (finding 16)."""
+    body = load_yaml(EXAMPLE)
+    body["spec"]["config"]["files"] = {"zh.properties": "\u4e2d" * 400_000}
+    app = AppRelease.model_validate(body)
+    with pytest.raises(RenderError, match=r"spec\.config: files and env values are 1200\d+ bytes in UTF-8"):
+        render_initial(app)
+    body["spec"]["config"]["files"] = {"zh.properties": "\u4e2d" * 300_000}  # 900 kB
+    assert any(c["kind"] == "ConfigMap" for c in render_initial(AppRelease.model_validate(body)))
+
+
 def test_merge_named_lists_and_maps() -> None:
     base = {"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]}],
                      "tolerations": [{"key": "k"}]}}

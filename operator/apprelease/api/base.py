@@ -29,32 +29,36 @@ DURATION_PATTERN = r"^([0-9]{1,6}(ms|s|m|h))+$"
 INT32_MAX = 2_147_483_647
 # A label value, and a label or annotation key (a qualified name, optionally prefixed).
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-QUALIFIED_NAME_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+QUALIFIED_NAME = rf"({DNS_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
+QUALIFIED_NAME_PATTERN = f"^{QUALIFIED_NAME}$"
 # An absolute HTTP path as Kubernetes accepts it for Prefix/Exact Ingress paths (and Gateway
-# API for PathPrefix): no "//", "/./", "/../", and no trailing "/." or "/..".
+# API for PathPrefix): no "//", "/./", "/../", "%2f", "%2F", and no trailing "/." or "/..".
+_INVALID_PATH_PARTS = ("//", "/./", "/../", "%2f", "%2F")
 HTTP_PATH_RULE = (
-    "!self.contains('//') && !self.contains('/./') && !self.contains('/../')"
-    " && !self.endsWith('/..') && !self.endsWith('/.')"
+    " && ".join(f"!self.contains('{part}')" for part in _INVALID_PATH_PARTS)
+    + " && !self.endsWith('/..') && !self.endsWith('/.')"
 )
-HTTP_PATH_MESSAGE = "must be an absolute path without //, /./, /../ or a trailing /. or /.."
+HTTP_PATH_MESSAGE = "must be an absolute path without //, /./, /../, %2f or a trailing /. or /.."
 
 
 def check_http_path(path: str) -> str:
-    if any(s in path for s in ("//", "/./", "/../")) or path.endswith(("/..", "/.")):
+    if any(s in path for s in _INVALID_PATH_PARTS) or path.endswith(("/..", "/.")):
         raise ValueError(HTTP_PATH_MESSAGE)
     return path
 
 
-# What Kubernetes accepts as a ConfigMap key.
-CONFIGMAP_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
-# C_IDENTIFIER-ish: what Kubernetes accepts as an env var name (it is lenient; we are too).
-ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-
-# Kubernetes resource.Quantity, as the apiserver parses it.
-QUANTITY_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?(\d+(\.\d*)?|\.\d+))?$"
+# What Kubernetes accepts as a ConfigMap (or Secret) key: [-._a-zA-Z0-9]+, but not ".", ".."
+# or anything starting with ".." (RE2 has no lookahead: a leading "." must be followed by
+# something else). At most 253 characters, said where it is used.
+CONFIGMAP_KEY_PATTERN = r"^(\.[-_a-zA-Z0-9]|[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
+# An env var name (also an envFrom prefix) as Kubernetes validates it without the relaxed
+# rules of 1.30+: [-._a-zA-Z][-._a-zA-Z0-9]*, not ".", ".." or starting with "..".
+ENV_NAME = r"(\.[-_a-zA-Z0-9]|[-_a-zA-Z])[-._a-zA-Z0-9]*"
+ENV_NAME_PATTERN = f"^{ENV_NAME}$"
+# Printable ASCII without the space (what image references and Nacos names are made of):
+# explicit ranges, because Go's RE2 reads \S as ASCII and pydantic's regex as Unicode.
+PRINTABLE_ASCII_PATTERN = r"^[\x21-\x7e]+$"
 
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -37,8 +37,20 @@ _NOT_RESERVED = (
 _RESERVED_MESSAGE = "must not set app.kubernetes.io/name, instance, managed-by or apprelease.io/ labels"
 
 
+# Kubernetes allows 256 KiB of annotations (keys and values, in bytes) on an object; the
+# operator adds its own (the nginx canary's weight), so the user's get 1 KiB less.
+MAX_ANNOTATION_BYTES = 256 * 1024 - 1024
+_ANNOTATION_SIZE_RULE = f"self.map(k, size(k) + size(bytes(self[k]))).sum() <= {MAX_ANNOTATION_BYTES}"
+_ANNOTATION_SIZE_MESSAGE = (
+    f"annotations must be at most {MAX_ANNOTATION_BYTES} bytes in total, keys and values"
+    " (Kubernetes allows 256 KiB; the operator adds its own)"
+)
+
+
 def _annotations(value: dict[str, str]) -> dict[str, str]:
     check_qualified_names(value, "annotation")
+    if sum(len(k.encode()) + len(v.encode()) for k, v in value.items()) > MAX_ANNOTATION_BYTES:
+        raise ValueError(_ANNOTATION_SIZE_MESSAGE)
     return value
 
 
@@ -52,7 +64,10 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
 Annotations = Annotated[
     dict[str, Annotated[str, Field(max_length=65536)]],
     AfterValidator(_annotations),
-    Field(json_schema_extra=validations(qualified_name_rule("annotation"), maxProperties=64)),
+    Field(json_schema_extra=validations(
+        qualified_name_rule("annotation"), cel(_ANNOTATION_SIZE_RULE, _ANNOTATION_SIZE_MESSAGE),
+        maxProperties=64,
+    )),
 ]
 Labels = Annotated[
     dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],

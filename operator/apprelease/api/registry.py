@@ -10,7 +10,8 @@ from .base import ApiModel, cel, parse_duration, validations
 from .strategy import Duration, WarmupDuration
 from .workload import ObjectName
 
-NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^@\s]+$")]
+# Printable ASCII without space and "@" ("@@" separates group and service in Nacos).
+NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[\x21-\x3f\x41-\x7e]+$")]
 
 
 class CredentialsSecretRef(ApiModel):
@@ -31,7 +32,8 @@ class NacosTLS(ApiModel):
 
 # host:port or a URL, comma-separated for a Nacos cluster; never user:password@ (credentials
 # belong in credentialsSecret: the spec is readable by everyone who can read the AppRelease).
-SERVER_ADDR_PATTERN = r"^[^@\s,]+(,[^@\s,]+)*$"
+_ADDRESS = r"[\x21-\x2b\x2d-\x3f\x41-\x7e]+"  # printable ASCII without space, "," and "@"
+SERVER_ADDR_PATTERN = rf"^{_ADDRESS}(,{_ADDRESS})*$"
 
 
 class NacosRegistry(ApiModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .base import INT32_MAX, ApiModel, cel, validations
+from .base import INT32_MAX, PRINTABLE_ASCII_PATTERN, ApiModel, cel, validations
 from .exposure import IngressSpec, ServiceSpec
 from .registry import Registry
 from .strategy import Strategy
@@ -132,7 +132,7 @@ class AppReleaseSpec(ApiModel):
         )
     }
 
-    image: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^\S+$")] = Field(
+    image: Annotated[str, Field(min_length=1, max_length=1024, pattern=PRINTABLE_ASCII_PATTERN)] = Field(
         description="Container image, e.g. harbor.company.com/order/order-service:20250920v1."
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None

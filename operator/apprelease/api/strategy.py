@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, model_validator
 from .base import (
     DNS_HOST_PATTERN,
     DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN,
     DURATION_PATTERN,
     HTTP_PATH_MESSAGE,
     HTTP_PATH_RULE,
@@ -29,6 +30,15 @@ DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_P
 HttpPath = Annotated[
     str,
     Field(min_length=1, max_length=1024, pattern=r"^/",
+          json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
+    AfterValidator(check_http_path),
+]
+
+
+# Gateway API's HTTPRoute also wants a path of URL characters (and %XX escapes) only.
+GatewayPath = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, pattern=r"^/([-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})*$",
           json_schema_extra=validations(cel(HTTP_PATH_RULE, HTTP_PATH_MESSAGE))),
     AfterValidator(check_http_path),
 ]
@@ -83,6 +93,17 @@ IntOrPercent = Annotated[
         ),
     ),
 ]
+# Kubernetes refuses a Deployment whose maxUnavailable is over 100 % (maxSurge may be more).
+MaxUnavailable = Annotated[
+    Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^([0-9]{1,2}|100)%$", max_length=4)],
+    Field(
+        description="A number of pods or a percentage up to 100% such as 25%.",
+        json_schema_extra=validations(
+            cel("type(self) == int ? (self >= 0 && self <= 2147483647) : self.matches('^([0-9]{1,2}|100)%$')",
+                "must be a number of pods or a percentage up to 100% such as 25%")
+        ),
+    ),
+]
 _ZERO = "(type({f}) == int ? {f} == 0 : ({f}.matches('^[0-9]+%$') && int({f}.replace('%', '')) == 0))"
 
 
@@ -99,7 +120,7 @@ class RollingStrategy(ApiModel):
     }
 
     max_surge: IntOrPercent = "25%"
-    max_unavailable: IntOrPercent = "25%"
+    max_unavailable: MaxUnavailable = "25%"
 
     @model_validator(mode="after")
     def _can_progress(self) -> RollingStrategy:
@@ -153,20 +174,60 @@ class ParentRef(ApiModel):
     name: DnsSubdomain
     namespace: DnsLabel | None = None
     section_name: DnsSubdomain | None = None
-    group: Annotated[str, Field(max_length=253)] | None = None
-    kind: Annotated[str, Field(max_length=63)] | None = None
+    group: Annotated[str, Field(max_length=253, pattern=rf"^$|^{DNS_SUBDOMAIN}$")] | None = None
+    kind: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")] | None = None
+
+    def parent(self) -> tuple[str, str, str, str]:
+        """Which parent this is, with Gateway API's defaults for group and kind."""
+        return (self.group if self.group is not None else "gateway.networking.k8s.io",
+                self.kind or "Gateway", self.name, self.namespace or "")
+
+
+def _same_parent(a: str, b: str) -> str:
+    def field(ref: str, name: str, default: str) -> str:
+        return f"(has({ref}.{name}) ? {ref}.{name} : '{default}')"
+
+    # "namespace" is a CEL reserved word: rules name the property __namespace__.
+    return " && ".join(
+        f"{field(a, name, default)} == {field(b, name, default)}"
+        for name, default in (("group", "gateway.networking.k8s.io"), ("kind", "Gateway"), ("__namespace__", ""))
+    ) + f" && {a}.name == {b}.name"
+
+
+# Gateway API's own rules on an HTTPRoute's parentRefs.
+_SECTION_NAMES_SET = "sectionName must be set on every reference to a parent listed more than once"
+_SECTION_NAMES_UNIQUE = "sectionName must differ between references to the same parent"
+_PARENT_REFS = validations(
+    cel(f"self.all(a, self.all(b, !({_same_parent('a', 'b')}) || has(a.sectionName) == has(b.sectionName)))",
+        _SECTION_NAMES_SET),
+    cel(f"self.all(a, self.exists_one(b, {_same_parent('a', 'b')}"
+        " && (has(a.sectionName) ? a.sectionName : '') == (has(b.sectionName) ? b.sectionName : '')))",
+        _SECTION_NAMES_UNIQUE),
+)
 
 
 class GatewayRoute(ApiModel):
     """The HTTPRoute the operator writes (and owns): its backendRefs carry the weights."""
 
     http_route: DnsSubdomain = Field(description="Name of the HTTPRoute (in the AppRelease's namespace).")
-    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=32)]
+    parent_refs: Annotated[list[ParentRef], Field(min_length=1, max_length=32, json_schema_extra=_PARENT_REFS)]
     hostnames: Annotated[list[Annotated[str, Field(max_length=253, pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]], Field(max_length=16)] = Field(default_factory=list)
-    path: HttpPath = "/"
+    path: GatewayPath = "/"
     canary_header: HeaderMatch | None = Field(
         None, description="Requests with this header go to the canary whatever the weight (gray routing by header)."
     )
+
+    @model_validator(mode="after")
+    def _parents(self) -> GatewayRoute:
+        by_parent: dict[tuple[str, str, str, str], list[str | None]] = {}
+        for ref in self.parent_refs:
+            by_parent.setdefault(ref.parent(), []).append(ref.section_name)
+        for sections in by_parent.values():
+            if len(sections) > 1 and None in sections:
+                raise ValueError(f"parentRefs: {_SECTION_NAMES_SET}")
+            if len(set(sections)) != len(sections):
+                raise ValueError(f"parentRefs: {_SECTION_NAMES_UNIQUE}")
+        return self
 
 
 class CanaryStrategy(ApiModel):

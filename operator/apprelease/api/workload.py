@@ -9,22 +9,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from kubernetes.utils import parse_quantity
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import (
     CONFIGMAP_KEY_PATTERN,
     DNS_LABEL_PATTERN,
+    ENV_NAME,
     ENV_NAME_PATTERN,
     INT32_MAX,
     PORT_NAME_PATTERN,
-    QUANTITY_PATTERN,
+    QUALIFIED_NAME,
     ApiModel,
     cel,
+    cel_regex,
     check_exactly_one,
     exactly_one,
     validations,
 )
+from .resources import Quantity, Resources
 
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
@@ -59,8 +61,6 @@ PortRef = Annotated[
         )
     ),
 ]
-# int-or-string like Kubernetes' own Quantity fields; write fractions as strings ("500m", "0.5").
-Quantity = int | Annotated[str, Field(max_length=32)]
 
 
 class ContainerPort(ApiModel):
@@ -87,15 +87,78 @@ class ConfigMapKeySelector(SecretKeySelector):
     pass
 
 
+# The downward-API fields Kubernetes lets an env var read (pkg/apis/core/validation).
+FIELD_PATH_PATTERN = (
+    r"^(metadata\.(name|namespace|uid)|spec\.(nodeName|serviceAccountName)|status\.(hostIPs?|podIPs?)"
+    rf"|metadata\.(labels|annotations)\['{QUALIFIED_NAME}'\])$"
+)
+_FIELD_PATH_MESSAGE = (
+    "must be metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'],"
+    " metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.hostIP,"
+    " status.hostIPs, status.podIP or status.podIPs"
+)
+RESOURCE_FIELD_PATTERN = (
+    r"^(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-[1-9][0-9]{0,3}(Ki|Mi|Gi))$"
+)
+_RESOURCE_FIELD_MESSAGE = (
+    "must be limits. or requests. followed by cpu, memory, ephemeral-storage or hugepages-<page size>"
+)
+CPU_DIVISORS = ("1m", "1")
+BYTE_DIVISORS = ("1", "1k", "1M", "1G", "1T", "1P", "1E", "1Ki", "1Mi", "1Gi", "1Ti", "1Pi", "1Ei")
+_DIVISOR_MESSAGE = (
+    f"divisor must be {' or '.join(CPU_DIVISORS)} for cpu, and one of {', '.join(BYTE_DIVISORS)}"
+    " for memory, ephemeral-storage and hugepages"
+)
+
+
+def _matching(pattern: str, message: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 class FieldSelector(ApiModel):
-    field_path: Annotated[str, Field(min_length=1, max_length=256)]
-    api_version: str | None = None
+    field_path: Annotated[
+        str,
+        Field(min_length=1, max_length=256, json_schema_extra=validations(
+            cel(f"self.matches({cel_regex(FIELD_PATH_PATTERN)})", _FIELD_PATH_MESSAGE))),
+        _matching(FIELD_PATH_PATTERN, _FIELD_PATH_MESSAGE),
+    ]
+    api_version: Literal["v1"] | None = None
 
 
 class ResourceFieldSelector(ApiModel):
-    resource: Annotated[str, Field(min_length=1, max_length=64)]
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel("!has(self.divisor) || (self.resource.endsWith('.cpu')"
+                f" ? string(self.divisor) in {_cel_list(CPU_DIVISORS)}"
+                f" : string(self.divisor) in {_cel_list(BYTE_DIVISORS)})",
+                _DIVISOR_MESSAGE, field_path=".divisor"),
+        )
+    }
+
+    resource: Annotated[
+        str,
+        Field(min_length=1, max_length=64, json_schema_extra=validations(
+            cel(f"self.matches({cel_regex(RESOURCE_FIELD_PATTERN)})", _RESOURCE_FIELD_MESSAGE))),
+        _matching(RESOURCE_FIELD_PATTERN, _RESOURCE_FIELD_MESSAGE),
+    ]
     container_name: str | None = None
     divisor: Quantity | None = None
+
+    @model_validator(mode="after")
+    def _divisor(self) -> ResourceFieldSelector:
+        allowed = CPU_DIVISORS if self.resource.endswith(".cpu") else BYTE_DIVISORS
+        if self.divisor is not None and str(self.divisor) not in allowed:
+            raise ValueError(_DIVISOR_MESSAGE)
+        return self
 
 
 _ENV_SOURCES = ("secret_key_ref", "config_map_key_ref", "field_ref", "resource_field_ref")
@@ -155,7 +218,7 @@ class EnvFromSource(ApiModel):
         )
     }
 
-    prefix: Annotated[str, Field(max_length=64)] | None = None
+    prefix: Annotated[str, Field(max_length=64, pattern=f"^({ENV_NAME})?$")] | None = None
     secret_ref: NamedRef | None = None
     config_map_ref: NamedRef | None = None
 
@@ -166,14 +229,24 @@ class EnvFromSource(ApiModel):
         return self
 
 
-_KEY_RULE = (
-    "self.all(k, k.size() <= 253 && k != '.' && k != '..' && k.matches('"
-    + CONFIGMAP_KEY_PATTERN
-    + "'))"
-)
+_KEY_RULE = f"self.all(k, k.size() <= 253 && k.matches({cel_regex(CONFIGMAP_KEY_PATTERN)}))"
 _KEY_MESSAGE = (
-    "keys must be valid ConfigMap keys: letters, digits, '-', '_' or '.', at most 253 characters"
+    "keys must be valid ConfigMap keys: letters, digits, '-', '_' or '.', at most 253 characters,"
+    " not '.' and not starting with '..'"
 )
+_ENV_KEY_RULE = f"self.all(k, k.size() <= 253 && k.matches({cel_regex(ENV_NAME_PATTERN)}))"
+_ENV_KEY_MESSAGE = (
+    "keys must be environment variable names (letters, digits, '-', '_' or '.', not starting with"
+    " a digit or '..') of at most 253 characters: they are ConfigMap keys too"
+)
+# A ConfigMap holds at most 1 MiB of values. CEL counts characters (a byte count would cost
+# more than the apiserver allows for 256 files); the renderer checks the UTF-8 bytes.
+CONFIGMAP_MAX_DATA = 1024 * 1024
+_CONFIG_SIZE_RULE = (
+    "(has(self.files) ? self.files.map(k, size(self.files[k])).sum() : 0)"
+    f" + (has(self.env) ? self.env.map(k, size(self.env[k])).sum() : 0) <= {CONFIGMAP_MAX_DATA}"
+)
+_CONFIG_SIZE_MESSAGE = "files and env values must be at most 1 MiB in total (one ConfigMap holds them)"
 
 
 class ConfigFiles(ApiModel):
@@ -189,6 +262,7 @@ class ConfigFiles(ApiModel):
                 "mountPath is required when files are given", field_path=".mountPath"),
             cel("!has(self.files) || !has(self.env) || self.files.all(k, !(k in self.env))",
                 "files and env must not share keys (one ConfigMap holds both)", field_path=".env"),
+            cel(_CONFIG_SIZE_RULE, _CONFIG_SIZE_MESSAGE),
         )
     }
 
@@ -203,21 +277,19 @@ class ConfigFiles(ApiModel):
     )
     env: Annotated[
         dict[str, str],
-        Field(json_schema_extra=validations(
-            cel("self.all(k, k.matches('" + ENV_NAME_PATTERN + "'))",
-                "keys must be valid environment variable names"),
-            maxProperties=256,
-        )),
+        Field(json_schema_extra=validations(cel(_ENV_KEY_RULE, _ENV_KEY_MESSAGE), maxProperties=256)),
     ] = Field(default_factory=dict, description="Config values exposed to the container as env.")
 
     @model_validator(mode="after")
     def _check(self) -> ConfigFiles:
         for key in self.files:
-            if len(key) > 253 or key in (".", "..") or not re.fullmatch(CONFIGMAP_KEY_PATTERN, key):
+            if len(key) > 253 or not re.fullmatch(CONFIGMAP_KEY_PATTERN, key):
                 raise ValueError(f"files: {key!r}: {_KEY_MESSAGE}")
         for key in self.env:
-            if not re.fullmatch(ENV_NAME_PATTERN, key):
-                raise ValueError(f"env: {key!r}: keys must be valid environment variable names")
+            if len(key) > 253 or not re.fullmatch(ENV_NAME_PATTERN, key):
+                raise ValueError(f"env: {key!r}: {_ENV_KEY_MESSAGE}")
+        if sum(map(len, self.files.values())) + sum(map(len, self.env.values())) > CONFIGMAP_MAX_DATA:
+            raise ValueError(_CONFIG_SIZE_MESSAGE)
         overlap = set(self.files) & set(self.env)
         if overlap:
             raise ValueError(f"files and env share keys {sorted(overlap)}")
@@ -226,54 +298,9 @@ class ConfigFiles(ApiModel):
         return self
 
 
-_QUANTITY_RULE = "self.all(k, isQuantity(string(self[k])))"
-
-
-def _quantities() -> object:
-    return Field(
-        default_factory=dict,
-        json_schema_extra=validations(
-            cel(_QUANTITY_RULE, "values must be Kubernetes quantities such as 250m, 1, 512Mi"),
-            maxProperties=8,
-        ),
-    )
-
-
-_REQUESTS_WITHIN_LIMITS = (
-    "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits)"
-    " || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k]))"
-    " || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)"
-)
-
-
-class Resources(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(
-            cel(_REQUESTS_WITHIN_LIMITS, "each request must be at most its limit", field_path=".requests"),
-        )
-    }
-
-    requests: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
-    limits: dict[str, Quantity] = _quantities()  # type: ignore[assignment]
-
-    @field_validator("requests", "limits")
-    @classmethod
-    def _quantities_valid(cls, value: dict[str, Quantity]) -> dict[str, Quantity]:
-        for name, quantity in value.items():
-            if not re.fullmatch(QUANTITY_PATTERN, str(quantity)):
-                raise ValueError(f"{name}: {quantity!r} is not a Kubernetes quantity such as 250m or 512Mi")
-        return value
-
-    @model_validator(mode="after")
-    def _requests_within_limits(self) -> Resources:
-        for name, request in self.requests.items():
-            if name in self.limits and parse_quantity(request) > parse_quantity(self.limits[name]):
-                raise ValueError("each request must be at most its limit")
-        return self
-
-
 class HttpHeader(ApiModel):
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    # What Kubernetes accepts as a probe's header name.
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[-A-Za-z0-9]+$")]
     value: Annotated[str, Field(max_length=4096)]
 
 

@@ -58,7 +58,7 @@ def _api_failure(exc: ApiError) -> Failure:
         # The kind itself is unknown to the apiserver (an HTTPRoute without Gateway API).
         return Failure(F.CHILD_REJECTED, _short(f"{detail} (is the API for this kind installed,"
                                                " e.g. the Gateway API CRDs?)"))
-    if exc.status in (400, 422):
+    if exc.status in (400, 422) or exc.unappliable:
         return Failure(F.CHILD_REJECTED, detail)
     if exc.status in (401, 403):
         return Failure(F.FORBIDDEN, detail)

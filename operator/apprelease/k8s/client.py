@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,24 @@ RESOURCES: dict[str, ResourceType] = {
 }
 
 
+# Characters Go's YAML reader refuses raw (C1 controls, DEL, BOM, non-characters) or folds
+# into a space (NEL, line and paragraph separators): an apply patch carries them as \u escapes.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def apply_patch_body(obj: dict[str, Any]) -> bytes:
+    """An apply patch as JSON the apiserver's YAML reader takes unchanged: raw UTF-8, because
+    a character beyond the BMP written as a \\ud83d\\ude00 surrogate pair (what json.dumps,
+    and so the kubernetes client, writes by default) is refused ("found invalid Unicode
+    character escape code"); the characters YAML cannot hold raw stay escaped."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+
+
+_UNAPPLIABLE = ("failed to create typed patch object", "failed to convert new typed object",
+                "failed to convert new object", "failed to convert to unversioned")
+
+
 class ApiError(Exception):
     """An API call failed; ``message`` is the apiserver's own explanation."""
 
@@ -85,6 +104,13 @@ class ApiError(Exception):
     def namespace_terminating(self) -> bool:
         """The namespace is being deleted: nothing we write there will last."""
         return self.status == 403 and "being terminated" in self.message
+
+    @property
+    def unappliable(self) -> bool:
+        """A server-side apply whose body does not fit the kind's schema (a string where a
+        boolean belongs, 1.5 where an integer does): the apiserver answers 500 although
+        retrying cannot help (apimachinery's structuredmerge.go, errors about the patch)."""
+        return self.status == 500 and self.message.startswith(_UNAPPLIABLE)
 
     @property
     def invalid(self) -> bool:
@@ -226,7 +252,7 @@ class Kube:
             "PATCH",
             path,
             query={"fieldManager": manager, "force": "true"},
-            body=obj,
+            body=apply_patch_body(obj),
             content_type="application/apply-patch+yaml",
             resource=kind + (f"/{subresource}" if subresource else ""),
         )

@@ -7,10 +7,14 @@ nodePorts, an HPA's annotations) are ignored; fields we set must match.
 
 from __future__ import annotations
 
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from ..api.resources import is_quantity, quantity_value
+
+_MILLI = Decimal("0.001")
 # Go's omitempty drops these, so "absent" in the live object equals them.
 _EMPTY: tuple[Any, ...] = (False, 0, "", None)
 
@@ -19,13 +23,23 @@ def _is_empty(value: Any) -> bool:
     return value in _EMPTY or value == [] or value == {}
 
 
+def _milli(quantity: str) -> Decimal:
+    with localcontext() as context:
+        context.prec = 200  # 1e99 has 100 digits
+        return quantity_value(quantity).quantize(_MILLI, rounding=ROUND_CEILING)
+
+
 def _scalar_equal(want: Any, have: Any) -> bool:
     if want == have and type(want) is type(have):
         return True
     if isinstance(want, bool) or isinstance(have, bool):
         return False
-    # Quantities are canonicalised by the apiserver ("1000m" → "1", 1 → "1").
+    # Quantities are canonicalised by the apiserver ("1000m" → "1", 1 → "1"), binary ones
+    # capped ("9999Ei" → int64's maximum), and a resource list's rounded up to milli units
+    # ("1.0000000011" → "1001m"): compared the same way, or every reconcile would re-apply.
     if isinstance(want, int | float | str) and isinstance(have, int | float | str):
+        if is_quantity(str(want)) and is_quantity(str(have)):
+            return _milli(str(want)) == _milli(str(have))
         try:
             return bool(parse_quantity(want) == parse_quantity(have))
         except (ValueError, TypeError):

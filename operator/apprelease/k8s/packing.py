@@ -13,6 +13,7 @@ and never persisted, so it may change between versions.
 from __future__ import annotations
 
 import functools
+import json
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -72,13 +73,26 @@ def dictionary() -> bytes:
     return b"".join(orjson.dumps(part) for part in parts)[-WINDOW:]
 
 
+def _json(value: Mapping[str, Any]) -> bytes:
+    """Compact JSON. orjson writes only 64-bit integers, but the apiserver stores any JSON
+    number a schemaless field (podTemplate) holds and returns 2**64 as it was written: such
+    objects go through the standard library, marked by a leading space (which orjson never
+    writes) so that unpacking reads their numbers back exactly too."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return b" " + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def pack(value: Mapping[str, Any]) -> bytes:
     # The result is a new exact-size bytes: orjson's own output keeps the buffer it was
     # written into (RSS 101 → 288 MiB for 48 MiB of objects), so it is never kept.
     compressor = zlib.compressobj(LEVEL, zdict=dictionary())
-    return compressor.compress(orjson.dumps(value)) + compressor.flush()
+    return compressor.compress(_json(value)) + compressor.flush()
 
 
 def unpack(data: bytes) -> dict[str, Any]:
     decompressor = zlib.decompressobj(zdict=dictionary())
-    return dict(orjson.loads(decompressor.decompress(data) + decompressor.flush()))
+    raw = decompressor.decompress(data) + decompressor.flush()
+    # orjson would read an integer past 64 bits as a float.
+    return dict(json.loads(raw) if raw.startswith(b" ") else orjson.loads(raw))

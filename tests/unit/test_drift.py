@@ -1,0 +1,23 @@
+"""Write skipping: what we apply compared with what the apiserver returns."""
+
+from __future__ import annotations
+
+import pytest
+
+from apprelease.k8s.drift import contains
+
+
+@pytest.mark.parametrize(
+    ("desired", "live"),
+    [("1000m", "1"), (1, "1"), ("0.5", "500m"), ("1.0000000011", "1001m"), ("1.0005", "1001m"),
+     ("9999999999Ei", "9223372036854775807"), ("1e3", "1k"), ("1Gi", "1Gi"), ("1e99", "1e99"),
+     ("99999999999999999999999999999999e99", "99999999999999999999999999999999e99")],
+)
+def test_quantities_the_apiserver_canonicalised_are_no_drift(desired: object, live: object) -> None:
+    want = {"resources": {"limits": {"cpu": desired}}}
+    assert contains({"resources": {"limits": {"cpu": live}}}, want)
+
+
+@pytest.mark.parametrize(("desired", "live"), [("1", "2"), ("1Gi", "1G"), ("1.002", "1001m")])
+def test_different_quantities_are_drift(desired: str, live: str) -> None:
+    assert not contains({"cpu": live}, {"cpu": desired})
