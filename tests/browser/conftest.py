@@ -40,7 +40,9 @@ CONSOLE_START_TIMEOUT = 30.0
 SCREENSHOTS_ENV = "APPRELEASE_SCREENSHOTS"
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an asyncio loop running in the main thread while
+# it is open, and tests after these (asyncio.run in tests/unit) would fail inside it.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (.ci/run does)", pytrace=False)
@@ -48,7 +50,7 @@ def playwright() -> Iterator[Playwright]:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
     yield launched
@@ -213,6 +215,7 @@ class Identities:
 
 @pytest.fixture
 def identities(kube_cluster: KubeCluster, namespace: str, tmp_path: Path) -> Iterator[Identities]:
-    made = Identities(kube_cluster, namespace, tmp_path, uuid.uuid4().hex[:6])
+    # A letter first: an all-digit hex like "045281" is a number to kubectl's YAML, not a label value.
+    made = Identities(kube_cluster, namespace, tmp_path, f"t{uuid.uuid4().hex[:6]}")
     yield made
     made.cleanup()

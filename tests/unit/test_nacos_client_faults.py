@@ -239,3 +239,31 @@ def test_a_cluster_whose_last_instance_left_lists_as_empty_and_can_be_written_ah
         assert nacos.list_instances() == []
         nacos.update_instance("10.0.0.9", 8080, enabled=False, weight=1.0, metadata={}, must_exist=False)
     assert [(w["ip"], w["enabled"]) for w in writes] == [(["10.0.0.9"], ["false"])]
+
+
+def test_nacos_3_says_an_unknown_service_is_not_found_in_data_not_in_message() -> None:
+    """Nacos 3.1 answers the v3 instance list of an unknown service with HTTP 404 and JSON
+    whose `message` is only "server error"; "service not found" is in `data`."""
+
+    def unknown(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/console/server/state"):
+            _json(handler, 200, {"version": "3.1.0-bugfix"})
+        elif path.endswith("/v3/admin/ns/instance/list"):
+            _json(handler, 404, {"code": 20004, "message": "server error",
+                                 "data": "service not found: public@@DEFAULT_GROUP@@shop"})
+        else:
+            _json(handler, 500, {"code": 30000, "message": "server error", "data": "unexpected"})
+
+    with server(unknown) as address, client(address) as nacos:
+        assert nacos.list_instances() == []
+
+
+def test_a_404_that_is_not_about_the_service_is_an_outage() -> None:
+    def elsewhere(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/console/server/state"):
+            _json(handler, 200, {"version": "3.1.0"})
+        else:
+            _json(handler, 404, {"code": 404, "message": "server error", "data": "no handler for this path"})
+
+    with server(elsewhere) as address, client(address) as nacos, pytest.raises(RegistryUnavailable, match="HTTP 404"):
+        nacos.list_instances()

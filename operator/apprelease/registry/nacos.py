@@ -495,8 +495,8 @@ class NacosRegistry:
     def _interpret(self, response: httpx.Response, what: str, missing_ok: bool) -> Any:
         status = response.status_code
         detail = self._detail(response)
-        if missing_ok and status in (400, 404, 500) and NOT_FOUND_MESSAGE.search(detail or _head(response)):
-            return None  # v1 says so in plain text ("caused: cluster DEFAULT is not found!;")
+        if missing_ok and status in (400, 404, 500) and _says_not_found(response):
+            return None
         if status in (401, 403):
             reason = (
                 "refused after a fresh login" if self._settings.username else "needs credentials"
@@ -639,9 +639,18 @@ class NacosRegistry:
         return text
 
 
-def _head(response: httpx.Response) -> str:
-    """The start of a body, to recognise Nacos' plain-text errors; never shown to anyone."""
-    return response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")
+def _says_not_found(response: httpx.Response) -> bool:
+    """Nacos answers an unknown service or cluster with an error, each version its own way:
+    v1 in plain text ("caused: cluster DEFAULT is not found!;"), v3 as JSON whose `message`
+    is "server error" and whose `data` says "service not found". Never shown to anyone."""
+    texts = [response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")]
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        texts.extend(str(body.get(key) or "") for key in ("message", "data", "error"))
+    return any(NOT_FOUND_MESSAGE.search(text) for text in texts)
 
 
 class _TooSlow(Exception):
