@@ -46,6 +46,10 @@ def _kill_leftovers(state_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _hangup_default() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def _dev_run(state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`apprelease dev run` as a process manager would start it (no terminal)."""
@@ -66,6 +70,9 @@ def _dev_run(state_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
             stdout=output,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
+            # As a terminal starts it: under `nohup` (a CI runner's) SIGHUP would be inherited
+            # ignored, and dev run rightly keeps an ignored signal ignored.
+            preexec_fn=_hangup_default,
         )
     try:
         yield process

@@ -136,7 +136,12 @@ def test_scale_down_takes_instances_offline_before_pods_leave(
     assert draining_ips == set(apps.timeline.deleting_at)
     # The remaining pod stays enabled; nothing is listed as draining once the pods are gone.
     status = arl.wait("orders", lambda s: registered(s, "1/1") and not s.get("draining"), 30, "1/1, none draining")
-    assert status["registration"]["instances"][0]["enabled"] is True
+    # A leaving pod's row stays (disabled) until its pod object is gone: rows are by pod name.
+    rows = {row["ip"]: row for row in status["registration"]["instances"]}
+    remaining = set(rows) - draining_ips
+    assert len(remaining) == 1, rows
+    assert rows[remaining.pop()]["enabled"] is True, rows
+    assert all(rows[ip]["enabled"] is False for ip in set(rows) & draining_ips), rows
 
 
 def test_offline_and_online_commands_set_and_reset_the_override(
