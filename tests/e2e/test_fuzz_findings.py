@@ -78,13 +78,14 @@ def test_a_number_past_64_bits_in_the_pod_template_gets_a_verdict(
     kube_cluster: KubeCluster, arl: AppReleases, operator: OperatorProcess
 ) -> None:
     """Finding 21: the kopf index handler could not pack the stored object (orjson writes
-    64-bit integers only), so the app never got a status. (The apiserver itself takes such a
-    Deployment, reading the number as float64 and storing int64's minimum.)"""
+    64-bit integers only), so the app never got a status. The apiserver itself takes such a
+    Deployment, reading the number as float64 and storing int64's minimum, which never equals
+    what the operator applies: so the verdict is InvalidSpec, naming the field."""
     log_offset = operator.log_path.stat().st_size
     create(kube_cluster, arl, "huge", podTemplate={"spec": {"terminationGracePeriodSeconds": 2**64}})
-    generation = arl.get("huge")["metadata"]["generation"]
-    status = arl.wait("huge", lambda s: bool(s.get("phase")) and s.get("observedGeneration") == generation,
-                      timeout=60, what="a verdict for generation 1")
-    assert status["phase"] in ("Healthy", "Progressing", "Degraded"), status
+    condition = stalled(arl, "huge")
+    assert condition["reason"] == "InvalidSpec"
+    assert "spec.podTemplate.spec.terminationGracePeriodSeconds" in condition["message"]
+    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in arl.events("huge"))
     log = operator.log_path.read_text(errors="replace")[log_offset:]
     assert "Traceback" not in log and "Indexer" not in log, log[-3000:]

@@ -239,6 +239,10 @@ def test_raw_nginx_snippets_are_denied_unless_the_policy_allows_them() -> None:
     ({"spec": {"containers": {"name": "a"}}}, "spec.podTemplate.spec.containers"),
     ({"spec": {"containers": ["sidecar"]}}, "spec.podTemplate.spec.containers[0]"),
     ({"spec": []}, "spec.podTemplate.spec"),
+    # Admitted (podTemplate is free-form), but the apiserver would keep int64's minimum instead.
+    ({"spec": {"terminationGracePeriodSeconds": 2**64}}, "spec.podTemplate.spec.terminationGracePeriodSeconds"),
+    ({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": -(2**63) - 1}]}]}},
+     "spec.podTemplate.spec.containers[0].ports[0].containerPort"),
 ])
 def test_a_pod_template_of_the_wrong_shape_is_a_render_error_naming_the_field(pod_template: dict, where: str) -> None:
     """Admission rejects these shapes now; a revision stored before that (history is replayed

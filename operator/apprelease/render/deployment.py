@@ -132,8 +132,29 @@ def _registry_lifecycle(app: AppRelease, generated: dict[str, Any], user: dict[s
     spec["terminationGracePeriodSeconds"] = max(base, registry.drain_seconds + DEFAULT_GRACE_SECONDS)
 
 
+INT64_RANGE = range(-(2**63), 2**63)
+
+
+def _beyond_int64(value: Any, path: str = "") -> tuple[str, int] | None:
+    """The first integer Kubernetes cannot store, with its path. The apiserver takes it into a
+    Deployment as float64 and keeps int64's minimum, which never equals what we apply: the
+    Deployment would be written again on every reconcile."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if value in INT64_RANGE else (path, value)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in items:
+        found = _beyond_int64(child, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found:
+            return found
+    return None
+
+
 def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
     template = plan.template
+    too_big = _beyond_int64(template.pod_template)
+    if too_big:
+        raise RenderError(f"spec.podTemplate{too_big[0]}: {too_big[1]} is outside the 64-bit integers"
+                          " Kubernetes stores")
     _, volumes = _config_mounts(app.name, template.config)
     pod_annotations = {labels.RESTARTED_AT: template.restart_at} if template.restart_at else {}
     generated: dict[str, Any] = {
