@@ -249,8 +249,8 @@ def test_nacos_3_says_an_unknown_service_is_not_found_in_data_not_in_message() -
         if path.endswith("/v1/console/server/state"):
             _json(handler, 200, {"version": "3.1.0-bugfix"})
         elif path.endswith("/v3/admin/ns/instance/list"):
-            _json(handler, 404, {"code": 20004, "message": "server error",
-                                 "data": "service not found: public@@DEFAULT_GROUP@@shop"})
+            _json(handler, 404, {"message": "server error",
+                                 "data": "service not found, namespace: public, serviceName: DEFAULT_GROUP@@shop"})
         else:
             _json(handler, 500, {"code": 30000, "message": "server error", "data": "unexpected"})
 
