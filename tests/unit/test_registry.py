@@ -294,6 +294,26 @@ def test_user_offline_and_online() -> None:
     assert sim.status.offline_pods == []
 
 
+def test_online_re_enables_an_instance_we_took_offline_even_if_the_pod_still_shows_serving() -> None:
+    """The pod as the operator sees it may lag its own gate write (a stale watch under load):
+    a disable that status says was ours is ours to undo, not "disabled in Nacos by someone"
+    (that reason is False: the pod would stay unready for good after `online`)."""
+    sim = nacos_sim(strategy={"rolling": {}})
+    pod = sim.pods["stable"][0].name
+    serving = sim.gates[pod]
+    sim.annotate(requests.OFFLINE, pod)
+    sim.tick()
+    assert sim.status.offline_pods == [pod]
+    sim.gates[pod] = serving  # the Offline gate not seen yet
+    sim.actions.clear()
+    sim.annotate(requests.OFFLINE, "")
+    sim.tick()
+    assert pod in enabled_writes(sim)
+    assert sim.gates[pod].status, sim.gates[pod]
+    sim.settle()
+    assert sim.gates[pod].reason == "Serving"
+
+
 def test_stale_instances_cleaned_up_when_asked_but_only_our_own() -> None:
     sim = nacos_sim(strategy={"rolling": {}}, registry={**NACOS, "cleanupStale": True})
     assert sim.nacos is not None

@@ -34,6 +34,9 @@ class DrainOutcome:
     offline_pods: list[str] = field(default_factory=list)
     # Pods whose instances must be offline now, and why (leaving, on request).
     offline: dict[str, str] = field(default_factory=dict)
+    # Pods the last status had offline on request and no request keeps offline: their
+    # disabled instances are ours to enable again, whatever gate the pod still shows.
+    released: set[str] = field(default_factory=set)
     # Kubernetes-side marks (mark-leaving) and stale clean-up (registry writes, deregistration).
     actions: list[RegistryAction] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
@@ -138,6 +141,7 @@ def plan_drain(
         outcome.offline_pods = [p for p in previous.offline_pods if p in live]
         return outcome
     _user_offline(app, live, outcome)
+    outcome.released = {p for p in previous.offline_pods if p in live} - set(outcome.offline_pods)
     _stale_cleanup(app, registration, outcome)
     if not drain_enabled(app):
         return outcome

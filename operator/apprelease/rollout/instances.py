@@ -76,7 +76,7 @@ def plan_instances(
         instance = registration.by_pod.get(pod.name)
         metadata = ((OWNER_KEY, owner), (REVISION_KEY, str(pod.revision or "")), (TRACK_KEY, pod.track))
         offline = pod.name in drain.offline or app.spec.taken_down or pod.revision in decision.idle_revisions
-        reason, enabled = _pod_state(pod, instance, offline)
+        reason, enabled = _pod_state(pod, instance, offline, released=pod.name in drain.released)
         if reason is not None and (pod.gate is None or (pod.gate.reason, pod.gate.status) != (reason, _READY[reason])):
             # The condition's time moves with its status, and also when the pod starts serving:
             # warm-up counts from there, not from the registration before Ready.
@@ -129,12 +129,17 @@ _MESSAGES = {
 }
 
 
-def _pod_state(pod: PodState, instance: RegistryInstance | None, offline: bool) -> tuple[str | None, bool]:
+def _pod_state(
+    pod: PodState, instance: RegistryInstance | None, offline: bool, *, released: bool = False
+) -> tuple[str | None, bool]:
     """(the gate reason the pod should show, or None to leave it; whether the instance should
-    be enabled). A terminating pod only goes offline: its gate no longer matters."""
+    be enabled). A terminating pod only goes offline: its gate no longer matters. ``released``:
+    we had it offline on request until now, so a disabled instance is our own doing."""
     if pod.deleting:
         return None, False
     current = pod.gate.reason if pod.gate is not None and pod.gate.reason in _READY else "Waiting"
+    if released and current in ("Serving", "DisabledInRegistry"):
+        current = "Offline"  # the pod may not show our Offline gate yet
     listed = instance is not None and instance.healthy
     if current in ("Waiting", "Registered"):  # joining: disabled until the pod is Ready
         if not listed:
