@@ -267,3 +267,14 @@ def test_a_404_that_is_not_about_the_service_is_an_outage() -> None:
 
     with server(elsewhere) as address, client(address) as nacos, pytest.raises(RegistryUnavailable, match="HTTP 404"):
         nacos.list_instances()
+
+
+def test_a_call_on_a_closed_client_is_an_outage_not_a_crash() -> None:
+    """The registry lane may still be reading with a client that was just replaced and
+    closed (an edit of serverAddr): httpx raises RuntimeError, which reached the lane's
+    'unexpected error' traceback."""
+    with server(nacos_like([ROW])) as address, client(address) as nacos:
+        nacos.list_instances()
+        nacos.close()
+        with pytest.raises(RegistryUnavailable, match="client closed"):
+            nacos.list_instances()

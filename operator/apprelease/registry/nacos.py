@@ -546,6 +546,12 @@ class NacosRegistry:
                     if attempt + 1 < settings.connect_attempts:
                         time.sleep(min(0.2 * 2**attempt, max(0.0, deadline - time.monotonic())))
                     continue
+                except RuntimeError:
+                    if not self._http.is_closed:
+                        raise
+                    # Replaced (serverAddr edited) while a lane still used it: an outage to the
+                    # caller, who already knows what to do with one.
+                    raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: client closed") from None
                 if response.status_code >= 500 and index != order[-1]:
                     last_error = f"{self._servers[index]}: HTTP {response.status_code}"
                     break  # a node without a leader, overloaded...: the next server may answer
