@@ -129,7 +129,9 @@ class Sim:
         self.now += timedelta(seconds=seconds)
         result = plan(self.app, self.status, self.observed(), self.now)
         self.last = result
-        self.status = result.status
+        # Through the wire, as the reconciler stores it: what resumes the next pass.
+        self.status = AppReleaseStatus.model_validate(result.status.to_wire())
+        assert self.status == result.status, "status does not survive being stored"
         self.events += [(e.reason, e.message) for e in result.events]
         for record in result.revisions_to_save:
             self.revisions[record.hash] = record

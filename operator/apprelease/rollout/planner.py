@@ -4,7 +4,8 @@ A pure function. It never sleeps and never calls the API; the controller applies
 returns and asks to be woken at ``requeue_after``. The same inputs always give the same
 plan, which is what makes a SIGKILLed operator resume exactly where it was.
 
-One pass: the history knows the spec's revision; the state is parsed from status; the
+One pass: the history knows the spec's revision; the state is read from status.rollout (a
+strategy change first finishes or abandons the old strategy's state: strategy_change.py); the
 strategy's transition function decides the next state (rollout/canary.py, direct.py); the
 history is marked and pruned; graceful offline may hold what would remove registered pods
 (drain.py); failures that block progress get their bound (failures.py); status is summarised.
@@ -28,8 +29,9 @@ from .instances import plan_instances
 from .observed import Observed, RevisionRecord
 from .outcome import Decision, Event, Inputs, Plan
 from .revisions import History
-from .state import Aborted, RolloutState, Steady, in_progress, parse
+from .state import Aborted, RolloutState, Steady, in_progress, stored
 from .status_summary import summarize
+from .strategy_change import carry_over
 from .timefmt import format_time
 
 Transition = Callable[[RolloutState, Inputs], Decision]
@@ -60,7 +62,10 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     if stable is None and spec.strategy.kind not in ("rolling", "recreate"):
         decision, untouched = _stable_missing(inputs)
     else:
-        decision = STRATEGIES[spec.strategy.kind](parse(status), inputs)
+        carried = carry_over(stored(status), inputs)
+        decision = carried.finished or STRATEGIES[spec.strategy.kind](carried.state, carried.inputs)
+        if carried.event is not None and carried.finished is None:
+            decision = replace(decision, events=(carried.event, *decision.events))
 
     _mark_history(history, decision, observed, app, stamp)
     keep = {current.hash, decision.stable.hash, *deployed, *_pod_revisions(observed, history)}

@@ -138,7 +138,7 @@ def summarize(
     )
     phase, reason, message = _phase(app, decision, observed, waiting_for)
     steps = len(canary_spec.steps) if canary_spec else 0
-    state = status_fields(decision.state, steps=steps)
+    state = status_fields(decision.state, running=spec.strategy.kind)
     if state["current_step_index"] is None and canary_spec:
         state["current_step_index"] = steps  # a finished (or no) canary: n/n
     step_index = state["current_step_index"]
