@@ -15,6 +15,8 @@ from rich.tree import Tree
 
 from ..k8s.observe import pod_state
 from ..render import labels
+from ..rollout import state as rollout_state
+from ..rollout.state import Promoting, RolloutState, Switched
 from .common import Context
 
 SYMBOLS = {
@@ -61,14 +63,14 @@ def render_view(
         header.add_row("  Step:", status.get("step") or "")
         header.add_row("  SetWeight:", str(status.get("setWeight", "")))
         header.add_row("  ActualWeight:", str(status.get("actualWeight", "")))
-    active = _active_revision(status)
+    rollout = rollout_state.of_wire(status).state
+    active = _active_revision(status, rollout)
     if status.get("strategy") == "blueGreen":
-        blue_green = status.get("blueGreen") or {}
         header.add_row("  Active:", f"revision {active}" if active is not None else "")
         if status.get("canaryRevision") is not None:
             header.add_row("  Preview:", f"revision {status['canaryRevision']}")
-        if blue_green.get("switchedAt"):
-            header.add_row("  Switched:", f"{blue_green['switchedAt']} (old pods kept for an instant rollback)")
+        if isinstance(rollout, Switched):
+            header.add_row("  Switched:", f"{rollout.at} (old pods kept for an instant rollback)")
     images = []
     for dep in sorted(deployments, key=lambda d: d["metadata"]["name"]):
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
@@ -133,10 +135,9 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
 
 
-def _active_revision(status: dict[str, Any]) -> int | None:
+def _active_revision(status: dict[str, Any], state: RolloutState) -> int | None:
     """The revision traffic goes to with blue-green: the preview's once switched."""
-    state = status.get("blueGreen") or {}
-    if status.get("promoting") or state.get("switchedAt"):
+    if isinstance(state, Promoting | Switched):
         return status.get("canaryRevision")
     return status.get("stableRevision")
 

@@ -67,6 +67,7 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
         "buttons": views.buttons(app, allowed.may_patch),
         "reads": allowed.reads,
         "steps": views.steps(spec, status),
+        "aborted": views.aborted(status),
         "weights": views.weights(status),
         "tracks": views.tracks(status),
         "conditions": status.get("conditions") or [],

@@ -15,16 +15,20 @@ from typing import Any
 
 from ..k8s.observe import pod_state
 from ..render import labels
+from ..rollout import state as rollout_state
+from ..rollout.state import Aborted
 
 PHASE_CLASSES = {"Healthy": "ok", "Progressing": "busy", "Paused": "paused", "Degraded": "bad"}
 INSTANCE_COLUMNS = ("ip", "port", "pod", "revision", "track", "healthy", "enabled", "weight",
                     "ephemeral", "cluster")
-# Status fields shown in their own place on the app page (the rest go to "details").
+# Status fields shown in their own place on the app page (the rest go to "details"), and the
+# old rollout fields, derived from status.rollout (which details shows).
 _SHOWN = {
     "phase", "message", "strategy", "conditions", "registration", "step", "stepCount",
     "currentStepIndex", "stable", "canary", "currentRevision", "stableRevision", "canaryRevision",
     "replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready", "handledRequests",
     "observedGeneration", "aborted", "abortReason", "abortMessage",
+    "stepStartTime", "pauseStartTime", "promoting", "promotionPhase", "promoteFull", "blueGreen",
 }
 
 
@@ -104,7 +108,7 @@ def _flags(app: Mapping[str, Any]) -> tuple[str, ...]:
         flags.append("paused")
     if spec.get("takenDown"):
         flags.append("taken down")
-    if status.get("aborted"):
+    if aborted(status) is not None:
         flags.append("aborted")
     generation = (app.get("metadata") or {}).get("generation")
     if generation is not None and status.get("observedGeneration") not in (None, generation):
@@ -181,13 +185,18 @@ def _step_label(step: Mapping[str, Any]) -> str:
     return f"pause {pause['duration']}" if pause.get("duration") else "pause until promoted"
 
 
+def aborted(status: Mapping[str, Any]) -> Aborted | None:
+    """The aborted rollout, with its reason and message; None unless aborted."""
+    state = rollout_state.of_wire(status).state
+    return state if isinstance(state, Aborted) else None
+
+
 def steps(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[Step]:
     canary = (spec.get("strategy") or {}).get("canary") or {}
-    index = status.get("currentStepIndex")
-    in_rollout = bool(status.get("canaryRevisionHash") or status.get("canaryRevision"))
+    index = rollout_state.canary_step(rollout_state.of_wire(status))
     result = []
     for i, step in enumerate(canary.get("steps") or []):
-        if not in_rollout or index is None:
+        if index is None:
             state = "idle"
         elif i < index:
             state = "done"
@@ -386,7 +395,7 @@ def details(status: Mapping[str, Any], prefix: str = "") -> list[Detail]:
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             for i, item in enumerate(value):
                 rows += details(item, f"{path}[{i}].")
-        elif value not in (None, "", [], {}, False):
+        elif value is not False and value not in (None, "", [], {}):  # 0 is a value (step 0)
             rows.append(Detail(path, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     return rows
 
@@ -414,9 +423,10 @@ def buttons(app: Mapping[str, Any], may_patch: bool) -> Buttons:
     if not may_patch:
         return Buttons()
     spec, status = app.get("spec") or {}, app.get("status") or {}
-    in_canary = bool(status.get("canaryRevisionHash")) and not status.get("aborted")
+    state = rollout_state.of_wire(status).state
+    running = rollout_state.in_progress(state) and not isinstance(state, Aborted)
     return Buttons(
-        promote=in_canary, abort=in_canary, retry=bool(status.get("aborted")),
+        promote=running, abort=running, retry=isinstance(state, Aborted),
         pause=not spec.get("paused"), resume=bool(spec.get("paused")), restart=True, rollback=True,
         take_down=not spec.get("takenDown"), bring_up=bool(spec.get("takenDown")), offline=True, edit=True,
         any=True,

@@ -32,6 +32,7 @@ from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
+from ..rollout.state import Aborted, canary_step, stored
 from ..rollout.status_summary import material_change
 from ..rollout.timefmt import parse_time_or
 from .events import EventRecorder
@@ -157,6 +158,7 @@ class Reconciler:
                               keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
+        saved = stored(new_status)
         requeue = plan.requeue_after
         hold = self._coalesce(key, body, new_status, plan.events)
         if hold is not None:
@@ -169,10 +171,11 @@ class Reconciler:
             for event in plan.events:
                 metrics.TRANSITIONS.labels(event.reason).inc()
                 if event.reason in ("Aborted", "RolledBack"):
-                    metrics.ROLLBACKS.labels(new_status.abort_reason or event.reason).inc()
+                    aborted = saved.state.reason if isinstance(saved.state, Aborted) else None
+                    metrics.ROLLBACKS.labels(aborted or event.reason).inc()
                 self.events.post(body, event)
-        if new_status.current_step_index is not None and new_status.canary_revision:
-            metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
+        if (step := canary_step(saved)) is not None:
+            metrics.CANARY_STEP.labels(app.namespace, app.name).set(step)
         return Outcome(requeue, new_status.phase, writes)
 
     def _coalesce(

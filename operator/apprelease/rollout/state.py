@@ -108,9 +108,12 @@ def of(status: AppReleaseStatus) -> RolloutState:
 
 
 def stored(status: AppReleaseStatus) -> Stored:
-    rollout = status.rollout
-    if rollout is None:
+    if status.rollout is None:
         return _from_old_fields(status)
+    return _from_rollout(status.rollout)
+
+
+def _from_rollout(rollout: RolloutStatus) -> Stored:
     if rollout.canary is not None:
         return Stored(_canary_state(rollout.canary), "canary")
     if rollout.blue_green is not None:
@@ -118,9 +121,9 @@ def stored(status: AppReleaseStatus) -> Stored:
     return Stored(Steady())
 
 
-# The status keys a reader of the state needs (of_wire validates only these).
+# The old fields a status written before status.rollout carries its state in.
 _STATE_KEYS = (
-    "rollout", "strategy", "canaryRevisionHash", "currentStepIndex", "stepStartTime", "pauseStartTime",
+    "strategy", "canaryRevisionHash", "currentStepIndex", "stepStartTime", "pauseStartTime",
     "promoting", "promotionPhase", "promoteFull", "aborted", "abortReason", "abortMessage", "blueGreen",
 )
 
@@ -129,6 +132,8 @@ def of_wire(status: Mapping[str, Any] | None) -> Stored:
     """The stored state of a status as the API returns it (CLI, console); Steady if unreadable."""
     raw = status or {}
     try:
+        if raw.get("rollout") is not None:
+            return _from_rollout(RolloutStatus.model_validate(raw["rollout"]))
         return stored(AppReleaseStatus.model_validate({k: raw[k] for k in _STATE_KEYS if k in raw}))
     except ValidationError:
         return Stored(Steady())
