@@ -128,7 +128,7 @@ class CanaryRolloutState(StatusModel):
         None,
         description="Promoting with a registry: the canary first grows to full size, then stable is drained and updated.",
     )
-    full: bool = Field(False, description="Promoting on `promote --full`: the remaining steps are skipped.")
+    full: bool | None = Field(None, description="Promoting on `promote --full`: the remaining steps are skipped.")
     reason: str | None = Field(None, description="Aborted: why, e.g. AbortedByUser, ProgressDeadlineExceeded.")
     message: str | None = Field(None, description="Aborted: what happened.")
 
@@ -151,7 +151,7 @@ class BlueGreenRolloutState(StatusModel):
     promotion_phase: PromotionPhase | None = Field(
         None, description="Promoting: the stage of the promotion (UpdateStable: the preview serves meanwhile)."
     )
-    full: bool = Field(False, description="Promoting on `promote --full`: the scale-down delay is skipped.")
+    full: bool | None = Field(None, description="Promoting on `promote --full`: the scale-down delay is skipped.")
     reason: str | None = Field(None, description="Aborted: why, e.g. AbortedByUser, ProgressDeadlineExceeded.")
     message: str | None = Field(None, description="Aborted: what happened.")
 

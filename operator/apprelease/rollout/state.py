@@ -145,7 +145,7 @@ def _canary_state(saved: CanaryRolloutState) -> RolloutState:
         case "Aborted":
             return Aborted(step, start, saved.reason or "Aborted", saved.message or "")
         case "Promoting":
-            return Promoting(step, start, saved.full, saved.promotion_phase)
+            return Promoting(step, start, bool(saved.full), saved.promotion_phase)
     return Stepping(step, start, saved.pause_start_time)
 
 
@@ -154,7 +154,7 @@ def _blue_green_state(saved: BlueGreenRolloutState) -> RolloutState:
         case "Aborted":
             return Aborted(0, saved.since, saved.reason or "Aborted", saved.message or "")
         case "Promoting":
-            return Promoting(0, saved.since, saved.full, saved.promotion_phase)
+            return Promoting(0, saved.since, bool(saved.full), saved.promotion_phase)
         case "Switched":
             return Switched(saved.since)
     return Previewing(saved.since, saved.ready_since)
@@ -181,21 +181,9 @@ def _from_old_fields(status: AppReleaseStatus) -> Stored:
     return Stored(Stepping(step, start, status.pause_start_time), "canary")
 
 
-def strategy_of(state: RolloutState, running: str) -> Progressive | None:
-    """The strategy ``state`` belongs to when the ``running`` strategy produced it: Stepping is
-    the canary's, Previewing and Switched blue-green's, Promoting and Aborted the runner's."""
-    match state:
-        case Steady():
-            return None
-        case Stepping():
-            return "canary"
-        case Previewing() | Switched():
-            return "blueGreen"
-    return "blueGreen" if running == "blueGreen" else "canary"
-
-
-def to_status(state: RolloutState, strategy: Progressive | None) -> RolloutStatus:
-    """status.rollout for ``state`` (strategy_of says which strategy it belongs to)."""
+def to_status(state: RolloutState, *, running: str) -> RolloutStatus:
+    """status.rollout for ``state``, which the ``running`` strategy produced: Stepping is the
+    canary's, Previewing and Switched blue-green's, Promoting and Aborted the runner's."""
     match state:
         case Stepping(step, start, pause):
             return RolloutStatus(canary=CanaryRolloutState(
@@ -204,13 +192,13 @@ def to_status(state: RolloutState, strategy: Progressive | None) -> RolloutStatu
             return RolloutStatus(blue_green=BlueGreenRolloutState(phase="Previewing", since=since, ready_since=ready_since))
         case Switched(at):
             return RolloutStatus(blue_green=BlueGreenRolloutState(phase="Switched", since=at))
-        case Promoting(step, start, full, phase) if strategy == "blueGreen":
+        case Promoting(step, start, full, phase) if running == "blueGreen":
             return RolloutStatus(blue_green=BlueGreenRolloutState(
-                phase="Promoting", since=start, full=full, promotion_phase=phase))
+                phase="Promoting", since=start, full=full or None, promotion_phase=phase))
         case Promoting(step, start, full, phase):
             return RolloutStatus(canary=CanaryRolloutState(
-                phase="Promoting", step=step, step_start_time=start, full=full, promotion_phase=phase))
-        case Aborted(step, start, reason, message) if strategy == "blueGreen":
+                phase="Promoting", step=step, step_start_time=start, full=full or None, promotion_phase=phase))
+        case Aborted(step, start, reason, message) if running == "blueGreen":
             return RolloutStatus(blue_green=BlueGreenRolloutState(
                 phase="Aborted", since=start, reason=reason, message=message))
         case Aborted(step, start, reason, message):
@@ -224,7 +212,7 @@ def status_fields(state: RolloutState, *, running: str) -> dict[str, Any]:
     status.rollout, and the old fields derived from it (for Steady: the finished-canary
     defaults)."""
     fields: dict[str, Any] = {
-        "rollout": to_status(state, strategy_of(state, running)),
+        "rollout": to_status(state, running=running),
         "current_step_index": None,
         "step_start_time": None,
         "pause_start_time": None,
