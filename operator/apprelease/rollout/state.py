@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, assert_never
 
 from pydantic import ValidationError
 
@@ -204,7 +204,10 @@ def to_status(state: RolloutState, *, running: str) -> RolloutStatus:
         case Aborted(step, start, reason, message):
             return RolloutStatus(canary=CanaryRolloutState(
                 phase="Aborted", step=step, step_start_time=start, reason=reason, message=message))
-    return RolloutStatus()
+        case Steady():
+            return RolloutStatus()
+        case _:  # a state added without a stored form is a type error, not a lost rollout
+            assert_never(state)
 
 
 def status_fields(state: RolloutState, *, running: str) -> dict[str, Any]:
