@@ -9,6 +9,7 @@ import pytest
 
 from tests.plugins.cluster import wait_for
 from tests.plugins.operator import AppReleases
+from tests.plugins.routing import Routed, wait_until_routed_only_once_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -224,6 +225,30 @@ def test_nginx_traffic_routing_sets_exact_weight(arl: AppReleases) -> None:
     arl.wait_phase("shop", "Healthy", timeout=90, stableRevision=2)
     wait_for(lambda: not arl.kubectl_json("ingresses", "--field-selector", "metadata.name=shop-canary")["items"],
              30, 0.3, "canary ingress removed")
+
+
+def test_nginx_canary_weight_waits_for_a_ready_canary_pod(arl: AppReleases) -> None:
+    """Weight follows readiness: while the canary pod starts (12 s), the canary Ingress gives
+    it no share; the step's 10 % appears once it is Ready."""
+    steps = [{"setWeight": 10}, {"pause": {}}]
+    start(arl, canary_app(ingress={"host": "shop.example.com"},
+                          strategy={"canary": {"trafficRouting": "nginx", "steps": steps}}))
+    arl.patch("shop", {"spec": {
+        "image": "registry.local/shop:v2",
+        "podTemplate": {"metadata": {"labels": {"e2e.apprelease.io/behavior": "slow-ready"},
+                                     "annotations": {"e2e.apprelease.io/ready-after": "12s"}}},
+    }})
+
+    def canary_ingress_weight() -> Routed:
+        found = arl.kubectl_json("ingresses", "--field-selector", "metadata.name=shop-canary")["items"]
+        if not found:
+            return Routed(None)
+        annotations = found[0]["metadata"].get("annotations") or {}
+        return Routed(int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", "0")))
+
+    wait_until_routed_only_once_ready(arl, "shop", canary_ingress_weight, Routed(10))
+    status = arl.wait_phase("shop", "Paused", timeout=30, currentStepIndex=1)
+    assert status["setWeight"] == 10 and status["actualWeight"] == 10
 
 
 def test_get_shows_the_tree(arl: AppReleases) -> None:

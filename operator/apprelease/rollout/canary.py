@@ -38,6 +38,19 @@ def canary_replicas(weight: int, replicas: int) -> int:
     return min(replicas, math.ceil(weight * replicas / 100))
 
 
+def routed_weight(weight: int, replicas: int, ready: int) -> int:
+    """The share a router may send the canary when ``ready`` of its pods are ready: no share
+    to what cannot serve. The step's weight was meant for ``canary_replicas`` pods; fewer ready
+    pods get proportionally less, so none carries more than the step meant for it (60 % of 5
+    replicas is 3 pods at 20 % each: 1 ready pod → 20 %). Rounded down; 0 with none ready.
+    Argo Rollouts likewise routes nothing to a canary ReplicaSet without available pods and
+    keeps the previous step's weight until the step's pods are available."""
+    want = canary_replicas(weight, replicas)
+    if want == 0 or ready <= 0:
+        return 0
+    return weight * min(ready, want) // want
+
+
 def weight_at(steps: list[CanaryStep], index: int) -> int:
     """The weight in force at step ``index``: the last setWeight at or before it."""
     weight = 0
@@ -72,9 +85,9 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
     state, handled = _requests(state, pending, handled, inp, log)
     state = _progress(state, inp, log)
     if isinstance(state, Promoting):
-        return _promote(state, inp, handled, log)
+        return _routed(_promote(state, inp, handled, log), inp)
     weight = _weight(state, inp)
-    return Decision(
+    return _routed(Decision(
         state=state,
         stable=inp.stable,
         candidate=candidate,
@@ -85,7 +98,19 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
-    )
+    ), inp)
+
+
+def _routed(decision: Decision, inp: Inputs) -> Decision:
+    """What routers may send the canary this pass: weight follows readiness (the registry
+    gate's rule), so no share and no header match reach a canary Service without ready
+    endpoints, while its pods start or for good when they never become ready."""
+    candidate = decision.candidate
+    if candidate is None or isinstance(decision.state, Aborted):
+        return decision
+    ready = sum(1 for p in inp.observed.pods_of("canary") if p.revision == candidate.number and p.ready)
+    weight = routed_weight(decision.set_weight or 0, inp.app.spec.replicas, ready)
+    return replace(decision, routed_weight=weight, canary_serving=ready > 0)
 
 
 def _back_on_stable(inp: Inputs) -> Decision:
@@ -142,7 +167,18 @@ def _requests(
         if isinstance(state, Aborted):
             state = Stepping(0, inp.stamp)
             log.events.append(Event("Normal", "Retried", f"canary revision {number} restarts at step 1"))
-    if pending.promote and not isinstance(state, Aborted):
+    if pending.promote and inp.app.spec.taken_down and not isinstance(state, Aborted):
+        # Nothing runs to observe at this step, and a promote kept for later would skip it
+        # at bring-up before its new pods were seen: refused, and said so.
+        handled = handled.model_copy(update={"promote": pending.promote})
+        step, _ = _position(state)
+        name = inp.app.name
+        log.events.append(Event(
+            "Warning", "PromoteRefused",
+            f"promote refused: {name} is taken down (spec.takenDown), so canary revision {number}"
+            f" stays at step {step + 1}; `apprelease bring-up {name}` resumes it there, then promote again",
+        ))
+    elif pending.promote and not isinstance(state, Aborted):
         handled = handled.model_copy(update={"promote": pending.promote})
         step, start = _position(state)
         if pending.promote_full:
@@ -160,6 +196,12 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     if not isinstance(state, Stepping | Promoting):
         return state
     spec = inp.app.spec
+    if spec.taken_down:
+        # No pods, nothing to observe: the step waits, and its clocks (progress deadline,
+        # pause) are stopped, to start again at bring-up (its pods start anew).
+        return replace(state, step_start="", pause_start=None) if isinstance(state, Stepping) else state
+    if isinstance(state, Stepping) and not state.step_start:
+        state = replace(state, step_start=inp.stamp)  # brought up again: the clocks start now
     current = inp.current
     canary_pods = [p for p in inp.observed.pods_of("canary") if p.revision == current.number]
     crasher = crash_looping_pod(canary_pods, spec.strategy.canary.max_restarts)  # type: ignore[union-attr]

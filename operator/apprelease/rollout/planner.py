@@ -211,15 +211,17 @@ def _children(
     canary_spec = app.spec.strategy.canary
     routing = canary_spec.traffic_routing if canary_spec is not None else None
     has_canary = any(t.track == "canary" for t in tracks)
-    weight = (decision.set_weight or 0) if has_canary else 0
+    # What the routers carry: the step's weight as far as ready canary pods can take it.
+    weight = decision.routed_weight if has_canary else 0
     retained = tuple(r.template.config for r in history.records() if r.template.config is not None)
     preview = next((t for t in tracks if t.track == "preview"), None)
     return DesiredChildren(
         tracks=tuple(tracks), retained_configs=retained,
         nginx_canary_weight=weight if routing == "nginx" and has_canary else None,
         canary_weight=weight,
+        canary_serving=has_canary and decision.canary_serving,
         untouched_tracks=untouched,
-        active_revision=(decision.active_revision or decision.stable.number) if app.spec.strategy.blue_green else None,
+        active_revision=decision.active_revision if app.spec.strategy.blue_green else None,
         preview_revision=preview.revision if preview is not None else None,
     )
 
