@@ -202,11 +202,12 @@ class Sim:
         self.pods[track] = [replace(p, ready=ready, restarts=self.restarts.get(track, 0)) for p in old + pods]
 
     def settle(self, max_ticks: int = 10) -> Plan:
-        """Reconcile until the status stops changing (the watch events would stop)."""
+        """Reconcile until neither the status nor the Deployments change (the watch events
+        would stop): a test's change to pod readiness shows in a Deployment only after a pass."""
         for _ in range(max_ticks):
-            before = copy.deepcopy(self.status)
+            before = copy.deepcopy((self.status, self.deployments))
             result = self.tick()
-            if result.status == before:
+            if (result.status, self.deployments) == before:
                 return result
         raise AssertionError(f"did not settle: {self.status.message}")
 
