@@ -11,6 +11,7 @@ renew deadline.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -257,7 +258,7 @@ def test_failover_mid_canary_with_one_writer_at_a_time(
                     and w.name in (LEASE, "") and w.succeeded]
     # One writer per app at any moment: each replica's writes form one block, in leader order.
     assert runs([w.identity for w in app_writes]) == leaders, _describe(app_writes)
-    for old, new in zip(leaders, leaders[1:], strict=False):
+    for old, new in itertools.pairwise(leaders):
         last_renewal = max(w.received for w in lease_writes if w.identity == old)
         last_write = max(w.received for w in writes if w.identity == old)
         acquired = min(w.received for w in lease_writes if w.identity == new)
