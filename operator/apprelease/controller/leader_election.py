@@ -257,7 +257,7 @@ class LeaderElector:
             metrics.LEADER.set(1)
             metrics.LEADER_TRANSITIONS.labels("acquired").inc()
             log.info("leading: acquired lease %s as %s (%s)", self.lease_name, self.identity,
-                     "created" if action is Action.CREATE else f"previous holder: {lease.holder if lease else '-'}")
+                     "created" if action is Action.CREATE else f"previous holder: {(lease.holder if lease else None) or 'none, released'}")
             self._on_started()
 
     def _next_record(self, action: Action, lease: LeaseRecord | None) -> LeaseRecord:
