@@ -23,7 +23,6 @@ from apprelease.controller.leader_election import (
     Sighting,
     decide,
 )
-from apprelease.k8s.client import Kube
 from apprelease.k8s.fence import NotLeading, WriteFence
 
 TIMINGS = ElectionTimings(lease_duration=15.0, renew_deadline=10.0, retry_period=2.0)
@@ -135,37 +134,6 @@ def test_a_closed_fence_stays_closed() -> None:
     assert not fence.is_open()
     with pytest.raises(NotLeading), fence.writing("create Event"):
         pass
-
-
-def test_the_kube_client_asks_the_fence_before_every_write_but_not_before_reads() -> None:
-    sent: list[str] = []
-
-    class Api:
-        def param_serialize(self, method: str, path: str, **kwargs: Any) -> tuple[Any, ...]:
-            sent.append(method)
-            return (method, path)
-
-        def call_api(self, *args: Any, **kwargs: Any) -> Any:
-            class Response:
-                status, reason = 200, "OK"
-
-                def read(self) -> bytes:
-                    return b"{}"
-
-            return Response()
-
-    clock = FakeClock()
-    fence = WriteFence(clock)
-    kube = Kube(Api(), fence=fence)  # type: ignore[arg-type]
-    kube.get("Deployment", "ns", "web")
-    with pytest.raises(NotLeading):
-        kube.apply({"kind": "Deployment", "metadata": {"name": "web", "namespace": "ns"}})
-    with pytest.raises(NotLeading):
-        kube.delete("Deployment", "ns", "web")
-    assert sent == ["GET"]  # the refused writes never reached the transport
-    fence.extend(clock.now + 5)
-    kube.apply({"kind": "Deployment", "metadata": {"name": "web", "namespace": "ns"}})
-    assert sent == ["GET", "PATCH"]
 
 
 # The elector on a fake lease store --------------------------------------------------------
