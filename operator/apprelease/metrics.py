@@ -33,3 +33,12 @@ GC_PAUSE_SECONDS = Histogram(
     ["generation"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+LEADER = Gauge(
+    "apprelease_leader",
+    "1 while this replica holds the leader lease and may write (also 1 without leader election)",
+)
+LEADER_TRANSITIONS = Counter(
+    "apprelease_leader_transitions_total",
+    "This replica acquired, lost or released the leader lease",
+    ["event"],
+)

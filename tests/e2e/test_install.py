@@ -50,7 +50,7 @@ def test_deploy_manifests_pass_server_dry_run(kube_cluster: KubeCluster, crd: No
 
 
 def test_helm_chart_passes_server_dry_run(kube_cluster: KubeCluster, crd: None, system_namespace: str) -> None:
-    docs = helm_template("--include-crds", "--set", "nacosCredentials=true", "--set", "peering=apprelease")
+    docs = helm_template("--include-crds", "--set", "nacosCredentials=true")
     text = yaml.safe_dump_all(docs)
     result = kube_cluster.kubectl("apply", "--dry-run=server", "--server-side", "--force-conflicts", "-f", "-", input=text)
     assert "clusterrole.rbac.authorization.k8s.io/apprelease" in result.stdout

@@ -30,9 +30,13 @@ import yaml
 
 from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
 from apprelease_dev.cluster import ClusterError, LocalCluster
+from apprelease_dev.components import service_account_writes_audit_policy
 from apprelease_dev.go_runner import BuildError
 
 KUBECONFIG_ENV = "APPRELEASE_TEST_KUBECONFIG"
+# With a reused cluster: its apiserver's audit log, if it writes one (the policy of
+# apprelease_dev.components.service_account_writes_audit_policy, or broader).
+AUDIT_LOG_ENV = "APPRELEASE_TEST_AUDIT_LOG"
 # Optional: the kubectl to use against a reused cluster (default: ours, else PATH's).
 KUBECTL_ENV = "APPRELEASE_KUBECTL"
 KUBECTL_TIMEOUT_SECONDS = 60.0
@@ -108,6 +112,15 @@ class KubeCluster:
             )
         return result
 
+    @property
+    def audit_log(self) -> Path | None:
+        """The apiserver's audit log of ServiceAccount writes: ours when this session started the
+        cluster, else $APPRELEASE_TEST_AUDIT_LOG (None when there is none)."""
+        if self.local is not None:
+            return self.local.audit_log
+        configured = os.environ.get(AUDIT_LOG_ENV)
+        return Path(configured) if configured else None
+
     def get_json(self, *args: str) -> Any:
         """`kubectl get <args> -o json`, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
@@ -181,8 +194,11 @@ def kube_cluster(
         pytest.fail(f"could not build the control-plane binaries: {error}", pytrace=False)
     # With the add-ons: metrics.k8s.io (metrics-server over KWOK's simulated usage) for HPA
     # tests, and the Gateway API CRDs.
+    # Audited: the writes of ServiceAccounts (an operator under the production RBAC), so tests
+    # can check from the apiserver's side who wrote what, and when.
     cluster = LocalCluster(
-        tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries, with_addons=True
+        tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries, with_addons=True,
+        audit_policy=service_account_writes_audit_policy(),
     )
     try:
         cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=lambda line: None)

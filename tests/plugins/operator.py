@@ -2,7 +2,8 @@
 
 Fixtures:
   crd (session)        the generated CRD applied and Established.
-  operator (session)   `apprelease run` as a subprocess (cluster-wide); `.kill()` (SIGKILL),
+  operator (session)   `apprelease run` as a subprocess (cluster-wide, the only writer: no leader
+                       election unless asked for); `.kill()` (SIGKILL),
                        `.start()`, `.metrics()`, `.writes()`, `.log_tail()`. Its log is attached
                        to every failing test that used it.
   arl (function)       helpers to apply / read / wait for AppReleases in the test namespace.
@@ -50,7 +51,12 @@ class OperatorProcess:
         self.liveness_port = 0
         self.starts = 0
 
-    def start(self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def start(
+        self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = (),
+        leader_election: bool = False, env: dict[str, str] | None = None,
+    ) -> None:
+        """``leader_election``: as in production (give the Lease in ``extra_args``); without it,
+        a restart after a kill need not wait for the killed process's lease to expire."""
         assert self.process is None, "operator already running"
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.log_path = self.log_dir / f"operator-{self.starts}.log"
@@ -66,12 +72,13 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
+            *(() if leader_election else ("--no-leader-elect",)),
             *extra_args,
         ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+        environment = {**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
             )
         wait_for(
             self._healthy, OPERATOR_START_TIMEOUT, 0.2, f"operator health (log: {self.log_path})"
@@ -106,6 +113,11 @@ class OperatorProcess:
     def kill(self) -> None:
         """SIGKILL: no cleanup handlers run, as when a node dies."""
         self.stop(signal.SIGKILL)
+
+    def signal(self, sig: int) -> None:
+        """Send a signal and leave the process be (SIGSTOP/SIGCONT: a frozen process)."""
+        assert self.process is not None, "operator not running"
+        os.killpg(self.process.pid, sig)
 
     def restart(self) -> None:
         self.stop()

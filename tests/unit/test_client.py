@@ -73,3 +73,27 @@ def test_a_typed_patch_failure_is_not_a_transient_500() -> None:
                     " version: unable to convert unstructured object to apps/v1, Kind=Deployment: cannot convert"
                     " float64 to int64").unappliable
     assert not ApiError(500, "InternalError", "etcdserver: request timed out").unappliable
+
+
+def test_the_fence_is_asked_before_every_write_but_not_before_reads() -> None:
+    """Leader election: a replica not holding the lease (or past its renew deadline) sends no
+    write at all; reads go on (warm caches)."""
+    from apprelease.k8s.fence import NotLeading, WriteFence
+
+    now = [1000.0]
+    fence = WriteFence(lambda: now[0])
+    api = RecordingApiClient()
+    kube = Kube(api, fence=fence)  # type: ignore[arg-type]
+    deployment = {"kind": "Deployment", "metadata": {"name": "web", "namespace": "ns"}}
+    kube.get("Deployment", "ns", "web")
+    with pytest.raises(NotLeading):
+        kube.apply(deployment)
+    with pytest.raises(NotLeading):
+        kube.delete("Deployment", "ns", "web")
+    assert [s["method"] for s in api.sent] == ["GET"]  # refused writes never reach the transport
+    fence.extend(now[0] + 5)
+    kube.apply(deployment)
+    now[0] += 5
+    with pytest.raises(NotLeading, match="renew deadline"):
+        kube.create({"kind": "Event", "metadata": {"namespace": "ns"}})
+    assert [s["method"] for s in api.sent] == ["GET", "PATCH"]

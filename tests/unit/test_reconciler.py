@@ -316,3 +316,17 @@ def test_a_kind_the_apiserver_does_not_know_is_a_verdict_not_silence() -> None:
     kube.fail["Deployment"] = ApiError(404, "NotFound", 'namespaces "ns" not found')
     before = dict(status(kube))
     assert reconciler.reconcile((NS, NAME)).retry is False and status(kube) == before
+
+
+def test_a_replica_whose_writes_are_fenced_off_reports_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Past its renew deadline a replica's writes are refused by its own fence: that is no
+    failure of the app (the new leader owns it now), so no status, no Event, no traceback."""
+    from apprelease.k8s.fence import NotLeading
+
+    reconciler, kube, _ = setup()
+    for kind in ("ControllerRevision", "Deployment", "AppRelease/status", "patch AppRelease"):
+        kube.fail[kind] = NotLeading(f"{kind}: refused, this replica stopped leading")
+    with caplog.at_level("WARNING", logger="apprelease"):
+        outcome = reconciler.reconcile((NS, NAME))
+    assert outcome.writes == 0 and status(kube) == {} and kube.events == []
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")] == []

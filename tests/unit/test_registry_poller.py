@@ -209,3 +209,24 @@ def test_a_write_is_not_repeated_while_the_registry_catches_up_but_a_new_wish_ru
         wait_for(lambda: len(client.writes) == 4, 5, 0.01, "written again")
     finally:
         mon.stop()
+
+
+def test_a_replica_that_is_not_leading_writes_nothing_to_the_registry() -> None:
+    """The Nacos writes pass the same fence as the Kubernetes ones (leader election)."""
+    from apprelease.k8s.fence import WriteFence
+
+    fence = WriteFence()  # never extended: this replica has not acquired the lease
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=lambda key: None,  # type: ignore[arg-type]
+                          poll_seconds=0.05, fence=fence)
+    client = FakeClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: not target.queued and client.reads >= 2, 5, 0.01, "the write taken off the queue")
+        assert client.writes == [] and target.write_error is None
+        fence.extend(time.monotonic() + 30)  # leading now
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the write once leading")
+    finally:
+        mon.stop()

@@ -92,7 +92,20 @@ def render(filename: IO[str]) -> None:
 @click.option("--metrics-port", default=8081, show_default=True, help="Prometheus metrics port (0: off).")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="kopf liveness endpoint ('' to disable).")
-@click.option("--peering", default=None, help="kopf peering name for HA standby (default: standalone).")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True,
+              help="Only the replica holding the Lease writes; the others stand by with warm caches"
+                   " (docs/high-availability.md). Off: this process is the only writer.")
+@click.option("--lease-name", default="apprelease", show_default=True, help="The leader election Lease.")
+@click.option("--lease-namespace", default=None,
+              help="The Lease's namespace (default: the pod's own; outside a cluster, the kubeconfig"
+                   " context's).")
+@click.option("--lease-duration", default=15.0, show_default=True,
+              help="Seconds a standby waits without seeing a renewal before it takes over.")
+@click.option("--renew-deadline", default=10.0, show_default=True,
+              help="Seconds the leader may go without a successful renewal; then it stops writing"
+                   " and exits. At least 2 s below --lease-duration.")
+@click.option("--retry-period", default=2.0, show_default=True,
+              help="Seconds between renewals, and between a standby's looks at the Lease.")
 @click.option("--registry-poll-seconds", default=5.0, show_default=True,
               help="How often each Nacos service is read (back-off on errors).")
 @click.option("--allow-nacos-server", "nacos_servers", multiple=True, metavar="HOST:PORT",
@@ -109,13 +122,21 @@ def render(filename: IO[str]) -> None:
 @connection_options
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
-        metrics_port: int, liveness: str, peering: str | None, registry_poll_seconds: float,
+        metrics_port: int, liveness: str, leader_elect: bool, lease_name: str,
+        lease_namespace: str | None, lease_duration: float, renew_deadline: float, retry_period: float,
+        registry_poll_seconds: float,
         nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
         annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool) -> None:
     """Run the operator."""
-    from ..controller.run import run_operator
+    from ..controller import run as run_module
+    from ..controller.leader_election import ElectionTimings
     from ..controller.settings import RunOptions
     from ..domain import DEFAULT_DENIED_INGRESS_ANNOTATIONS, Policy
+    from ..k8s.client import own_namespace
+
+    timings = ElectionTimings(lease_duration, renew_deadline, retry_period)
+    if leader_elect and timings.problems():
+        raise click.UsageError("; ".join(timings.problems()))
 
     policy = Policy(
         nacos_servers=tuple(nacos_servers),
@@ -130,12 +151,15 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         workers=workers,
         metrics_port=metrics_port or None,
         kubeconfig=ctx.kubeconfig,
-        peering=peering,
         registry_poll_seconds=registry_poll_seconds,
         policy=policy,
         startup_deadline_seconds=startup_deadline_seconds,
+        leader_election=leader_elect,
+        lease_name=lease_name,
+        lease_namespace=lease_namespace or own_namespace() or ctx.namespace,
+        election=timings,
     )
-    run_operator(options, liveness=liveness or None, verbose=verbose)
+    run_module.run_operator(options, liveness=liveness or None, verbose=verbose)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
 from ..k8s import drift
 from ..k8s.client import ApiError, Kube
+from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
@@ -103,6 +104,8 @@ class Reconciler:
             outcome = self._reconcile(key)
             result = "ok" if not outcome.retry else "retry"
             return outcome
+        except NotLeading:  # stepping down (a finalizer release refused, say): not ours any more
+            return Outcome(None, None, 0)
         except Exception as exc:  # the last line of defence; _reconcile classifies its own
             log.exception("%s/%s: reconcile failed", *key)
             return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
@@ -217,6 +220,8 @@ class Reconciler:
         log.warning("%s/%s: %s: %s", key[0], key[1], recorded.reason, failure.detail)
         try:
             written = self._write_status(body, status)
+        except NotLeading:
+            written = False
         except Exception as exc:  # the apiserver may be what failed: the failure stays in the log
             log.warning("%s/%s: could not write the failure to status: %s", key[0], key[1], exc)
             written = False
@@ -267,6 +272,8 @@ class Reconciler:
         timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
         try:
             return self._finalize_steps(body, app, key, now, deleted_at)
+        except NotLeading:
+            raise  # not a deletion failure: the new leader finishes it
         except Exception as exc:
             failure = classify(exc)
             if failure.gone:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import kopf
 
-from .settings import RunOptions
+from .settings import OperatorStop, RunOptions
 
 
 def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) -> None:
@@ -32,11 +33,16 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
     install_fast_toggles()  # O(1) index gating: restarts with many objects stay fast
     install_slim_events()  # no managedFields in what kopf holds while it lists
 
+    stop = OperatorStop()
     kopf.run(
         clusterwide=options.clusterwide,
         namespaces=list(options.namespaces),
-        standalone=options.peering is None,
-        peering_name=options.peering,
+        # No kopf peering: our Lease election (controller/leader_election.py) fences writes.
+        standalone=True,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(options=options),
+        stop_flag=stop.flag,
+        memo=kopf.Memo(options=options, stop=stop),
     )
+    if stop.reason is not None:
+        # Non-zero: the container restarts as a fresh standby (client-go's controllers do the same).
+        sys.exit(f"apprelease: {stop.reason}")

@@ -21,6 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from .. import metrics
+from .fence import WriteFence
 
 FIELD_MANAGER = "apprelease"
 REQUEST_TIMEOUT = (10, 60)  # connect, read: a hung apiserver must not hang a worker
@@ -56,6 +57,7 @@ RESOURCES: dict[str, ResourceType] = {
     "ControllerRevision": ResourceType("apps/v1", "controllerrevisions"),
     "Ingress": ResourceType("networking.k8s.io/v1", "ingresses"),
     "EndpointSlice": ResourceType("discovery.k8s.io/v1", "endpointslices"),
+    "Lease": ResourceType("coordination.k8s.io/v1", "leases"),
     "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
     "HTTPRoute": ResourceType("gateway.networking.k8s.io/v1", "httproutes"),
     "AppRelease": ResourceType("apprelease.io/v1alpha1", "appreleases"),
@@ -149,12 +151,30 @@ def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuratio
     return configuration
 
 
-def load_api_client(kubeconfig: str | None = None, *, pool_size: int = 16) -> k8s_client.ApiClient:
+def load_api_client(
+    kubeconfig: str | None = None, *, pool_size: int = 16, instance: str | None = None
+) -> k8s_client.ApiClient:
+    """``instance``: this process's identity, carried in the User-Agent so that the apiserver's
+    audit log tells the operator's replicas apart (they share one ServiceAccount)."""
     configuration = load_configuration(kubeconfig)
     configuration.connection_pool_maxsize = pool_size
     api = k8s_client.ApiClient(configuration)
-    api.user_agent = USER_AGENT
+    api.user_agent = f"{USER_AGENT} ({instance})" if instance else USER_AGENT
     return api
+
+
+IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def own_namespace() -> str | None:
+    """The namespace this process runs in, when it runs in a pod ($POD_NAMESPACE, else its
+    ServiceAccount's namespace); None outside a cluster."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return open(IN_CLUSTER_NAMESPACE_FILE).read().strip() or None
+    except OSError:
+        return None
 
 
 def connection_info(configuration: k8s_client.Configuration) -> Any:
@@ -175,11 +195,20 @@ def connection_info(configuration: k8s_client.Configuration) -> Any:
 
 
 class Kube:
-    """JSON requests with metrics by verb and resource; one field manager for every apply."""
+    """JSON requests with metrics by verb and resource; one field manager for every apply.
 
-    def __init__(self, api_client: k8s_client.ApiClient):
+    With a ``fence`` (the operator under leader election), every write asks it first and is
+    refused (NotLeading) unless this replica holds the lease; reads are never fenced.
+    """
+
+    def __init__(
+        self, api_client: k8s_client.ApiClient, *, fence: WriteFence | None = None,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    ):
         self._api = api_client
         self._lock = threading.Lock()
+        self._fence = fence
+        self._timeout = timeout
 
     def request(
         self,
@@ -191,6 +220,15 @@ class Kube:
         content_type: str = "application/json",
         resource: str = "",
     ) -> Any:
+        if self._fence is None or method == "GET":
+            return self._send(method, path, query, body, content_type, resource)
+        with self._fence.writing(f"{method} {resource or path}"):
+            return self._send(method, path, query, body, content_type, resource)
+
+    def _send(
+        self, method: str, path: str, query: dict[str, Any] | None, body: Any, content_type: str,
+        resource: str,
+    ) -> Any:
         verb = method.lower()
         serialized = self._api.param_serialize(
             method,
@@ -201,7 +239,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            response = self._api.call_api(*serialized, _request_timeout=self._timeout)
         except ApiException as exc:
             metrics.API_REQUESTS.labels(verb, resource, str(exc.status)).inc()
             raise ApiError.from_exception(exc) from None
@@ -223,7 +261,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._api.call_api(*serialized, _request_timeout=(REQUEST_TIMEOUT[0], read_timeout))
+            response = self._api.call_api(*serialized, _request_timeout=(self._timeout[0], read_timeout))
         except ApiException as exc:
             metrics.API_REQUESTS.labels("watch", resource, str(exc.status)).inc()
             raise ApiError.from_exception(exc) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -32,6 +33,7 @@ from ..api.status import RegistrationStatus
 from ..backoff import exponential_backoff
 from ..domain import Policy, RegistryAction
 from ..k8s.client import ApiError, Kube
+from ..k8s.fence import NotLeading, WriteFence
 from ..k8s.observe import AppKey
 from ..rollout.observed import Observed, Registration
 from ..rollout.timefmt import format_time
@@ -169,8 +171,12 @@ class RegistryMonitor:
         *,
         poll_seconds: float = POLL_SECONDS,
         policy: Policy | None = None,
+        fence: WriteFence | None = None,
     ):
+        """``fence``: under leader election, registry writes are made only while this replica
+        holds the lease (reads, for the status, always)."""
         self.kube = kube
+        self.fence = fence
         self.endpoint_slices = endpoint_slices
         self.notify = notify
         self.poll_seconds = poll_seconds
@@ -324,8 +330,14 @@ class RegistryMonitor:
 
     def _write(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:
         error: RegistryUnavailable | None = None
+        fenced = (self.fence.writing(f"registry {action.kind} {action.ip}:{action.port}")
+                  if self.fence is not None else contextlib.nullcontext())
         try:
-            self._run_action(target.client, action)
+            with fenced:
+                self._run_action(target.client, action)
+        except NotLeading as exc:
+            log.info("%s/%s: %s", target.key[0], target.key[1], exc)
+            return  # dropped: the replica that holds the lease plans its own writes
         except InstanceNotRegistered:
             pass  # gone meanwhile: nothing left to take offline or reset
         except RegistryUnavailable as exc:
