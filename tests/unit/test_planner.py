@@ -347,7 +347,7 @@ def test_registry_outage_neither_promotes_nor_aborts() -> None:
 
 def test_nginx_routing_carries_exact_weight() -> None:
     steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 10}, {"pause": {}}]}}
-    sim = Sim(make_app({"strategy": steps}))
+    sim = Sim(make_app({"strategy": steps, "ingress": {"host": "shop.example.com"}}))
     sim.settle()
     sim.edit(image="registry/shop:v2")
     sim.settle()

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
@@ -274,7 +275,7 @@ class Reconciler:
             self.events.post(body, Event(
                 "Warning", "DeletionForced",
                 f"deleted without finishing the registry clean-up after registry.deletionTimeout"
-                f" ({app.spec.registry.deletion_timeout if app.spec.registry else '0s'}):"
+                f" ({duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else '0s'}):"
                 f" {failure.failure.reason}: {failure.detail}",
             ))
             if self.registry is not None:
