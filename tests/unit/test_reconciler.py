@@ -316,3 +316,23 @@ def test_a_kind_the_apiserver_does_not_know_is_a_verdict_not_silence() -> None:
     kube.fail["Deployment"] = ApiError(404, "NotFound", 'namespaces "ns" not found')
     before = dict(status(kube))
     assert reconciler.reconcile((NS, NAME)).retry is False and status(kube) == before
+
+
+def test_a_reconcile_keeps_the_apps_series_and_forget_removes_them() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from apprelease.controller.app_metrics import AppMetrics
+
+    registry = CollectorRegistry()
+    reconciler, kube, _ = setup({"podTemplate": {"metadata": "x"}})
+    reconciler.app_metrics = AppMetrics(registry)
+    reconciler.reconcile((NS, NAME))
+    labels = {"namespace": NS, "name": NAME}
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) == 1
+    kube.objects[("AppRelease", NS, NAME)]["spec"].pop("podTemplate")
+    reconciler.reconcile((NS, NAME))
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) is None
+    phase = status(kube)["phase"]
+    assert registry.get_sample_value("apprelease_app_info", {**labels, "phase": phase, "strategy": "rolling"}) == 1
+    reconciler.forget((NS, NAME))
+    assert not [s for family in registry.collect() for s in family.samples]

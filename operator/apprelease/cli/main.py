@@ -121,12 +121,15 @@ def render(ctx: Context, filename: IO[str]) -> None:
 @click.option("--startup-deadline-seconds", default=180.0, show_default=True,
               help="Liveness fails if the watches have not listed by then.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object a line; a reconcile's lines carry namespace, name and revision.")
 @connection_options
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, peering: str | None, registry_poll_seconds: float,
         nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
-        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool) -> None:
+        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool,
+        log_format: str) -> None:
     """Run the operator."""
     from ..controller.run import run_operator
     from ..controller.settings import RunOptions
@@ -150,7 +153,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         policy=policy,
         startup_deadline_seconds=startup_deadline_seconds,
     )
-    run_operator(options, liveness=liveness or None, verbose=verbose)
+    run_operator(options, liveness=liveness or None, verbose=verbose, log_format=log_format)
 
 
 @cli.command()

@@ -35,8 +35,10 @@ from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
 from ..rollout.status_summary import material_change
 from ..rollout.timefmt import parse_time_or
+from .app_metrics import AppMetrics
 from .events import EventRecorder
 from .failures import ChildConflict, Failure, classify
+from .logs import reconciling, set_revision
 
 log = logging.getLogger("apprelease.reconcile")
 
@@ -90,32 +92,37 @@ class Reconciler:
         self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
+        self.app_metrics = AppMetrics()
         self._status_written_at: dict[AppKey, float] = {}
 
     def forget(self, key: AppKey) -> None:
+        """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        self.app_metrics.forget(key)
 
     def reconcile(self, key: AppKey) -> Outcome:
         """Never raises: the worker only ever sees "done" or "retry"."""
         started = time.perf_counter()
         result = "error"
-        try:
-            outcome = self._reconcile(key)
-            result = "ok" if not outcome.retry else "retry"
-            return outcome
-        except Exception as exc:  # the last line of defence; _reconcile classifies its own
-            log.exception("%s/%s: reconcile failed", *key)
-            return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
-                NOT_TRANSIENT_RETRY_SECONDS, None, 0
-            )
-        finally:
-            metrics.RECONCILES.labels(result).inc()
-            metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
+        with reconciling(key):  # every log line meanwhile names the app and its revision
+            try:
+                outcome = self._reconcile(key)
+                result = "ok" if not outcome.retry else "retry"
+                return outcome
+            except Exception as exc:  # the last line of defence; _reconcile classifies its own
+                log.exception("%s/%s: reconcile failed", *key)
+                return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
+                    NOT_TRANSIENT_RETRY_SECONDS, None, 0
+                )
+            finally:
+                metrics.RECONCILES.labels(result).inc()
+                metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
 
     def _reconcile(self, key: AppKey) -> Outcome:
         body = self.cache.app(key)
         if body is None:
             return Outcome(None, None, 0)
+        set_revision((body.get("status") or {}).get("currentRevision"))
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         try:
             app = AppRelease.model_validate(body)
@@ -158,6 +165,8 @@ class Reconciler:
                               keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
+        set_revision(new_status.current_revision)
+        self.app_metrics.observe(key, new_status)
         requeue = plan.requeue_after
         hold = self._coalesce(key, body, new_status, plan.events)
         if hold is not None:
@@ -172,8 +181,6 @@ class Reconciler:
                 if event.reason in ("Aborted", "RolledBack"):
                     metrics.ROLLBACKS.labels(new_status.abort_reason or event.reason).inc()
                 self.events.post(body, event)
-        if new_status.current_step_index is not None and new_status.canary_revision:
-            metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
         return Outcome(requeue, new_status.phase, writes)
 
     def _coalesce(
@@ -204,6 +211,7 @@ class Reconciler:
         recorded = F.record(previous.failure, failure.failure, failure.detail, now)
         generation = int(body["metadata"].get("generation") or 0)
         status = F.with_failure(previous, recorded, now, generation)
+        self.app_metrics.observe(key, status)
         events = []
         was = previous.failure
         if was is None or was.reason != recorded.reason:
