@@ -246,7 +246,7 @@ def unreachable(exc: TransportError) -> str:
     if pool is not None:
         where = f" at {pool.host}:{pool.port}"
     if isinstance(reason, NewConnectionError):
-        detail = str(reason).rsplit(": ", 1)[-1]
+        detail = re.sub(r"^\[Errno -?\d+\] ", "", str(reason).rsplit(": ", 1)[-1])
     elif isinstance(reason, TransportTimeout):
         detail = "timed out"
     elif isinstance(reason, SSLError):

@@ -210,13 +210,20 @@ def _register_subcommands() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # urllib3 warns of each connection retry: the one line below says it better.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     _register_subcommands()
+    from aiohttp import ClientConnectorError
     from urllib3.exceptions import HTTPError as TransportError
 
     try:
         cli(prog_name=PROG)
     except TransportError as exc:  # a command without api_errors (console, dev): still one line
         click.echo(f"error: {unreachable(exc)}", err=True)
+        sys.exit(EXIT_ERROR)
+    except ClientConnectorError as exc:  # the console's client (aiohttp)
+        reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else str(exc.os_error)
+        click.echo(f"error: cannot reach the apiserver at {exc.host}:{exc.port}: {reason}", err=True)
         sys.exit(EXIT_ERROR)
     except CliError as exc:
         exc.show()

@@ -152,6 +152,7 @@ class Reconciler:
         observed = self._observe(app, children, status)
         writes = self._ensure_finalizer(body, app)
         plan = make_plan(app, status, observed, self.clock())
+        set_revision(plan.status.current_revision)
         desired = render_children(app, plan.desired, self.policy)
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
@@ -165,7 +166,6 @@ class Reconciler:
                               keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
-        set_revision(new_status.current_revision)
         self.app_metrics.observe(key, new_status)
         requeue = plan.requeue_after
         hold = self._coalesce(key, body, new_status, plan.events)
