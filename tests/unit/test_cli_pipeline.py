@@ -296,13 +296,18 @@ def test_list_all_namespaces_and_wide(fake: FakeApiserver) -> None:
     assert fake.calls[0][1] == "None"  # no namespace in the path: every namespace
 
 
-@pytest.mark.parametrize(("output", "expected"), [
-    ("name", "apprelease.apprelease.io/web\napprelease.apprelease.io/shop\n"),
-    ("jsonpath={.items[*].metadata.name}", "web shop"),
-    ("jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}", "web=Healthy\nshop=Paused\n"),
+@pytest.mark.parametrize(("command", "output", "expected"), [
+    (["list", "-A"], "name", "apprelease.apprelease.io/web\napprelease.apprelease.io/shop\n"),
+    (["list", "-A"], "jsonpath={.items[*].metadata.name}", "web shop"),
+    (["list", "-A"], "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}",
+     "web=Healthy\nshop=Paused\n"),
+    (["get", "shop"], "jsonpath={.status.phase}", "Healthy"),
+    (["get", "shop"], "jsonpath='{.metadata.name} is {.status.phase}'", "shop is Healthy"),
+    (["get", "shop"], 'jsonpath={.status.conditions[?(@.type=="Stalled")].status}', "False"),
+    (["get", "shop"], "name", "apprelease.apprelease.io/shop\n"),
 ])
-def test_list_output_formats(fake: FakeApiserver, output: str, expected: str) -> None:
-    result = invoke("list", "-A", "-o", output)
+def test_output_formats(fake: FakeApiserver, command: list[str], output: str, expected: str) -> None:
+    result = invoke(*command, "-o", output)
     assert result.exit_code == 0, result.output
     assert result.output == expected
 
@@ -311,18 +316,6 @@ def test_list_as_json_and_yaml_is_a_list(fake: FakeApiserver) -> None:
     as_json = json.loads(invoke("list", "-o", "json").output)
     assert as_json["kind"] == "List" and [i["metadata"]["name"] for i in as_json["items"]] == ["web", "shop"]
     assert yaml.safe_load(invoke("list", "-o", "yaml").output) == as_json
-
-
-@pytest.mark.parametrize(("output", "expected"), [
-    ("jsonpath={.status.phase}", "Healthy"),
-    ("jsonpath='{.metadata.name} is {.status.phase}'", "shop is Healthy"),
-    ('jsonpath={.status.conditions[?(@.type=="Stalled")].status}', "False"),
-    ("name", "apprelease.apprelease.io/shop\n"),
-])
-def test_get_output_formats(fake: FakeApiserver, output: str, expected: str) -> None:
-    result = invoke("get", "shop", "-o", output)
-    assert result.exit_code == 0, result.output
-    assert result.output == expected
 
 
 @pytest.mark.parametrize("output", ["jsonpath={.status.phase", "jsonpath={range .items[*]}", "xml", "jsonpath"])
