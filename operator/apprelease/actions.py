@@ -138,6 +138,18 @@ class TakeDown(Action):
 
 
 @dataclass(frozen=True)
+class SetImage(Action):
+    """spec.image (as `kubectl set image`): a new revision, rolled out by the app's strategy."""
+
+    image: str = ""
+    verb: str = field(init=False, default="set-image")
+
+    def plan(self, name: str, app: Mapping[str, Any] | None,
+             history: Sequence[RevisionRecord], now: datetime) -> Planned:
+        return Planned(_spec({"image": self.image}), f"{name}: image set to {self.image}")
+
+
+@dataclass(frozen=True)
 class SetOffline(Action):
     """Add pods to (or remove them from) the apprelease.io/offline annotation."""
 

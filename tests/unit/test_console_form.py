@@ -108,6 +108,15 @@ def test_steps_round_trip() -> None:
     assert form.parse_steps(form.format_steps(steps)) == steps
 
 
+def test_pause_in_integer_seconds_round_trips() -> None:
+    # The API takes pause: {duration: 30}; the form showed "pause 30" and read it back as
+    # the string "30", which the API refuses.
+    steps = [{"setWeight": 20}, {"pause": {"duration": 30}}, {"pause": {"duration": 0}}]
+    assert form.format_steps(steps) == "20, pause 30s, pause 0s"
+    assert form.parse_steps("20, pause 30, pause 0s") == [
+        {"setWeight": 20}, {"pause": {"duration": 30}}, {"pause": {"duration": "0s"}}]
+
+
 def test_revision_diff_side_by_side_and_secret_references() -> None:
     left = {"image": "shop:v1", "env": [{"name": "A", "value": "1"},
                                         {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],

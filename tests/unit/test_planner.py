@@ -419,7 +419,7 @@ def test_registry_outage_neither_promotes_nor_aborts() -> None:
 
 def test_nginx_routing_carries_exact_weight() -> None:
     steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 10}, {"pause": {}}]}}
-    sim = Sim(make_app({"strategy": steps}))
+    sim = Sim(make_app({"strategy": steps, "ingress": {"host": "shop.example.com"}}))
     sim.settle()
     sim.edit(image="registry/shop:v2")
     sim.settle()
@@ -429,7 +429,7 @@ def test_nginx_routing_carries_exact_weight() -> None:
 
 def test_nginx_weight_waits_for_ready_canary_pods() -> None:
     steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 10}, {"pause": {}}]}}
-    sim = Sim(make_app({"strategy": steps}))
+    sim = Sim(make_app({"strategy": steps, "ingress": {"host": "shop.example.com"}}))
     sim.settle()
     sim.pods_ready["canary"] = False
     sim.edit(image="registry/shop:v2")
@@ -445,7 +445,7 @@ def test_routed_weight_grows_with_the_ready_canary_pods() -> None:
     """Each ready canary pod carries at most the share the step meant for it: 60 % of 5
     replicas is 3 pods at 20 % each, so 1 ready pod gets 20 %, not 60 %."""
     steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 60}, {"pause": {}}]}}
-    sim = Sim(make_app({"replicas": 5, "strategy": steps}))
+    sim = Sim(make_app({"replicas": 5, "strategy": steps, "ingress": {"host": "shop.example.com"}}))
     sim.settle()
     sim.edit(image="registry/shop:v2")
     sim.tick()

@@ -330,3 +330,23 @@ def test_a_replica_whose_writes_are_fenced_off_reports_nothing(caplog: pytest.Lo
         outcome = reconciler.reconcile((NS, NAME))
     assert outcome.writes == 0 and status(kube) == {} and kube.events == []
     assert [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")] == []
+
+
+def test_a_reconcile_keeps_the_apps_series_and_forget_removes_them() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from apprelease.controller.app_metrics import AppMetrics
+
+    registry = CollectorRegistry()
+    reconciler, kube, _ = setup({"podTemplate": {"metadata": "x"}})
+    reconciler.app_metrics = AppMetrics(registry)
+    reconciler.reconcile((NS, NAME))
+    labels = {"namespace": NS, "name": NAME}
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) == 1
+    kube.objects[("AppRelease", NS, NAME)]["spec"].pop("podTemplate")
+    reconciler.reconcile((NS, NAME))
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) is None
+    phase = status(kube)["phase"]
+    assert registry.get_sample_value("apprelease_app_info", {**labels, "phase": phase, "strategy": "rolling"}) == 1
+    reconciler.forget((NS, NAME))
+    assert not [s for family in registry.collect() for s in family.samples]

@@ -14,22 +14,26 @@ from pydantic import ValidationError
 
 from .. import __version__
 from .common import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    CliError,
     Context,
     api_errors,
     complete_app_names,
     connection_options,
     dump_yaml,
     kube_options,
-    output_option,
     pass_context,
-    print_structured,
+    timeout_option,
+    unreachable,
 )
+from .output import format_objects, output_option
 
 PROG = "apprelease"
 SHELLS = ("bash", "zsh", "fish")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig (default: $KUBECONFIG).")
 @click.option("--context", help="The kubeconfig context to use (default: its current context).")
 @click.option("-n", "--namespace", help="Namespace (default: the context's namespace).")
@@ -67,8 +71,13 @@ def crd(output: Path | None) -> None:
 @click.option("-f", "--filename", "filename", required=True, type=click.File("r"),
               help="AppRelease YAML ('-' for stdin).")
 @kube_options
-def render(filename: IO[str]) -> None:
-    """Print the objects an AppRelease becomes (offline, as a YAML stream)."""
+@pass_context
+def render(ctx: Context, filename: IO[str]) -> None:
+    """Print the objects an AppRelease becomes (offline, as a YAML stream).
+
+    They go to the AppRelease's namespace: -n NS, else the file's, else the kubeconfig
+    context's. A file naming another namespace than -n is an error, as with kubectl apply.
+    """
     from ..api.spec import AppRelease
     from ..render import RenderError, render_initial
 
@@ -76,6 +85,12 @@ def render(filename: IO[str]) -> None:
     for doc in yaml.safe_load_all(filename):
         if not doc:
             continue
+        metadata = doc.setdefault("metadata", {}) if isinstance(doc, dict) else {}
+        written = metadata.get("namespace")
+        if ctx.namespace_flag and written and written != ctx.namespace_flag:
+            raise click.UsageError(
+                f"{metadata.get('name', '?')} is in namespace {written}, not {ctx.namespace_flag} (-n)")
+        metadata["namespace"] = written or ctx.namespace
         try:
             app = AppRelease.model_validate(doc)
             out += render_initial(app)
@@ -119,6 +134,8 @@ def render(filename: IO[str]) -> None:
 @click.option("--startup-deadline-seconds", default=180.0, show_default=True,
               help="Liveness fails if the watches have not listed by then.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object a line; a reconcile's lines carry namespace, name and revision.")
 @connection_options
 @pass_context
 def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
@@ -126,7 +143,8 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         lease_namespace: str | None, lease_duration: float, renew_deadline: float, retry_period: float,
         registry_poll_seconds: float,
         nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
-        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool) -> None:
+        annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool,
+        log_format: str) -> None:
     """Run the operator."""
     from ..controller import run as run_module
     from ..controller.leader_election import ElectionTimings
@@ -159,26 +177,30 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         lease_namespace=lease_namespace or own_namespace() or ctx.namespace,
         election=timings,
     )
-    run_module.run_operator(options, liveness=liveness or None, verbose=verbose)
+    run_module.run_operator(options, liveness=liveness or None, verbose=verbose, log_format=log_format)
 
 
 @cli.command()
 @click.argument("name", shell_complete=complete_app_names)
-@click.option("-w", "--watch", is_flag=True, help="Redraw as it changes.")
-@output_option
+@click.option("-w", "--watch", is_flag=True,
+              help="Redraw as it changes (watches: the apiserver pushes changes); Ctrl-C or --timeout ends it.")
+@timeout_option("With -w: stop watching after this long (exit 0); 0: until Ctrl-C.")
+@output_option()
 @kube_options
 @pass_context
 @api_errors
-def get(ctx: Context, name: str, watch: bool, output: str | None) -> None:
+def get(ctx: Context, name: str, watch: bool, timeout: float, output: str | None) -> None:
     """Show an AppRelease: phase, step, weight, revisions, Deployments and pods."""
     from .tree import show
 
+    if timeout and not watch:
+        raise click.UsageError("--timeout goes with -w")
     if output:
         if watch:
             raise click.UsageError("-o and -w do not go together")
-        print_structured(ctx.kube.get("AppRelease", ctx.namespace, name), output)
+        click.echo(format_objects(ctx.kube.get("AppRelease", ctx.namespace, name), output), nl=False)
         return
-    show(ctx, name, watch=watch)
+    show(ctx, name, watch=watch, timeout=timeout or None)
 
 
 @cli.command()
@@ -196,10 +218,12 @@ def completion(shell: str) -> None:
 def _register_subcommands() -> None:
     from importlib.metadata import entry_points
 
+    from .listing import list_appreleases
     from .ops import OPERATIONS
     from .registry import REGISTRY_COMMANDS
+    from .status import status
 
-    for command in OPERATIONS + REGISTRY_COMMANDS:
+    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS]:
         cli.add_command(command)
     # Commands through entry points: `console` (this package's, above cli in no layer: the
     # two may not import each other) and `dev` from apprelease-dev (devtools/), which the
@@ -210,8 +234,24 @@ def _register_subcommands() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # urllib3 warns of each connection retry: the one line below says it better.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     _register_subcommands()
-    cli(prog_name=PROG)
+    from aiohttp import ClientConnectorError
+    from urllib3.exceptions import HTTPError as TransportError
+
+    try:
+        cli(prog_name=PROG)
+    except TransportError as exc:  # a command without api_errors (console, dev): still one line
+        click.echo(f"error: {unreachable(exc)}", err=True)
+        sys.exit(EXIT_ERROR)
+    except ClientConnectorError as exc:  # the console's client (aiohttp)
+        reason = os.strerror(exc.os_error.errno) if exc.os_error.errno else str(exc.os_error)
+        click.echo(f"error: cannot reach the apiserver at {exc.host}:{exc.port}: {reason}", err=True)
+        sys.exit(EXIT_ERROR)
+    except CliError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

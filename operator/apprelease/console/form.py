@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND
 
 ENV_SOURCES = ("value", "secret", "configmap")
@@ -148,7 +149,8 @@ def parse_steps(text: str) -> list[dict[str, Any]]:
         elif token == "pause":
             result.append({"pause": {}})
         elif m := re.fullmatch(r"pause\s+(\S+)", token):
-            result.append({"pause": {"duration": m.group(1)}})
+            duration = m.group(1)  # integer seconds or a duration string, as the API takes
+            result.append({"pause": {"duration": int(duration) if duration.isdigit() else duration}})
         else:
             raise ValueError(f"{part.strip()!r}: write a weight (20 or 20%), pause, or pause 30s")
     return result
@@ -161,7 +163,7 @@ def format_steps(steps: list[Mapping[str, Any]]) -> str:
             parts.append(str(step["setWeight"]))
         else:
             duration = (step.get("pause") or {}).get("duration")
-            parts.append(f"pause {duration}" if duration else "pause")
+            parts.append(f"pause {duration_text(duration)}" if duration is not None else "pause")
     return ", ".join(parts)
 
 

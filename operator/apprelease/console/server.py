@@ -235,12 +235,14 @@ def create_app(settings: Settings) -> web.Application:
         configuration = load_configuration(settings.kubeconfig, settings.context)
         apiserver = Apiserver(configuration)
         await apiserver.start()
-        console = Console(await _scoped(settings, apiserver), apiserver)
-        app[CONSOLE_KEY] = console
-        console.watches.start()
-        yield
-        await console.watches.stop()
-        await apiserver.close()
+        try:  # closed when the start fails too (an unreachable apiserver): no unclosed session
+            console = Console(await _scoped(settings, apiserver), apiserver)
+            app[CONSOLE_KEY] = console
+            console.watches.start()
+            yield
+            await console.watches.stop()
+        finally:
+            await apiserver.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=True, name="static")

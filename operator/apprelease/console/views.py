@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.base import duration_text
 from ..k8s.observe import pod_state
 from ..render import labels
 from ..rollout import state as rollout_state
@@ -182,7 +183,7 @@ def _step_label(step: Mapping[str, Any]) -> str:
     if step.get("setWeight") is not None:
         return f"set weight {step['setWeight']}%"
     pause = step.get("pause") or {}
-    return f"pause {pause['duration']}" if pause.get("duration") else "pause until promoted"
+    return f"pause {duration_text(pause['duration'])}" if pause.get("duration") is not None else "pause until promoted"
 
 
 def aborted(status: Mapping[str, Any]) -> Aborted | None:

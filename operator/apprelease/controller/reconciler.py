@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
@@ -33,11 +34,13 @@ from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
-from ..rollout.state import Aborted, canary_step, stored
+from ..rollout.state import Aborted, stored
 from ..rollout.status_summary import material_change
 from ..rollout.timefmt import parse_time_or
+from .app_metrics import AppMetrics
 from .events import EventRecorder
 from .failures import ChildConflict, Failure, classify
+from .logs import reconciling, set_revision
 
 log = logging.getLogger("apprelease.reconcile")
 
@@ -91,34 +94,39 @@ class Reconciler:
         self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
+        self.app_metrics = AppMetrics()
         self._status_written_at: dict[AppKey, float] = {}
 
     def forget(self, key: AppKey) -> None:
+        """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        self.app_metrics.forget(key)
 
     def reconcile(self, key: AppKey) -> Outcome:
         """Never raises: the worker only ever sees "done" or "retry"."""
         started = time.perf_counter()
         result = "error"
-        try:
-            outcome = self._reconcile(key)
-            result = "ok" if not outcome.retry else "retry"
-            return outcome
-        except NotLeading:  # stepping down (a finalizer release refused, say): not ours any more
-            return Outcome(None, None, 0)
-        except Exception as exc:  # the last line of defence; _reconcile classifies its own
-            log.exception("%s/%s: reconcile failed", *key)
-            return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
-                NOT_TRANSIENT_RETRY_SECONDS, None, 0
-            )
-        finally:
-            metrics.RECONCILES.labels(result).inc()
-            metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
+        with reconciling(key):  # every log line meanwhile names the app and its revision
+            try:
+                outcome = self._reconcile(key)
+                result = "ok" if not outcome.retry else "retry"
+                return outcome
+            except NotLeading:  # stepping down (a finalizer release refused, say): not ours any more
+                return Outcome(None, None, 0)
+            except Exception as exc:  # the last line of defence; _reconcile classifies its own
+                log.exception("%s/%s: reconcile failed", *key)
+                return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
+                    NOT_TRANSIENT_RETRY_SECONDS, None, 0
+                )
+            finally:
+                metrics.RECONCILES.labels(result).inc()
+                metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
 
     def _reconcile(self, key: AppKey) -> Outcome:
         body = self.cache.app(key)
         if body is None:
             return Outcome(None, None, 0)
+        set_revision((body.get("status") or {}).get("currentRevision"))
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         try:
             app = AppRelease.model_validate(body)
@@ -148,6 +156,7 @@ class Reconciler:
         observed = self._observe(app, children, status)
         writes = self._ensure_finalizer(body, app)
         plan = make_plan(app, status, observed, self.clock())
+        set_revision(plan.status.current_revision)
         desired = render_children(app, plan.desired, self.policy)
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
@@ -162,6 +171,7 @@ class Reconciler:
 
         new_status = plan.status
         saved = stored(new_status)
+        self.app_metrics.observe(key, new_status)
         requeue = plan.requeue_after
         hold = self._coalesce(key, body, new_status, plan.events)
         if hold is not None:
@@ -177,8 +187,6 @@ class Reconciler:
                     aborted = saved.state.reason if isinstance(saved.state, Aborted) else None
                     metrics.ROLLBACKS.labels(aborted or event.reason).inc()
                 self.events.post(body, event)
-        if (step := canary_step(saved)) is not None:
-            metrics.CANARY_STEP.labels(app.namespace, app.name).set(step)
         return Outcome(requeue, new_status.phase, writes)
 
     def _coalesce(
@@ -209,6 +217,7 @@ class Reconciler:
         recorded = F.record(previous.failure, failure.failure, failure.detail, now)
         generation = int(body["metadata"].get("generation") or 0)
         status = F.with_failure(previous, recorded, now, generation)
+        self.app_metrics.observe(key, status)
         events = []
         was = previous.failure
         if was is None or was.reason != recorded.reason:
@@ -284,7 +293,7 @@ class Reconciler:
             self.events.post(body, Event(
                 "Warning", "DeletionForced",
                 f"deleted without finishing the registry clean-up after registry.deletionTimeout"
-                f" ({app.spec.registry.deletion_timeout if app.spec.registry else '0s'}):"
+                f" ({duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else '0s'}):"
                 f" {failure.failure.reason}: {failure.detail}",
             ))
             if self.registry is not None:

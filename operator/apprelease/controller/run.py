@@ -8,15 +8,12 @@ import sys
 
 import kopf
 
+from .logs import configure as configure_logs
 from .settings import OperatorStop, RunOptions
 
 
-def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool, log_format: str = "text") -> None:
+    configure_logs(verbose=verbose, log_format=log_format)
     if not verbose:
         # kopf logs every handler call at INFO: one line per watch event, noise at scale.
         logging.getLogger("kopf").setLevel(logging.WARNING)

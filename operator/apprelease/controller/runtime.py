@@ -112,6 +112,7 @@ class Runtime:
                 on_stopped_leading=lambda reason: self._call_in_loop(self._stopped_leading, reason),
                 lease_name=f"{options.lease_namespace}/{options.lease_name}",
             )
+        self._gone: set[AppKey] = set()  # deleted (until an app of that name comes again)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -227,9 +228,11 @@ class Runtime:
             self._loop.call_soon_threadsafe(self.queue.add, key)
 
     def enqueue(self, key: AppKey, *, urgent: bool = False) -> None:
+        self._gone.discard(key)
         self.queue.add(key, urgent=urgent)
 
     def removed(self, key: AppKey) -> None:
+        self._gone.add(key)
         self.queue.forget(key)
         self.registry.forget(key)
         self.reconciler.forget(key)
@@ -257,6 +260,11 @@ class Runtime:
                 self.queue.done(key)
 
     def _settle(self, key: AppKey, outcome: Outcome) -> None:
+        if key in self._gone:
+            # Deleted while this reconcile ran: what it just set must not outlive the app,
+            # and nothing is to be retried.
+            self.reconciler.forget(key)
+            return
         if outcome.retry:
             self.queue.retry_later(key)
         else:

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from apprelease import metrics
 from apprelease.registry.base import (
     InstanceNotRegistered,
     RegistryBadResponse,
@@ -538,9 +539,11 @@ class NacosRegistry:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                server, started = urlsplit(self._servers[index]).netloc, time.monotonic()
                 try:
                     response = self._request(index, method, path, params, form, headers, remaining)
                 except (httpx.TransportError, _TooSlow) as error:
+                    _measured(server, method, started, _error_kind(error))
                     # Never the exception's text: it may carry the request (Authorization).
                     last_error = f"{self._servers[index]}: {_transport_reason(error)}"
                     if attempt + 1 < settings.connect_attempts:
@@ -552,6 +555,7 @@ class NacosRegistry:
                     # Replaced (serverAddr edited) while a lane still used it: an outage to the
                     # caller, who already knows what to do with one.
                     raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: client closed") from None
+                _measured(server, method, started, "http_5xx" if response.status_code >= 500 else None)
                 if response.status_code >= 500 and index != order[-1]:
                     last_error = f"{self._servers[index]}: HTTP {response.status_code}"
                     break  # a node without a leader, overloaded...: the next server may answer
@@ -661,6 +665,21 @@ def _says_not_found(response: httpx.Response) -> bool:
 
 class _TooSlow(Exception):
     """The server answers too slowly (a byte at a time): the request is cut off."""
+
+
+def _measured(server: str, method: str, started: float, error: str | None) -> None:
+    """Latency of one request to one server, and its failure if it failed."""
+    metrics.NACOS_REQUEST_SECONDS.labels(server, method).observe(time.monotonic() - started)
+    if error is not None:
+        metrics.NACOS_REQUEST_ERRORS.labels(server, error).inc()
+
+
+def _error_kind(error: Exception) -> str:
+    if isinstance(error, _TooSlow | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ConnectError):
+        return "connection"
+    return "transport"
 
 
 def _transport_reason(error: Exception) -> str:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
@@ -270,7 +271,7 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
             if now - started >= gate_timeout:
                 return _abort(state, "RegistryGateTimeout",
                               f"canary instances not registered and healthy within"
-                              f" registry.gateTimeout ({spec.registry.gate_timeout if spec.registry else ''})",
+                              f" registry.gateTimeout ({duration_text(spec.registry.gate_timeout) if spec.registry else ''})",
                               inp, log)
             log.wake_at.append(started + gate_timeout)
             return state
@@ -283,7 +284,7 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
             return state
         resume_at = parse_time_or(state.pause_start, now) + timedelta(seconds=seconds)
         if now >= resume_at:
-            log.events.append(Event("Normal", "StepCompleted", f"{label}: pause {step.pause.duration} elapsed"))
+            log.events.append(Event("Normal", "StepCompleted", f"{label}: pause {duration_text(step.pause.duration or 0)} elapsed"))
             state = Stepping(state.step + 1, inp.stamp)
             continue
         log.waiting_for = f"paused at {label} until {format_time(resume_at)}"

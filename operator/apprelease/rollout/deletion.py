@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..api.base import duration_text
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
 from ..domain import RegistryAction
@@ -58,7 +59,7 @@ def plan_deletion(
         plan.delete_workloads = plan.release = True
         plan.events.append(Event(
             "Warning", "DeletionForced",
-            f"deleted after registry.deletionTimeout ({registry.deletion_timeout}) beyond the drain:"
+            f"deleted after registry.deletionTimeout ({duration_text(registry.deletion_timeout)}) beyond the drain:"
             f" {plan.message.removeprefix('deleting: ')}",
         ))
         return plan
@@ -79,7 +80,7 @@ def _registry_down(
         plan.events.append(Event(
             "Warning", "RegistryUnreachable",
             f"deleted without taking instances offline: registry unreachable for"
-            f" {app.spec.registry.deletion_timeout if app.spec.registry else ''} ({error})",
+            f" {duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else ''} ({error})",
         ))
         return plan
     plan.draining = list(status.draining)
