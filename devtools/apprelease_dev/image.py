@@ -204,9 +204,17 @@ def _build_operator_layer(buildah: Buildah, base: str, name: str, source: Path, 
     operator_wheels = wheels.parent / f"operator-{os.getpid()}"
     shutil.rmtree(operator_wheels, ignore_errors=True)
     try:
+        # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
+        copy = operator_wheels / "source"
+        for name in ("pyproject.toml", "README.md"):
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, copy / name)
+        shutil.copytree(source / "operator" / "apprelease", copy / "operator" / "apprelease",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-              str(operator_wheels), str(source)], step="building the operator's wheel",
+              str(operator_wheels), str(copy)], step="building the operator's wheel",
              env=_host_pip_env())
+        shutil.rmtree(copy)
         (wheel,) = operator_wheels.glob("apprelease-*.whl")
         shutil.copy2(next(wheels.glob("pip-*.whl")), operator_wheels)
         with buildah.container(base) as (container, root), \
