@@ -107,3 +107,16 @@ def test_alerts_and_dashboard_use_metrics_the_operator_exposes() -> None:
     used = {name for expr in expressions for name in re.findall(r"\b((?:apprelease|process)_[a-z_]+)\{", expr)}
     assert {"apprelease_app_info", "apprelease_app_failure", "apprelease_leader"} <= used
     assert used <= _operator_metric_samples(), used - _operator_metric_samples()
+
+
+def test_the_quickstarts_appreleases_are_valid_and_render() -> None:
+    """Every AppRelease docs/quickstart.md shows passes the model (the CRD's rules) and renders."""
+    from apprelease.api.spec import AppRelease
+    from apprelease.render import render_initial
+
+    text = (ROOT / "docs" / "quickstart.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    apps = [block for block in blocks if block.get("kind") == "AppRelease"]
+    assert len(apps) >= 3
+    for app in apps:
+        assert render_initial(AppRelease.model_validate(app)), app["metadata"]["name"]
