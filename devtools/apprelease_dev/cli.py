@@ -268,10 +268,10 @@ def build(force: bool) -> None:
               help="Rebuild every layer: Debian's and PyPI's current packages, not the cached ones.")
 @click.option("--push", "destination", default=None, metavar="DEST",
               help="Then push it, e.g. docker://registry.example.com/platform/apprelease:0.1.0 "
-              "(credentials: buildah login).")
+              "(credentials: buildah login), or write it: oci-archive:apprelease.tar.")
 def image(refresh: bool, destination: str | None) -> None:
     """Build the operator's image from Debian's packages and PyPI's wheels with buildah (no
-    container engine, no base image), cached by its inputs; print its reference and OCI archive."""
+    container engine, no base image), cached by its inputs; print its reference."""
     from apprelease_dev.image import build_image, push_image
 
     try:
@@ -282,8 +282,8 @@ def image(refresh: bool, destination: str | None) -> None:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
     state = "cached" if built.cached else f"built ({', '.join(built.layers_built)} layers)"
-    click.echo(f"{built.reference}  {state} in {built.seconds:.0f} s")
-    click.echo(f"OCI archive: {built.archive} ({built.archive_bytes / 2**20:.0f} MiB)")
+    click.echo(f"{built.reference}  {state} in {built.seconds:.0f} s, "
+               f"{built.size_bytes / 2**20:.0f} MiB uncompressed (image {built.image_id[:12]})")
     if destination:
         click.echo(f"pushed to {destination}")
 

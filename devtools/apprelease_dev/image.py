@@ -12,8 +12,8 @@ by its inputs, so an operator change rebuilds only the last, small one:
 3. The operator's wheel, built from this source tree; `pip check`; the image's config (entry
    point `apprelease`, user 10001, ports, labels).
 
-The result is `localhost/apprelease:<version>` in that storage and an OCI archive beside it,
-which `buildah push` (or `apprelease dev image --push`) sends to a registry. The Dockerfile
+The result is `localhost/apprelease:<version>` in that storage, which `apprelease dev image
+--push` sends to a registry (`docker://...`) or writes as an OCI archive (`oci-archive:PATH`). The Dockerfile
 builds the same layout from a Python base image, for machines that can pull one.
 """
 
@@ -54,13 +54,17 @@ PORTS = (8080, 8081)
 PRUNED_PATHS = ("usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
                 "var/cache/apt", "var/log", "var/lib/apt/lists")
 COMMAND_TIMEOUT_SECONDS = 900
+# overlay: layers share files (a rebuild copies nothing); vfs copies every layer whole but
+# needs no overlay mounts (for a nested container without them).
+STORAGE_DRIVER_ENV = "APPRELEASE_IMAGE_STORAGE_DRIVER"
+DEFAULT_STORAGE_DRIVER = "overlay"
 
 
 @dataclass(frozen=True)
 class BuiltImage:
     reference: str
-    archive: Path
-    archive_bytes: int
+    image_id: str
+    size_bytes: int  # uncompressed, as `buildah images` counts it
     seconds: float
     cached: bool
     layers_built: tuple[str, ...]
@@ -89,7 +93,7 @@ def build_image(
     home = image_home()
     home.mkdir(parents=True, exist_ok=True)
     with file_lock(home / ".build.lock"):
-        buildah = Buildah(home / "storage", home / "run")
+        buildah = Buildah.for_home(home)
         version = project_version(source)
         reference = f"{IMAGE_NAME}:{version}"
         apt_sources = debian_sources()
@@ -97,11 +101,9 @@ def build_image(
                           apt_sources.read_text())
         deps_key = _key("deps", debian_key, PIP_VERSION, _dependency_inputs(source))
         final_key = _key("operator", deps_key, _tree_digest(source), version)
-        archive = home / "archives" / final_key / f"apprelease-{version}.oci.tar"
-        if archive.exists() and not refresh and buildah.has_image(_stage("operator", final_key)):
+        if not refresh and buildah.has_image(_stage("operator", final_key)):
             buildah.tag(_stage("operator", final_key), reference)
-            return BuiltImage(reference, archive, archive.stat().st_size,
-                              time.monotonic() - started, True, ())
+            return BuiltImage(reference, *buildah.id_and_size(reference), time.monotonic() - started, True, ())
         built: list[str] = []
         wheels = home / "wheels" / deps_key
         if refresh or not buildah.has_image(_stage("debian", debian_key)):
@@ -118,23 +120,19 @@ def build_image(
                               source, version, wheels)
         built.append("operator")
         buildah.tag(_stage("operator", final_key), reference)
-        shutil.rmtree(home / "archives", ignore_errors=True)  # one archive kept: the newest
-        archive.parent.mkdir(parents=True)
-        buildah.push(reference, f"oci-archive:{archive}:{reference}")
         buildah.remove_images_except({_stage("debian", debian_key), _stage("deps", deps_key),
                                       _stage("operator", final_key)})
         for stale in (home / "wheels").iterdir():
             if stale != wheels:
                 shutil.rmtree(stale, ignore_errors=True)
         seconds = time.monotonic() - started
-        progress(f"Built {reference} ({', '.join(built)} layers) in {seconds:.0f} s: {archive}")
-        return BuiltImage(reference, archive, archive.stat().st_size, seconds, False, tuple(built))
+        progress(f"Built {reference} ({', '.join(built)} layers) in {seconds:.0f} s")
+        return BuiltImage(reference, *buildah.id_and_size(reference), seconds, False, tuple(built))
 
 
 def push_image(reference: str, destination: str) -> None:
     """Send a built image to a registry (`docker://host/repo:tag`) or any buildah transport."""
-    home = image_home()
-    Buildah(home / "storage", home / "run").push(reference, destination)
+    Buildah.for_home(image_home()).push(reference, destination)
 
 
 def debian_sources() -> Path:
@@ -206,9 +204,9 @@ def _build_operator_layer(buildah: Buildah, base: str, name: str, source: Path, 
     try:
         # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
         copy = operator_wheels / "source"
-        for name in ("pyproject.toml", "README.md"):
-            copy.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, copy / name)
+        copy.mkdir(parents=True)
+        for file_name in ("pyproject.toml", "README.md"):
+            shutil.copy2(source / file_name, copy / file_name)
         shutil.copytree(source / "operator" / "apprelease", copy / "operator" / "apprelease",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
@@ -389,10 +387,15 @@ def _run(command: Sequence[str], *, step: str, env: Mapping[str, str] | None = N
 
 
 class Buildah:
-    """buildah on a storage of our own (vfs: no overlay mounts needed, works nested)."""
+    """buildah on a storage of our own, apart from the machine's (a storage per driver)."""
 
-    def __init__(self, storage: Path, run_root: Path) -> None:
-        self.options = ["--root", str(storage), "--runroot", str(run_root), "--storage-driver", "vfs"]
+    def __init__(self, storage: Path, run_root: Path, driver: str) -> None:
+        self.options = ["--root", str(storage), "--runroot", str(run_root), "--storage-driver", driver]
+
+    @classmethod
+    def for_home(cls, home: Path) -> Buildah:
+        driver = os.environ.get(STORAGE_DRIVER_ENV) or DEFAULT_STORAGE_DRIVER
+        return cls(home / f"storage-{driver}", home / f"run-{driver}", driver)
 
     def __call__(self, *args: str, step: str) -> str:
         return _run(["buildah", *self.options, *args], step=step)
@@ -419,6 +422,12 @@ class Buildah:
     def commit(self, container: str, name: str, *, created_by: str) -> None:
         self("config", "--created-by", created_by, container, step="recording the layer's history")
         self("commit", "--quiet", "--format", "oci", container, name, step=f"committing {name}")
+
+    def id_and_size(self, reference: str) -> tuple[str, int]:
+        """The image's ID and the size of its layers, uncompressed (as stored)."""
+        image = json.loads(self("inspect", "--type", "image", reference, step=f"reading {reference}"))
+        layers = json.loads(image["Manifest"])["layers"]
+        return str(image["FromImageID"]), sum(int(layer["size"]) for layer in layers)
 
     def tag(self, name: str, reference: str) -> None:
         self("tag", name, reference, step=f"tagging {reference}")
@@ -463,13 +472,13 @@ class RunningImage:
 
 
 @contextmanager
-def running_image(archive: Path) -> Iterator[RunningImage]:
-    """A container from the OCI archive itself (what is pushed), removed afterwards."""
+def running_image(reference: str) -> Iterator[RunningImage]:
+    """A container of the built image (what `--push` sends), removed afterwards."""
     home = image_home()
-    buildah = Buildah(home / "storage", home / "run")
+    buildah = Buildah.for_home(home)
     with file_lock(home / ".build.lock"):
-        container = buildah("from", "--pull-never", f"oci-archive:{archive}",
-                            step="creating a container from the archive").strip()
+        container = buildah("from", "--pull-never", reference,
+                            step=f"creating a container from {reference}").strip()
     try:
         inspected = json.loads(buildah("inspect", "--type", "container", container, step="inspecting it"))
         config = inspected["OCIv1"]["config"]

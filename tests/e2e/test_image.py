@@ -1,5 +1,5 @@
 """The operator's image, built as CI builds it (`apprelease dev image`: Debian's packages and
-PyPI's wheels, assembled by buildah, no base image pulled) and then run from its OCI archive:
+PyPI's wheels, assembled by buildah, no base image pulled) and then run, as `--push` sends it:
 the entry point answers as the chart's pods call it, as the non-root user, with every module
 of the operator importable and none of the developer tools inside."""
 
@@ -27,13 +27,13 @@ CHART = ROOT / "deploy" / "helm" / "apprelease"
 def built() -> BuiltImage:
     image = build_image(ROOT)
     state = "cached" if image.cached else f"built ({', '.join(image.layers_built)})"
-    print(f"\n{image.reference}: {state} in {image.seconds:.0f} s, {image.archive_bytes / 2**20:.0f} MiB")
+    print(f"\n{image.reference}: {state} in {image.seconds:.0f} s, {image.size_bytes / 2**20:.0f} MiB uncompressed")
     return image
 
 
 @pytest.fixture(scope="module")
 def image(built: BuiltImage) -> Iterator[RunningImage]:
-    with running_image(built.archive) as running:
+    with running_image(built.reference) as running:
         yield running
 
 
