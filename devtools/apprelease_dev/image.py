@@ -117,14 +117,13 @@ def build_image(
             built.append("dependencies")
         progress("operator layer: the operator's wheel from this checkout")
         _build_operator_layer(buildah, _stage("deps", deps_key), _stage("operator", final_key),
-                              source, version, wheels)
+                              source, version, home)
         built.append("operator")
         buildah.tag(_stage("operator", final_key), reference)
         buildah.remove_images_except({_stage("debian", debian_key), _stage("deps", deps_key),
                                       _stage("operator", final_key)})
-        for stale in (home / "wheels").iterdir():
-            if stale != wheels:
-                shutil.rmtree(stale, ignore_errors=True)
+        # The dependencies' wheels are only needed to build their layer again.
+        shutil.rmtree(home / "wheels", ignore_errors=True)
         seconds = time.monotonic() - started
         progress(f"Built {reference} ({', '.join(built)} layers) in {seconds:.0f} s")
         return BuiltImage(reference, *buildah.id_and_size(reference), seconds, False, tuple(built))
@@ -198,8 +197,8 @@ def _build_dependencies_layer(buildah: Buildah, base: str, name: str, source: Pa
 
 
 def _build_operator_layer(buildah: Buildah, base: str, name: str, source: Path, version: str,
-                          wheels: Path) -> None:
-    operator_wheels = wheels.parent / f"operator-{os.getpid()}"
+                          work: Path) -> None:
+    operator_wheels = work / f"operator-{os.getpid()}"
     shutil.rmtree(operator_wheels, ignore_errors=True)
     try:
         # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
@@ -214,7 +213,9 @@ def _build_operator_layer(buildah: Buildah, base: str, name: str, source: Path, 
              env=_host_pip_env())
         shutil.rmtree(copy)
         (wheel,) = operator_wheels.glob("apprelease-*.whl")
-        shutil.copy2(next(wheels.glob("pip-*.whl")), operator_wheels)
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+              "--dest", str(operator_wheels), f"pip=={PIP_VERSION}"], step="downloading pip's wheel",
+             env=_host_pip_env())
         with buildah.container(base) as (container, root), \
                 _mounted_wheels(root, operator_wheels) as inside:
             _image_pip(root, inside, ["install", "--no-index", "--no-deps", f"{inside}/{wheel.name}"])
