@@ -372,3 +372,26 @@ def test_two_namespaced_releases_coexist(kube_cluster: KubeCluster, crd: None) -
         for release_namespace in teams:
             helm(kube_cluster, "uninstall", "apprelease", "-n", release_namespace, check=False)
             kube_cluster.kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
+
+
+def test_chart_overrides_reach_the_operator_pod() -> None:
+    docs = helm_template("--set", "fullnameOverride=ops", "--set", "extraArgs={--registry-poll-seconds=10}",
+                         "--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128",
+                         "--set", "podAnnotations.team=platform", "--set", "podLabels.tier=control",
+                         "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing",
+                         "--set", "priorityClassName=system-cluster-critical")
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Deployment", "ops") in names and ("ClusterRole", f"{NAMESPACE}:ops") in names
+    assert not any(kind == "ServiceAccount" for kind, _ in names)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"team": "platform"}
+    assert pod["metadata"]["labels"]["tier"] == "control"
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["spec"]["serviceAccountName"] == "existing"
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    container = pod["spec"]["containers"][0]
+    assert container["args"][-1] == "--registry-poll-seconds=10"
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "existing", "namespace": NAMESPACE}]
