@@ -174,7 +174,8 @@ def _console_kubeconfig(cluster: LocalCluster, kubectl: Kubectl, work: Path) -> 
     helm = Path(kubectl.binary).parent / "helm"
     rendered = subprocess.run([str(helm), "template", "apprelease", str(CHART), "--namespace", CONSOLE_NAMESPACE,
                                "--set", "console.enabled=true"], capture_output=True, text=True, check=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d and d["metadata"]["name"] == "apprelease-console"
+    docs = [d for d in yaml.safe_load_all(rendered) if d
+            and d["metadata"]["labels"].get("app.kubernetes.io/component") == "console"
             and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     kubectl.run("create", "namespace", CONSOLE_NAMESPACE)
     kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs))
