@@ -35,6 +35,10 @@ DETAILS_SYNC_TIMEOUT_SECONDS = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The names a browser uses for this machine's loopback, as `kubectl proxy` accepts them.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
 @dataclass(frozen=True)
 class Settings:
     address: str = "127.0.0.1"
@@ -45,7 +49,30 @@ class Settings:
     kubeconfig: str | None = None
     context: str | None = None
     proxy_headers: ProxyHeaders = field(default_factory=ProxyHeaders)
+    accept_hosts: tuple[str, ...] = ()  # more Host names to answer locally (--accept-host)
     secret: bytes = field(default_factory=csrf.new_secret, repr=False)
+
+    @property
+    def behind_proxy(self) -> bool:
+        """In the cluster, an authenticating proxy (or the user's own client) names the user
+        and the site; locally nothing stands between the browser and the console."""
+        return self.auth != "kubeconfig"
+
+    def accepts_host(self, host: str | None) -> bool:
+        """Locally, only loopback names: a page on another site that points its own name at
+        127.0.0.1 (DNS rebinding) sends that name, and is refused before anything else."""
+        if self.behind_proxy:
+            return True
+        name = host_name(host or "")
+        return bool(name) and (name in LOOPBACK_NAMES or name in {h.lower() for h in self.accept_hosts})
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header value (``[::1]:7070`` → ``[::1]``), lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else ""
+    return host.partition(":")[0]
 
 
 class Changes:
@@ -135,7 +162,11 @@ def identity_of(request: web.Request) -> Identity:
 
 
 def request_host(request: web.Request) -> str:
-    return request.headers.get("X-Forwarded-Host") or request.host
+    """The site the browser addressed: behind a proxy the one the proxy names, locally the
+    Host itself (X-Forwarded-Host is just another header a page may set)."""
+    if console_of(request).settings.behind_proxy:
+        return request.headers.get("X-Forwarded-Host") or request.host
+    return request.host
 
 
 def csrf_token(request: web.Request) -> str:
@@ -170,7 +201,14 @@ SECURITY_HEADERS = {
 
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Identity, session cookie and CSRF check before any handler; security headers after."""
+    """Host, identity, session cookie and CSRF check before any handler; security headers after."""
+    settings = console_of(request).settings
+    if not settings.accepts_host(request.headers.get("Host")):
+        log.warning("refused %s %s for Host %r: not a loopback name", request.method, request.path,
+                    request.headers.get("Host"))
+        return web.Response(status=403, text="this console answers only to localhost, 127.0.0.1 and [::1] "
+                                             "(another name may be a website pointing its own name here); "
+                                             "--accept-host NAME adds one")
     if request.path.startswith("/static/") or request.path in ("/healthz", "/metrics", "/favicon.ico"):
         response = await handler(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
