@@ -46,7 +46,7 @@ async def _render_form(request: web.Request, form: deploy_form.DeployForm, *, er
     context = {
         "form": form, "errors": {**local_errors, **(errors or {})}, "general": general or [],
         "message": message, "yaml": to_yaml(obj), "env_sources": deploy_form.ENV_SOURCES,
-        "probes": deploy_form.PROBES, "strategies": deploy_form.STRATEGIES,
+        "probes": deploy_form.PROBES, "strategies": deploy_form.strategy_choices(form),
         "service_types": deploy_form.SERVICE_TYPES,
         "env_rows": form.env or [deploy_form.EnvRow()], "file_rows": form.files or [deploy_form.FileRow()],
     }
