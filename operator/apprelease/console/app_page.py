@@ -69,7 +69,7 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
         "steps": views.steps(spec, status),
         "weights": views.weights(status),
         "tracks": views.tracks(status),
-        "conditions": status.get("conditions") or [],
+        "conditions": views.conditions(status.get("conditions") or []),
         "tree": views.tree(watches.deployments.of_app(key) if allowed.reads["deployments"] else [],
                            watches.pods.of_app(key) if allowed.reads["pods"] else [],
                            views.offline_pods(app)),
