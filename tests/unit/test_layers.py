@@ -7,7 +7,10 @@ A lower layer importing a higher one is how a pure core grows I/O; this test nam
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.support import ROOT
 
@@ -54,6 +57,42 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
     return found
+
+
+# The pure core: specs in, decisions out. No client, no framework, no I/O, so every rule
+# in it is a unit test with plain values.
+PURE_CORE = ("api", "render", "rollout", "domain")
+# The libraries it may use besides the standard library: the API model and YAML text.
+PURE_THIRD_PARTY = {"pydantic", "pydantic_core", "yaml", "typing_extensions"}
+# Standard modules that reach outside the process (network, files, processes, threads,
+# clocks, logs): a decision that needs one of these belongs to a higher layer.
+IO_STDLIB = {"socket", "ssl", "select", "selectors", "asyncio", "threading", "multiprocessing", "concurrent",
+             "subprocess", "signal", "os", "io", "pathlib", "shutil", "tempfile", "http", "urllib",
+             "time", "logging"}
+
+
+def _pure_core_files() -> list[Path]:
+    return sorted(path for path in PACKAGE.rglob("*.py")
+                  if path.relative_to(PACKAGE).parts[0].removesuffix(".py") in PURE_CORE)
+
+
+def _pure(module: str) -> bool:
+    """May the pure core import ``module``? (Its own layers are test_layers_only_point_down's.)"""
+    top = module.split(".")[0]
+    return (top in ("apprelease", "__future__") or top in PURE_THIRD_PARTY
+            or (top in sys.stdlib_module_names and top not in IO_STDLIB))
+
+
+def test_pure_core_imports_no_client_framework_or_io() -> None:
+    violations = [f"{path.relative_to(ROOT)}:{line}: imports {module}"
+                  for path in _pure_core_files() for line, module in _imports(path) if not _pure(module)]
+    assert not violations, "the pure core must not import these:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize("module", ["kopf", "kubernetes.client", "httpx", "aiohttp", "requests", "urllib3",
+                                    "socket", "subprocess", "asyncio", "os.path", "prometheus_client"])
+def test_the_purity_rule_refuses_clients_frameworks_and_io(module: str) -> None:
+    assert not _pure(module)
 
 
 def test_layers_only_point_down() -> None:
