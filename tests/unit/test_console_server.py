@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from apprelease.console import csrf
-from apprelease.console.server import Settings, serve
+from apprelease.console.context import Settings
+from apprelease.console.server import serve
 from tests.unit.fake_apiserver import FakeApiserver, Served, serving
 
 APPS = "/apis/apprelease.io/v1alpha1/appreleases"

@@ -10,7 +10,7 @@ import jinja2
 import pytest
 
 from apprelease.console import views
-from apprelease.console.server import PACKAGE_DIR
+from apprelease.console.context import PACKAGE_DIR
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 CANARY_STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]

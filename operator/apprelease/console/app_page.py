@@ -17,8 +17,8 @@ from .. import actions
 from ..k8s.client import ApiError
 from . import diff, views
 from .access import APPRELEASES
+from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT
-from .server import Console, Feed, console_of, identity_of, page_context
 from .watch import AppKey
 
 COALESCE_SECONDS = 0.1

@@ -51,7 +51,8 @@ def console(ctx: click.Context, address: str, port: int, no_browser: bool, read_
             user_header: str, groups_header: str, accept_hosts: tuple[str, ...], namespace: str | None, context: str | None,
             kubeconfig: str | None, verbose: bool) -> None:
     """Web console: every AppRelease you may see, live, and the actions RBAC lets you take."""
-    from .server import Settings, serve
+    from .context import Settings
+    from .server import serve
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -15,8 +15,8 @@ from aiohttp import web
 from ..k8s.client import RESOURCES, ApiError
 from . import form as deploy_form
 from .access import APPRELEASES
+from .context import console_of, identity_of, page_context
 from .kube import ApiFailure
-from .server import console_of, identity_of, page_context
 
 FIELD_MANAGER = "apprelease-console"
 

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from .. import actions
 from ..k8s.client import ApiError
+from .context import console_of, identity_of
 from .metrics import ACTIONS
-from .server import console_of, identity_of
 
 log = logging.getLogger("apprelease.console.actions")
 

@@ -19,8 +19,8 @@ from aiohttp_sse import sse_response
 
 from . import views
 from .access import APPRELEASES
+from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT
-from .server import Console, Feed, console_of, identity_of, page_context
 from .watch import AppKey
 
 log = logging.getLogger("apprelease.console.overview")
