@@ -122,6 +122,18 @@ def test_the_operator_package_holds_no_developer_tools() -> None:
             assert not module.startswith("apprelease_dev"), f"{path}:{line} imports {module}"
 
 
+KOPF_ADAPTER = PACKAGE / "controller" / "kopf_adapter.py"
+
+
+def test_kopf_internals_are_touched_in_one_adapter_only() -> None:
+    """kopf's private modules (kopf._...) change without notice: one module replaces what we
+    need of them, checked against one version range (tests/unit/test_kopf_adapter.py)."""
+    users = [f"{path.relative_to(ROOT)}:{line}: {module}"
+             for path in sorted(PACKAGE.rglob("*.py")) if path != KOPF_ADAPTER
+             for line, module in _imports(path) if module.startswith("kopf._")]
+    assert users == []
+
+
 def _module_name(path: Path) -> str:
     parts = ("apprelease", *path.relative_to(PACKAGE).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
