@@ -7,7 +7,9 @@ A lower layer importing a higher one is how a pure core grows I/O; this test nam
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,30 @@ def test_the_operator_package_holds_no_developer_tools() -> None:
     for path in PACKAGE.rglob("*.py"):
         for line, module in _imports(path):
             assert not module.startswith("apprelease_dev"), f"{path}:{line} imports {module}"
+
+
+# Collects tests/unit with apprelease_dev unimportable, as in an install without ./devtools.
+_COLLECT_WITHOUT_DEVTOOLS = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class NoDeveloperTools(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] == "apprelease_dev":
+                raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)", name=name)
+
+    sys.meta_path.insert(0, NoDeveloperTools())
+    import pytest
+    sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "tests/unit"]))
+""")
+
+
+def test_unit_tests_load_without_the_developer_tools() -> None:
+    """The developer tools (apprelease_dev: building and running a control plane, Nacos) are
+    for e2e tests; the test plugins import them only where a cluster or Nacos is wanted."""
+    collected = subprocess.run([sys.executable, "-c", _COLLECT_WITHOUT_DEVTOOLS], cwd=ROOT, capture_output=True,
+                               text=True, timeout=300, check=False)
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-2000:]
+    assert " tests collected" in collected.stdout
 
 
 KOPF_ADAPTER = PACKAGE / "controller" / "kopf_adapter.py"
