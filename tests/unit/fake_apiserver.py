@@ -11,6 +11,7 @@ SelfSubjectReviews, and PATCH / POST of AppReleases, which it records.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -29,8 +30,11 @@ USER = "alice@example.com"
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: list[tuple[str, str]]  # as sent, repeated headers repeated
     body: Any
+
+    def header(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
 
 
 @dataclass
@@ -40,6 +44,7 @@ class FakeApiserver:
 
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     writes: list[Recorded] = field(default_factory=list)
+    requests: list[Recorded] = field(default_factory=list)  # every one, reads included
     allowed: bool = True
     port: int = 0
     _stop: asyncio.Event | None = None
@@ -51,14 +56,16 @@ class FakeApiserver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        recorded = Recorded(request.method, path, list(request.headers.items()), body)
+        self.requests.append(recorded)
         if request.method == "POST" and path.endswith("/selfsubjectaccessreviews"):
-            review = await request.json()
-            return web.json_response({**review, "status": {"allowed": self.allowed}})
+            return web.json_response({**body, "status": {"allowed": self.allowed}})
         if request.method == "POST" and path.endswith("/selfsubjectreviews"):
             return web.json_response({"status": {"userInfo": {"username": USER}}})
         if request.method != "GET":
-            body = await request.json() if request.can_read_body else None
-            self.writes.append(Recorded(request.method, path, dict(request.headers), body))
+            self.writes.append(recorded)
             return web.json_response(body or {})
         collection = path.rsplit("/namespaces/", 1)[0] if "/namespaces/" in path else path
         if "/namespaces/" in path:  # a namespaced list: /apis/g/v/namespaces/ns/plural

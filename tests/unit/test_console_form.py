@@ -204,7 +204,7 @@ def test_csrf_tokens_bind_session_and_user() -> None:
 
 def test_identities_by_mode() -> None:
     proxy = ProxyHeaders()
-    assert identity_from_headers("kubeconfig", {"Authorization": "Bearer x"}, proxy).kind == "console"
+    assert identity_from_headers("kubeconfig", {"Authorization": "Bearer x"}, proxy).kind == "own"
     bearer = identity_from_headers("token", {"Authorization": "Bearer abc.def"}, proxy)
     assert (bearer.kind, bearer.token) == ("bearer", "abc.def")
     assert "abc" not in bearer.key and "abc" not in repr(bearer)  # never in caches' keys or logs

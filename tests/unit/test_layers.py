@@ -148,6 +148,27 @@ def test_unit_tests_load_without_the_developer_tools() -> None:
     assert " tests collected" in collected.stdout
 
 
+K8S = PACKAGE / "k8s"
+CLIENT = K8S / "client.py"
+
+
+def test_one_kubernetes_client_and_one_kubeconfig_loader() -> None:
+    """The operator, the CLI and the console reach the apiserver through k8s/ only (the
+    console had a client and watches of its own), and find it with k8s/client.py's
+    load_configuration only (there were three loaders, and `run --context` was ignored)."""
+    outside = [f"{path.relative_to(ROOT)}:{line}: {module}"
+               for path in sorted(PACKAGE.rglob("*.py")) if K8S not in path.parents
+               for line, module in _imports(path) if module.split(".")[0] == "kubernetes"]
+    assert outside == [], "only k8s/ may use the kubernetes client"
+    loaders = {"load_kube_config", "load_incluster_config", "list_kube_config_contexts", "new_client_from_config",
+               "load_config"}
+    calls = [f"{path.relative_to(ROOT)}:{node.lineno}: {node.attr if isinstance(node, ast.Attribute) else node.id}"
+             for path in sorted(PACKAGE.rglob("*.py")) if path != CLIENT
+             for node in ast.walk(ast.parse(path.read_text()))
+             if (node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)) in loaders]
+    assert calls == [], "load the kubeconfig with k8s.client.load_configuration"
+
+
 KOPF_ADAPTER = PACKAGE / "controller" / "kopf_adapter.py"
 
 

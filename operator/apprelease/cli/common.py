@@ -12,11 +12,9 @@ from typing import Any, TypeVar
 
 import click
 import yaml
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from ..actions import ActionError
-from ..k8s.client import USER_AGENT, ApiError, Kube, load_api_client
+from ..k8s.client import ApiError, Kube, context_namespace, load_api_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,34 +61,12 @@ class Context:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(_api_client(self.kubeconfig, self.context))
+            self._kube = Kube(load_api_client(self.kubeconfig, self.context, pool_size=4))
         return self._kube
 
     @property
     def namespace(self) -> str:
-        if self._namespace:
-            return self._namespace
-        try:
-            from kubernetes import config
-
-            contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
-            if self.context:
-                active = next(c for c in contexts if c["name"] == self.context)
-            return active.get("context", {}).get("namespace") or "default"
-        except Exception:
-            return "default"
-
-
-def _api_client(kubeconfig: str | None, context: str | None) -> k8s_client.ApiClient:
-    if context is None:
-        return load_api_client(kubeconfig, pool_size=4)
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                client_configuration=configuration)
-    configuration.connection_pool_maxsize = 4
-    api = k8s_client.ApiClient(configuration)
-    api.user_agent = USER_AGENT
-    return api
+        return self._namespace or context_namespace(self.kubeconfig, self.context)
 
 
 pass_context = click.make_pass_decorator(Context)

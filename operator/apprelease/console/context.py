@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,15 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from ..k8s.client import OWN, Apiserver, AsyncKube, Identity
 from . import csrf
 from .access import Access, AuthMode, ProxyHeaders
-from .kube import CONSOLE, Apiserver, Identity
 from .watch import AppKey, Watches
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHANGE_LOG_LENGTH = 50_000
 DETAILS_SYNC_TIMEOUT_SECONDS = 10.0
+API_THREADS = 16  # apiserver calls in flight at once (each user's reviews, actions, forms)
 
 # The names a browser uses for this machine's loopback, as `kubectl proxy` accepts them.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -114,13 +116,14 @@ class Feed:
 
 
 class Console:
-    """Everything the handlers share (one per process)."""
+    """Everything the handlers share (one per process). Create it on the serving event loop."""
 
-    def __init__(self, settings: Settings, apiserver: Apiserver):
+    def __init__(self, settings: Settings, apiserver: Apiserver, executor: ThreadPoolExecutor):
         self.settings = settings
         self.apiserver = apiserver
-        self.access = Access(apiserver)
-        self.watches = Watches(apiserver.as_(CONSOLE), settings.namespace)
+        self._executor = executor
+        self.access = Access(self.client)
+        self.watches = Watches(apiserver.as_(OWN), settings.namespace)
         self.changes = Changes()
         self.watches.subscribe(self.changes.record)
         self.templates = jinja2.Environment(
@@ -131,6 +134,10 @@ class Console:
             lstrip_blocks=True,
         )
         self.row_cache: dict[tuple[AppKey, str, str], str] = {}
+
+    def client(self, identity: Identity) -> AsyncKube:
+        """The one client, acting as ``identity``, its calls on the console's thread pool."""
+        return AsyncKube(self.apiserver.as_(identity), self._executor)
 
     def render(self, template: str, **context: Any) -> str:
         return self.templates.get_template(template).render(**context)

@@ -33,7 +33,7 @@ async def _perform(request: web.Request, action: actions.Action, label: str) -> 
         ACTIONS.labels(label, "read-only").inc()
         return _result(request, False, "this console is read-only", status=403)
     try:
-        message = await actions.perform_async(console.apiserver.as_(identity), namespace, name, action)
+        message = await console.client(identity).call(actions.perform, namespace, name, action)
     except actions.ActionError as exc:
         ACTIONS.labels(label, "invalid").inc()
         return _result(request, False, f"{name}: {exc}", status=409)

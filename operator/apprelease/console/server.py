@@ -12,14 +12,17 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..k8s.client import OWN, Apiserver, AsyncKube, context_namespace, load_configuration
 from . import app_page, csrf, deploy, operations, overview
 from .access import NotAuthenticated, identity_from_headers
 from .context import (
+    API_THREADS,
     CONSOLE_KEY,
     IDENTITY,
     PACKAGE_DIR,
@@ -30,7 +33,6 @@ from .context import (
     identity_of,
     request_host,
 )
-from .kube import CONSOLE, Apiserver, context_namespace, load_configuration
 from .metrics import REGISTRY
 
 log = logging.getLogger("apprelease.console")
@@ -99,11 +101,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(status=200 if synced else 503, text="ok" if synced else "syncing")
 
 
-async def _scoped(settings: Settings, apiserver: Apiserver) -> Settings:
+async def _scoped(settings: Settings, client: AsyncKube) -> Settings:
     """Locally, a user who may not list AppReleases in every namespace gets the context's."""
-    if settings.namespace or settings.auth != "kubeconfig":
+    if settings.namespace or settings.behind_proxy:
         return settings
-    client = apiserver.as_(CONSOLE)
     if await client.can("list", "appreleases", "", "apprelease.io"):
         return settings
     namespace = context_namespace(settings.kubeconfig, settings.context)
@@ -116,15 +117,18 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=4 * 1024 * 1024)
 
     async def lifecycle(app: web.Application) -> Any:
-        configuration = load_configuration(settings.kubeconfig, settings.context)
-        apiserver = Apiserver(configuration)
-        await apiserver.start()
-        console = Console(await _scoped(settings, apiserver), apiserver)
-        app[CONSOLE_KEY] = console
-        console.watches.start()
-        yield
-        await console.watches.stop()
-        await apiserver.close()
+        apiserver = Apiserver(load_configuration(settings.kubeconfig, settings.context), pool_size=API_THREADS)
+        executor = ThreadPoolExecutor(API_THREADS, thread_name_prefix="console-api")
+        try:
+            scoped = await _scoped(settings, AsyncKube(apiserver.as_(OWN), executor))
+            console = Console(scoped, apiserver, executor)
+            app[CONSOLE_KEY] = console
+            console.watches.start()
+            yield
+            console.watches.stop()
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            apiserver.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=True, name="static")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import kopf
 
@@ -21,8 +20,6 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool) ->
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry poll
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)
     from .gc_pauses import install as install_gc_pauses
     from .kopf_adapter import install as install_kopf_adapter

@@ -40,11 +40,11 @@ class Runtime:
     def __init__(self, options: RunOptions, app_index: Any):
         self.options = options
         self.queue: WorkQueue[AppKey] = WorkQueue()
-        self.kube = Kube(load_api_client(options.kubeconfig, pool_size=options.workers + 4))
+        self.kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=options.workers + 4))
         # Watches hold their connection for minutes: a pool of their own, one per watch.
         watches = len(WATCHED_CHILDREN) * max(1, len(options.namespaces))
         self.informers = Informers(
-            Kube(load_api_client(options.kubeconfig, pool_size=watches)),
+            Kube(load_api_client(options.kubeconfig, options.context, pool_size=watches)),
             WATCHED_CHILDREN,
             namespaces=options.namespaces,
             label_selector=f"{labels.MANAGED_BY}={labels.MANAGER}",
