@@ -169,6 +169,34 @@ def test_one_kubernetes_client_and_one_kubeconfig_loader() -> None:
     assert calls == [], "load the kubeconfig with k8s.client.load_configuration"
 
 
+CLIENT_MAKERS = {"ApiClient", "Configuration", "Apiserver", "Kube", "AsyncKube", "load_configuration",
+                 "load_api_client", "api_client", "ClientSession"}
+
+
+def test_no_client_is_made_at_import_time() -> None:
+    """Clients take their credentials when made (the console makes one per user): none is
+    made by importing a module, where it would be global and whoever's came first."""
+    def run_on_import(body: list[ast.stmt]) -> list[ast.stmt]:
+        """Module (and class) level statements: function bodies run only when called."""
+        found: list[ast.stmt] = []
+        for statement in body:
+            if isinstance(statement, ast.ClassDef):
+                found += run_on_import(statement.body)
+            elif not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+                found.append(statement)
+        return found
+
+    made = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for statement in run_on_import(ast.parse(path.read_text()).body):
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Call):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if name in CLIENT_MAKERS:
+                        made.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}(...)")
+    assert made == []
+
+
 KOPF_ADAPTER = PACKAGE / "controller" / "kopf_adapter.py"
 
 

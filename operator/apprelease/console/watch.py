@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from ..k8s.informer import Informer, Source, WatchObserver
 from ..k8s.observe import app_key_of
 from ..render import labels
 from .metrics import WATCH_EVENTS, WATCH_REQUESTS, WATCHES_OPEN
-
-log = logging.getLogger("apprelease.console.watch")
 
 EVENTS_PER_APP = 30
 
@@ -108,7 +105,10 @@ class _Counted(WatchObserver):
         WATCH_REQUESTS.labels(kind, verb).inc()
 
     def streaming(self, kind: str, open_: bool) -> None:
-        WATCHES_OPEN.labels(kind).inc() if open_ else WATCHES_OPEN.labels(kind).dec()
+        if open_:
+            WATCHES_OPEN.labels(kind).inc()
+        else:
+            WATCHES_OPEN.labels(kind).dec()
 
     def received(self, kind: str) -> None:
         WATCH_EVENTS.labels(kind).inc()
