@@ -147,6 +147,7 @@ def test_blue_green_is_offered_and_a_change_of_strategy_replaces_the_old_one() -
     ("spec.image", "image"), ("metadata.name", "name"), ("spec.env[1].name", "env-1-name"),
     ("spec.env[1].valueFrom.secretKeyRef.name", "env-1-ref-name"), ("spec.env[0].value", "env-0-value"),
     ("spec.strategy.canary.steps[1].setWeight", "canary-steps"), ("spec.resources.requests", "resources"),
+    ("spec.strategy.blueGreen.previewIngress.host", "strategy"), ("spec.strategy", "strategy"),
     ("spec.registry.nacos.serverAddr", "nacos-server"), ("spec.ingress.host", "ingress-host"),
     ("spec.config.mountPath", "config-mount"), ("spec.service.port", "service-port"), ("spec.unknown", ""),
 ])

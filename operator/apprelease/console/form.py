@@ -400,7 +400,8 @@ _FIELDS = [
     (r"spec\.ingress\.className", "ingress-class"),
     (r"spec\.ingress\.path", "ingress-path"),
     (r"spec\.ingress", "ingress-host"),
-    (r"spec\.strategy", "canary-steps"),
+    (r"spec\.strategy\.canary", "canary-steps"),
+    (r"spec\.strategy", "strategy"),  # blueGreen's fields, or more than one strategy set
     (r"spec\.registry\.nacos\.serverAddr", "nacos-server"),
     (r"spec\.registry\.nacos\.namespace", "nacos-namespace"),
     (r"spec\.registry\.nacos\.group", "nacos-group"),
