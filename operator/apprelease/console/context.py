@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from ..k8s.client import OWN, Apiserver, AsyncKube, Identity
+from ..k8s.client import Apiserver, AsyncKube, Identity, Kube
 from . import csrf
 from .access import Access, AuthMode, ProxyHeaders
 from .watch import AppKey, Watches
@@ -118,12 +118,14 @@ class Feed:
 class Console:
     """Everything the handlers share (one per process). Create it on the serving event loop."""
 
-    def __init__(self, settings: Settings, apiserver: Apiserver, executor: ThreadPoolExecutor):
+    def __init__(self, settings: Settings, apiserver: Apiserver, executor: ThreadPoolExecutor, watching: Kube):
+        """``watching``: the console's own client for the watches, on a pool of its own (each
+        watch holds its connection for minutes)."""
         self.settings = settings
         self.apiserver = apiserver
         self._executor = executor
         self.access = Access(self.client)
-        self.watches = Watches(apiserver.as_(OWN), settings.namespace)
+        self.watches = Watches(watching, settings.namespace)
         self.changes = Changes()
         self.watches.subscribe(self.changes.record)
         self.templates = jinja2.Environment(

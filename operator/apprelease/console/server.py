@@ -34,6 +34,7 @@ from .context import (
     request_host,
 )
 from .metrics import REGISTRY
+from .watch import WATCHED_KINDS
 
 log = logging.getLogger("apprelease.console")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,11 +118,13 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=4 * 1024 * 1024)
 
     async def lifecycle(app: web.Application) -> Any:
-        apiserver = Apiserver(load_configuration(settings.kubeconfig, settings.context), pool_size=API_THREADS)
+        configuration = load_configuration(settings.kubeconfig, settings.context)
+        apiserver = Apiserver(configuration, pool_size=API_THREADS)
+        watching = Apiserver(configuration, pool_size=WATCHED_KINDS)
         executor = ThreadPoolExecutor(API_THREADS, thread_name_prefix="console-api")
         try:
             scoped = await _scoped(settings, AsyncKube(apiserver.as_(OWN), executor))
-            console = Console(scoped, apiserver, executor)
+            console = Console(scoped, apiserver, executor, watching.as_(OWN))
             app[CONSOLE_KEY] = console
             console.watches.start()
             yield
@@ -129,6 +132,7 @@ def create_app(settings: Settings) -> web.Application:
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
             apiserver.close()
+            watching.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=True, name="static")

@@ -96,6 +96,7 @@ DEPLOYMENTS = Kind("Deployment", _slim_deployment, MANAGED)
 PODS = Kind("Pod", _slim_pod, MANAGED)
 REVISIONS = Kind("ControllerRevision", _slim_revision, MANAGED)
 EVENTS = Kind("Event", _slim_event)  # only those about an app are kept
+WATCHED_KINDS = len((APPRELEASES, DEPLOYMENTS, PODS, REVISIONS, EVENTS))  # one watch (and connection) each
 
 
 class _Counted(WatchObserver):
