@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import jinja2
 import pytest
 
 from apprelease.console import views
-from apprelease.console.server import PACKAGE_DIR
+from apprelease.console.context import PACKAGE_DIR
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 CANARY_STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]
@@ -177,3 +178,64 @@ def test_app_sections_render(may_patch: bool) -> None:
     assert "stale: no pod" in registry and "warmupSeconds" in registry
     assert 'class="step current" aria-current="step"' in rollout
     assert "You may not list Events" in events
+
+
+HEALTHY_CONDITIONS = [
+    {"type": "Ready", "status": "True", "reason": "Available"},
+    {"type": "Reconciling", "status": "False", "reason": ""},
+    {"type": "Stalled", "status": "False", "reason": ""},
+    {"type": "Progressing", "status": "False", "reason": "Available"},
+    {"type": "Paused", "status": "False", "reason": ""},
+    {"type": "Registered", "status": "True", "reason": "AllRegistered"},
+]
+
+
+def test_conditions_show_their_truth_and_only_trouble_draws_the_eye() -> None:
+    """A healthy app's Stalled=False used to look like a live Stalled chip."""
+    healthy = views.conditions(HEALTHY_CONDITIONS)
+    assert [(c.type, c.status) for c in healthy] == [(c["type"], c["status"]) for c in HEALTHY_CONDITIONS]
+    assert {c.tone for c in healthy} == {"quiet"}  # nothing needs attention
+
+    stalled = {c.type: c for c in views.conditions([
+        {"type": "Ready", "status": "False", "reason": "ImagePullBackOff"},
+        {"type": "Stalled", "status": "True", "reason": "ImagePullBackOff", "message": "fix spec.image"},
+        {"type": "Reconciling", "status": "Unknown"},
+        {"type": "Registered", "status": "False", "reason": "NotRegistered"},
+        {"type": "Autoscaling", "status": "False", "reason": "HPATargetsDeployment"},
+        {"type": "Paused", "status": "True", "reason": "CanaryPauseStep"},
+        {"type": "SomethingNew", "status": "True"},
+    ])}
+    assert stalled["Stalled"].tone == "bad"  # abnormal-true: only True draws attention
+    assert stalled["Ready"].tone == "warn" and stalled["Registered"].tone == "warn"  # normal-true: False does
+    assert stalled["Autoscaling"].tone == "warn"
+    assert stalled["Paused"].tone == "paused"
+    assert stalled["Reconciling"].tone == "unknown" and stalled["Reconciling"].status == "Unknown"
+    assert stalled["SomethingNew"].tone == "quiet"
+    assert views.conditions([{"type": "Ready"}])[0].status == "Unknown"
+
+
+def test_the_header_names_each_conditions_status() -> None:
+    env = _templates()
+    context = {"app": app({"phase": "Healthy"}), "key": ("team-a", "shop"), "spec": app()["spec"],
+               "status": {"phase": "Healthy"}, "row": views.overview_row(app({"phase": "Healthy"}), NOW),
+               "conditions": views.conditions(HEALTHY_CONDITIONS), "errors": {}}
+    header = env.get_template("_section_header.html").render(**context)
+    chips = re.findall(r'<li class="cond (\w+)"[^>]*>(\w+) <span class="cond-status">(\w+)</span>', header)
+    assert chips == [("quiet", c["type"], c["status"]) for c in HEALTHY_CONDITIONS]
+
+
+def test_instance_cells_colour_only_what_needs_attention() -> None:
+    assert views.instance_cell("warming", False) == views.Cell("no", "")  # not warming up: normal
+    assert views.instance_cell("warming", True) == views.Cell("yes", "busy")
+    assert views.instance_cell("healthy", False) == views.Cell("no", "bad")
+    assert views.instance_cell("healthy", True) == views.Cell("yes", "")
+    assert views.instance_cell("enabled", False) == views.Cell("no", "off")
+    assert views.instance_cell("ephemeral", False) == views.Cell("no", "")
+    assert views.instance_cell("weight", None) == views.Cell("—", "")
+    assert views.instance_cell("port", 8080) == views.Cell("8080", "")
+    registry = _templates().get_template("_section_registry.html").render(
+        registration=views.registration({"registration": {"summary": "1/1", "instances": [
+            {"ip": "10.0.0.1", "port": 8080, "pod": "shop-a", "healthy": True, "enabled": True,
+             "warming": False}]}}), buttons=views.Buttons(), offline=[], key=("team-a", "shop"))
+    cells = re.findall(r"<td(?: class=\"(\w+)\")?>(yes|no)</td>", registry)
+    assert cells == [("", "yes"), ("", "yes"), ("", "no")]  # healthy, enabled, warming: none coloured

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import yaml
 
 from apprelease.rollout.failures import ALL_CLASSES
-from apprelease_dev.image import project_version
 from tests.support import ROOT
 
 
@@ -49,7 +49,8 @@ def test_one_image_name_for_the_chart_the_manifests_and_the_build() -> None:
              if d and d["kind"] == "Deployment"]
     images = {c["image"] for d in plain for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {chart_image}
-    assert chart["appVersion"] == project_version(ROOT)
+    # `apprelease dev image` tags the package's version (apprelease_dev.image.project_version).
+    assert chart["appVersion"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_the_plain_manifests_crd_is_the_generated_one_and_the_chart_templates_its_own() -> None:

@@ -19,14 +19,12 @@ from typing import IO, Any, TypeVar
 
 import click
 import yaml
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from urllib3.exceptions import HTTPError as TransportError
 from urllib3.exceptions import MaxRetryError, NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from ..actions import ActionError
-from ..k8s.client import USER_AGENT, ApiError, Kube, load_api_client
+from ..k8s.client import ApiError, Kube, context_namespace, load_api_client
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,7 +89,7 @@ class Context:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(api_client(self.kubeconfig, self.context))
+            self._kube = connect(self.kubeconfig, self.context)
         return self._kube
 
     @property
@@ -101,41 +99,19 @@ class Context:
 
     @property
     def namespace(self) -> str:
-        if self._namespace:
-            return self._namespace
-        try:
-            from kubernetes import config
-
-            contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
-            if self.context:
-                active = next(c for c in contexts if c["name"] == self.context)
-            return active.get("context", {}).get("namespace") or "default"
-        except Exception:
-            return "default"
+        return self._namespace or context_namespace(self.kubeconfig, self.context)
 
 
-def api_client(kubeconfig: str | None, context: str | None) -> k8s_client.ApiClient:
+def connect(kubeconfig: str | None, context: str | None) -> Kube:
     """The client for a kubeconfig (or in-cluster); CliError saying what is wrong with it."""
     try:
-        return _api_client(kubeconfig, context)
+        return Kube(load_api_client(kubeconfig, context, pool_size=4))
     except Exception as exc:  # the loader raises ConfigException, OSError, TypeError, YAMLError...
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         if "No configuration found" in str(exc) or isinstance(exc, FileNotFoundError):
             raise CliError(f"no kubeconfig at {where}: pass --kubeconfig or set KUBECONFIG") from None
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CliError(f"cannot use the kubeconfig {where}: {detail}") from None
-
-
-def _api_client(kubeconfig: str | None, context: str | None) -> k8s_client.ApiClient:
-    if context is None:
-        return load_api_client(kubeconfig, pool_size=4)
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                client_configuration=configuration)
-    configuration.connection_pool_maxsize = 4
-    api = k8s_client.ApiClient(configuration)
-    api.user_agent = USER_AGENT
-    return api
 
 
 pass_context = click.make_pass_decorator(Context)

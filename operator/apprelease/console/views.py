@@ -240,6 +240,59 @@ def _words(camel: str) -> str:
 
 
 @dataclass(frozen=True)
+class ConditionView:
+    type: str
+    status: str  # "True" | "False" | "Unknown", as Kubernetes writes it
+    reason: str
+    message: str
+    tone: str  # "quiet" (as it should be) | "warn" | "bad" | "busy" | "paused" | "unknown"
+
+
+# kstatus' abnormal-true conditions (and ours of that polarity): True is the news, in this
+# colour; False is how things should be. Every other condition is normal-true: False is news.
+ABNORMAL_TRUE = {"Stalled": "bad", "Reconciling": "busy", "Progressing": "busy", "Paused": "paused"}
+
+
+def conditions(items: Iterable[Mapping[str, Any]]) -> list[ConditionView]:
+    """Each condition with its truth spelled out, coloured only when it needs a look."""
+    result = []
+    for item in items:
+        kind = str(item.get("type") or "")
+        status = str(item.get("status") or "Unknown")
+        if status not in ("True", "False"):
+            status, tone = "Unknown", "unknown"
+        elif kind in ABNORMAL_TRUE:
+            tone = ABNORMAL_TRUE[kind] if status == "True" else "quiet"
+        else:
+            tone = "warn" if status == "False" else "quiet"
+        result.append(ConditionView(kind, status, str(item.get("reason") or ""), str(item.get("message") or ""),
+                                    tone))
+    return result
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    tone: str  # "" (nothing to look at) | "bad" | "busy" | "off"
+
+
+# Instance columns where one value needs a look, and how it looks: an unhealthy instance is
+# trouble, a disabled one is out of traffic (on purpose, maybe), a warming one still ramps
+# up. The other value of each, and every other column, is plain.
+INSTANCE_ATTENTION: dict[str, tuple[bool, str]] = {
+    "healthy": (False, "bad"), "enabled": (False, "off"), "warming": (True, "busy")}
+
+
+def instance_cell(column: str, value: Any) -> Cell:
+    if value is None:
+        return Cell("—", "")
+    if isinstance(value, bool):
+        attention = INSTANCE_ATTENTION.get(column)
+        return Cell("yes" if value else "no", attention[1] if attention and attention[0] is value else "")
+    return Cell(str(value), "")
+
+
+@dataclass(frozen=True)
 class Registration:
     provider: str
     service: str
@@ -251,6 +304,7 @@ class Registration:
     instances: list[Mapping[str, Any]]
     stale: list[Mapping[str, Any]]
     more: str
+    cells: list[list[Cell]] = field(default_factory=list)  # each instance's, by column
 
 
 def registration(status: Mapping[str, Any]) -> Registration | None:
@@ -271,6 +325,7 @@ def registration(status: Mapping[str, Any]) -> Registration | None:
         summary=str(reg.get("summary", "")), last_sync=str(reg.get("lastSyncTime") or ""),
         last_error=str(reg.get("lastError") or ""), per_revision=list(reg.get("revisions") or []),
         columns=columns, instances=instances, stale=stale, more=more,
+        cells=[[instance_cell(column, row.get(column)) for column in columns] for row in instances],
     )
 
 

@@ -65,7 +65,7 @@ def progress(memo: kopf.Memo, **_: Any) -> str:
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf connects with exactly the configuration our own client uses."""
     options: RunOptions = memo.get("options") or RunOptions()
-    return connection_info(load_configuration(options.kubeconfig))
+    return connection_info(load_configuration(options.kubeconfig, options.context))
 
 
 @kopf.on.cleanup()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import kopf
@@ -19,16 +18,12 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool, lo
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry poll
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    if options.kubeconfig:
-        os.environ["KUBECONFIG"] = options.kubeconfig  # kopf's own login reads it
     from . import handlers  # noqa: F401  (registers the handlers)
     from .gc_pauses import install as install_gc_pauses
-    from .kopf_slim_events import install as install_slim_events
-    from .kopf_toggles import install as install_fast_toggles
+    from .kopf_adapter import install as install_kopf_adapter
 
     install_gc_pauses()  # short full collections once the caches are loaded
-    install_fast_toggles()  # O(1) index gating: restarts with many objects stay fast
-    install_slim_events()  # no managedFields in what kopf holds while it lists
+    install_kopf_adapter()  # O(1) index gating, slim watch events; refuses an unchecked kopf
 
     stop = OperatorStop()
     kopf.run(

@@ -64,12 +64,12 @@ class Runtime:
         self.queue: WorkQueue[AppKey] = WorkQueue()
         # Without leader election there is no fence: this process is the only writer.
         self.fence = WriteFence() if options.leader_election else None
-        self.kube = Kube(load_api_client(options.kubeconfig, pool_size=options.workers + 4,
+        self.kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=options.workers + 4,
                                          instance=self.identity), fence=self.fence)
         # Watches hold their connection for minutes: a pool of their own, one per watch.
         watches = len(WATCHED_CHILDREN) * max(1, len(options.namespaces))
         self.informers = Informers(
-            Kube(load_api_client(options.kubeconfig, pool_size=watches, instance=self.identity)),
+            Kube(load_api_client(options.kubeconfig, options.context, pool_size=watches, instance=self.identity)),
             WATCHED_CHILDREN,
             namespaces=options.namespaces,
             label_selector=f"{labels.MANAGED_BY}={labels.MANAGER}",
@@ -103,7 +103,7 @@ class Runtime:
             timings = options.election
             # Its own connection and short timeouts: a renewal never waits behind the workers'
             # requests, and a hung one is given up in time to try again before the deadline.
-            lease_kube = Kube(load_api_client(options.kubeconfig, pool_size=2, instance=self.identity),
+            lease_kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=2, instance=self.identity),
                               timeout=(timings.retry_period, timings.retry_period))
             self.elector = LeaderElector(
                 KubeLeaseStore(lease_kube, options.lease_namespace, options.lease_name),

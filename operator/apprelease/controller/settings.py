@@ -15,6 +15,7 @@ class RunOptions:
     workers: int = 8
     metrics_port: int | None = 8081
     kubeconfig: str | None = None
+    context: str | None = None  # the kubeconfig's context (default: its current one)
     registry_poll_seconds: float = 5.0
     policy: Policy = field(default_factory=Policy)
     startup_deadline_seconds: float = 180.0
