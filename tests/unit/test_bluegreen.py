@@ -290,3 +290,53 @@ def test_with_nacos_a_rollback_after_the_switch_enables_blue_before_green_goes_o
     assert all(sim.instance(p.ip).enabled for p in blue)
     assert "preview" not in sim.deployments and not sim.pods.get("preview")
     assert "RolledBack" in sim.reasons()
+
+
+def timed_blue_green(*, pods_ready: bool = True) -> Sim:
+    sim = Sim(make_app({"progressDeadlineSeconds": 60,
+                        "strategy": {"blueGreen": {"scaleDownDelaySeconds": 30, "autoPromotionSeconds": 60}}}))
+    sim.settle()
+    sim.pods_ready["preview"] = pods_ready
+    sim.edit(image="registry/shop:v2")
+    return sim
+
+
+def test_taken_down_mid_preview_auto_promotion_waits_and_a_promote_is_refused() -> None:
+    sim = timed_blue_green()
+    sim.settle()
+    assert sim.status.blue_green.preview_ready_since
+    sim.tick(30)
+    sim.edit(takenDown=True)
+    sim.settle()
+    assert sim.status.phase == "TakenDown" and not sim.pods.get("preview")
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick(10)
+    assert sim.status.handled_requests.promote == "step:1"  # refused, not left for later
+    refused = [m for r, m in sim.events if r == "PromoteRefused"]
+    assert refused and "taken down" in refused[0] and "bring-up" in refused[0]
+    sim.tick(3600)  # far beyond autoPromotionSeconds
+    assert on_stable(sim) and not sim.status.blue_green.switched_at
+    assert "Promoted" not in sim.reasons() and "AutoPromoted" not in sim.reasons()
+    sim.edit(takenDown=False)
+    sim.settle()
+    assert sim.status.phase == "Paused" and on_stable(sim)  # ready again: auto-promotion counts anew
+    sim.tick(59)
+    assert on_stable(sim)
+    sim.tick(1)
+    assert service_selector(sim)["apprelease.io/revision"] == "2" and "AutoPromoted" in sim.reasons()
+
+
+def test_taken_down_while_the_preview_starts_the_progress_deadline_counts_from_bring_up() -> None:
+    sim = timed_blue_green(pods_ready=False)
+    sim.tick()
+    sim.tick(30)
+    sim.edit(takenDown=True)
+    sim.settle()
+    sim.tick(3600)
+    assert not sim.status.aborted and sim.status.phase == "TakenDown"
+    sim.edit(takenDown=False)
+    sim.tick()
+    sim.tick(59)
+    assert not sim.status.aborted
+    sim.tick(1)
+    assert sim.status.aborted and sim.status.abort_reason == "ProgressDeadlineExceeded"

@@ -226,6 +226,36 @@ def test_rollback_mid_canary_returns_to_stable_instantly() -> None:
     assert "RolledBack" in sim.reasons()
 
 
+def ready_pods(sim: Sim) -> list[str]:
+    return [p.name for track, pods in sim.pods.items() for p in pods if sim._pod(p, track).ready]
+
+
+def test_rollback_during_promotion_keeps_the_canary_until_stable_is_back() -> None:
+    """The stable Deployment already runs the canary's revision when the spec goes back: the
+    canary stays until stable is back on the stable revision at full ready size."""
+    sim = started_canary()
+    sim.surge = True  # Deployments roll as Kubernetes does (maxUnavailable 0)
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.status.promoting and {p.revision for p in sim.pods["stable"]} == {2}
+    canary_pods = [p.name for p in sim.pods["canary"]]
+    sim.unready_revisions = {1}  # the stable revision's pods take a while to come back
+    sim.edit(image="registry/shop:v1")  # roll back mid-promotion
+    for _ in range(3):
+        sim.tick()
+        assert [p.name for p in sim.pods["canary"]] == canary_pods, sim.status.message
+        assert len(ready_pods(sim)) >= 3 + len(canary_pods)
+    assert "rolling back to revision 1" in sim.status.message and sim.status.phase == "Progressing"
+    sim.unready_revisions = set()
+    for _ in range(3):
+        sim.tick()
+        assert len(ready_pods(sim)) >= 3
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 1 and "canary" not in sim.deployments
+    assert {p.revision for p in sim.pods["stable"]} == {1} and "RolledBack" in sim.reasons()
+
+
 def test_rollback_to_promoted_revision_skips_steps_and_renumbers() -> None:
     sim = started_canary()
     sim.settle()

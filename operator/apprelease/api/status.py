@@ -148,6 +148,11 @@ class BlueGreenRolloutState(StatusModel):
     ready_since: str | None = Field(
         None, description="Previewing: the preview was first fully ready; autoPromotionSeconds counts from here."
     )
+    taken_down_since: str | None = Field(
+        None,
+        description="Previewing while the AppRelease is taken down (spec.takenDown): since when. The progress"
+        " deadline and autoPromotionSeconds do not count meanwhile; both start again at bring-up.",
+    )
     promotion_phase: PromotionPhase | None = Field(
         None, description="Promoting: the stage of the promotion (UpdateStable: the preview serves meanwhile)."
     )

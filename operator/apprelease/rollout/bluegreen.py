@@ -163,7 +163,17 @@ def _requests(
         if isinstance(state, Aborted):
             state = Previewing(inp.stamp)
             log.events.append(Event("Normal", "Retried", f"preview of revision {number} starts again"))
-    if pending.promote and isinstance(state, Previewing) and state.ready_since is not None:
+    if pending.promote and inp.app.spec.taken_down and isinstance(state, Previewing | Switched):
+        # No preview runs to be seen ready, and a promote kept for later would switch at
+        # bring-up to pods nobody has seen yet: refused, and said so (as the canary does).
+        handled = handled.model_copy(update={"promote": pending.promote})
+        name = inp.app.name
+        log.events.append(Event(
+            "Warning", "PromoteRefused",
+            f"promote refused: {name} is taken down (spec.takenDown), so revision {number} stays"
+            f" where it is; `apprelease bring-up {name}` resumes it, then promote again",
+        ))
+    elif pending.promote and isinstance(state, Previewing) and state.ready_since is not None:
         # Only a ready preview takes traffic; until then the request stays pending.
         handled = handled.model_copy(update={"promote": pending.promote})
         state = _switch(inp, log, "Promoted", "promoted on request")
@@ -200,6 +210,12 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
 
 def _preview(state: Previewing, inp: Inputs, log: _Pass) -> RolloutState:
     spec = inp.app.spec
+    if spec.taken_down:
+        # No preview pods: nothing to see ready, so neither the progress deadline nor the
+        # auto-promotion counts; both start again at bring-up, as its pods start anew.
+        return replace(state, ready_since=None, taken_down_since=state.taken_down_since or inp.stamp)
+    if state.taken_down_since is not None:
+        state = Previewing(inp.stamp)  # brought up again: the clocks start now
     dep = inp.observed.deployments.get(TRACK)
     registry = inp.observed.registry
     ready = dep is not None and dep.rolled_out(inp.current.hash, spec.replicas) and (

@@ -19,7 +19,7 @@ from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
-from .observed import PodState
+from .observed import PodState, RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
 from .state import Aborted, Promoting, RolloutState, Steady, Stepping
@@ -77,7 +77,7 @@ class _Pass:
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
     if inp.current.hash == inp.stable.hash:
-        return _back_on_stable(inp)
+        return _back_on_stable(state, inp)
     if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
         return _straight_to_stable(inp)
     log = _Pass()
@@ -114,10 +114,18 @@ def _routed(decision: Decision, inp: Inputs) -> Decision:
     return replace(decision, routed_weight=weight, canary_serving=ready > 0)
 
 
-def _back_on_stable(inp: Inputs) -> Decision:
-    """The spec describes the stable revision again: any canary goes (a rollback)."""
+def _back_on_stable(state: RolloutState, inp: Inputs) -> Decision:
+    """The spec describes the stable revision again: any canary goes (a rollback). During a
+    promotion the stable Deployment may run (part of) the canary's revision already, and with
+    a registry its old instances are offline: the rollback goes the way a promotion does, the
+    canary serving on until the stable Deployment is back at full ready size on the stable
+    revision, and only then is the canary drained and removed."""
     log = _Pass()
     previous = inp.candidate
+    if previous is not None and previous.hash != inp.current.hash and isinstance(state, Promoting):
+        waiting = _stable_side_back(state, inp, previous)
+        if waiting is not None:
+            return waiting
     if previous is not None and previous.hash != inp.current.hash:
         log.events.append(Event(
             "Normal", "RolledBack",
@@ -127,6 +135,25 @@ def _back_on_stable(inp: Inputs) -> Decision:
         log.superseded.append((previous.hash, "Superseded"))
     return Decision(state=Steady(), stable=inp.stable, events=tuple(log.events),
                     handled=inp.handled, superseded=tuple(log.superseded))
+
+
+def _stable_side_back(state: Promoting, inp: Inputs, serving: RevisionRecord) -> Decision | None:
+    """Rolling back mid-promotion: the canary (at its promotion size) while the stable
+    Deployment is not yet back on the stable revision at full ready size (and registered),
+    or None when the canary may go."""
+    spec = inp.app.spec
+    stable = inp.stable
+    dep = inp.observed.deployments.get("stable")
+    registry = inp.observed.registry
+    if dep is not None and dep.rolled_out(stable.hash, spec.replicas) and (
+            registry is None or registry.gate_open("stable", spec.replicas)):
+        return None
+    return _routed(Decision(
+        state=state, stable=stable, candidate=serving, candidate_replicas=_promotion_canary_replicas(state, inp),
+        set_weight=_weight(state, inp), handled=inp.handled,
+        waiting_for=(f"rolling back to revision {stable.number}: waiting for its {spec.replicas} pod(s) to be"
+                     f" ready; canary revision {serving.number} serves meanwhile"),
+    ), inp)
 
 
 def _straight_to_stable(inp: Inputs) -> Decision:

@@ -77,10 +77,12 @@ class Aborted:
 @dataclass(frozen=True)
 class Previewing:
     """Blue-green: the new revision runs at full size beside the active one, without traffic.
-    ``ready_since`` is when it was first fully ready (auto-promotion counts from there)."""
+    ``ready_since`` is when it was first fully ready (auto-promotion counts from there);
+    ``taken_down_since`` when it was taken down (its clocks stop, and start again at bring-up)."""
 
     since: str
     ready_since: str | None = None
+    taken_down_since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def _blue_green_state(saved: BlueGreenRolloutState) -> RolloutState:
             return Promoting(0, saved.since, bool(saved.full), saved.promotion_phase)
         case "Switched":
             return Switched(saved.since)
-    return Previewing(saved.since, saved.ready_since)
+    return Previewing(saved.since, saved.ready_since, saved.taken_down_since)
 
 
 def _from_old_fields(status: AppReleaseStatus) -> Stored:
@@ -188,8 +190,9 @@ def to_status(state: RolloutState, *, running: str) -> RolloutStatus:
         case Stepping(step, start, pause):
             return RolloutStatus(canary=CanaryRolloutState(
                 phase="Stepping", step=step, step_start_time=start, pause_start_time=pause))
-        case Previewing(since, ready_since):
-            return RolloutStatus(blue_green=BlueGreenRolloutState(phase="Previewing", since=since, ready_since=ready_since))
+        case Previewing(since, ready_since, taken_down_since):
+            return RolloutStatus(blue_green=BlueGreenRolloutState(
+                phase="Previewing", since=since, ready_since=ready_since, taken_down_since=taken_down_since))
         case Switched(at):
             return RolloutStatus(blue_green=BlueGreenRolloutState(phase="Switched", since=at))
         case Promoting(step, start, full, phase) if running == "blueGreen":
@@ -236,7 +239,7 @@ def status_fields(state: RolloutState, *, running: str) -> dict[str, Any]:
         case Aborted(step, start, reason, message):
             fields.update(current_step_index=step, step_start_time=start, aborted=True,
                           abort_reason=reason, abort_message=message)
-        case Previewing(since, ready_since):
+        case Previewing(since, ready_since, _):
             fields.update(blue_green=BlueGreenStatus(preview_since=since, preview_ready_since=ready_since))
         case Switched(at):
             fields.update(blue_green=BlueGreenStatus(switched_at=at))
