@@ -278,3 +278,43 @@ def test_a_call_on_a_closed_client_is_an_outage_not_a_crash() -> None:
         nacos.close()
         with pytest.raises(RegistryUnavailable, match="client closed"):
             nacos.list_instances()
+
+
+def test_a_server_that_drips_its_response_headers_is_cut_off_at_the_call_deadline() -> None:
+    """The status line and headers a byte every 0.3 s: every read returns within httpx's read
+    timeout, so only a deadline around the whole call ends it (the lane was held for minutes
+    and the planner kept the last read as current)."""
+
+    def drip_headers(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"X-Slow: " + b"x" * 400 + b"\r\n\r\n"
+        for byte in head:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.3)
+
+    with server(drip_headers) as address, client(address) as nacos:
+        started = time.monotonic()
+        with pytest.raises(RegistryUnavailable, match="no complete answer"):
+            nacos.list_instances()
+        assert time.monotonic() - started < 4.0 + 1.0
+
+
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", "-Infinity", "1e999", float("nan")])
+def test_a_weight_that_is_not_a_number_is_a_bad_response_never_a_status_value(weight: Any) -> None:
+    """Python's json reads NaN and Infinity; the status write carrying them was rejected by the
+    apiserver and reported as a spec error."""
+    row = {**ROW, "weight": weight}
+
+    def behave(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/ns/catalog/instances"):
+            data = json.dumps({"count": 1, "list": [row]}).encode()  # NaN/Infinity as JSON literals
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        else:
+            nacos_like([])(handler, path, query)
+
+    with server(behave) as address, client(address) as nacos, pytest.raises(RegistryBadResponse, match="weight"):
+        nacos.list_instances()
