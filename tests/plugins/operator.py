@@ -31,6 +31,9 @@ from tests.plugins.cluster import KubeCluster, wait_for
 from tests.support import ROOT
 
 OPERATOR_START_TIMEOUT = 60.0
+# The tests' Nacos servers listen on loopback, which the operator refuses as a registry address
+# unless allowed (docs/security.md): the test operator is told so explicitly.
+LOOPBACK_REGISTRY = ("--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128")
 WRITE_VERBS = {"post", "put", "patch", "delete"}
 
 
@@ -50,7 +53,9 @@ class OperatorProcess:
         self.liveness_port = 0
         self.starts = 0
 
-    def start(self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def start(
+        self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = (), loopback_registry: bool = True
+    ) -> None:
         assert self.process is None, "operator already running"
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.log_path = self.log_dir / f"operator-{self.starts}.log"
@@ -66,6 +71,7 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
+            *(LOOPBACK_REGISTRY if loopback_registry else ()),
             *extra_args,
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
@@ -113,12 +119,12 @@ class OperatorProcess:
 
     @contextmanager
     def replaced_by(
-        self, kubeconfig: Path, extra_args: tuple[str, ...] = ()
+        self, kubeconfig: Path, extra_args: tuple[str, ...] = (), *, loopback_registry: bool = True
     ) -> Iterator[OperatorProcess]:
         """Run a differently configured operator for the duration of a block."""
         self.stop()
         try:
-            self.start(kubeconfig=kubeconfig, extra_args=extra_args)
+            self.start(kubeconfig=kubeconfig, extra_args=extra_args, loopback_registry=loopback_registry)
             yield self
         finally:
             self.stop()

@@ -209,3 +209,31 @@ def test_a_write_is_not_repeated_while_the_registry_catches_up_but_a_new_wish_ru
         wait_for(lambda: len(client.writes) == 4, 5, 0.01, "written again")
     finally:
         mon.stop()
+
+
+def test_the_registry_ca_is_used_in_memory_and_never_written_to_a_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was written to a new temp file at every reconcile and never removed."""
+    import base64
+    import tempfile
+
+    from apprelease.api.spec import AppRelease
+    from tests.unit.test_reconciler import FakeKube
+
+    pem = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUHq8xSqQ5ZVbRPXi5k1s6aG8Zg0UwCgYIKoZIzj0EAwIw\n"
+           "-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kube = FakeKube()
+    kube.objects[("Secret", "ns", "ca")] = {"kind": "Secret", "metadata": {"name": "ca"},
+                                             "data": {"ca.crt": base64.b64encode(pem.encode()).decode()}}
+    app = AppRelease.model_validate({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {"image": "web:v1", "port": 8080, "registry": {"nacos": {
+            "serverAddr": "nacos.nacos.svc:8848", "serviceName": "web", "tls": {"enabled": True, "caSecret": "ca"}}}},
+    })
+    mon = RegistryMonitor(kube, lambda key: [], lambda key: None)  # type: ignore[arg-type]
+    for _ in range(3):
+        settings = mon._settings(app)
+    assert settings.tls_ca_data == pem and settings.tls_ca_file is None
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ an operator that stopped working instead of one that merely answers HTTP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from .. import metrics
 from ..k8s.client import Kube, load_api_client
 from ..k8s.informer import Informers
 from ..k8s.observe import AppKey
-from ..registry.monitor import RegistryMonitor
+from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
 from .cache import WATCHED_CHILDREN, IndexCache
 from .queue import WorkQueue
@@ -40,7 +41,10 @@ class Runtime:
     def __init__(self, options: RunOptions, app_index: Any):
         self.options = options
         self.queue: WorkQueue[AppKey] = WorkQueue()
-        self.kube = Kube(load_api_client(options.kubeconfig, pool_size=options.workers + 4))
+        api = load_api_client(options.kubeconfig, pool_size=options.workers + 4)
+        self.kube = Kube(api)
+        # The apiserver is never a registry: an AppRelease must not point the operator at it.
+        policy = dataclasses.replace(options.policy, apiserver_endpoints=apiserver_endpoints(api.configuration.host))
         # Watches hold their connection for minutes: a pool of their own, one per watch.
         watches = len(WATCHED_CHILDREN) * max(1, len(options.namespaces))
         self.informers = Informers(
@@ -53,9 +57,9 @@ class Runtime:
         self.cache = IndexCache(app_index, self.informers.of_kind)
         self.registry = RegistryMonitor(
             self.kube, self.cache.endpoint_slices, self._enqueue_threadsafe,
-            poll_seconds=options.registry_poll_seconds, policy=options.policy,
+            poll_seconds=options.registry_poll_seconds, policy=policy,
         )
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, policy=options.policy)
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, policy=policy)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.

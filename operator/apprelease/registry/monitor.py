@@ -17,15 +17,17 @@ import binascii
 import dataclasses
 import functools
 import hashlib
+import ipaddress
 import logging
-import tempfile
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
@@ -198,7 +200,8 @@ class RegistryMonitor:
         for lane in lanes:
             lane.stop()
         for lane in lanes:
-            lane.thread.join(timeout=15)
+            if lane.thread.ident is not None:  # started
+                lane.thread.join(timeout=15)
             for target in lane.targets.values():
                 target.client.close()
 
@@ -379,7 +382,10 @@ class RegistryMonitor:
         RegistryMisconfigured/Unavailable when the settings cannot work."""
         key = (app.namespace, app.name)
         settings = self._settings(app)
-        fingerprint = hashlib.sha256(repr(settings).encode() + repr(settings.password).encode()).hexdigest()
+        # Everything the client is built from (the password and CA are not in repr()).
+        fingerprint = hashlib.sha256(
+            repr((settings, settings.password, settings.tls_ca_data)).encode()
+        ).hexdigest()
         lane_name = ",".join(settings.base_urls)
         with self._lock:
             lane = self._where.get(key)
@@ -389,7 +395,8 @@ class RegistryMonitor:
             if target is not None and target.fingerprint == fingerprint and lane.name == lane_name:
                 return target
             self.forget(key)
-        target = _Target(key=key, fingerprint=fingerprint, client=NacosRegistry(settings))
+        target = _Target(key=key, fingerprint=fingerprint,
+                         client=NacosRegistry(settings, connect_check=self._address_refusal))
         self._attach(lane_name, target)
         return target
 
@@ -425,20 +432,36 @@ class RegistryMonitor:
                 f"serverAddr {', '.join(refused)} is not allowed by the operator's policy"
                 " (apprelease run --allow-nacos-server)"
             )
+        for host, port in _hosts(settings):
+            literal = _literal_address(host)
+            refusal = self._address_refusal(host, port, literal) if literal else None
+            if refusal:
+                raise RegistryMisconfigured(refusal)
         username = password = None
         if nacos.credentials_secret:
             ref = nacos.credentials_secret
             data = self._secret(app.namespace, ref.name)
             username = _text(data, ref.username_key, app.namespace, ref.name)
             password = _text(data, ref.password_key, app.namespace, ref.name)
-        ca_file = None
+        ca = None
         if tls and tls.ca_secret:
+            # Handed to the TLS context in memory: no file to write, rewrite or remove.
             ca = _text(self._secret(app.namespace, tls.ca_secret), "ca.crt", app.namespace, tls.ca_secret)
-            ca_file = Path(tempfile.gettempdir()) / f"apprelease-nacos-ca-{hashlib.sha256(ca.encode()).hexdigest()[:12]}.crt"
-            ca_file.write_text(ca)
-        return dataclasses.replace(
-            settings, username=username, password=password, tls_ca_file=str(ca_file) if ca_file else None
-        )
+        return dataclasses.replace(settings, username=username, password=password, tls_ca_data=ca)
+
+    def _address_refusal(self, host: str, port: int, address: str) -> str | None:
+        """The verdict's message when the policy refuses this address of a server, else None."""
+        kind = self.policy.registry_address_refusal(host, port, address)
+        if kind is None:
+            return None
+        server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        literal = _literal_address(host)
+        where = f"{server} is {kind}" if literal is not None else f"{server} resolves to {address}, {kind}"
+        if "apiserver" in kind:
+            return f"spec.registry.nacos.serverAddr: {where}; it is never used as a registry"
+        return (f"spec.registry.nacos.serverAddr: {where}; the operator does not connect there unless the"
+                " platform allows it (apprelease run --allow-registry-network CIDR, or --allow-nacos-server"
+                f" {server})")
 
     def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
         cached = self._secrets.get((namespace, name))
@@ -457,6 +480,47 @@ class RegistryMonitor:
                 data[key] = b"\xff"  # unreadable: reported by _text, value never shown
         self._secrets[(namespace, name)] = _CachedSecret(data)
         return data
+
+
+def _hosts(settings: NacosSettings) -> list[tuple[str, int]]:
+    found = []
+    for url in settings.base_urls:
+        parts = urlsplit(url)
+        found.append((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)))
+    return found
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a server name stands for without asking DNS (an IP, localhost), or None."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def apiserver_endpoints(server_url: str) -> tuple[str, ...]:
+    """host:port of the apiserver as this operator reaches it (its kubeconfig's server, each
+    address that name resolves to, and the in-cluster service): never a registry."""
+    endpoints: list[str] = []
+    parts = urlsplit(server_url)
+    candidates = []
+    if parts.hostname:
+        candidates.append((parts.hostname, parts.port or (443 if parts.scheme != "http" else 80)))
+    service_host, service_port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if service_host and service_port and service_port.isdigit():
+        candidates.append((service_host, int(service_port)))
+    for host, port in candidates:
+        literal = _literal_address(host)
+        addresses = [literal] if literal else []
+        if not addresses:
+            try:
+                addresses = sorted({str(a[4][0]) for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+            except OSError:
+                log.warning("cannot resolve the apiserver's name %s: its addresses are not refused as registries", host)
+        endpoints += [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses]
+    return tuple(dict.fromkeys(endpoints))
 
 
 def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
