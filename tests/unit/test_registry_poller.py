@@ -237,3 +237,48 @@ def test_the_registry_ca_is_used_in_memory_and_never_written_to_a_file(
         settings = mon._settings(app)
     assert settings.tls_ca_data == pem and settings.tls_ca_file is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_older_than_its_bound_is_unavailable_not_current_and_the_app_is_woken() -> None:
+    """A lane held by one call (a server dripping its headers, before the whole-call deadline)
+    kept the last good read as current: the rollout went on with it and nothing said so."""
+    woken: list[Any] = []
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
+                          poll_seconds=0.05, stale_after=0.5)
+    client = FakeClient(read_delay=30)
+    client.release.set()  # the first read answers at once...
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        client.release.clear()  # ... the next ones hang
+        assert mon._current_read(target).instances is not None
+        woken.clear()
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the app woken when its read went stale")
+        read = mon._current_read(target)
+        assert read.instances is None and read.reason == "RegistryUnavailable"
+        assert "no answer from the registry for" in (read.error or "")
+        assert mon.health() == []  # not stuck yet: that takes far longer than a stale read
+        woken.clear()
+        client.release.set()  # the same instances again: unchanged, but the app saw it stale
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the app woken when the read is fresh again")
+        assert mon._current_read(target).instances is not None
+    finally:
+        client.release.set()
+        mon.stop()
+
+
+def test_a_lane_stuck_in_one_call_fails_liveness(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apprelease.registry import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "STUCK_LANE_SECONDS", 0.3)
+    mon, _woken = monitor()
+    client = FakeClient(read_delay=30)
+    attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: mon.health(), 5, 0.02, "liveness to report the stuck lane")
+        assert "stuck" in mon.health()[0]
+    finally:
+        client.release.set()
+        mon.stop()

@@ -3,8 +3,10 @@
 EndpointSlices come from the watch caches (no I/O here). Nacos I/O never runs on a reconcile
 worker: each Nacos server (address list) has a lane of its own, one thread that reads and
 writes for the apps using that server, so a slow or hostile server delays only its own apps.
-Every call has a total deadline (registry/nacos.py). Reads are polled every few seconds with
-back-off on errors; a change wakes that AppRelease, an unchanged read wakes nothing (an idle
+Every call has a total deadline (registry/nacos.py), and a read older than its bound (a lane
+held up, whatever the cause) counts as an outage, not as what the registry says now: the app
+is woken to see so, and a lane held by one call for minutes fails liveness. Reads are polled
+every few seconds with back-off on errors; a change wakes that AppRelease, an unchanged read wakes nothing (an idle
 app writes no status). Writes are the planner's latest wishes: re-asking for one already
 done (or queued) is free, and one the planner stopped asking for is dropped before it runs.
 Credentials are read from the referenced Secret and never logged.
@@ -43,7 +45,7 @@ from .base import (
     RegistryMisconfigured,
     RegistryUnavailable,
 )
-from .nacos import NacosRegistry, NacosSettings
+from .nacos import CALL_DEADLINE_SECONDS, NacosRegistry, NacosSettings
 from .registration import PENDING, WRITE_FAILED, RegistryRead, endpoint_slice_instances, summarize
 
 log = logging.getLogger("apprelease.registry")
@@ -62,6 +64,13 @@ ActionKey = RegistryAction
 BUSY_POLL_SECONDS = 1.0
 # How long a write that worked is not repeated although a read does not show it yet.
 WRITE_SETTLE_SECONDS = 2.0
+# A good read is due every poll and takes one call at most; older than a few of those, it no
+# longer says what the registry holds now (never less than this).
+MIN_STALE_SECONDS = 30.0
+# One lane job (one call) this long means the deadlines failed: liveness restarts the operator.
+STUCK_LANE_SECONDS = 10 * CALL_DEADLINE_SECONDS
+# How often the watchdog looks for stale reads.
+WATCHDOG_SECONDS = 1.0
 
 
 def _action_key(action: RegistryAction) -> ActionKey:
@@ -95,6 +104,10 @@ class _Target:
     # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them.
     written_ahead: set[ActionKey] = field(default_factory=set)
     busy: bool = False
+    # When the last read ended (monotonic), whatever it found; and whether the app was shown
+    # (or woken to see) its read as stale since: the next read wakes it even if unchanged.
+    read_at: float = field(default_factory=time.monotonic)
+    stale_shown: bool = False
 
 
 class _Lane:
@@ -106,6 +119,7 @@ class _Lane:
         self.targets: dict[AppKey, _Target] = {}
         self.cond = threading.Condition()
         self.stopping = False
+        self.job_started: float | None = None  # monotonic start of the job running now
         self.thread = threading.Thread(target=self._run, name=f"registry-{name}"[:60], daemon=True)
 
     def start(self) -> None:
@@ -129,10 +143,13 @@ class _Lane:
                 if job is None:
                     self.cond.wait(self._idle_wait())
                     continue
+                self.job_started = time.monotonic()
             try:
                 job()
             except Exception:  # the lane serves every app of this server: it goes on
                 log.exception("registry lane %s: unexpected error", self.name)
+            finally:
+                self.job_started = None
 
     def _idle_wait(self) -> float:
         now = time.monotonic()
@@ -171,11 +188,15 @@ class RegistryMonitor:
         *,
         poll_seconds: float = POLL_SECONDS,
         policy: Policy | None = None,
+        stale_after: float | None = None,
     ):
         self.kube = kube
         self.endpoint_slices = endpoint_slices
         self.notify = notify
         self.poll_seconds = poll_seconds
+        self.stale_after = stale_after or max(MIN_STALE_SECONDS, 3 * poll_seconds + 2 * CALL_DEADLINE_SECONDS)
+        self._watchdog = threading.Thread(target=self._watch, name="registry-watchdog", daemon=True)
+        self._stopping = threading.Event()
         self.policy = policy or Policy()
         self._lanes: dict[str, _Lane] = {}
         self._where: dict[AppKey, _Lane] = {}
@@ -191,8 +212,11 @@ class RegistryMonitor:
             for lane in self._lanes.values():
                 if not lane.thread.is_alive():
                     lane.start()
+            if not self._watchdog.is_alive():
+                self._watchdog.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         with self._lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
@@ -219,7 +243,39 @@ class RegistryMonitor:
         with self._lock:
             if not self._started:
                 return []
-            return [f"registry lane {n} not running" for n, lane in self._lanes.items() if not lane.thread.is_alive()]
+            lanes = list(self._lanes.items())
+        now = time.monotonic()
+        problems = [f"registry lane {n} not running" for n, lane in lanes if not lane.thread.is_alive()]
+        for name, lane in lanes:
+            started = lane.job_started
+            if started is not None and now - started > STUCK_LANE_SECONDS:
+                problems.append(f"registry lane {name} stuck in one call for {now - started:.0f} s")
+        if not self._watchdog.is_alive() and not self._stopping.is_set():
+            problems.append("registry watchdog not running")
+        return problems
+
+    def _watch(self) -> None:
+        """Wake the apps whose last good read went stale (their lane is held up): nothing
+        else would, since a lane that does not read does not notify."""
+        while not self._stopping.wait(min(WATCHDOG_SECONDS, self.stale_after / 2)):
+            with self._lock:
+                lanes = list(self._lanes.values())
+            stale = []
+            for lane in lanes:
+                with lane.cond:
+                    for target in lane.targets.values():
+                        if not target.stale_shown and self._stale_age(target) is not None:
+                            target.stale_shown = True
+                            stale.append(target.key)
+            for key in stale:
+                self.notify(key)
+
+    def _stale_age(self, target: _Target) -> float | None:
+        """How old the target's good read is, if older than its bound; else None."""
+        if target.read is None or target.read.instances is None:
+            return None  # no read yet, or a failure: shown as such already
+        age = time.monotonic() - target.read_at
+        return age if age > self.stale_after else None
 
     # What the planner sees -------------------------------------------------------------------
 
@@ -256,6 +312,14 @@ class RegistryMonitor:
 
     def _current_read(self, target: _Target) -> RegistryRead:
         read = target.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
+        age = self._stale_age(target)
+        if age is not None:
+            target.stale_shown = True
+            read = RegistryRead(
+                None, f"no answer from the registry for {age:.0f} s (a read is due every"
+                f" {self.poll_seconds:g} s; the last one is older than {self.stale_after:.0f} s)",
+                read.changed_at, reason="RegistryUnavailable",
+            )
         if target.write_error is not None:
             return RegistryRead(
                 read.instances, read.error, read.changed_at, reason=read.reason,
@@ -317,12 +381,15 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return  # forgotten or replaced (its client closed) while we read it
             target.failures, target.next_poll = failures, next_poll
+            was_stale, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
             now = time.monotonic()  # a read after the settle time shows what our writes did
             target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
             previous = target.read
-            if previous is not None and previous.instances == read.instances and previous.error == read.error:
+            unchanged = previous is not None and previous.instances == read.instances and previous.error == read.error
+            if unchanged and not was_stale:
                 return  # nothing new: keep the old read (and its time), wake nobody
-            target.read = read
+            if not unchanged:
+                target.read = read
         self.notify(target.key)
 
     def _write(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:

@@ -83,6 +83,8 @@ MAX_DETAIL_CHARS = 160
 # A list of thousands of instances is well under this; a server streaming without end is not.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]+")
+# A public call (a listing, an update: every request, server and try, a login included).
+CALL_DEADLINE_SECONDS = 12.0
 # Nacos stores weights from 0 to 10000 and refuses the rest (docs/nacos-notes.md).
 MAX_NACOS_WEIGHT = 10000.0
 # Resolved server addresses are reused this long (a lookup per poll would be a DNS query per
@@ -158,7 +160,7 @@ class NacosSettings:
     # drips a byte every few seconds is cut off here, not at every read timeout.
     timeout_seconds: float = 5.0
     # One call (all servers, all tries, a login included) never takes longer than this.
-    call_deadline_seconds: float = 12.0
+    call_deadline_seconds: float = CALL_DEADLINE_SECONDS
     # Tries per server when the connection fails (refused, reset, timed out).
     connect_attempts: int = 2
 
