@@ -33,7 +33,7 @@ class RegistryInstance:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-RegistryActionKind = Literal["write", "deregister", "mark-leaving"]
+RegistryActionKind = Literal["write", "deregister", "mark-leaving", "undo-ahead"]
 
 # Metadata the operator puts on every instance of its pods: which app, track and revision
 # it serves (header-based gray routing picks the canary by it; stale clean-up only touches
@@ -53,6 +53,8 @@ class RegistryAction:
     ``must_exist=False`` writes ahead of the instance (a pod whose app has not registered
     yet), so it joins disabled. ``deregister``: remove a stale persistent instance.
     ``mark-leaving``: make the ReplicaSet remove exactly this pod on scale-down.
+    ``undo-ahead``: neutralise a write ahead whose pod left without registering (the registry
+    layer asks for it itself).
     """
 
     kind: RegistryActionKind

@@ -282,3 +282,75 @@ def test_a_lane_stuck_in_one_call_fails_liveness(monkeypatch: pytest.MonkeyPatch
     finally:
         client.release.set()
         mon.stop()
+
+
+class AheadClient(FakeClient):
+    """Lists ``listed`` (mutable); records writes ahead and their undoing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[RegistryInstance] = [INSTANCE]
+        self.ahead: list[tuple[str, bool]] = []
+        self.undone: list[str] = []
+        self.closed = False
+
+    def list_instances(self) -> list[RegistryInstance]:
+        self.reads += 1
+        return list(self.listed)
+
+    def update_instance(self, ip: str, port: int, *, enabled: bool, must_exist: bool = True, **state: Any) -> None:
+        if not must_exist:
+            self.ahead.append((ip, enabled))
+        super().update_instance(ip, port, enabled=enabled, **state)
+
+    def undo_write_ahead(self, ip: str, port: int, **where: Any) -> None:
+        self.undone.append(ip)
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def ahead(ip: str, pod: str = "pod-9") -> RegistryAction:
+    return RegistryAction("write", pod, ip, 8080, enabled=False, weight=100.0, must_exist=False, reason="joining")
+
+
+def test_a_write_ahead_for_a_pod_that_never_registered_is_undone_once_its_pod_is_gone() -> None:
+    """The disabled override stayed at that ip:port for good (Nacos expires one only when an
+    instance there leaves): the next workload given that pod IP started disabled."""
+    mon, woken = monitor()
+    client = AheadClient()
+    attach(mon, "http://a", ("ns", "orders"), client)
+    app = _App()
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(app, (ahead("10.0.0.9"), ahead("10.0.0.8", "pod-8")))  # type: ignore[arg-type]
+        wait_for(lambda: len(client.ahead) == 2, 5, 0.01, "both written ahead")
+        client.listed = [INSTANCE, RegistryInstance("10.0.0.8", 8080, True, False, 100.0, True, "DEFAULT")]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read listing pod-8's instance")
+        mon.execute(app, ())  # type: ignore[arg-type]  # pod-9 gone without registering; pod-8 registered
+        wait_for(lambda: client.undone, 5, 0.01, "pod-9's write-ahead undone")
+        mon.execute(app, ())  # type: ignore[arg-type]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 2, 5, 0.01, "the lane went on")
+        assert client.undone == ["10.0.0.9"]  # once; pod-8's record is its instance's now
+    finally:
+        mon.stop()
+
+
+def test_write_aheads_still_open_when_the_app_is_forgotten_are_undone_before_the_client_closes() -> None:
+    mon, woken = monitor()
+    client = AheadClient()
+    attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (ahead("10.0.0.9"),))  # type: ignore[arg-type]
+        wait_for(lambda: client.ahead, 5, 0.01, "written ahead")
+        mon.forget(("ns", "orders"))  # the AppRelease is gone (deleted, or its serverAddr changed)
+        wait_for(lambda: client.closed, 5, 0.01, "the client closed once done")
+        assert client.undone == ["10.0.0.9"]
+    finally:
+        mon.stop()

@@ -71,6 +71,8 @@ MIN_STALE_SECONDS = 30.0
 STUCK_LANE_SECONDS = 10 * CALL_DEADLINE_SECONDS
 # How often the watchdog looks for stale reads.
 WATCHDOG_SECONDS = 1.0
+# Undoing a write ahead is housekeeping: tried this often, then given up (logged).
+UNDO_AHEAD_ATTEMPTS = 5
 
 
 def _action_key(action: RegistryAction) -> ActionKey:
@@ -101,8 +103,15 @@ class _Target:
     write_failures: int = 0
     write_error: str | None = None
     write_error_reason: str | None = None
-    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them.
+    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them,
+    # until a read lists the instance (its record is then Nacos' to expire) or the planner no
+    # longer asks for them (the pod left without registering: the write is undone).
     written_ahead: set[ActionKey] = field(default_factory=set)
+    # Those being undone, with the attempts so far.
+    undoing: dict[ActionKey, int] = field(default_factory=dict)
+    # Forgotten (app deleted, settings changed) with writes ahead still to undo: the lane
+    # undoes them with this client, then closes it.
+    retiring: bool = False
     busy: bool = False
     # When the last read ended (monotonic), whatever it found; and whether the app was shown
     # (or woken to see) its read as stale since: the next read wakes it even if unchanged.
@@ -117,6 +126,7 @@ class _Lane:
         self.name = name
         self.monitor = monitor
         self.targets: dict[AppKey, _Target] = {}
+        self.retiring: list[_Target] = []
         self.cond = threading.Condition()
         self.stopping = False
         self.job_started: float | None = None  # monotonic start of the job running now
@@ -154,13 +164,16 @@ class _Lane:
     def _idle_wait(self) -> float:
         now = time.monotonic()
         due = [t.next_poll for t in self.targets.values()]
-        due += [t.next_write for t in self.targets.values() if t.queued]
+        due += [t.next_write for t in (*self.targets.values(), *self.retiring) if t.queued]
         return max(0.01, min([IDLE_WAIT_SECONDS, *(d - now for d in due)]))
 
     def _next_job(self) -> Callable[[], None] | None:
         """Writes first (a drain waits on them), then the most overdue read. Lock held."""
         now = time.monotonic()
-        for target in self.targets.values():
+        for target in [t for t in self.retiring if not t.queued]:
+            self.retiring.remove(target)  # its writes ahead undone (or given up)
+            target.client.close()
+        for target in (*self.targets.values(), *self.retiring):
             if target.queued and target.next_write <= now:
                 key, action = next(iter(target.queued.items()))
                 del target.queued[key]
@@ -226,7 +239,7 @@ class RegistryMonitor:
         for lane in lanes:
             if lane.thread.ident is not None:  # started
                 lane.thread.join(timeout=15)
-            for target in lane.targets.values():
+            for target in (*lane.targets.values(), *lane.retiring):
                 target.client.close()
 
     def forget(self, key: AppKey) -> None:
@@ -236,6 +249,15 @@ class RegistryMonitor:
             return
         with lane.cond:
             target = lane.targets.pop(key, None)
+            if target is not None and (target.written_ahead or target.undoing):
+                target.retiring = True
+                target.undoing.update({_undo_ahead(a): 0 for a in target.written_ahead})
+                target.written_ahead.clear()
+                target.queued = {k: k for k in target.undoing}
+                target.next_write = 0.0
+                lane.retiring.append(target)
+                lane.cond.notify_all()
+                return
         if target is not None:
             target.client.close()
 
@@ -348,10 +370,17 @@ class RegistryMonitor:
                 return
             target.busy = busy
             now = time.monotonic()
+            asked = {_action_key(a) for a in wanted}
+            for gone in target.written_ahead - asked:  # the pod left (or moved) without registering
+                target.written_ahead.discard(gone)
+                target.undoing.setdefault(_undo_ahead(gone), 0)
+            for undo in [k for k in target.undoing if _ahead_of(k) in asked]:
+                del target.undoing[undo]  # asked for again: it stays
             target.queued = {
                 _action_key(a): a for a in wanted
                 if not _settling(target, a, now) and _action_key(a) not in target.written_ahead
             }
+            target.queued.update({k: k for k in target.undoing})
             if target.queued:
                 lane.cond.notify_all()
 
@@ -382,6 +411,9 @@ class RegistryMonitor:
                 return  # forgotten or replaced (its client closed) while we read it
             target.failures, target.next_poll = failures, next_poll
             was_stale, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
+            if read.instances is not None:
+                listed = {(i.ip, i.port) for i in read.instances}
+                target.written_ahead = {k for k in target.written_ahead if (k.ip, k.port) not in listed}
             now = time.monotonic()  # a read after the settle time shows what our writes did
             target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
             previous = target.read
@@ -400,6 +432,9 @@ class RegistryMonitor:
             pass  # gone meanwhile: nothing left to take offline or reset
         except RegistryUnavailable as exc:
             error = exc
+        if action.kind == "undo-ahead":
+            self._undone(lane, target, key, action, error)
+            return
         woke = False
         with lane.cond:
             if lane.targets.get(target.key) is not target:
@@ -430,6 +465,29 @@ class RegistryMonitor:
         if woke:
             self.notify(target.key)
 
+    def _undone(
+        self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction, error: RegistryUnavailable | None
+    ) -> None:
+        """After undoing a write ahead: done, or retried with back-off a few times. Never an
+        error on the app: it is housekeeping for an address the app no longer uses."""
+        with lane.cond:
+            if target.undoing.get(key) is None:
+                return  # asked for again meanwhile, or the target was replaced
+            attempts = target.undoing[key] + 1
+            if error is None or attempts >= UNDO_AHEAD_ATTEMPTS:
+                del target.undoing[key]
+                target.queued.pop(key, None)
+            else:
+                target.undoing[key] = attempts
+                target.queued.setdefault(key, action)
+                target.next_write = time.monotonic() + exponential_backoff(attempts, 1.0, MAX_BACKOFF_SECONDS)
+        if error is None:
+            log.info("%s/%s: registry write ahead for %s:%s undone (pod %s left without registering)",
+                     target.key[0], target.key[1], action.ip, action.port, action.pod or "-")
+        else:
+            log.warning("%s/%s: undoing the write ahead for %s:%s failed (attempt %d of %d): %s", target.key[0],
+                        target.key[1], action.ip, action.port, attempts, UNDO_AHEAD_ATTEMPTS, error)
+
     @staticmethod
     def _run_action(client: NacosRegistry, action: RegistryAction) -> None:
         assert action.ip is not None and action.port is not None
@@ -441,6 +499,8 @@ class RegistryMonitor:
             )
         elif action.kind == "deregister":
             client.deregister(action.ip, action.port, ephemeral=action.ephemeral)
+        elif action.kind == "undo-ahead":
+            client.undo_write_ahead(action.ip, action.port, cluster=action.cluster, ephemeral=action.ephemeral)
 
     # Nacos clients ---------------------------------------------------------------------------
 
@@ -599,6 +659,15 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
+
+
+def _undo_ahead(written: RegistryAction) -> RegistryAction:
+    """The undoing of a write ahead (and back: _ahead_of), field for field."""
+    return dataclasses.replace(written, kind="undo-ahead")
+
+
+def _ahead_of(undo: RegistryAction) -> RegistryAction:
+    return dataclasses.replace(undo, kind="write")
 
 
 def _describe(action: RegistryAction) -> str:

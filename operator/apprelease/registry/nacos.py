@@ -380,6 +380,25 @@ class NacosRegistry:
             self._write_override(instance, enabled=True, what="clearing overrides")
 
     @_one_call
+    def undo_write_ahead(
+        self, ip: str, port: int, *, cluster: str | None = None, ephemeral: bool = True
+    ) -> None:
+        """Neutralise a record written ahead (``update_instance(must_exist=False)``) for an
+        instance that never came: an app registering at that address later would inherit it
+        (disabled) for good, since Nacos expires a record only when an instance there leaves.
+        Nacos cannot delete one, so it is rewritten as what an instance has when nothing
+        overrides it: enabled, weight 1.0, none of our metadata.
+
+        With an instance at ip:port now it does nothing: the record is that instance's and
+        expires with it."""
+        if self._matching(ip, port, ephemeral):
+            return
+        absent = RegistryInstance(ip=ip, port=port, healthy=False, enabled=True, weight=1.0, ephemeral=ephemeral,
+                                  cluster=cluster or self._settings.cluster or DEFAULT_CLUSTER)
+        params = {**self._instance_params(absent), "enabled": "true", "weight": "1.0", "metadata": "{}"}
+        self._call("PUT", self._paths().instance, params=params, what="undoing a write ahead")
+
+    @_one_call
     def deregister(self, ip: str, port: int, *, ephemeral: bool) -> None:
         """Remove the instance at ip:port; no-op if it is not registered.
 
