@@ -30,6 +30,10 @@ from tests.plugins.operator import AppReleases, OperatorProcess, hold_still, set
 pytestmark = pytest.mark.nacos
 
 
+def all_enabled(status: dict[str, Any], count: int) -> bool:
+    return sum(r.get("enabled", 0) for r in (status.get("registration") or {}).get("revisions", [])) == count
+
+
 def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: NacosEndpoint,
                                           registrar: Callable[..., PodRegistrar], kube_cluster: KubeCluster,
                                           namespace: str) -> None:
@@ -210,12 +214,14 @@ def test_deletion_takes_instances_offline_then_releases(
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
     apps = registrar(nacos_server, svc)
     arl.wait_phase("orders", "Healthy", timeout=60)
-    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    arl.wait("orders", lambda s: registered(s, "2/2") and all_enabled(s, 2), 60, "2/2 registered and enabled")
+    apps.timeline.disabled_at.clear()  # from now on: when they went offline (they joined disabled)
     assert "apprelease.io/registry-offline" in arl.get("orders")["metadata"]["finalizers"]
     arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
     wait_for(lambda: not arl.kubectl_json("appreleases")["items"], 60, 0.5, "AppRelease gone")
     wait_for(lambda: len(apps.timeline.deleting_at) == 2, 10, 0.1, "both pods seen leaving")
     for ip, deleting in apps.timeline.deleting_at.items():
+        assert ip in apps.timeline.disabled_at, f"{ip} left without being taken offline"
         assert apps.timeline.disabled_at[ip] + DRAIN_SECONDS - SEEN_LATE <= deleting, f"{ip} deleted before its drain"
     assert "RegistryCleanedUp" in [e["reason"] for e in arl.events("orders")]
 
@@ -234,7 +240,8 @@ def test_a_deletion_while_the_operator_was_down_past_the_timeout_still_takes_ins
     arl.apply(nacos_app(nacos_endpoint.base_url, svc, replicas=2, registry={"deletionTimeout": "8s"}))
     apps = registrar(nacos_endpoint, svc)
     arl.wait_phase("orders", "Healthy", timeout=90)
-    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    arl.wait("orders", lambda s: registered(s, "2/2") and all_enabled(s, 2), 60, "2/2 registered and enabled")
+    apps.timeline.disabled_at.clear()  # from now on: when they went offline (they joined disabled)
     operator.stop()
     try:
         arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
