@@ -673,7 +673,7 @@ class NacosRegistry:
                     # caller, who already knows what to do with one.
                     raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: client closed")
                 try:
-                    response = self._request(index, attempt, method, path, params, form, headers, remaining)
+                    response = self._request(_Try(index, attempt, method, path, params, form, headers), remaining)
                 except (httpx.TransportError, _TooSlow) as error:
                     # Never the exception's text: it may carry the request (Authorization).
                     last_error = f"{self._servers[index]}: {_transport_reason(error)}"
@@ -690,39 +690,19 @@ class NacosRegistry:
                 return response
         raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: {last_error}")
 
-    def _request(
-        self,
-        index: int,
-        attempt: int,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        remaining: float,
-    ) -> httpx.Response:
+    def _request(self, request: _Try, remaining: float) -> httpx.Response:
         budget = min(self._settings.timeout_seconds, remaining)
-        exchange = self._exchange(index, attempt, method, path, params, form, headers, budget)
-        return _IO.run(exchange, budget + LOOP_GRACE_SECONDS)
+        return _IO.run(self._exchange(request, budget), budget + LOOP_GRACE_SECONDS)
 
-    async def _exchange(
-        self,
-        index: int,
-        attempt: int,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        budget: float,
-    ) -> httpx.Response:
+    async def _exchange(self, request: _Try, budget: float) -> httpx.Response:
         """One request to one server, on the I/O loop: resolution, connect, TLS, headers and
         body all within ``budget`` seconds."""
         try:
             async with asyncio.timeout(budget):
-                base, extra_headers, extensions = await self._route(index, attempt)
+                base, extra_headers, extensions = await self._route(request.server, request.attempt)
                 async with self._http.stream(
-                    method, base + path, params=params, data=form, headers={**headers, **extra_headers},
+                    request.method, base + request.path, params=request.params, data=request.form,
+                    headers={**request.headers, **extra_headers},
                     timeout=httpx.Timeout(budget), extensions=extensions,
                 ) as response:
                     body = bytearray()
@@ -847,6 +827,19 @@ def _says_not_found(response: httpx.Response) -> bool:
     if isinstance(body, dict):
         texts.extend(str(body.get(key) or "") for key in ("message", "data", "error"))
     return any(NOT_FOUND_MESSAGE.search(text) for text in texts)
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One request to one server (its index in the list), the how-manieth try there."""
+
+    server: int
+    attempt: int
+    method: str
+    path: str
+    params: Mapping[str, str] | None
+    form: Mapping[str, str] | None
+    headers: Mapping[str, str]
 
 
 class _TooSlow(Exception):
