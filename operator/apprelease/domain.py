@@ -80,6 +80,8 @@ DEFAULT_DENIED_INGRESS_ANNOTATIONS = ("*-snippet", "*snippets*")
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "100.100.100.200", "fd00:ec2::254", "168.63.129.16", "192.0.0.192",
 ))
+# The apiserver's refusal (no opt-in lifts it).
+APISERVER = "the Kubernetes apiserver's address"
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host on this network": reaches the pod itself
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -158,7 +160,7 @@ class Policy:
         target = _embedded_ipv4(parsed)
         endpoint = _host_port(str(target), port)
         if endpoint in self.apiserver_endpoints or _host_port(str(parsed), port) in self.apiserver_endpoints:
-            return "the Kubernetes apiserver's address"
+            return APISERVER
         kind = _address_kind(target) or _address_kind(parsed)
         if kind is None:
             return None

@@ -293,9 +293,12 @@ class AheadClient(FakeClient):
         self.ahead: list[tuple[str, bool]] = []
         self.undone: list[str] = []
         self.closed = False
+        self.down = False
 
     def list_instances(self) -> list[RegistryInstance]:
         self.reads += 1
+        if self.down:
+            raise RegistryUnavailable("Nacos at http://n:8848/nacos: listing instances: connection failed")
         return list(self.listed)
 
     def update_instance(self, ip: str, port: int, *, enabled: bool, must_exist: bool = True, **state: Any) -> None:
@@ -320,22 +323,47 @@ def test_a_write_ahead_for_a_pod_that_never_registered_is_undone_once_its_pod_is
     instance there leaves): the next workload given that pod IP started disabled."""
     mon, woken = monitor()
     client = AheadClient()
-    attach(mon, "http://a", ("ns", "orders"), client)
+    target = attach(mon, "http://a", ("ns", "orders"), client)
     app = _App()
     mon.start()
     try:
         wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon._current_read(target)  # what the planner saw (state_for), then what it asked for
         mon.execute(app, (ahead("10.0.0.9"), ahead("10.0.0.8", "pod-8")))  # type: ignore[arg-type]
         wait_for(lambda: len(client.ahead) == 2, 5, 0.01, "both written ahead")
         client.listed = [INSTANCE, RegistryInstance("10.0.0.8", 8080, True, False, 100.0, True, "DEFAULT")]
         reads = client.reads
         wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read listing pod-8's instance")
+        mon._current_read(target)
         mon.execute(app, ())  # type: ignore[arg-type]  # pod-9 gone without registering; pod-8 registered
         wait_for(lambda: client.undone, 5, 0.01, "pod-9's write-ahead undone")
         mon.execute(app, ())  # type: ignore[arg-type]
         reads = client.reads
         wait_for(lambda: client.reads > reads + 2, 5, 0.01, "the lane went on")
         assert client.undone == ["10.0.0.9"]  # once; pod-8's record is its instance's now
+    finally:
+        mon.stop()
+
+
+def test_a_write_ahead_is_kept_while_the_planner_had_no_read_to_ask_from() -> None:
+    """Without a read (an outage, a stale read) the planner asks for nothing at all: that says
+    nothing about the pod, whose write ahead must stay disabled."""
+    mon, woken = monitor()
+    client = AheadClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon._current_read(target)
+        mon.execute(_App(), (ahead("10.0.0.9"),))  # type: ignore[arg-type]
+        wait_for(lambda: client.ahead, 5, 0.01, "written ahead")
+        client.down = True
+        wait_for(lambda: target.read is not None and target.read.instances is None, 5, 0.01, "a failed read")
+        mon._current_read(target)  # the planner's next view: unreadable, so it asks for nothing
+        mon.execute(_App(), ())  # type: ignore[arg-type]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "the lane went on")
+        assert client.undone == [] and target.written_ahead
     finally:
         mon.stop()
 

@@ -6,8 +6,8 @@ writes for the apps using that server, so a slow or hostile server delays only i
 Every call has a total deadline (registry/nacos.py), and a read older than its bound (a lane
 held up, whatever the cause) counts as an outage, not as what the registry says now: the app
 is woken to see so, and a lane held by one call for minutes fails liveness. Reads are polled
-every few seconds with back-off on errors; a change wakes that AppRelease, an unchanged read wakes nothing (an idle
-app writes no status). Writes are the planner's latest wishes: re-asking for one already
+every few seconds with back-off on errors; a change wakes that AppRelease, an unchanged read
+wakes nothing (an idle app writes no status). Writes are the planner's latest wishes: re-asking for one already
 done (or queued) is free, and one the planner stopped asking for is dropped before it runs.
 Credentials are read from the referenced Secret and never logged.
 """
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
 from ..backoff import exponential_backoff
-from ..domain import Policy, RegistryAction
+from ..domain import APISERVER, Policy, RegistryAction
 from ..k8s.client import ApiError, Kube
 from ..k8s.observe import AppKey
 from ..rollout.observed import Observed, Registration
@@ -117,6 +117,9 @@ class _Target:
     # (or woken to see) its read as stale since: the next read wakes it even if unchanged.
     read_at: float = field(default_factory=time.monotonic)
     stale_shown: bool = False
+    # Whether the planner's last view had instances: only then does a write ahead it no
+    # longer asks for mean its pod is gone (without a read it asks for nothing at all).
+    planned_on_a_read: bool = False
 
 
 class _Lane:
@@ -342,6 +345,7 @@ class RegistryMonitor:
                 f" {self.poll_seconds:g} s; the last one is older than {self.stale_after:.0f} s)",
                 read.changed_at, reason="RegistryUnavailable",
             )
+        target.planned_on_a_read = read.instances is not None
         if target.write_error is not None:
             return RegistryRead(
                 read.instances, read.error, read.changed_at, reason=read.reason,
@@ -371,7 +375,8 @@ class RegistryMonitor:
             target.busy = busy
             now = time.monotonic()
             asked = {_action_key(a) for a in wanted}
-            for gone in target.written_ahead - asked:  # the pod left (or moved) without registering
+            left = target.written_ahead - asked if target.planned_on_a_read else set()
+            for gone in left:  # the pod left (or moved) without registering
                 target.written_ahead.discard(gone)
                 target.undoing.setdefault(_undo_ahead(gone), 0)
             for undo in [k for k in target.undoing if _ahead_of(k) in asked]:
@@ -584,7 +589,7 @@ class RegistryMonitor:
         server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         literal = _literal_address(host)
         where = f"{server} is {kind}" if literal is not None else f"{server} resolves to {address}, {kind}"
-        if "apiserver" in kind:
+        if kind == APISERVER:
             return f"spec.registry.nacos.serverAddr: {where}; it is never used as a registry"
         return (f"spec.registry.nacos.serverAddr: {where}; the operator does not connect there unless the"
                 " platform allows it (apprelease run --allow-registry-network CIDR, or --allow-nacos-server"
