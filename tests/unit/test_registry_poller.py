@@ -382,3 +382,32 @@ def test_write_aheads_still_open_when_the_app_is_forgotten_are_undone_before_the
         assert client.undone == ["10.0.0.9"]
     finally:
         mon.stop()
+
+
+def test_an_instance_we_enabled_is_never_shown_disabled_by_a_read_older_than_that_write() -> None:
+    """Found by the registry-faults e2e: the deletion planned on the read from before our own
+    'serving' write (the instance still disabled from joining), took that for "already
+    offline", and deleted the pod while Nacos had it enabled (the reads after it hung)."""
+    mon, woken = monitor()
+    disabled = RegistryInstance("10.0.0.1", 8080, True, False, 100.0, True, "DEFAULT")
+
+    class Lagging(AheadClient):
+        def list_instances(self) -> list[RegistryInstance]:
+            self.reads += 1
+            if self.reads > 1:
+                self.release.wait(30)  # the reads after the first hang (a dripping proxy)
+            return [disabled]
+
+    client = Lagging()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    enable = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=True, weight=100.0, reason="serving")
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (enable,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the enabling write")
+        shown = mon._current_read(target).instances
+        assert shown is not None and [(i.ip, i.enabled, i.weight) for i in shown] == [("10.0.0.1", True, 100.0)]
+    finally:
+        client.release.set()
+        mon.stop()

@@ -120,6 +120,11 @@ class _Target:
     # Whether the planner's last view had instances: only then does a write ahead it no
     # longer asks for mean its pod is gone (without a read it asks for nothing at all).
     planned_on_a_read: bool = False
+    # Per ip:port, our last write that enabled the instance and when it worked, until a read
+    # begun after it (and its settle time) shows it: a read from before must not show the
+    # instance disabled, or a deletion or drain would take "disabled" for "already offline".
+    # Disabling writes are not laid over: a drain counts from when a read shows them.
+    enabled_unread: dict[tuple[str, int], tuple[RegistryAction, float]] = field(default_factory=dict)
 
 
 class _Lane:
@@ -345,6 +350,8 @@ class RegistryMonitor:
                 f" {self.poll_seconds:g} s; the last one is older than {self.stale_after:.0f} s)",
                 read.changed_at, reason="RegistryUnavailable",
             )
+        if read.instances is not None and target.enabled_unread:
+            read = dataclasses.replace(read, instances=_with_enabled(read.instances, target.enabled_unread))
         target.planned_on_a_read = read.instances is not None
         if target.write_error is not None:
             return RegistryRead(
@@ -402,6 +409,7 @@ class RegistryMonitor:
 
     def _poll(self, lane: _Lane, target: _Target) -> None:
         stamp = format_time(datetime.now(UTC))
+        started = time.monotonic()
         try:
             instances = tuple(sorted(target.client.list_instances(), key=_instance_order))
             read = RegistryRead(instances, None, stamp)
@@ -415,15 +423,19 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return  # forgotten or replaced (its client closed) while we read it
             target.failures, target.next_poll = failures, next_poll
-            was_stale, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
+            wake_anyway, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
             if read.instances is not None:
                 listed = {(i.ip, i.port) for i in read.instances}
                 target.written_ahead = {k for k in target.written_ahead if (k.ip, k.port) not in listed}
+                shown = len(target.enabled_unread)
+                target.enabled_unread = {where: (action, at) for where, (action, at) in target.enabled_unread.items()
+                                         if at + WRITE_SETTLE_SECONDS > started}
+                wake_anyway = wake_anyway or len(target.enabled_unread) < shown  # the view may change
             now = time.monotonic()  # a read after the settle time shows what our writes did
             target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
             previous = target.read
             unchanged = previous is not None and previous.instances == read.instances and previous.error == read.error
-            if unchanged and not was_stale:
+            if unchanged and not wake_anyway:
                 return  # nothing new: keep the old read (and its time), wake nobody
             if not unchanged:
                 target.read = read
@@ -449,6 +461,11 @@ class RegistryMonitor:
                     target.done[(action.ip, action.port)] = (key, time.monotonic())
                 else:
                     target.written_ahead.add(key)
+                if action.kind == "write" and action.ip is not None and action.port is not None:
+                    if action.enabled and action.must_exist:
+                        target.enabled_unread[(action.ip, action.port)] = (action, time.monotonic())
+                    else:
+                        target.enabled_unread.pop((action.ip, action.port), None)
                 target.write_failures = 0
                 target.next_write = 0.0
                 target.next_poll = 0.0  # read back what we changed right away
@@ -664,6 +681,21 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
+
+
+def _with_enabled(
+    instances: tuple[RegistryInstance, ...], enabled: dict[tuple[str, int], tuple[RegistryAction, float]]
+) -> tuple[RegistryInstance, ...]:
+    """The instances with our enabling writes the read does not show yet laid over them."""
+    result = []
+    for instance in instances:
+        write = enabled.get((instance.ip, instance.port))
+        if write is not None and not instance.enabled:
+            action = write[0]
+            instance = dataclasses.replace(instance, enabled=True, weight=action.weight,
+                                           metadata={**instance.metadata, **dict(action.metadata)})
+        result.append(instance)
+    return tuple(result)
 
 
 def _undo_ahead(written: RegistryAction) -> RegistryAction:
