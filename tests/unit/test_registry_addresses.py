@@ -174,3 +174,18 @@ def test_the_verdict_is_stalled_with_a_warning_event_naming_the_field() -> None:
     assert any(e["reason"] == "RegistryMisconfigured" and "spec.registry.nacos.serverAddr" in e["message"]
                for e in warnings)
     assert isinstance(reconciler, Reconciler) and isinstance(FakeCache(kube), FakeCache)
+
+
+def test_the_opt_in_takes_networks_and_refuses_what_is_not_one() -> None:
+    import click
+
+    from apprelease.cli import common
+    from apprelease.cli.main import cli
+
+    run = cli.commands["run"]
+    parent = click.Context(cli, obj=common.Context())
+    context = run.make_context("run", ["--allow-registry-network", "127.0.0.1", "--allow-registry-network", "::1/128"],
+                               parent=parent)
+    assert context.params["registry_networks"] == ("127.0.0.1/32", "::1/128")
+    with pytest.raises(click.BadParameter, match="not appear to be an IPv4 or IPv6 network"):
+        run.make_context("run", ["--allow-registry-network", "nacos.local"], parent=parent)
