@@ -44,7 +44,9 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
     arl.apply(nacos_app(nacos_endpoint.base_url, svc))
     registrar(nacos_endpoint, svc)
     arl.wait_phase("orders", "Healthy", timeout=60)
-    status = arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+    # A pod turns Ready once listed (still disabled); it is enabled a moment after, so the
+    # last pod's instance may show enabled only after the phase says Healthy.
+    status = arl.wait("orders", lambda s: registered(s, "3/3") and all_enabled(s, 3), 60, "3/3 registered, enabled")
     reg = status["registration"]
     assert reg["provider"] == "nacos" and reg["service"] == f"DEFAULT_GROUP@@{svc}"
     pods = {p["status"]["podIP"]: p["metadata"]["name"]
