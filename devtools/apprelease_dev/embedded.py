@@ -200,6 +200,9 @@ def operator_command(kubeconfig: Path) -> list[str]:
         # One local process, the only writer: no Lease (a restart after a crash need not wait
         # for the old one's lease to expire).
         "--no-leader-elect",
+        # The local Nacos (`dev up --nacos`) listens on loopback, refused as a registry address
+        # unless allowed: a development cluster allows it, explicitly.
+        "--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128",
     ]
 
 

@@ -32,6 +32,9 @@ from tests.plugins.cluster import KubeCluster, wait_for
 from tests.support import ROOT
 
 OPERATOR_START_TIMEOUT = 60.0
+# The tests' Nacos servers listen on loopback, which the operator refuses as a registry address
+# unless allowed (docs/security.md): the test operator is told so explicitly.
+LOOPBACK_REGISTRY = ("--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128")
 WRITE_VERBS = {"post", "put", "patch", "delete"}
 
 
@@ -53,10 +56,11 @@ class OperatorProcess:
 
     def start(
         self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = (),
-        leader_election: bool = False, env: dict[str, str] | None = None,
+        leader_election: bool = False, env: dict[str, str] | None = None, loopback_registry: bool = True,
     ) -> None:
         """``leader_election``: as in production (give the Lease in ``extra_args``); without it,
-        a restart after a kill need not wait for the killed process's lease to expire."""
+        a restart after a kill need not wait for the killed process's lease to expire.
+        ``loopback_registry``: allow the local (loopback) Nacos, refused by default."""
         assert self.process is None, "operator already running"
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.log_path = self.log_dir / f"operator-{self.starts}.log"
@@ -73,6 +77,7 @@ class OperatorProcess:
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
             *(() if leader_election else ("--no-leader-elect",)),
+            *(LOOPBACK_REGISTRY if loopback_registry else ()),
             *extra_args,
         ]
         environment = {**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})}
@@ -125,12 +130,12 @@ class OperatorProcess:
 
     @contextmanager
     def replaced_by(
-        self, kubeconfig: Path, extra_args: tuple[str, ...] = ()
+        self, kubeconfig: Path, extra_args: tuple[str, ...] = (), *, loopback_registry: bool = True
     ) -> Iterator[OperatorProcess]:
         """Run a differently configured operator for the duration of a block."""
         self.stop()
         try:
-            self.start(kubeconfig=kubeconfig, extra_args=extra_args)
+            self.start(kubeconfig=kubeconfig, extra_args=extra_args, loopback_registry=loopback_registry)
             yield self
         finally:
             self.stop()

@@ -295,9 +295,11 @@ def test_deletion_never_hangs_whatever_the_registry_raises() -> None:
         deletionTimestamp=deleted_at, finalizers=[FINALIZER],
     )
     reconciler.registry = FailingRegistry()  # type: ignore[assignment]
-    clock.now = T0 + timedelta(seconds=10)
+    clock.now = T0 + timedelta(seconds=1)  # the first attempt: the bound counts from there
     outcome = reconciler.reconcile((NS, NAME))
     assert outcome.retry and FINALIZER in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
+    clock.now = T0 + timedelta(seconds=30)
+    assert reconciler.reconcile((NS, NAME)).retry
     clock.now = T0 + timedelta(seconds=31)
     reconciler.reconcile((NS, NAME))
     assert FINALIZER not in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
@@ -350,3 +352,104 @@ def test_a_reconcile_keeps_the_apps_series_and_forget_removes_them() -> None:
     assert registry.get_sample_value("apprelease_app_info", {**labels, "phase": phase, "strategy": "rolling"}) == 1
     reconciler.forget((NS, NAME))
     assert not [s for family in registry.collect() for s in family.samples]
+
+
+class ScriptedRegistry:
+    """The registry layer as the reconciler sees it: a scripted read (None: not read yet),
+    one pod and its instance; records the actions it is handed."""
+
+    def __init__(self) -> None:
+        from apprelease.rollout.observed import PodState
+
+        self.pods = (PodState(name="p1", track="stable", revision=1, ready=True, ip="10.0.0.1"),)
+        self.read: Any = None
+        self.actions: list[Any] = []
+
+    def answer(self, *, enabled: bool | None, pods: bool = True) -> None:
+        from apprelease.registry.base import RegistryInstance
+        from apprelease.registry.registration import RegistryRead
+
+        if enabled is None:
+            self.read = RegistryRead(None, "connection refused", reason="RegistryUnavailable")
+        else:
+            self.read = RegistryRead((RegistryInstance("10.0.0.1", 8080, True, enabled, 1.0, True, "DEFAULT"),))
+        if not pods:
+            self.pods = ()
+
+    def state_for(self, app: Any, observed: Any, previous: Any = None) -> Any:
+        import dataclasses
+
+        from apprelease.registry.registration import PENDING, RegistryRead, summarize
+
+        read = self.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
+        registration = summarize(provider="nacos", service="svc", read=read, pods=self.pods, revisions={"stable": 1})
+        return dataclasses.replace(observed, pods=self.pods, registration=registration, registry=registration.state)
+
+    def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
+        self.actions.extend(actions)
+
+    def forget(self, key: Any) -> None:
+        pass
+
+
+def deleted_while_the_operator_was_down(minutes: int = 10) -> tuple[Reconciler, FakeKube, Clock, ScriptedRegistry]:
+    deleted_at = (T0 - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reconciler, kube, clock = setup(
+        {"registry": {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "deletionTimeout": "30s",
+                      "drainSeconds": 10}},
+        deletionTimestamp=deleted_at, finalizers=[FINALIZER],
+    )
+    registry = ScriptedRegistry()
+    reconciler.registry = registry  # type: ignore[assignment]
+    return reconciler, kube, clock, registry
+
+
+def finalizers(kube: FakeKube) -> list[str]:
+    return list(kube.objects[("AppRelease", NS, NAME)]["metadata"].get("finalizers") or [])
+
+
+def test_a_deletion_older_than_its_timeout_waits_for_the_first_read_and_takes_instances_offline() -> None:
+    """After an operator restart longer than deletionTimeout the finalizer went in the first
+    reconcile, before Nacos was read once: "not read yet" counted as "unreachable since the
+    deletion request". The bound counts from this operator run's first attempt."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube)  # not read yet: nothing is known, nothing is skipped
+    registry.answer(enabled=True)
+    clock.now = T0 + timedelta(seconds=1)
+    reconciler.reconcile((NS, NAME))
+    assert [(a.kind, a.ip, a.enabled) for a in registry.actions] == [("write", "10.0.0.1", False)]
+    assert FINALIZER in finalizers(kube)
+    registry.answer(enabled=False)
+    clock.now = T0 + timedelta(seconds=2)
+    reconciler.reconcile((NS, NAME))  # offline: the drain starts now
+    clock.now = T0 + timedelta(seconds=12)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube) and warnings(kube) == []  # drained; the pod is stopping
+    registry.answer(enabled=False, pods=False)
+    clock.now = T0 + timedelta(seconds=13)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == []
+    assert [e["reason"] for e in kube.events] == ["RegistryCleanedUp"]
+
+
+def test_an_unreachable_registry_after_a_restart_gets_the_whole_timeout_from_the_first_attempt() -> None:
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    registry.answer(enabled=None)
+    reconciler.reconcile((NS, NAME))
+    clock.now = T0 + timedelta(seconds=29)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube)
+    clock.now = T0 + timedelta(seconds=30)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == ["RegistryUnreachable"]
+    assert "connection refused" in kube.events[0]["message"]
+
+
+def test_a_registry_never_read_in_the_whole_timeout_is_unreachable_and_says_so() -> None:
+    reconciler, kube, clock, _registry = deleted_while_the_operator_was_down()
+    reconciler.reconcile((NS, NAME))
+    clock.now = T0 + timedelta(seconds=30)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == ["RegistryUnreachable"]
+    assert "not read" in kube.events[0]["message"]

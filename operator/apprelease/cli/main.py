@@ -126,6 +126,12 @@ def render(ctx: Context, filename: IO[str]) -> None:
 @click.option("--allow-nacos-server", "nacos_servers", multiple=True, metavar="HOST:PORT",
               help="Nacos servers AppReleases may use, fnmatch patterns such as *.nacos.svc:8848"
                    " (repeatable; default: any). Credentials are never sent elsewhere.")
+@click.option("--allow-registry-network", "registry_networks", multiple=True, metavar="CIDR",
+              callback=lambda ctx, param, values: _networks(values),
+              help="Networks where a Nacos server may be although the operator refuses them by default:"
+                   " loopback (its own pod), link-local and cloud metadata endpoints, unspecified,"
+                   " multicast and reserved addresses (repeatable; e.g. 127.0.0.0/8 for a local Nacos"
+                   " in development). The apiserver is refused whatever is allowed.")
 @click.option("--allow-ingress-annotation", "annotations_allowed", multiple=True, metavar="PATTERN",
               help="Ingress annotation keys AppReleases may set (repeatable; default: *).")
 @click.option("--deny-ingress-annotation", "annotations_denied", multiple=True, metavar="PATTERN",
@@ -142,7 +148,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, leader_elect: bool, lease_name: str,
         lease_namespace: str | None, lease_duration: float, renew_deadline: float, retry_period: float,
         registry_poll_seconds: float,
-        nacos_servers: tuple[str, ...], annotations_allowed: tuple[str, ...],
+        nacos_servers: tuple[str, ...], registry_networks: tuple[str, ...], annotations_allowed: tuple[str, ...],
         annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool,
         log_format: str) -> None:
     """Run the operator."""
@@ -158,6 +164,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
 
     policy = Policy(
         nacos_servers=tuple(nacos_servers),
+        registry_networks_allowed=tuple(registry_networks),
         ingress_annotations_allowed=tuple(annotations_allowed) or ("*",),
         ingress_annotations_denied=(
             tuple(p for p in annotations_denied if p) if annotations_denied
@@ -179,6 +186,15 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         election=timings,
     )
     run_module.run_operator(options, liveness=liveness or None, verbose=verbose, log_format=log_format)
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    try:
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-registry-network") from None
 
 
 @cli.command()

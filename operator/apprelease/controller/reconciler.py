@@ -96,11 +96,14 @@ class Reconciler:
         self.events = EventRecorder(kube)
         self.app_metrics = AppMetrics()
         self._status_written_at: dict[AppKey, float] = {}
+        # Per deleting AppRelease (by uid), this run's first attempt at its registry clean-up.
+        self._deletion_started: dict[AppKey, tuple[str | None, datetime]] = {}
 
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
         self.app_metrics.forget(key)
+        self._deletion_started.pop(key, None)
 
     def reconcile(self, key: AppKey) -> Outcome:
         """Never raises: the worker only ever sees "done" or "retry"."""
@@ -275,19 +278,25 @@ class Reconciler:
 
     def _finalize(self, body: dict[str, Any], app: AppRelease, key: AppKey) -> Outcome:
         """Registry clean-up before the AppRelease goes; whatever fails, deletion proceeds
-        once registry.deletionTimeout has passed since the deletion request."""
+        once registry.deletionTimeout has passed since the deletion request, or since this
+        operator run first tried if that is later: an operator that was down longer than
+        deletionTimeout still reads the registry and takes the instances offline first."""
         now = self.clock()
         deleted_at = parse_time_or(body["metadata"].get("deletionTimestamp"), now)
+        started = self._deletion_started.get(key)
+        if started is None or started[0] != app.uid:
+            started = self._deletion_started[key] = (app.uid, now)
+        since = max(deleted_at, started[1])
         timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
         try:
-            return self._finalize_steps(body, app, key, now, deleted_at)
+            return self._finalize_steps(body, app, key, now, since)
         except NotLeading:
             raise  # not a deletion failure: the new leader finishes it
         except Exception as exc:
             failure = classify(exc)
             if failure.gone:
                 return Outcome(None, None, 0)
-            if now - deleted_at < timeout:
+            if now - since < timeout:
                 log.warning("%s/%s: deleting: %s; retrying", key[0], key[1], failure.detail)
                 return Outcome(None, None, 0, retry=True)
             self.events.post(body, Event(
@@ -301,12 +310,12 @@ class Reconciler:
             return self._release_finalizer(body)
 
     def _finalize_steps(
-        self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, deleted_at: datetime
+        self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, since: datetime
     ) -> Outcome:
         status = _parse_status(body.get("status"))
         children = self.cache.children(key)
         observed = self._observe(app, children, status)
-        plan = plan_deletion(app, status, observed, now, deleted_at)
+        plan = plan_deletion(app, status, observed, now, since)
         writes = 0
         if self.registry is not None:
             self.registry.execute(app, tuple(plan.actions))

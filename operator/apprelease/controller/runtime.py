@@ -14,6 +14,7 @@ asks the operator to exit: its restart is a fresh standby.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -28,7 +29,7 @@ from ..k8s.client import Kube, load_api_client
 from ..k8s.fence import WriteFence
 from ..k8s.informer import Informers
 from ..k8s.observe import AppKey
-from ..registry.monitor import RegistryMonitor
+from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
 from .cache import WATCHED_CHILDREN, IndexCache
 from .leader_election import KubeLeaseStore, LeaderElector, new_identity
@@ -64,8 +65,11 @@ class Runtime:
         self.queue: WorkQueue[AppKey] = WorkQueue()
         # Without leader election there is no fence: this process is the only writer.
         self.fence = WriteFence() if options.leader_election else None
-        self.kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=options.workers + 4,
-                                         instance=self.identity), fence=self.fence)
+        api = load_api_client(options.kubeconfig, options.context, pool_size=options.workers + 4,
+                              instance=self.identity)
+        self.kube = Kube(api, fence=self.fence)
+        # The apiserver is never a registry: an AppRelease must not point the operator at it.
+        policy = dataclasses.replace(options.policy, apiserver_endpoints=apiserver_endpoints(api.configuration.host))
         # Watches hold their connection for minutes: a pool of their own, one per watch.
         watches = len(WATCHED_CHILDREN) * max(1, len(options.namespaces))
         self.informers = Informers(
@@ -78,9 +82,9 @@ class Runtime:
         self.cache = IndexCache(app_index, self.informers.of_kind)
         self.registry = RegistryMonitor(
             self.kube, self.cache.endpoint_slices, self._enqueue_threadsafe,
-            poll_seconds=options.registry_poll_seconds, policy=options.policy, fence=self.fence,
+            poll_seconds=options.registry_poll_seconds, policy=policy, fence=self.fence,
         )
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, policy=options.policy)
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, policy=policy)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.
