@@ -70,6 +70,7 @@ class FakeKube:
         self._raise_for(f"patch {kind}")
         stored = self.objects[(kind, namespace or "", name)]
         stored["metadata"].update({k: v for k, v in patch.get("metadata", {}).items() if k != "resourceVersion"})
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
         return copy.deepcopy(stored)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -389,7 +390,7 @@ class ScriptedRegistry:
         self.actions.extend(actions)
 
     def forget(self, key: Any) -> None:
-        pass
+        self.read = None  # as the monitor: a forgotten app has no read any more
 
 
 def deleted_while_the_operator_was_down(minutes: int = 10) -> tuple[Reconciler, FakeKube, Clock, ScriptedRegistry]:
@@ -431,6 +432,44 @@ def test_a_deletion_older_than_its_timeout_waits_for_the_first_read_and_takes_in
     reconciler.reconcile((NS, NAME))
     assert FINALIZER not in finalizers(kube) and warnings(kube) == []
     assert [e["reason"] for e in kube.events] == ["RegistryCleanedUp"]
+
+
+def drained_and_stopped(reconciler: Reconciler, clock: Clock, registry: ScriptedRegistry) -> None:
+    """The deletion taken through to the pass that releases the finalizer (not run yet)."""
+    registry.answer(enabled=False)
+    reconciler.reconcile((NS, NAME))  # offline already: the drain starts now
+    clock.now = T0 + timedelta(seconds=10)
+    reconciler.reconcile((NS, NAME))
+    registry.answer(enabled=False, pods=False)
+    clock.now = T0 + timedelta(seconds=40)  # past deletionTimeout from this run's first attempt
+
+
+def test_a_stale_copy_still_showing_the_released_finalizer_is_not_finalized_again() -> None:
+    """The finalizer was released, the registry forgot the app; a pass ~60 ms later read a
+    copy from before the release (the watch had not caught up) and emitted RegistryUnreachable
+    on top of RegistryCleanedUp."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    drained_and_stopped(reconciler, clock, registry)
+    before_release = copy.deepcopy(kube.objects[("AppRelease", NS, NAME)])
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube)
+    patched = list(kube.objects[("AppRelease", NS, NAME)]["metadata"].get("finalizers") or [])
+    kube.objects[("AppRelease", NS, NAME)] = before_release  # the watch's copy, behind our write
+    outcome = reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events] == ["RegistryCleanedUp"] and not outcome.retry
+    assert finalizers(kube) == [FINALIZER] and patched == []  # nothing written from the stale copy
+
+
+def test_a_refused_finalizer_release_keeps_the_registry_read_for_the_next_pass() -> None:
+    """A release refused (a conflict) is retried; the registry must not have forgotten the
+    app meanwhile, or the retry reads "never read" and reports the registry unreachable."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    drained_and_stopped(reconciler, clock, registry)
+    kube.fail["patch AppRelease"] = ApiError(409, "Conflict", "the object has been modified")
+    assert reconciler.reconcile((NS, NAME)).retry
+    del kube.fail["patch AppRelease"]
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == []
 
 
 def test_an_unreachable_registry_after_a_restart_gets_the_whole_timeout_from_the_first_attempt() -> None:

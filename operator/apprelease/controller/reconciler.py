@@ -98,12 +98,17 @@ class Reconciler:
         self._status_written_at: dict[AppKey, float] = {}
         # Per deleting AppRelease (by uid), this run's first attempt at its registry clean-up.
         self._deletion_started: dict[AppKey, tuple[str | None, datetime]] = {}
+        # Per AppRelease whose finalizer this run released: its uid and the resourceVersion the
+        # release was written against. A copy at or below it is older than the release: the
+        # watch has not caught up yet, and finalizing it again would report a second verdict.
+        self._released: dict[AppKey, tuple[str | None, int]] = {}
 
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
         self.app_metrics.forget(key)
         self._deletion_started.pop(key, None)
+        self._released.pop(key, None)
 
     def reconcile(self, key: AppKey) -> Outcome:
         """Never raises: the worker only ever sees "done" or "retry"."""
@@ -135,10 +140,11 @@ class Reconciler:
             app = AppRelease.model_validate(body)
         except ValidationError as exc:
             if deleting:
-                return self._release_finalizer(body) if FINALIZER in _finalizers(body) else Outcome(None, None, 0)
+                held = FINALIZER in _finalizers(body) and not self._released_already(key, body)
+                return self._release_finalizer(key, body) if held else Outcome(None, None, 0)
             return self._failed(key, body, Failure(F.INVALID_SPEC, _validation_message(exc)))
         if deleting:
-            if FINALIZER in _finalizers(body):
+            if FINALIZER in _finalizers(body) and not self._released_already(key, body):
                 return self._finalize(body, app, key)
             return Outcome(None, None, 0)  # owner references let the garbage collector clean up
         try:
@@ -266,7 +272,9 @@ class Reconciler:
         )
         self.cache.remember(patched)
 
-    def _release_finalizer(self, body: dict[str, Any]) -> Outcome:
+    def _release_finalizer(self, key: AppKey, body: dict[str, Any]) -> Outcome:
+        """Only once the release is written does the registry forget the app: a refused
+        release (a conflict) is retried with the registry's reads still at hand."""
         try:
             self._patch_finalizers(body, [f for f in _finalizers(body) if f != FINALIZER])
         except ApiError as exc:
@@ -274,7 +282,15 @@ class Reconciler:
                 log.warning("%s/%s: releasing the finalizer: %s", body["metadata"]["namespace"],
                             body["metadata"]["name"], exc)
                 return Outcome(None, None, 0, retry=True)
+        self._released[key] = (body["metadata"].get("uid"), _resource_version(body))
+        if self.registry is not None:
+            self.registry.forget(key)
         return Outcome(None, None, 1)
+
+    def _released_already(self, key: AppKey, body: dict[str, Any]) -> bool:
+        released = self._released.get(key)
+        return (released is not None and released[0] == body["metadata"].get("uid")
+                and _resource_version(body) <= released[1])
 
     def _finalize(self, body: dict[str, Any], app: AppRelease, key: AppKey) -> Outcome:
         """Registry clean-up before the AppRelease goes; whatever fails, deletion proceeds
@@ -305,9 +321,7 @@ class Reconciler:
                 f" ({duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else '0s'}):"
                 f" {failure.failure.reason}: {failure.detail}",
             ))
-            if self.registry is not None:
-                self.registry.forget(key)
-            return self._release_finalizer(body)
+            return self._release_finalizer(key, body)
 
     def _finalize_steps(
         self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, since: datetime
@@ -332,9 +346,7 @@ class Reconciler:
         for event in plan.events:
             self.events.post(body, event)
         if plan.release:
-            if self.registry is not None:
-                self.registry.forget(key)
-            return self._release_finalizer(body)
+            return self._release_finalizer(key, body)
         return Outcome(plan.requeue_after, None, writes)
 
     # Writes ------------------------------------------------------------------------------
@@ -446,6 +458,14 @@ class Reconciler:
         )
         self.cache.remember(written)
         return True
+
+
+def _resource_version(body: dict[str, Any]) -> int:
+    """As the cache compares them (the apiserver's are etcd revisions)."""
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _finalizers(body: dict[str, Any]) -> list[str]:
