@@ -243,6 +243,13 @@ def test_a_deletion_while_the_operator_was_down_past_the_timeout_still_takes_ins
     apps = registrar(nacos_endpoint, svc)
     arl.wait_phase("orders", "Healthy", timeout=90)
     arl.wait("orders", lambda s: registered(s, "2/2") and all_enabled(s, 2), 60, "2/2 registered and enabled")
+    # The status says enabled once the operator's write succeeded; Nacos may list the joining
+    # state (disabled) a moment longer. Stop the operator only once Nacos itself lists both enabled.
+    def both_listed_enabled() -> bool | NotYet:
+        listed = apps.listed()
+        return (len(listed) == 2 and all(i.enabled for i in listed)) or NotYet([(i.ip, i.enabled) for i in listed])
+
+    wait_for(both_listed_enabled, 30, 0.2, "Nacos lists both instances enabled")
     apps.timeline.disabled_at.clear()  # from now on: when they went offline (they joined disabled)
     operator.stop()
     try:
