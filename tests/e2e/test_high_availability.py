@@ -168,6 +168,10 @@ def replicas(
             if replica.process.process is not None and not replica.exited():
                 replica.process.signal(signal.SIGCONT)
             replica.process.stop()
+        # The production ClusterRoleBinding would outlive the test and grant that account
+        # cluster-wide rights in later tests (test_install checks a namespaced install has none).
+        kube_cluster.kubectl("delete", "-f", str(ROOT / "deploy" / "10-rbac.yaml"), "--ignore-not-found",
+                             "--wait=false", check=False)
         operator.start()
 
 

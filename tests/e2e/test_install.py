@@ -360,7 +360,9 @@ def test_two_namespaced_releases_coexist(kube_cluster: KubeCluster, crd: None) -
             roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"}
             assert roles == {(team, f"{release_namespace}:apprelease"),
                              (team, f"{release_namespace}:apprelease-nacos-credentials"),
-                             (team, f"{release_namespace}:apprelease-console")}
+                             (team, f"{release_namespace}:apprelease-console"),
+                             # the replicas' Lease, in the release's own namespace
+                             (release_namespace, "apprelease-leader-election")}
             sa = f"system:serviceaccount:{release_namespace}:apprelease"
             can = kube_cluster.kubectl("auth", "can-i", "patch", "appreleases", "-n", team, f"--as={sa}", check=False)
             assert can.stdout.strip() == "yes"
