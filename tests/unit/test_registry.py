@@ -291,6 +291,7 @@ def test_user_offline_and_online() -> None:
     sim.annotate(requests.OFFLINE, "")
     sim.tick()
     assert pod in enabled_writes(sim)
+    sim.settle()  # listed until a read shows the instance enabled again
     assert sim.status.offline_pods == []
 
 
@@ -312,6 +313,32 @@ def test_online_re_enables_an_instance_we_took_offline_even_if_the_pod_still_sho
     assert sim.gates[pod].status, sim.gates[pod]
     sim.settle()
     assert sim.gates[pod].reason == "Serving"
+
+
+def test_online_is_remembered_as_ours_until_the_registry_shows_the_instance_enabled() -> None:
+    """Nacos applies an override late (a read right after the write shows the old state), and a
+    written enable is not sent again for a moment: a pass that still reads the instance disabled
+    must still know the disable was ours. Before, offlinePods forgot the pod in the pass that
+    sent the enable, and the next pass called it "disabled in Nacos, not by AppRelease": the
+    pod stayed unready for good (seen in CI about once in ten runs)."""
+    sim = nacos_sim(strategy={"rolling": {}})
+    pod = sim.pods["stable"][0].name
+    sim.annotate(requests.OFFLINE, pod)
+    sim.tick()
+    key = next(k for k, o in sim.overrides.items() if o.enabled is False)
+    disabled = sim.overrides[key]
+    sim.annotate(requests.OFFLINE, "")
+    sim.tick()
+    assert pod in enabled_writes(sim)
+    sim.overrides[key] = disabled  # Nacos has not applied the enable yet
+    sim.tick()
+    assert sim.gates[pod].reason != "DisabledInRegistry", sim.gates[pod]
+    assert sim.status.offline_pods == [pod]  # still ours to put back
+    sim.actions.clear()
+    sim.tick()
+    assert pod in enabled_writes(sim) or sim.overrides[key].enabled
+    sim.settle()
+    assert sim.gates[pod].reason == "Serving" and sim.status.offline_pods == []
 
 
 def test_stale_instances_cleaned_up_when_asked_but_only_our_own() -> None:
