@@ -28,6 +28,7 @@ from apprelease_dev.certs import ClusterPki, ensure_pki
 from apprelease_dev.fake_nodes import node_manifest, node_name
 from apprelease_dev.go_runner import BuildError, download_modules
 from apprelease_dev.kubeconfig import write_kubeconfig
+from apprelease_dev.kwok_logs import write_logs_config
 from apprelease_dev.kwok_metrics import write_metrics_config
 from apprelease_dev.kwok_stages import write_stages_config
 from apprelease_dev.paths import default_state_dir
@@ -125,6 +126,11 @@ class LocalCluster:
     @property
     def audit_log(self) -> Path:
         return self.layout.audit_log
+
+    @property
+    def pod_log(self) -> Path:
+        """The file KWOK serves as every simulated container's log (kwok_logs.append_pod_log)."""
+        return self.layout.pod_log
 
     def state(self) -> ClusterState | None:
         return load_state(self.state_dir)
@@ -264,6 +270,7 @@ class LocalCluster:
         for component, client in COMPONENT_CLIENTS.items():
             write_kubeconfig(self.layout.component_kubeconfig(component), server, pki, client)
         write_stages_config(self.layout.kwok_stages)
+        write_logs_config(self.layout.kwok_logs, self.layout.pod_log)
         if modules is not None:
             write_metrics_config(self.layout.kwok_metrics, modules.kwok)
         if self.audit_policy is not None:

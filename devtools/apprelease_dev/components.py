@@ -125,6 +125,15 @@ class Layout:
         return self.config_dir / "kwok-metrics.yaml"
 
     @property
+    def kwok_logs(self) -> Path:
+        return self.config_dir / "kwok-logs.yaml"
+
+    @property
+    def pod_log(self) -> Path:
+        """What every simulated container prints (see kwok_logs.py)."""
+        return self.state_dir / "pod-logs" / "containers.log"
+
+    @property
     def audit_policy(self) -> Path:
         return self.config_dir / "audit-policy.yaml"
 
@@ -332,6 +341,7 @@ def _kwok_args(layout: Layout, pki: ClusterPki, ports: Ports) -> list[str]:
     return [
         f"--kubeconfig={layout.component_kubeconfig(KWOK)}",
         f"--config={layout.kwok_stages}",
+        f"--config={layout.kwok_logs}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={KWOK_NODE_SELECTOR}",
         # Nodes get InternalIP 127.0.0.1 and KWOK's port as kubelet port, so anything the

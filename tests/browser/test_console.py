@@ -399,3 +399,40 @@ def test_overview_and_app_page_read_at_a_glance(
     finally:
         for name in namespaces.values():
             kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+LOG_RULES = [*VIEW_RULES, {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}]
+
+
+def test_pod_logs_follow_live_for_who_may_read_them(
+    start_console: StartConsole, page: Page, namespace: str, arl: AppReleases, identities: Identities,
+    kube_cluster: KubeCluster,
+) -> None:
+    """The notes' 日志查看: from the app page to a pod's log, following as lines come, read as
+    the user (RBAC `pods/log`); a viewer without that right gets no link and a 403."""
+    arl.apply(_canary_app("ro"))
+    arl.wait_phase("ro", "Healthy", timeout=60)
+    before = f"started {uuid.uuid4().hex}"
+    kube_cluster.print_to_pod_logs(before)
+
+    reader = start_console(kubeconfig=identities.kubeconfig(
+        "log-reader", identities.service_account("log-reader", LOG_RULES)))
+    page.goto(app_url(reader.url, namespace, "ro"))
+    expect(page.locator("#sec-tree .pod")).to_have_count(1, timeout=ROLLOUT_TIMEOUT)
+    navigations = count_navigations(page)
+    page.locator("#sec-tree .pod a.logs").click()
+    expect(page.locator("#log")).to_contain_text(before, timeout=ROLLOUT_TIMEOUT)
+    live = f"served request {uuid.uuid4().hex}"
+    kube_cluster.print_to_pod_logs(live)
+    expect(page.locator("#log")).to_contain_text(live, timeout=ROLLOUT_TIMEOUT)
+    assert len(navigations) == 1, navigations  # the click; the line came without a reload
+
+    viewer = start_console(kubeconfig=identities.kubeconfig(
+        "viewer", identities.service_account("viewer", VIEW_RULES)))
+    page.goto(app_url(viewer.url, namespace, "ro"))
+    expect(page.locator("#sec-tree .pod")).to_have_count(1, timeout=ROLLOUT_TIMEOUT)
+    expect(page.locator("#sec-tree a.logs")).to_have_count(0)
+    pod = page.locator("#sec-tree .pod").first.inner_text().split()[0]
+    for path in (f"apps/{namespace}/ro/logs?pod={pod}", f"events/apps/{namespace}/ro/logs?pod={pod}"):
+        refused = page.request.get(viewer.url + path)
+        assert refused.status == 403 and "pods/log" in refused.text(), (path, refused.status, refused.text())

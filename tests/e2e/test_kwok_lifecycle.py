@@ -6,6 +6,8 @@ running until its preStop sleep is over (capped by its grace period)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -397,3 +399,34 @@ def test_prestop_is_capped_by_the_grace_period_and_no_prestop_is_quick(
           f" gone after {capped_took:.2f} s")
     assert plain_took <= 1 + STOP_TOLERANCE_SECONDS
     assert grace_seconds - 0.2 <= capped_took <= grace_seconds + STOP_TOLERANCE_SECONDS
+
+
+def test_kubectl_logs_follows_what_the_simulated_container_prints(
+    kube_cluster: KubeCluster, namespace: str, pods: PodTimeline
+) -> None:
+    """`kubectl logs -f` goes apiserver → "kubelet" (KWOK's server) and follows as lines come."""
+    kube_cluster.apply(_pod("talker"), namespace=namespace)
+    _wait(pods, "talker", "Running with an IP", lambda r: r.running_at)
+    before = f"before-{namespace}"
+    kube_cluster.print_to_pod_logs(before)
+    assert before in kube_cluster.kubectl("logs", "talker", "-n", namespace, "--tail=20").stdout
+
+    follower = subprocess.Popen(
+        [str(kube_cluster.kubectl_binary), f"--kubeconfig={kube_cluster.kubeconfig}",
+         "logs", "-f", "talker", "-n", namespace, "--tail=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        received: list[str] = []
+        reader = threading.Thread(target=lambda: received.extend(iter(follower.stdout.readline, "")),  # type: ignore[union-attr]
+                                  daemon=True)
+        reader.start()
+        wait_for(lambda: any(before in line for line in received) or NotYet(received), TIMEOUT,
+                 message="the followed log's first line")
+        after = f"after-{namespace}"
+        kube_cluster.print_to_pod_logs(after)
+        wait_for(lambda: any(after in line for line in received) or NotYet(received), TIMEOUT,
+                 message="a line printed while following")
+        assert follower.poll() is None, "kubectl logs -f ended on its own"
+    finally:
+        follower.kill()
+        follower.wait()

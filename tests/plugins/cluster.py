@@ -122,6 +122,16 @@ class KubeCluster:
         configured = os.environ.get(AUDIT_LOG_ENV)
         return Path(configured) if configured else None
 
+    def print_to_pod_logs(self, *lines: str) -> None:
+        """What KWOK's simulated containers print next: every followed `kubectl logs` (and the
+        console's log view) receives it. Only on the cluster this session started."""
+        if self.local is None:
+            raise AssertionError("pod logs are written through KWOK's log file: run on the local cluster "
+                                 "this session starts (unset APPRELEASE_TEST_KUBECONFIG)")
+        from apprelease_dev.kwok_logs import append_pod_log
+
+        append_pod_log(self.local.pod_log, *lines)
+
     def get_json(self, *args: str) -> Any:
         """`kubectl get <args> -o json`, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)

@@ -27,13 +27,15 @@ ACCESS_TTL_SECONDS = 30.0
 MAX_CACHED_ANSWERS = 20_000  # past this, expired answers are dropped
 GROUP = "apprelease.io"
 
-# What each part of the pages reads, as (group, resource).
+# What each part of the pages reads, as (group, resource) and the verb it needs.
 APPRELEASES = (GROUP, "appreleases")
+POD_LOGS = ("", "pods/log")
 DETAIL_READS = {
-    "deployments": ("apps", "deployments"),
-    "pods": ("", "pods"),
-    "revisions": ("apps", "controllerrevisions"),
-    "events": ("", "events"),
+    "deployments": ("list", ("apps", "deployments")),
+    "pods": ("list", ("", "pods")),
+    "revisions": ("list", ("apps", "controllerrevisions")),
+    "events": ("list", ("", "events")),
+    "logs": ("get", POD_LOGS),
 }
 
 
@@ -115,7 +117,7 @@ class Access:
     async def detail_reads(self, identity: Identity, namespace: str) -> dict[str, bool]:
         """Which parts of an app page (pods, Deployments, history, Events) the user may read."""
         parts = list(DETAIL_READS)
-        answers = await asyncio.gather(*(self.can(identity, "list", DETAIL_READS[p], namespace) for p in parts))
+        answers = await asyncio.gather(*(self.can(identity, *DETAIL_READS[p], namespace) for p in parts))
         return dict(zip(parts, answers, strict=True))
 
     async def user_name(self, identity: Identity) -> str:

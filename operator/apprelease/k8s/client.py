@@ -364,10 +364,12 @@ class Kube:
         return orjson.loads(data) if data else None  # list pages: 2-3x faster than json
 
     def open_stream(
-        self, path: str, *, query: dict[str, Any], resource: str, read_timeout: float
+        self, path: str, *, query: dict[str, Any], resource: str, read_timeout: float | None,
+        accept: str = "application/json",
     ) -> Any:
-        """A GET whose body is read as it arrives (a watch): the urllib3 response."""
-        serialized = self._serialize("GET", path, query, {"Accept": "application/json"})
+        """A GET whose body is read as it arrives (a watch, a followed log): the urllib3
+        response. ``read_timeout`` None: wait for data as long as the caller keeps it open."""
+        serialized = self._serialize("GET", path, query, {"Accept": accept})
         try:
             response = self._api.call_api(*serialized, _request_timeout=(self._timeout[0], read_timeout))
         except ApiException as exc:
@@ -438,12 +440,16 @@ class Kube:
 
     def can(self, verb: str, resource: str, namespace: str, group: str = "") -> bool:
         """SelfSubjectAccessReview: may this identity do ``verb`` on ``resource`` here
-        (namespace "" = in every namespace)?"""
+        (namespace "" = in every namespace)? A subresource is named as RBAC names it
+        ("pods/log")."""
+        plural, _, subresource = resource.partition("/")
+        attributes = {"namespace": namespace, "verb": verb, "group": group, "resource": plural}
+        if subresource:
+            attributes["subresource"] = subresource
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "group": group,
-                                            "resource": resource}},
+            "spec": {"resourceAttributes": attributes},
         }
         result = self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review,
                               resource="SelfSubjectAccessReview")
