@@ -107,7 +107,7 @@ class Apps(ApiModel):
 _STAGES_RULES = (
     cel("self.size() >= 2", "a pipeline has at least 2 stages"),
     cel("self.all(s, self.exists_one(t, t.name == s.name))", "stage names must be unique"),
-    cel("self.all(s, self.exists_one(t, t.namespace == s.namespace))", "stage namespaces must be unique"),
+    cel("self.all(s, self.exists_one(t, t.__namespace__ == s.__namespace__))", "stage namespaces must be unique"),
     cel("!has(self[0].gate)", "the first stage has no gate (artifacts enter it by a normal release)"),
     cel("self.filter(s, !has(s.gate)).size() <= 1", "every stage after the first has a gate"),
 )
