@@ -126,17 +126,15 @@ def _without_defaults(node: Any) -> Any:
     return node
 
 
-def openapi_schema() -> Schema:
-    spec = _model_schema(AppReleaseSpec, "validation")
-    status = _without_defaults(_model_schema(AppReleaseStatus, "validation"))
+def _object_schema(description: str, spec_model: type, status_model: type) -> Schema:
+    """A kind's schema: its spec (with defaults) and status (without) from the models."""
+    spec = _model_schema(spec_model, "validation")
+    status = _without_defaults(_model_schema(status_model, "validation"))
     spec.pop("description", None)
     status.pop("description", None)
     return {
         "type": "object",
-        "description": (
-            "AppRelease describes one app: image, replicas, ports, env, config files, probes,"
-            " Service, Ingress, rollout strategy and service registry."
-        ),
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
@@ -145,6 +143,14 @@ def openapi_schema() -> Schema:
             "spec": spec,
             "status": status,
         },
+    }
+
+
+def openapi_schema() -> Schema:
+    description = ("AppRelease describes one app: image, replicas, ports, env, config files, probes,"
+                   " Service, Ingress, rollout strategy and service registry.")
+    return {
+        **_object_schema(description, AppReleaseSpec, AppReleaseStatus),
         "x-kubernetes-validations": [
             {
                 "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}"
@@ -234,22 +240,7 @@ APPROVAL_COLUMNS: list[dict[str, Any]] = [
 
 def _simple_crd(kind: str, plural: str, short: str, description: str, spec_model: type, status_model: type,
                 columns: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = _model_schema(spec_model, "validation")
-    status = _without_defaults(_model_schema(status_model, "validation"))
-    spec.pop("description", None)
-    status.pop("description", None)
-    schema = {
-        "type": "object",
-        "description": description,
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-    }
+    schema = _object_schema(description, spec_model, status_model)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

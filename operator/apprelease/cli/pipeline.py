@@ -95,30 +95,23 @@ def _decide(ctx: Context, name: str, stage: str, artifact: str | None, decision:
                f" for stage {stage} as {approval['spec']['approver']}")
 
 
-@click.command()
-@click.argument("name")
-@click.argument("stage")
-@click.option("--artifact", help="The artifact digest (default: the one waiting for STAGE).")
-@click.option("--comment", default="", help="Why, for the record.")
-@kube_options
-@pass_context
-@api_errors
-def approve(ctx: Context, name: str, stage: str, artifact: str | None, comment: str) -> None:
-    """Approve the artifact waiting to enter STAGE of pipeline NAME (or --artifact, an older one)."""
-    _decide(ctx, name, stage, artifact, "Approve", comment)
+def _decision_command(decision: str, help_text: str) -> click.Command:
+    @click.command(decision.lower(), help=help_text)
+    @click.argument("name")
+    @click.argument("stage")
+    @click.option("--artifact", help="The artifact digest (default: the one waiting for STAGE).")
+    @click.option("--comment", default="", help="Why, for the record.")
+    @kube_options
+    @pass_context
+    @api_errors
+    def command(ctx: Context, name: str, stage: str, artifact: str | None, comment: str) -> None:
+        _decide(ctx, name, stage, artifact, decision, comment)
+
+    return command
 
 
-@click.command()
-@click.argument("name")
-@click.argument("stage")
-@click.option("--artifact", help="The artifact digest (default: the one waiting for STAGE).")
-@click.option("--comment", default="", help="Why, for the record.")
-@kube_options
-@pass_context
-@api_errors
-def reject(ctx: Context, name: str, stage: str, artifact: str | None, comment: str) -> None:
-    """Reject the artifact waiting to enter STAGE of pipeline NAME."""
-    _decide(ctx, name, stage, artifact, "Reject", comment)
-
+approve = _decision_command(
+    "Approve", "Approve the artifact waiting to enter STAGE of pipeline NAME (or --artifact, an older one).")
+reject = _decision_command("Reject", "Reject the artifact waiting to enter STAGE of pipeline NAME.")
 
 PIPELINE_COMMANDS = [pipeline, approve, reject]
