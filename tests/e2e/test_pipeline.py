@@ -276,3 +276,62 @@ def test_promotion_through_auto_and_manual_gates(stages: Stages) -> None:
     assert prod["spec"]["image"] == "registry.local/shop:v1"
     assert prod["spec"]["config"]["files"] == v1_files
     assert prod["spec"]["replicas"] == 3 and prod["spec"]["env"] == [{"name": "STAGE", "value": "prod"}]
+
+
+def test_pipeline_rules_are_enforced_at_admission(stages: Stages) -> None:
+    def refused(stage_list: list[dict[str, Any]]) -> str:
+        body = {"apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
+                "metadata": {"name": "bad", "namespace": stages.pipelines},
+                "spec": {"apps": {"names": ["shop"]}, "stages": stage_list}}
+        result = stages.cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(body), check=False)
+        assert result.returncode != 0, result.stdout
+        return result.stderr
+
+    test, pre = {"name": "test", "namespace": stages.test}, {"name": "pre", "namespace": stages.pre}
+    assert "at least 2 stages" in refused([test])
+    assert "stage names must be unique" in refused([test, {**pre, "name": "test", "gate": {"manual": {}}}])
+    assert "stage namespaces must be unique" in refused([test, {**pre, "namespace": stages.test,
+                                                                "gate": {"manual": {}}}])
+    assert "the first stage has no gate" in refused([{**test, "gate": {"manual": {}}}, {**pre, "gate": {"manual": {}}}])
+    assert "every stage after the first has a gate" in refused([test, pre])
+
+
+def test_promotion_is_all_apps_or_none(stages: Stages) -> None:
+    """Two apps picked by a selector; pre's second app cannot take config files (no mountPath):
+    neither app changes, the status names the app and why; once fixed, both move."""
+    files = {"application.yml": "greeting: hello\n"}
+
+    def labelled(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "metadata": {"name": name, "labels": {"team": "shop"}}}
+
+    for name in ("cart", "shop"):
+        stages.apply(stages.test, labelled(name, app("registry.local/shop:v1", files, 1, "test")))
+    stages.apply(stages.pre, labelled("cart", app("registry.local/shop:v1", files, 1, "pre")))
+    no_config = app("registry.local/shop:v0", {}, 1, "pre")
+    del no_config["spec"]["config"]
+    stages.apply(stages.pre, labelled("shop", no_config))
+    stages.cluster.apply({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
+        "metadata": {"name": "shop", "namespace": stages.pipelines},
+        "spec": {"apps": {"selector": {"matchLabels": {"team": "shop"}}}, "stages": [
+            {"name": "test", "namespace": stages.test},
+            {"name": "pre", "namespace": stages.pre, "gate": {"auto": {"soakSeconds": 0}}},
+        ]},
+    }, namespace=stages.pipelines)
+    status = stages.wait_status(lambda s: any(r["decision"] == "Failed" for r in s.get("history") or []),
+                                "the promotion refused as a whole")
+    failed = [r for r in status["history"] if r["decision"] == "Failed"][-1]
+    assert "no app changed" in failed["message"] and "shop: " in failed["message"]
+    assert "mountPath" in failed["message"], failed["message"]
+    assert [p["reason"] for p in status["pending"]] == ["PromotionFailed"]
+    cart = stages.cluster.get_json("appreleases", "cart", "-n", stages.pre)
+    assert cart["spec"]["config"]["files"] == files and "apprelease-pipeline" not in json.dumps(
+        stages.cluster.get_json("appreleases", "cart", "-n", stages.pre, "--show-managed-fields")["metadata"])
+
+    # Fixed in pre (a mount path, the environment's part): the gate retries and both apps move.
+    stages.apply(stages.pre, labelled("shop", app("registry.local/shop:v0", {}, 1, "pre")))
+    stages.wait_status(lambda s: stages.stage(s, "pre").get("lastPromoted") == stages.stage(s, "test")["digest"],
+                       "both apps promoted on the retry", timeout=120)
+    for name in ("cart", "shop"):
+        body = stages.cluster.get_json("appreleases", name, "-n", stages.pre)
+        assert (body["spec"]["image"], body["spec"]["config"]["files"]) == ("registry.local/shop:v1", files)

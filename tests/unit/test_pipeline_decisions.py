@@ -362,3 +362,10 @@ def test_leftover_files_of_another_manager_block_the_promotion() -> None:
     assert extra is not None and "old.yml" in extra and "another field manager" in extra
     other = leftover_files("shop", {"image": "shop:v9", "config": {"files": dict(V1.files)}}, V1)
     assert other is not None and "shop:v9" in other
+
+
+def test_a_selector_matching_nothing_says_so_once() -> None:
+    first = run(spec(), [[], [], []])
+    assert first.status.message.startswith("no apps to move: the selector matches no AppRelease in stage test")
+    assert [e.reason for e in first.events] == ["NoApps"]
+    assert run(spec(), [[], [], []], first.status).events == ()

@@ -90,7 +90,7 @@ class PipelineController:
             previous = ReleasePipelineStatus()  # edited by hand: start over rather than crash
         apps = self._app_names(spec)
         observed = [self._observe_stage(stage.namespace, apps) for stage in spec.stages]
-        approvals = self._approvals(namespace, name)
+        approvals = self._approvals(namespace, name, [stage.namespace for stage in spec.stages])
         stored = self._stored(namespace, name, approvals)
         decision = decide(spec, observed, previous, approvals, stored, now,
                           generation=body["metadata"].get("generation"), pipeline=name)
@@ -130,9 +130,13 @@ class PipelineController:
         bodies = {item["metadata"]["name"]: item for item in self.kube.list("AppRelease", namespace)}
         return [observe_app(app, bodies.get(app)) for app in apps]
 
-    def _approvals(self, namespace: str, name: str) -> list[ApprovalView]:
+    def _approvals(self, namespace: str, name: str, stage_namespaces: list[str]) -> list[ApprovalView]:
+        """This pipeline's approvals in its stages' namespaces (one in the wrong stage's
+        namespace is seen, and refused; elsewhere nobody may release anything)."""
         views = []
-        for item in self.kube.list("ReleaseApproval", None):
+        items = [item for stage_namespace in stage_namespaces
+                 for item in self.kube.list("ReleaseApproval", stage_namespace)]
+        for item in items:
             spec = item.get("spec") or {}
             if spec.get("pipeline") != name or spec.get("pipelineNamespace") != namespace:
                 continue

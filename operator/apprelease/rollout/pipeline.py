@@ -336,9 +336,15 @@ def decide(
         else:
             wait("PromotionFailed", found)
 
+    message = _summary(stages, pending)
+    if not observed[0]:
+        message = (f"no apps to move: the selector matches no AppRelease in stage {spec.stages[0].name}"
+                   f" (namespace {spec.stages[0].namespace})")
+        if previous.message != message:
+            events.append(Event("Warning", "NoApps", message))
     status = ReleasePipelineStatus(
         observed_generation=generation if generation is not None else previous.observed_generation,
-        message=_summary(stages, pending),
+        message=message,
         stages=stages,
         pending=pending,
         history=history[-MAX_HISTORY:],
