@@ -244,7 +244,7 @@ def test_promotion_through_auto_and_manual_gates(stages: Stages) -> None:
     assert prod["spec"]["config"]["files"] == v2_files
     assert prod["spec"]["replicas"] == 3 and prod["spec"]["env"] == [{"name": "STAGE", "value": "prod"}]
     prod_events = {e["reason"] for e in stages.cluster.get_json("events", "-n", stages.prod)["items"]}
-    assert {"StepCompleted", "PromotionCompleted"} <= prod_events, prod_events
+    assert {"PipelinePromoted", "StepCompleted", "PromotionCompleted"} <= prod_events, prod_events
     managers = {m["manager"] for m in stages.cluster.get_json(
         "appreleases", "shop", "-n", stages.prod, "--show-managed-fields")["metadata"]["managedFields"]}
     assert "apprelease-pipeline" in managers
@@ -263,11 +263,15 @@ def test_promotion_through_auto_and_manual_gates(stages: Stages) -> None:
     assert stages.shop(stages.prod)["spec"]["image"] == "registry.local/shop:v2"
 
     # An artifact that never passed pre is refused, naming it.
-    stages.cli(approver_config, "approve", "shop", "prod", "--artifact", "0123456789")
+    created = stages.cli(approver_config, "approve", "shop", "prod", "--artifact", "0123456789").stdout
     status = stages.wait_status(lambda s: any(r["decision"] == "Refused" for r in s.get("history") or []),
                                 "the refusal recorded")
     refused = [r for r in status["history"] if r["decision"] == "Refused"][-1]
     assert "artifact 0123456789 never passed stage pre" in refused["message"]
+    approval_name = created.split()[1].split("/")[1]
+    outcome = wait_for(lambda: (stages.cluster.get_json("releaseapproval", approval_name, "-n", stages.prod)
+                                .get("status") or NotYet("no status")), 30, 0.5, "the approval's outcome")
+    assert outcome["outcome"] == "Refused" and "never passed stage pre" in outcome["message"]
 
     # A rollback: approving v1 (it passed pre long ago) brings prod back to v1's image and config.
     stages.cli(approver_config, "approve", "shop", "prod", "--artifact", v1)

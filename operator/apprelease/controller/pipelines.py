@@ -29,6 +29,7 @@ from ..api.pipeline import (
 )
 from ..api.spec import API_VERSION, GROUP, KIND, VERSION
 from ..k8s.client import RESOURCES, ApiError, Kube, apply_patch_body
+from ..rollout.outcome import Event
 from ..rollout.pipeline import (
     AppObservation,
     ApprovalView,
@@ -101,7 +102,10 @@ class PipelineController:
         notes = list(decision.notifications)
         outcomes = dict(decision.approval_outcomes)
         for promotion in decision.promotions:
-            result = promotion_done(status, promotion, self._promote(promotion), now)
+            failure = self._promote(promotion)
+            result = promotion_done(status, promotion, failure, now)
+            if failure is None:
+                self._tell_apps(promotion, name, result.events[0].message)
             status, events, notes = result.status, events + list(result.events), notes + list(result.notifications)
             if result.approval_outcome and promotion.approval:
                 outcomes[promotion.approval] = result.approval_outcome
@@ -222,6 +226,12 @@ class PipelineController:
                         f" {', '.join(applied) or 'none'})")
             applied.append(app)
         return None
+
+    def _tell_apps(self, promotion: Promotion, pipeline: str, message: str) -> None:
+        """An Event on each AppRelease that got the artifact: `kubectl describe` there says why."""
+        for app in sorted(promotion.artifacts):
+            target = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": app, "namespace": promotion.namespace}}
+            self.events.post(target, Event("Normal", "PipelinePromoted", f"pipeline {pipeline}: {message}"))
 
     def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         meta = body["metadata"]
