@@ -97,6 +97,8 @@ class PipelineController:
                           generation=body["metadata"].get("generation"), pipeline=name)
         for digest, artifacts in decision.to_store.items():
             self._store(body, digest, artifacts)
+        if decision.to_store:
+            self._prune_store(body, {p.digest for stage in decision.status.stages for p in stage.passed})
         status = decision.status
         events = list(decision.events)
         notes = list(decision.notifications)
@@ -192,6 +194,15 @@ class PipelineController:
         except ApiError as exc:
             if not exc.conflict:
                 log.warning("could not store artifact %s of %s: %s", digest, meta["name"], exc)
+
+    def _prune_store(self, pipeline: dict[str, Any], kept: set[str]) -> None:
+        """Stored artifacts no stage lists as passed any more can never be approved again."""
+        meta = pipeline["metadata"]
+        wanted = {artifact_store_name(meta["name"], digest) for digest in kept}
+        for config_map in self.kube.list("ConfigMap", meta["namespace"], labelSelector=f"{PIPELINE_LABEL}={meta['name']}"):
+            if config_map["metadata"]["name"] not in wanted:
+                self.kube.delete("ConfigMap", meta["namespace"], config_map["metadata"]["name"],
+                                 uid=config_map["metadata"].get("uid"))
 
     def _apply_artifact(self, promotion: Promotion, app: str, artifact: Artifact, *, dry_run: bool) -> Any:
         obj = apply_body(app, promotion.namespace, artifact, API_VERSION, KIND)
