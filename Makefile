@@ -26,8 +26,8 @@ test: venv
 # The chart templates the CRD from files/ (so `helm upgrade` updates it); deploy/05-crd.yaml
 # is a link to crds/.
 crds:
-	$(PYTHON) -m apprelease.cli.main crd -o $(CRD)
-	cp $(CRD) deploy/helm/apprelease/files/
+	$(PYTHON) -m apprelease.cli.main crd -o $(CRD) --pipelines-dir crds
+	cp crds/*.yaml deploy/helm/apprelease/files/
 
 unit: venv
 	$(PYTHON) -m pytest tests/unit $(CORE_COVERAGE)

@@ -55,16 +55,20 @@ def version() -> None:
 
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@click.option("--pipelines-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the ReleasePipeline and ReleaseApproval CRDs into this directory.")
 @kube_options
-def crd(output: Path | None) -> None:
+def crd(output: Path | None, pipelines_dir: Path | None) -> None:
     """Print the CustomResourceDefinition generated from the API model."""
-    from ..api.crd import crd_yaml
+    from ..api.crd import crd_yaml, pipeline_crd_yaml, pipeline_crds
 
     text = crd_yaml()
     if output:
         output.write_text(text)
     else:
         click.echo(text, nl=False)
+    for file_name in pipeline_crds() if pipelines_dir else ():
+        (pipelines_dir / file_name).write_text(pipeline_crd_yaml(file_name))  # type: ignore[operator]
 
 
 @cli.command()
@@ -237,10 +241,11 @@ def _register_subcommands() -> None:
 
     from .listing import list_appreleases
     from .ops import OPERATIONS
+    from .pipeline import PIPELINE_COMMANDS
     from .registry import REGISTRY_COMMANDS
     from .status import status
 
-    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS]:
+    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS, *PIPELINE_COMMANDS]:
         cli.add_command(command)
     # Commands through entry points: `console` (this package's, above cli in no layer: the
     # two may not import each other) and `dev` from apprelease-dev (devtools/), which the

@@ -24,6 +24,7 @@ class EventRecorder:
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     def post(self, body: dict[str, Any], event: Event) -> None:
+        """An Event about ``body`` (an AppRelease, or any object carrying its apiVersion/kind)."""
         meta = body["metadata"]
         now = format_time(datetime.now(UTC))
         obj = {
@@ -31,8 +32,8 @@ class EventRecorder:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
+                "apiVersion": body.get("apiVersion", API_VERSION),
+                "kind": body.get("kind", KIND),
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta.get("uid"),

@@ -18,7 +18,7 @@ def run_operator(options: RunOptions, *, liveness: str | None, verbose: bool, lo
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry poll
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers, pipelines  # noqa: F401  (registers the handlers)
     from .gc_pauses import install as install_gc_pauses
     from .kopf_adapter import install as install_kopf_adapter
 

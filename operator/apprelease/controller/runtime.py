@@ -118,6 +118,11 @@ class Runtime:
             )
         self._gone: set[AppKey] = set()  # deleted (until an app of that name comes again)
 
+    @property
+    def leading(self) -> bool:
+        """This replica may write (always, without leader election)."""
+        return self._leading.is_set()
+
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._started_at = time.monotonic()

@@ -73,6 +73,8 @@ RESOURCES: dict[str, ResourceType] = {
     "HorizontalPodAutoscaler": ResourceType("autoscaling/v2", "horizontalpodautoscalers"),
     "HTTPRoute": ResourceType("gateway.networking.k8s.io/v1", "httproutes"),
     "AppRelease": ResourceType("apprelease.io/v1alpha1", "appreleases"),
+    "ReleasePipeline": ResourceType("apprelease.io/v1alpha1", "releasepipelines"),
+    "ReleaseApproval": ResourceType("apprelease.io/v1alpha1", "releaseapprovals"),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
     ),

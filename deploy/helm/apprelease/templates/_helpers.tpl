@@ -53,6 +53,13 @@ app.kubernetes.io/component: operator
 - apiGroups: [apprelease.io]
   resources: [appreleases/status]
   verbs: [get, patch]
+# ReleasePipelines and ReleaseApprovals (docs/pipelines.md): read; their status written.
+- apiGroups: [apprelease.io]
+  resources: [releasepipelines, releaseapprovals]
+  verbs: [get, list, watch]
+- apiGroups: [apprelease.io]
+  resources: [releasepipelines/status, releaseapprovals/status]
+  verbs: [get, patch]
 - apiGroups: [apps]
   resources: [deployments, controllerrevisions]
   verbs: [get, list, watch, create, patch, delete]
