@@ -28,6 +28,7 @@ from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
+from ..render.adoption import adoptable
 from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
@@ -403,7 +404,7 @@ class Reconciler:
             if exc.not_found:
                 return
             raise
-        if not owned_by(existing, app.uid):
+        if not owned_by(existing, app.uid) and not adoptable(app, existing):
             refs = existing.get("metadata", {}).get("ownerReferences") or []
             holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
             raise ChildConflict(
