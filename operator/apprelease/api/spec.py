@@ -23,9 +23,9 @@ from .strategy import Strategy
 from .workload import (
     ConfigFiles,
     ContainerPort,
-    ObjectName,
     EnvFromSource,
     EnvVar,
+    ObjectName,
     PortNumber,
     Probe,
     Resources,

@@ -13,7 +13,15 @@ from typing import Any
 from ..api.spec import API_VERSION, KIND, AppRelease
 from . import labels as L
 from .hashing import revision_hash
-from .importer import HELM_NAMESPACE, HELM_RELEASE, AppObjects, Imported, import_app, match_labels, selects
+from .importer import (
+    HELM_NAMESPACE,
+    HELM_RELEASE,
+    AppObjects,
+    Imported,
+    import_app,
+    match_labels,
+    selects,
+)
 from .importer import template_labels as pod_labels_of
 
 # The label the Deployment controller adds to every ReplicaSet and pod; never in a template.

@@ -205,7 +205,7 @@ def _config_files(
     chosen_volume: str | None = None
     for volume_name, volume in volumes.items():
         source = volume.get("configMap")
-        if chosen is not None or not source:
+        if not source:
             continue
         mine = [m for m in mounts if m.get("name") == volume_name]
         configmap = by_name.get(source.get("name"))
@@ -213,7 +213,9 @@ def _config_files(
             notes.add(f"ConfigMap {source.get('name')} was not read: volume {volume_name} stays in podTemplate")
             continue
         expressed = _express_mounts(mine, source, configmap, notes)
-        if expressed is not None:
+        if expressed is not None and chosen is not None:
+            notes.add(f"ConfigMap {source.get('name')} stays in podTemplate: spec.config holds one ConfigMap")
+        elif expressed is not None:
             chosen, chosen_volume = expressed, volume_name
     kept_mounts = [m for m in mounts if m.get("name") != chosen_volume]
     kept_volumes = {n for n in volumes if n != chosen_volume}
@@ -258,28 +260,45 @@ def _express_mounts(
     return None
 
 
+def _lookup(doc: Any, dotted: str) -> Any:
+    """A Spring property from YAML written nested (spring: cloud: ...) or flat (spring.cloud...: )."""
+    if not isinstance(doc, dict):
+        return None
+    if dotted in doc:
+        return doc[dotted]
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return doc.get(head)
+    for key in doc:
+        if isinstance(key, str) and dotted.startswith(key + "."):
+            found = _lookup(doc[key], dotted[len(key) + 1:])
+            if found is not None:
+                return found
+    return None
+
+
+_NACOS_PROPERTIES = (
+    ("serverAddr", ("spring.cloud.nacos.discovery.server-addr", "spring.cloud.nacos.discovery.serverAddr",
+                    "spring.cloud.nacos.server-addr")),
+    ("namespace", ("spring.cloud.nacos.discovery.namespace",)),
+    ("group", ("spring.cloud.nacos.discovery.group",)),
+    ("cluster", ("spring.cloud.nacos.discovery.cluster-name",)),
+    ("serviceName", ("spring.cloud.nacos.discovery.service", "spring.application.name")),
+)
+
+
 def _nacos_from_text(text: str) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
         return {}
-    if not isinstance(doc, dict):
-        return {}
-    spring = doc.get("spring") if isinstance(doc.get("spring"), dict) else {}
-    cloud = spring.get("cloud") if isinstance(spring.get("cloud"), dict) else {}
-    nacos = cloud.get("nacos") if isinstance(cloud.get("nacos"), dict) else {}
-    discovery = nacos.get("discovery") if isinstance(nacos.get("discovery"), dict) else {}
     found: dict[str, Any] = {}
-    addr = discovery.get("server-addr") or discovery.get("serverAddr") or nacos.get("server-addr")
-    if addr:
-        found["serverAddr"] = str(addr)
-    for key, wire in (("namespace", "namespace"), ("group", "group"), ("cluster-name", "cluster"),
-                      ("service", "serviceName")):
-        if discovery.get(key):
-            found[wire] = str(discovery[key])
-    application = spring.get("application") if isinstance(spring.get("application"), dict) else {}
-    if "serviceName" not in found and application.get("name"):
-        found["serviceName"] = str(application["name"])
+    for wire, properties in _NACOS_PROPERTIES:
+        for dotted in properties:
+            value = _lookup(doc, dotted)
+            if value is not None and not isinstance(value, dict | list) and str(value):
+                found[wire] = str(value)
+                break
     return found
 
 
