@@ -127,7 +127,7 @@ class Adoption(ApiModel):
     selector: Annotated[
         dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],
         AfterValidator(_label_keys),
-        Field(max_length=32, json_schema_extra=validations(qualified_name_rule("label"))),
+        Field(max_length=32, json_schema_extra=validations(qualified_name_rule("label"), maxProperties=32)),
     ] = Field(
         description="The Deployment's spec.selector.matchLabels at adoption (immutable in Kubernetes)."
     )

@@ -1,0 +1,130 @@
+"""Adopting a running app on the real control plane: the five order-service YAMLs of the ops
+notes, applied with kubectl as they were by hand, taken over by `apprelease adopt` without
+a pod restarting; the next image change is a canary. Helm-owned apps are refused whole."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.plugins.cluster import NotYet, wait_for
+from tests.plugins.operator import AppReleases
+from tests.support import DATA
+
+pytestmark = pytest.mark.e2e
+
+NAME = "order-service"
+
+
+def five_yamls(namespace: str) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all((DATA / "adopt" / "order-service.yaml").read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return docs
+
+
+def deployment(arl: AppReleases) -> dict[str, Any]:
+    return arl.kubectl_json("deployment", NAME)
+
+
+def running(arl: AppReleases) -> object:
+    dep = deployment(arl)
+    status = dep.get("status") or {}
+    done = (status.get("observedGeneration") == dep["metadata"]["generation"]
+            and status.get("readyReplicas") == status.get("updatedReplicas") == status.get("replicas") == 3)
+    return dep if done else NotYet(status)
+
+
+def pods(arl: AppReleases) -> dict[str, tuple[str, str | None]]:
+    """Pod name → (uid, start time), of every pod the app's Service selects."""
+    items = arl.kubectl_json("pods", "-l", "app=order-service")["items"]
+    return {p["metadata"]["name"]: (p["metadata"]["uid"], (p.get("status") or {}).get("startTime"))
+            for p in items if not p["metadata"].get("deletionTimestamp")}
+
+
+def replica_sets(arl: AppReleases) -> list[str]:
+    return sorted(r["metadata"]["name"] for r in arl.kubectl_json("replicasets", "-l", "app=order-service")["items"])
+
+
+def owners(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["kind"], r["name"]) for r in obj["metadata"].get("ownerReferences") or []]
+
+
+def start_by_hand(arl: AppReleases, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """As the ops notes did: kubectl apply of the five YAMLs (last-applied annotation included)."""
+    arl.cluster.apply(*docs, namespace=arl.namespace)
+    return wait_for(lambda: running(arl), 90, 0.5, "the hand-made Deployment running")
+
+
+def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary(arl: AppReleases) -> None:
+    start_by_hand(arl, five_yamls(arl.namespace))
+    before_pods, before_sets = pods(arl), replica_sets(arl)
+    cluster_ip = arl.kubectl_json("service", NAME)["spec"]["clusterIP"]
+    assert len(before_pods) == 3 and len(before_sets) == 1
+
+    preview = arl.cli("adopt", f"deploy/{NAME}", "--dry-run")
+    assert "pods restart: no (pod template unchanged)" in preview.stdout
+    with pytest.raises(AssertionError):
+        arl.get(NAME)  # a dry run creates nothing
+
+    arl.cli("adopt", f"deploy/{NAME}")
+    arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    dep = wait_for(lambda: running(arl), 60, 0.5, "the adopted Deployment settled")
+    assert pods(arl) == before_pods, "adopting restarted pods"
+    assert replica_sets(arl) == before_sets, "adopting made a new ReplicaSet"
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "order-service"}}
+    assert ("AppRelease", NAME) in owners(dep)
+    # kubectl's record of what it applied stays readable.
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    service = arl.kubectl_json("service", NAME)
+    assert service["spec"]["clusterIP"] == cluster_ip
+    assert service["spec"]["selector"] == {"app": "order-service"}
+    assert ("AppRelease", NAME) in owners(service)
+    assert ("AppRelease", NAME) in owners(arl.kubectl_json("ingress", NAME))
+
+    # A strategy is no new revision: still no restart. Then the image: a canary beside the
+    # adopted pods, which stay as they are until promotion.
+    arl.patch(NAME, {"spec": {"strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}}})
+    arl.wait_phase(NAME, "Healthy", timeout=60, stableRevision=1)
+    assert pods(arl) == before_pods
+    arl.patch(NAME, {"spec": {"image": "harbor.company.com/order/order-service:20251001v2"}})
+    status = arl.wait_phase(NAME, "Paused", timeout=90, currentStepIndex=1)
+    assert status["canaryRevision"] == 2
+    now = pods(arl)
+    assert {n: v for n, v in now.items() if n in before_pods} == before_pods
+    canary = [n for n in now if n not in before_pods]
+    assert len(canary) == 1 and canary[0].startswith(f"{NAME}-canary-")  # the Service reaches it
+
+    arl.cli("promote", NAME, "--full")
+    arl.wait_phase(NAME, "Healthy", timeout=120, stableRevision=2)
+
+    def promoted() -> object:
+        current = pods(arl)
+        return current if len(current) == 3 and not set(current) & set(before_pods) else NotYet(current)
+
+    wait_for(promoted, 90, 0.5, "the adopted pods replaced by revision 2")
+    dep = deployment(arl)
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "order-service"}}  # immutable, kept
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":20251001v2")
+    assert arl.kubectl_json("service", NAME)["spec"]["clusterIP"] == cluster_ip
+
+
+def test_a_helm_owned_app_is_refused_and_left_exactly_as_it_was(arl: AppReleases) -> None:
+    docs = five_yamls(arl.namespace)
+    for doc in docs:
+        doc["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}),
+                                          "meta.helm.sh/release-name": "order",
+                                          "meta.helm.sh/release-namespace": arl.namespace}
+        doc["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
+    before = start_by_hand(arl, docs)
+    result = arl.cli("adopt", f"deploy/{NAME}", check=False)
+    assert result.returncode == 4
+    assert f"Deployment {NAME} is owned by Helm release order" in result.stderr
+    assert f"Service {NAME} is owned by Helm release order" in result.stderr
+    assert not arl.kubectl_json("appreleases")["items"]
+    after = deployment(arl)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert owners(after) == [] and copy.deepcopy(after["spec"]) == before["spec"]
