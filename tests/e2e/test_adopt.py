@@ -111,6 +111,19 @@ def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":20251001v2")
     assert arl.kubectl_json("service", NAME)["spec"]["clusterIP"] == cluster_ip
 
+    # Someone edits the Deployment by hand afterwards (as Rancher's UI would): the operator
+    # takes its fields back and says who changed them.
+    arl.cluster.kubectl("set", "image", f"deployment/{NAME}", f"{NAME}=harbor.company.com/order/order-service:hotfix",
+                        "-n", arl.namespace)
+
+    def reverted() -> object:
+        events = [e for e in arl.events(NAME) if e["reason"] == "DriftReverted"]
+        image = deployment(arl)["spec"]["template"]["spec"]["containers"][0]["image"]
+        return events if events and image.endswith(":20251001v2") else NotYet((image, events))
+
+    [event] = wait_for(reverted, 60, 0.5, "the hand edit reverted with an Event")
+    assert event["type"] == "Warning" and "changed by kubectl-set" in event["message"]
+
 
 def test_a_helm_owned_app_is_refused_and_left_exactly_as_it_was(arl: AppReleases) -> None:
     docs = five_yamls(arl.namespace)

@@ -23,12 +23,13 @@ from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
 from ..k8s import drift
-from ..k8s.client import ApiError, Kube
+from ..k8s.client import FIELD_MANAGER, ApiError, Kube
 from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
 from ..render.adoption import adoptable
+from ..render.hashing import content_hash
 from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
@@ -103,10 +104,14 @@ class Reconciler:
         # release was written against. A copy at or below it is older than the release: the
         # watch has not caught up yet, and finalizing it again would report a second verdict.
         self._released: dict[AppKey, tuple[str | None, int]] = {}
+        # Per app, what this run last applied (or found converged) per child: a child that
+        # needs applying again although that did not change was changed by someone else.
+        self._applied: dict[AppKey, dict[tuple[str, str], str]] = {}
 
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        self._applied.pop(key, None)
         self.app_metrics.forget(key)
         self._deletion_started.pop(key, None)
         self._released.pop(key, None)
@@ -377,6 +382,7 @@ class Reconciler:
 
     def _apply(self, app: AppRelease, desired: list[dict[str, Any]], children: Children) -> int:
         writes = 0
+        applied = self._applied.setdefault((app.namespace, app.name), {})
         for obj in desired:
             kind, name = obj["kind"], obj["metadata"]["name"]
             live = children.get(kind, name)
@@ -385,12 +391,30 @@ class Reconciler:
                 if live is not None and live.get(DATA_HASH) == data_hash(obj.get("data") or {}):
                     continue
             elif not drift.needs_apply(obj, live):
+                applied[(kind, name)] = content_hash(obj)
                 continue
             if live is None:
                 self._check_name_is_free(app, kind, name)
+            elif applied.get((kind, name)) == content_hash(obj):
+                self._report_drift(app, kind, name)
             self.cache.remember(self.kube.apply(obj))
+            applied[(kind, name)] = content_hash(obj)
             writes += 1
         return writes
+
+    def _report_drift(self, app: AppRelease, kind: str, name: str) -> None:
+        """Another writer (Rancher's UI, kubectl edit) changed fields we own: say who, once per
+        change, before the apply takes them back."""
+        try:
+            writer = drift.last_other_writer(self.kube.get(kind, app.namespace, name), FIELD_MANAGER)
+        except ApiError:
+            writer = None
+        by = f"by {writer} " if writer else ""
+        self.events.post({"metadata": app.metadata}, Event(
+            "Warning", "DriftReverted",
+            f"{kind} {name} was changed {by}outside the AppRelease; the AppRelease's fields are applied"
+            " again. Change the AppRelease instead (docs/adopt.md).",
+        ))
 
     def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> None:
         """Never apply over an object this AppRelease does not own: one field manager serves

@@ -82,3 +82,20 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     if path is not None and (_at(live, path) or {}) != (_at(desired, path) or {}):
         return True
     return not contains(live, desired)
+
+
+# Controllers that write the objects we apply as part of their own job, never drift.
+_CONTROLLERS = ("kube-controller-manager",)
+
+
+def last_other_writer(obj: dict[str, Any], ours: str) -> str | None:
+    """Who last wrote the object's spec or metadata, when not us: the newest managedFields
+    entry of another manager (status and scale subresources are the controllers' own)."""
+    entries = [
+        m for m in obj.get("metadata", {}).get("managedFields") or []
+        if not m.get("subresource") and m.get("manager") not in (ours, *_CONTROLLERS)
+    ]
+    if not entries:
+        return None
+    newest = max(entries, key=lambda m: str(m.get("time") or ""))
+    return str(newest.get("manager") or "an unnamed manager")
