@@ -109,6 +109,9 @@ def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary
     dep = deployment(arl)
     assert dep["spec"]["selector"] == {"matchLabels": {"app": "order-service"}}  # immutable, kept
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":20251001v2")
+    # kubectl's volume is gone with the adopted revision: the old managers own nothing now.
+    assert [v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]] == ["apprelease-config"]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
     assert arl.kubectl_json("service", NAME)["spec"]["clusterIP"] == cluster_ip
 
     # Someone edits the Deployment by hand afterwards (as Rancher's UI would): the operator

@@ -506,8 +506,11 @@ def adopting_spec() -> dict[str, Any]:
 
 def test_an_adopting_app_release_applies_over_the_running_deployment_and_service_it_names() -> None:
     reconciler, kube, _ = setup(adopting_spec())
+    status_entry = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"}
     running = {"metadata": {"name": NAME, "namespace": NS, "uid": "d1",
-                            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}}}
+                            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update"},
+                                              status_entry]}}
     kube.objects[("Deployment", NS, NAME)] = {"kind": "Deployment", **copy.deepcopy(running)}
     kube.objects[("Service", NS, NAME)] = {"kind": "Service", **copy.deepcopy(running)}
     reconciler.reconcile((NS, NAME))
@@ -516,6 +519,8 @@ def test_an_adopting_app_release_applies_over_the_running_deployment_and_service
     assert owned_by(deployment, UID)
     assert deployment["spec"]["template"] == adopting_spec()["adopt"]["podTemplate"]
     assert owned_by(kube.objects[("Service", NS, NAME)], UID)
+    # kubectl no longer co-owns the fields: a later revision leaving one out removes it.
+    assert deployment["metadata"]["managedFields"] == [status_entry]
 
 
 def test_an_adopting_app_release_still_never_takes_a_helm_release_object() -> None:

@@ -393,16 +393,20 @@ class Reconciler:
             elif not drift.needs_apply(obj, live):
                 applied[(kind, name)] = content_hash(obj)
                 continue
+            adopting = False
             if live is None:
-                self._check_name_is_free(app, kind, name)
+                adopting = self._check_name_is_free(app, kind, name)
             elif applied.get((kind, name)) == content_hash(obj):
-                self._report_drift(app, kind, name)
-            self.cache.remember(self.kube.apply(obj))
+                self._report_drift(app, kind, name, drift.differing_paths(live, obj))
+            result = self.kube.apply(obj)
+            if adopting:
+                result = self._take_sole_ownership(result)
+            self.cache.remember(result)
             applied[(kind, name)] = content_hash(obj)
             writes += 1
         return writes
 
-    def _report_drift(self, app: AppRelease, kind: str, name: str) -> None:
+    def _report_drift(self, app: AppRelease, kind: str, name: str, paths: list[str]) -> None:
         """Another writer (Rancher's UI, kubectl edit) changed fields we own: say who, once per
         change, before the apply takes them back."""
         try:
@@ -412,13 +416,27 @@ class Reconciler:
         by = f"by {writer} " if writer else ""
         self.events.post({"metadata": app.metadata}, Event(
             "Warning", "DriftReverted",
-            f"{kind} {name} was changed {by}outside the AppRelease; the AppRelease's fields are applied"
-            " again. Change the AppRelease instead (docs/adopt.md).",
+            f"{kind} {name} was changed {by}outside the AppRelease ({', '.join(paths[:5]) or 'its fields'});"
+            " the AppRelease's fields are applied again. Change the AppRelease instead (docs/adopt.md).",
         ))
 
-    def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> None:
+    def _take_sole_ownership(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """An adopted object keeps only our field manager (and the controllers' status): a
+        field its old manager (kubectl, Rancher) also set would otherwise stay when a later
+        revision leaves it out, as server-side apply removes only fields no one else owns.
+        Their annotations (kubectl's last-applied) stay on the object, owned by no one."""
+        meta = obj["metadata"]
+        kept = [m for m in meta.get("managedFields") or []
+                if m.get("manager") == FIELD_MANAGER or m.get("subresource")]
+        if len(kept) == len(meta.get("managedFields") or []):
+            return obj
+        return dict(self.kube.merge_patch(obj["kind"], meta["namespace"], meta["name"],
+                                          {"metadata": {"managedFields": kept}}))
+
+    def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> bool:
         """Never apply over an object this AppRelease does not own: one field manager serves
-        every AppRelease, so an apply would silently take the other's object over."""
+        every AppRelease, so an apply would silently take the other's object over. True when
+        the object is one the AppRelease adopts (spec.adopt)."""
         owner = self.cache.owner_of(kind, app.namespace, name)
         if owner is not None and owner != (app.namespace, app.name):
             raise ChildConflict(f"{kind} {name} belongs to AppRelease {owner[1]}")
@@ -426,15 +444,18 @@ class Reconciler:
             existing = self.kube.get(kind, app.namespace, name)
         except ApiError as exc:
             if exc.not_found:
-                return
+                return False
             raise
-        if not owned_by(existing, app.uid) and not adoptable(app, existing):
-            refs = existing.get("metadata", {}).get("ownerReferences") or []
-            holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
-            raise ChildConflict(
-                f"{kind} {name} already exists and is "
-                + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
-            )
+        if owned_by(existing, app.uid):
+            return False
+        if adoptable(app, existing):
+            return True
+        refs = existing.get("metadata", {}).get("ownerReferences") or []
+        holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
+        raise ChildConflict(
+            f"{kind} {name} already exists and is "
+            + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
+        )
 
     def _prune(
         self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple,

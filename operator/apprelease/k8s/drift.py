@@ -99,3 +99,18 @@ def last_other_writer(obj: dict[str, Any], ours: str) -> str | None:
         return None
     newest = max(entries, key=lambda m: str(m.get("time") or ""))
     return str(newest.get("manager") or "an unnamed manager")
+
+
+def differing_paths(live: Any, want: Any, path: str = "") -> list[str]:
+    """Where ``live`` does not include ``want`` (the fields needs_apply finds changed)."""
+    if isinstance(want, dict) and isinstance(have := live, dict):
+        found: list[str] = []
+        for key, value in want.items():
+            if key in have:
+                found += differing_paths(have[key], value, f"{path}.{key}")
+            elif not _is_empty(value):
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(want, list) and isinstance(live, list) and len(want) == len(live):
+        return [p for i, (h, w) in enumerate(zip(live, want, strict=True)) for p in differing_paths(h, w, f"{path}[{i}]")]
+    return [] if contains(live, want) else [path or "."]
