@@ -71,6 +71,10 @@ def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary
         arl.get(NAME)  # a dry run creates nothing
 
     arl.cli("adopt", f"deploy/{NAME}")
+    spec = arl.get(NAME)["spec"]
+    # The apiserver's defaults (dnsPolicy, terminationMessagePath, …) are not carried over.
+    assert spec["podTemplate"] == {"metadata": {"labels": {"app": "order-service"}}}
+    assert spec["config"]["subPath"] is True and spec["service"]["port"] == 80
     arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
     dep = wait_for(lambda: running(arl), 60, 0.5, "the adopted Deployment settled")
     assert pods(arl) == before_pods, "adopting restarted pods"
