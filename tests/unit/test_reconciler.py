@@ -550,4 +550,32 @@ def test_a_child_changed_by_another_manager_is_reverted_with_an_event_naming_it(
     assert kube.objects[("Deployment", NS, NAME)]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry/shop:v1"
     [event] = [e for e in kube.events if e["reason"] == "DriftReverted"]
     assert event["type"] == "Warning"
+    assert ".spec.template.spec.containers[0].image" in event["message"]
     assert event["message"].startswith(f"Deployment {NAME} was changed by rancher outside the AppRelease")
+
+
+def test_a_drift_that_an_apply_does_not_end_is_reported_once_until_it_converges() -> None:
+    reconciler, kube, _ = setup()
+    reconciler.reconcile((NS, NAME))
+    service = kube.objects[("Service", NS, NAME)]
+    service["spec"]["ports"].append({"name": "x", "port": 9999})  # another manager's entry stays
+    original_apply = kube.apply
+
+    def apply_keeping_their_port(obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        theirs = [p for p in kube.objects[(obj["kind"], NS, obj["metadata"]["name"])]["spec"].get("ports", [])
+                  if p["port"] == 9999] if obj["kind"] == "Service" else []
+        result = original_apply(obj, **kwargs)
+        if theirs:
+            kube.objects[("Service", NS, NAME)]["spec"]["ports"] += theirs
+        return result
+
+    kube.apply = apply_keeping_their_port  # type: ignore[method-assign]
+    for _ in range(3):
+        reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events].count("DriftReverted") == 1
+    kube.apply = original_apply  # type: ignore[method-assign]
+    kube.objects[("Service", NS, NAME)]["spec"]["ports"].pop()
+    reconciler.reconcile((NS, NAME))  # converged: the next drift is reported again
+    kube.objects[("Service", NS, NAME)]["spec"]["ports"].append({"name": "x", "port": 9999})
+    reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events].count("DriftReverted") == 2

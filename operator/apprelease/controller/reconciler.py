@@ -107,11 +107,13 @@ class Reconciler:
         # Per app, what this run last applied (or found converged) per child: a child that
         # needs applying again although that did not change was changed by someone else.
         self._applied: dict[AppKey, dict[tuple[str, str], str]] = {}
+        self._drifted: dict[AppKey, set[tuple[str, str]]] = {}  # reported, not converged since
 
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
         self._applied.pop(key, None)
+        self._drifted.pop(key, None)
         self.app_metrics.forget(key)
         self._deletion_started.pop(key, None)
         self._released.pop(key, None)
@@ -383,6 +385,7 @@ class Reconciler:
     def _apply(self, app: AppRelease, desired: list[dict[str, Any]], children: Children) -> int:
         writes = 0
         applied = self._applied.setdefault((app.namespace, app.name), {})
+        drifted = self._drifted.setdefault((app.namespace, app.name), set())
         for obj in desired:
             kind, name = obj["kind"], obj["metadata"]["name"]
             live = children.get(kind, name)
@@ -392,11 +395,15 @@ class Reconciler:
                     continue
             elif not drift.needs_apply(obj, live):
                 applied[(kind, name)] = content_hash(obj)
+                drifted.discard((kind, name))
                 continue
             adopting = False
             if live is None:
                 adopting = self._check_name_is_free(app, kind, name)
-            elif applied.get((kind, name)) == content_hash(obj):
+            elif applied.get((kind, name)) == content_hash(obj) and (kind, name) not in drifted:
+                # Once per drift: an apply that does not converge (a list entry another
+                # manager owns) is retried without an Event each time.
+                drifted.add((kind, name))
                 self._report_drift(app, kind, name, drift.differing_paths(live, obj))
             result = self.kube.apply(obj)
             if adopting:
