@@ -75,7 +75,10 @@ def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary
     # The apiserver's defaults (dnsPolicy, terminationMessagePath, …) are not carried over.
     assert spec["podTemplate"] == {"metadata": {"labels": {"app": "order-service"}}}
     assert spec["config"]["subPath"] is True and spec["service"]["port"] == 80
-    arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    status = arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    # What an HPA on the AppRelease counts (the scale subresource): the adopted pods.
+    counted = arl.kubectl_json("pods", "-l", status["selector"])["items"]
+    assert {p["metadata"]["name"] for p in counted} == set(before_pods)
     dep = wait_for(lambda: running(arl), 60, 0.5, "the adopted Deployment settled")
     assert pods(arl) == before_pods, "adopting restarted pods"
     assert replica_sets(arl) == before_sets, "adopting made a new ReplicaSet"
@@ -140,6 +143,8 @@ def test_a_helm_owned_app_is_refused_and_left_exactly_as_it_was(arl: AppReleases
                                           "meta.helm.sh/release-namespace": arl.namespace}
         doc["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
     before = start_by_hand(arl, docs)
+    imported = yaml.safe_load(arl.cli("import", f"deploy/{NAME}").stdout)  # reading is always fine
+    assert imported["spec"]["image"] == "harbor.company.com/order/order-service:20250920v1"
     result = arl.cli("adopt", f"deploy/{NAME}", check=False)
     assert result.returncode == 4
     assert f"Deployment {NAME} is owned by Helm release order" in result.stderr
