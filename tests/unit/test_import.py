@@ -559,3 +559,11 @@ def test_app_objects_list_everything() -> None:
     objects = order_objects()
     found = collect(objects[0], objects)
     assert isinstance(found, AppObjects) and len(found.all()) == 4
+
+
+def test_a_same_named_service_or_ingress_of_something_else_is_refused() -> None:
+    objects = order_objects()
+    of_kind(objects, "Service")["spec"]["selector"] = {"app": "billing"}
+    reasons = refused(objects)
+    assert "Service order-service exists but does not select the Deployment's pods" in reasons[0]
+    assert "Ingress order-service exists but does not route to its Services" in reasons[1]

@@ -79,6 +79,13 @@ def refusals(objects: AppObjects, namespace_objects: list[dict[str, Any]]) -> li
         held = holder(obj, name)
         if held:
             reasons.append(f"{_describe(obj)} is owned by {held}: release it there first")
+    mine_by_kind = {(o.get("kind"), _meta(o).get("name")) for o in objects.all()}
+    for obj in namespace_objects:
+        if (obj.get("kind") in ("Service", "Ingress") and _meta(obj).get("name") == name
+                and (obj.get("kind"), name) not in mine_by_kind):
+            # The AppRelease renders this name: applying would take another app's object over.
+            what = "select the Deployment's pods" if obj["kind"] == "Service" else "route to its Services"
+            reasons.append(f"{_describe(obj)} exists but does not {what}: rename it or point it at the app")
     selector = (deployment.get("spec") or {}).get("selector") or {}
     if selector.get("matchExpressions"):
         reasons.append(f"Deployment {name}: a selector with matchExpressions cannot be kept (matchLabels only)")
