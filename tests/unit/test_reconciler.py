@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
+from apprelease.api.spec import AppRelease
 from apprelease.controller import reconciler as reconciler_module
 from apprelease.controller.reconciler import Reconciler
 from apprelease.k8s.client import ApiError
 from apprelease.k8s.history import from_controller_revision
 from apprelease.k8s.observe import RECORD, Children, owned_by
 from apprelease.render import labels
+from apprelease.render.hashing import revision_hash
 from apprelease.rollout.deletion import FINALIZER
 
 from .sim import T0
@@ -492,3 +494,88 @@ def test_a_registry_never_read_in_the_whole_timeout_is_unreachable_and_says_so()
     reconciler.reconcile((NS, NAME))
     assert FINALIZER not in finalizers(kube) and warnings(kube) == ["RegistryUnreachable"]
     assert "not read" in kube.events[0]["message"]
+
+
+def adopting_spec() -> dict[str, Any]:
+    template = {"metadata": {"labels": {"app": NAME}},
+                "spec": {"containers": [{"name": NAME, "image": "registry/shop:v1", "ports": [{"containerPort": 8080}]}]}}
+    body = {"metadata": {"name": NAME}, "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080}}
+    digest = revision_hash(AppRelease.model_validate(body).spec.revision_template())
+    return {"adopt": {"deployment": NAME, "selector": {"app": NAME}, "revisionHash": digest, "podTemplate": template}}
+
+
+def test_an_adopting_app_release_applies_over_the_running_deployment_and_service_it_names() -> None:
+    reconciler, kube, _ = setup(adopting_spec())
+    status_entry = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status"}
+    running = {"metadata": {"name": NAME, "namespace": NS, "uid": "d1",
+                            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update"},
+                                              status_entry]}}
+    kube.objects[("Deployment", NS, NAME)] = {"kind": "Deployment", **copy.deepcopy(running)}
+    kube.objects[("Service", NS, NAME)] = {"kind": "Service", **copy.deepcopy(running)}
+    reconciler.reconcile((NS, NAME))
+    assert "failure" not in status(kube)
+    deployment = kube.objects[("Deployment", NS, NAME)]
+    assert owned_by(deployment, UID)
+    assert deployment["spec"]["template"] == adopting_spec()["adopt"]["podTemplate"]
+    assert owned_by(kube.objects[("Service", NS, NAME)], UID)
+    # kubectl no longer co-owns the fields: a later revision leaving one out removes it.
+    assert deployment["metadata"]["managedFields"] == [status_entry]
+
+
+def test_an_adopting_app_release_still_never_takes_a_helm_release_object() -> None:
+    reconciler, kube, _ = setup(adopting_spec())
+    kube.objects[("Service", NS, NAME)] = {"kind": "Service", "metadata": {
+        "name": NAME, "namespace": NS, "uid": "s1", "annotations": {"meta.helm.sh/release-name": "shop"}}}
+    reconciler.reconcile((NS, NAME))
+    assert ("Service", NAME) not in kube.applied
+    assert status(kube)["failure"]["reason"] == "ChildConflict"
+
+
+def test_a_child_changed_by_another_manager_is_reverted_with_an_event_naming_it() -> None:
+    reconciler, kube, _ = setup()
+    reconciler.reconcile((NS, NAME))
+    reconciler.reconcile((NS, NAME))
+    assert "DriftReverted" not in warnings(kube)  # our own applies are no drift
+    deployment = kube.objects[("Deployment", NS, NAME)]
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "registry/shop:hotfix"
+    deployment["metadata"]["managedFields"] = [
+        {"manager": "apprelease", "operation": "Apply", "time": "2026-01-01T00:00:00Z"},
+        {"manager": "rancher", "operation": "Update", "time": "2026-01-01T00:05:00Z"},
+        {"manager": "kube-controller-manager", "operation": "Update", "time": "2026-01-01T00:06:00Z"},
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+         "time": "2026-01-01T00:07:00Z"},
+    ]
+    reconciler.reconcile((NS, NAME))
+    assert kube.objects[("Deployment", NS, NAME)]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry/shop:v1"
+    [event] = [e for e in kube.events if e["reason"] == "DriftReverted"]
+    assert event["type"] == "Warning"
+    assert ".spec.template.spec.containers[0].image" in event["message"]
+    assert event["message"].startswith(f"Deployment {NAME} was changed by rancher outside the AppRelease")
+
+
+def test_a_drift_that_an_apply_does_not_end_is_reported_once_until_it_converges() -> None:
+    reconciler, kube, _ = setup()
+    reconciler.reconcile((NS, NAME))
+    service = kube.objects[("Service", NS, NAME)]
+    service["spec"]["ports"].append({"name": "x", "port": 9999})  # another manager's entry stays
+    original_apply = kube.apply
+
+    def apply_keeping_their_port(obj: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        theirs = [p for p in kube.objects[(obj["kind"], NS, obj["metadata"]["name"])]["spec"].get("ports", [])
+                  if p["port"] == 9999] if obj["kind"] == "Service" else []
+        result = original_apply(obj, **kwargs)
+        if theirs:
+            kube.objects[("Service", NS, NAME)]["spec"]["ports"] += theirs
+        return result
+
+    kube.apply = apply_keeping_their_port  # type: ignore[method-assign]
+    for _ in range(3):
+        reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events].count("DriftReverted") == 1
+    kube.apply = original_apply  # type: ignore[method-assign]
+    kube.objects[("Service", NS, NAME)]["spec"]["ports"].pop()
+    reconciler.reconcile((NS, NAME))  # converged: the next drift is reported again
+    kube.objects[("Service", NS, NAME)]["spec"]["ports"].append({"name": "x", "port": 9999})
+    reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events].count("DriftReverted") == 2

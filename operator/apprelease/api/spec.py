@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from .base import INT32_MAX, PRINTABLE_ASCII_PATTERN, ApiModel, cel, validations
+from .base import (
+    INT32_MAX,
+    LABEL_VALUE_PATTERN,
+    PRINTABLE_ASCII_PATTERN,
+    ApiModel,
+    cel,
+    check_qualified_names,
+    qualified_name_rule,
+    validations,
+)
 from .exposure import IngressSpec, ServiceSpec
 from .registry import Registry
 from .strategy import Strategy
@@ -16,6 +25,7 @@ from .workload import (
     ContainerPort,
     EnvFromSource,
     EnvVar,
+    ObjectName,
     PortNumber,
     Probe,
     Resources,
@@ -90,6 +100,45 @@ def _pod_template_shape(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+ADOPT_STRATEGIES = "spec.adopt works with the rolling, recreate and canary (trafficRouting replicas) strategies"
+_ADOPT_RULE = (
+    "!has(self.adopt) || !has(self.strategy) || (!has(self.strategy.blueGreen)"
+    " && (!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
+    " || self.strategy.canary.trafficRouting == 'replicas'))"
+)
+
+
+def _label_keys(value: dict[str, str]) -> dict[str, str]:
+    check_qualified_names(value, "label")
+    return value
+
+
+class Adoption(ApiModel):
+    """A Deployment that ran before its AppRelease, brought in without restarting its pods
+    (`apprelease adopt`), the way Argo Rollouts' workloadRef and Kruise's workloadRef name
+    the workload they take over. Selectors are immutable: the Deployment keeps ``selector``
+    and the Service selects by it. While the revision with ``revisionHash`` runs, its pods
+    keep exactly ``podTemplate`` (the live one), so adopting changes no pod; any change of
+    the spec is a new revision, rolled out by the strategy with these labels added."""
+
+    deployment: ObjectName = Field(
+        description="The adopted Deployment; only one named as the AppRelease is taken over (its stable Deployment)."
+    )
+    selector: Annotated[
+        dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]],
+        AfterValidator(_label_keys),
+        Field(max_length=32, json_schema_extra=validations(qualified_name_rule("label"), maxProperties=32)),
+    ] = Field(
+        description="The Deployment's spec.selector.matchLabels at adoption (immutable in Kubernetes)."
+    )
+    revision_hash: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="The revision whose pods are the adopted ones (the spec's revision at adoption)."
+    )
+    pod_template: Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})] = Field(
+        description="The Deployment's pod template at adoption, kept as it was while that revision runs."
+    )
+
+
 class RevisionTemplate(ApiModel):
     """What the pods run. Any change here is a new revision; history stores exactly this."""
 
@@ -134,6 +183,7 @@ class AppReleaseSpec(ApiModel):
                 " || (type(self.registry.warmup) == int ? self.registry.warmup"
                 " : duration(self.registry.warmup).getSeconds()) < self.progressDeadlineSeconds",
                 "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
+            cel(_ADOPT_RULE, ADOPT_STRATEGIES, field_path=".adopt"),
         )
     }
 
@@ -200,6 +250,10 @@ class AppReleaseSpec(ApiModel):
         ),
     )
 
+    adopt: Adoption | None = Field(
+        None, description="Set by `apprelease adopt`: the running Deployment this AppRelease took over."
+    )
+
     @model_validator(mode="after")
     def _ports(self) -> AppReleaseSpec:
         if self.port is not None and self.ports:
@@ -228,6 +282,10 @@ class AppReleaseSpec(ApiModel):
             raise ValueError(NGINX_NEEDS_INGRESS)
         if self.registry and self.registry.warmup_seconds >= self.progress_deadline_seconds:
             raise ValueError("registry.warmup must be shorter than progressDeadlineSeconds")
+        if self.adopt is not None and (self.strategy.blue_green is not None or (
+                canary is not None and canary.traffic_routing != "replicas")):
+            # Per-track Services and revision selectors need labels the adopted pods lack.
+            raise ValueError(ADOPT_STRATEGIES)
         return self
 
     def container_ports(self) -> list[ContainerPort]:

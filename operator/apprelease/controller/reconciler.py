@@ -23,11 +23,13 @@ from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
 from ..k8s import drift
-from ..k8s.client import ApiError, Kube
+from ..k8s.client import FIELD_MANAGER, ApiError, Kube
 from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
+from ..render.adoption import adoptable
+from ..render.hashing import content_hash
 from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
@@ -102,10 +104,16 @@ class Reconciler:
         # release was written against. A copy at or below it is older than the release: the
         # watch has not caught up yet, and finalizing it again would report a second verdict.
         self._released: dict[AppKey, tuple[str | None, int]] = {}
+        # Per app, what this run last applied (or found converged) per child: a child that
+        # needs applying again although that did not change was changed by someone else.
+        self._applied: dict[AppKey, dict[tuple[str, str], str]] = {}
+        self._drifted: dict[AppKey, set[tuple[str, str]]] = {}  # reported, not converged since
 
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        self._applied.pop(key, None)
+        self._drifted.pop(key, None)
         self.app_metrics.forget(key)
         self._deletion_started.pop(key, None)
         self._released.pop(key, None)
@@ -376,6 +384,8 @@ class Reconciler:
 
     def _apply(self, app: AppRelease, desired: list[dict[str, Any]], children: Children) -> int:
         writes = 0
+        applied = self._applied.setdefault((app.namespace, app.name), {})
+        drifted = self._drifted.setdefault((app.namespace, app.name), set())
         for obj in desired:
             kind, name = obj["kind"], obj["metadata"]["name"]
             live = children.get(kind, name)
@@ -384,16 +394,56 @@ class Reconciler:
                 if live is not None and live.get(DATA_HASH) == data_hash(obj.get("data") or {}):
                     continue
             elif not drift.needs_apply(obj, live):
+                applied[(kind, name)] = content_hash(obj)
+                drifted.discard((kind, name))
                 continue
+            adopting = False
             if live is None:
-                self._check_name_is_free(app, kind, name)
-            self.cache.remember(self.kube.apply(obj))
+                adopting = self._check_name_is_free(app, kind, name)
+            elif applied.get((kind, name)) == content_hash(obj) and (kind, name) not in drifted:
+                # Once per drift: an apply that does not converge (a list entry another
+                # manager owns) is retried without an Event each time.
+                drifted.add((kind, name))
+                self._report_drift(app, kind, name, drift.differing_paths(live, obj))
+            result = self.kube.apply(obj)
+            if adopting:
+                result = self._take_sole_ownership(result)
+            self.cache.remember(result)
+            applied[(kind, name)] = content_hash(obj)
             writes += 1
         return writes
 
-    def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> None:
+    def _report_drift(self, app: AppRelease, kind: str, name: str, paths: list[str]) -> None:
+        """Another writer (Rancher's UI, kubectl edit) changed fields we own: say who, once per
+        change, before the apply takes them back."""
+        try:
+            writer = drift.last_other_writer(self.kube.get(kind, app.namespace, name), FIELD_MANAGER)
+        except ApiError:
+            writer = None
+        by = f"by {writer} " if writer else ""
+        self.events.post({"metadata": app.metadata}, Event(
+            "Warning", "DriftReverted",
+            f"{kind} {name} was changed {by}outside the AppRelease ({', '.join(paths[:5]) or 'its fields'});"
+            " the AppRelease's fields are applied again. Change the AppRelease instead (docs/adopt.md).",
+        ))
+
+    def _take_sole_ownership(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """An adopted object keeps only our field manager (and the controllers' status): a
+        field its old manager (kubectl, Rancher) also set would otherwise stay when a later
+        revision leaves it out, as server-side apply removes only fields no one else owns.
+        Their annotations (kubectl's last-applied) stay on the object, owned by no one."""
+        meta = obj["metadata"]
+        kept = [m for m in meta.get("managedFields") or []
+                if m.get("manager") == FIELD_MANAGER or m.get("subresource")]
+        if len(kept) == len(meta.get("managedFields") or []):
+            return obj
+        return dict(self.kube.merge_patch(obj["kind"], meta["namespace"], meta["name"],
+                                          {"metadata": {"managedFields": kept}}))
+
+    def _check_name_is_free(self, app: AppRelease, kind: str, name: str) -> bool:
         """Never apply over an object this AppRelease does not own: one field manager serves
-        every AppRelease, so an apply would silently take the other's object over."""
+        every AppRelease, so an apply would silently take the other's object over. True when
+        the object is one the AppRelease adopts (spec.adopt)."""
         owner = self.cache.owner_of(kind, app.namespace, name)
         if owner is not None and owner != (app.namespace, app.name):
             raise ChildConflict(f"{kind} {name} belongs to AppRelease {owner[1]}")
@@ -401,15 +451,18 @@ class Reconciler:
             existing = self.kube.get(kind, app.namespace, name)
         except ApiError as exc:
             if exc.not_found:
-                return
+                return False
             raise
-        if not owned_by(existing, app.uid):
-            refs = existing.get("metadata", {}).get("ownerReferences") or []
-            holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
-            raise ChildConflict(
-                f"{kind} {name} already exists and is "
-                + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
-            )
+        if owned_by(existing, app.uid):
+            return False
+        if adoptable(app, existing):
+            return True
+        refs = existing.get("metadata", {}).get("ownerReferences") or []
+        holder = next((f"{r.get('kind')} {r.get('name')}" for r in refs if r.get("controller")), None)
+        raise ChildConflict(
+            f"{kind} {name} already exists and is "
+            + (f"controlled by {holder}" if holder else "not managed by this AppRelease")
+        )
 
     def _prune(
         self, app: AppRelease, desired: list[dict[str, Any]], children: Children, revisions: tuple,

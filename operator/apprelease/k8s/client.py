@@ -392,16 +392,18 @@ class Kube:
         return list(result.get("items", []))
 
     def apply(
-        self, obj: dict[str, Any], *, subresource: str | None = None, manager: str = FIELD_MANAGER
+        self, obj: dict[str, Any], *, subresource: str | None = None, manager: str = FIELD_MANAGER,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
-        """Server-side apply with our field manager; force takes back fields we own."""
+        """Server-side apply with our field manager; force takes back fields we own. A dry run
+        returns what the object would become (defaults and merge included), writing nothing."""
         kind = obj["kind"]
         meta = obj["metadata"]
         path = RESOURCES[kind].path(meta.get("namespace"), meta["name"], subresource)
         return self.request(
             "PATCH",
             path,
-            query={"fieldManager": manager, "force": "true"},
+            query={"fieldManager": manager, "force": "true", **({"dryRun": "All"} if dry_run else {})},
             body=apply_patch_body(obj),
             content_type="application/apply-patch+yaml",
             resource=kind + (f"/{subresource}" if subresource else ""),

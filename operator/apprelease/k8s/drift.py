@@ -82,3 +82,35 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     if path is not None and (_at(live, path) or {}) != (_at(desired, path) or {}):
         return True
     return not contains(live, desired)
+
+
+# Controllers that write the objects we apply as part of their own job, never drift.
+_CONTROLLERS = ("kube-controller-manager",)
+
+
+def last_other_writer(obj: dict[str, Any], ours: str) -> str | None:
+    """Who last wrote the object's spec or metadata, when not us: the newest managedFields
+    entry of another manager (status and scale subresources are the controllers' own)."""
+    entries = [
+        m for m in obj.get("metadata", {}).get("managedFields") or []
+        if not m.get("subresource") and m.get("manager") not in (ours, *_CONTROLLERS)
+    ]
+    if not entries:
+        return None
+    newest = max(entries, key=lambda m: str(m.get("time") or ""))
+    return str(newest.get("manager") or "an unnamed manager")
+
+
+def differing_paths(live: Any, want: Any, path: str = "") -> list[str]:
+    """Where ``live`` does not include ``want`` (the fields needs_apply finds changed)."""
+    if isinstance(want, dict) and isinstance(have := live, dict):
+        found: list[str] = []
+        for key, value in want.items():
+            if key in have:
+                found += differing_paths(have[key], value, f"{path}.{key}")
+            elif not _is_empty(value):
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(want, list) and isinstance(live, list) and len(want) == len(live):
+        return [p for i, (h, w) in enumerate(zip(live, want, strict=True)) for p in differing_paths(h, w, f"{path}[{i}]")]
+    return [] if contains(live, want) else [path or "."]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +150,18 @@ def _beyond_int64(value: Any, path: str = "") -> tuple[str, int] | None:
     return None
 
 
+def runs_adopted_pods(app: AppRelease, plan: TrackPlan) -> bool:
+    """This Deployment still runs the revision whose pods were adopted: they keep the live
+    template exactly (any field we would add or rename changes the pod-template hash, and the
+    Deployment controller would replace every pod)."""
+    adopt = app.spec.adopt
+    return adopt is not None and plan.track == "stable" and plan.revision_hash == adopt.revision_hash
+
+
 def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
+    adopt = app.spec.adopt
+    if adopt is not None and runs_adopted_pods(app, plan):
+        return copy.deepcopy(adopt.pod_template)
     template = plan.template
     too_big = _beyond_int64(template.pod_template)
     if too_big:
@@ -168,15 +180,17 @@ def pod_template(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
     if volumes:
         generated["spec"]["volumes"] = volumes
     _registry_lifecycle(app, generated, template.pod_template)
-    if not template.pod_template:
+    if not template.pod_template and adopt is None:
         return generated
     try:
-        merged = merge(generated, template.pod_template)
+        merged = merge(generated, template.pod_template or {})
     except MergeError as exc:
         raise RenderError(f"spec.podTemplate{exc.path}: {exc}") from None
     # The user may add labels, never break the selector or the revision bookkeeping; the
     # drain's grace period and the registration gate stay ours.
     merged["metadata"]["labels"].update(generated["metadata"]["labels"])
+    if adopt is not None:  # the adopted Deployment's immutable selector and the Service's
+        merged["metadata"]["labels"].update(adopt.selector)
     for key in ("terminationGracePeriodSeconds", "readinessGates"):
         if key in generated["spec"]:
             merged["spec"][key] = generated["spec"][key]
@@ -196,6 +210,12 @@ def _strategy(app: AppRelease) -> dict[str, Any]:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
 
 
+def _selector(app: AppRelease, track: Track) -> dict[str, str]:
+    if app.spec.adopt is not None and track == "stable":
+        return dict(app.spec.adopt.selector)  # immutable: the adopted Deployment keeps its own
+    return labels.track_selector_labels(app.name, track)
+
+
 def render_deployment(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
     name = deployment_name(app.name, plan.track)
     meta = child_metadata(app, name, labels={labels.TRACK: plan.track})
@@ -205,7 +225,7 @@ def render_deployment(app: AppRelease, plan: TrackPlan) -> dict[str, Any]:
     }
     spec: dict[str, Any] = {
         "replicas": plan.replicas,
-        "selector": {"matchLabels": labels.track_selector_labels(app.name, plan.track)},
+        "selector": {"matchLabels": _selector(app, plan.track)},
         "template": pod_template(app, plan),
         "strategy": _strategy(app),
         "revisionHistoryLimit": DEPLOYMENT_HISTORY_LIMIT,

@@ -56,7 +56,8 @@ def _service(app: AppRelease, name: str, selector: dict[str, str], extra_labels:
         entry: dict[str, Any] = {
             "name": sp.name,
             "port": sp.port,
-            "targetPort": sp.target_port,
+            # Adopted pods may run unnamed ports: the number reaches them and ours alike.
+            "targetPort": sp.container_port if app.spec.adopt is not None else sp.target_port,
             "protocol": sp.protocol,
         }
         if sp.node_port:
@@ -74,6 +75,10 @@ def render_service(app: AppRelease, revision: int | None = None, *, stable_only:
     they run, so one rolling in place (a restart) keeps its old pods until new ones are ready.
     Switching traffic is changing this one selector."""
     selector = labels.selector_labels(app.name)
+    if app.spec.adopt is not None:
+        # Every pod of the app carries the adopted selector (ours get it added): the Service
+        # keeps selecting the adopted pods and reaches the new ones.
+        return _service(app, service_name(app.name), dict(app.spec.adopt.selector), {})
     if revision is not None:
         selector[labels.REVISION] = str(revision)
     elif stable_only:

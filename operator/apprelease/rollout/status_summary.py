@@ -173,6 +173,10 @@ def summarize(
         selector_labels = {**labels.selector_labels(app.name), labels.REVISION: str(decision.active_revision)}
         serving = len([p for p in observed.pods if not p.deleting and p.revision == decision.active_revision])
     selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels.items()))
+    if app.spec.adopt is not None and decision.active_revision is None:
+        # Adopted pods carry only the adopted selector's labels; canary pods carry them too.
+        adopted = ",".join(f"{k}={v}" for k, v in sorted(app.spec.adopt.selector.items()))
+        selector = f"{adopted},{labels.TRACK} notin (canary,preview)"
 
     return AppReleaseStatus(
         observed_generation=app.generation,

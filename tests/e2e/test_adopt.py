@@ -1,0 +1,155 @@
+"""Adopting a running app on the real control plane: the five order-service YAMLs of the ops
+notes, applied with kubectl as they were by hand, taken over by `apprelease adopt` without
+a pod restarting; the next image change is a canary. Helm-owned apps are refused whole."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.plugins.cluster import NotYet, wait_for
+from tests.plugins.operator import AppReleases
+from tests.support import DATA
+
+pytestmark = pytest.mark.e2e
+
+NAME = "order-service"
+
+
+def five_yamls(namespace: str) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all((DATA / "adopt" / "order-service.yaml").read_text()) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+    return docs
+
+
+def deployment(arl: AppReleases) -> dict[str, Any]:
+    return arl.kubectl_json("deployment", NAME)
+
+
+def running(arl: AppReleases) -> object:
+    dep = deployment(arl)
+    status = dep.get("status") or {}
+    done = (status.get("observedGeneration") == dep["metadata"]["generation"]
+            and status.get("readyReplicas") == status.get("updatedReplicas") == status.get("replicas") == 3)
+    return dep if done else NotYet(status)
+
+
+def pods(arl: AppReleases) -> dict[str, tuple[str, str | None]]:
+    """Pod name → (uid, start time), of every pod the app's Service selects."""
+    items = arl.kubectl_json("pods", "-l", "app=order-service")["items"]
+    return {p["metadata"]["name"]: (p["metadata"]["uid"], (p.get("status") or {}).get("startTime"))
+            for p in items if not p["metadata"].get("deletionTimestamp")}
+
+
+def replica_sets(arl: AppReleases) -> list[str]:
+    return sorted(r["metadata"]["name"] for r in arl.kubectl_json("replicasets", "-l", "app=order-service")["items"])
+
+
+def owners(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r["kind"], r["name"]) for r in obj["metadata"].get("ownerReferences") or []]
+
+
+def start_by_hand(arl: AppReleases, docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """As the ops notes did: kubectl apply of the five YAMLs (last-applied annotation included)."""
+    arl.cluster.apply(*docs, namespace=arl.namespace)
+    return wait_for(lambda: running(arl), 90, 0.5, "the hand-made Deployment running")
+
+
+def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary(arl: AppReleases) -> None:
+    start_by_hand(arl, five_yamls(arl.namespace))
+    before_pods, before_sets = pods(arl), replica_sets(arl)
+    cluster_ip = arl.kubectl_json("service", NAME)["spec"]["clusterIP"]
+    assert len(before_pods) == 3 and len(before_sets) == 1
+
+    preview = arl.cli("adopt", f"deploy/{NAME}", "--dry-run")
+    assert "pods restart: no (pod template unchanged)" in preview.stdout
+    with pytest.raises(AssertionError):
+        arl.get(NAME)  # a dry run creates nothing
+
+    arl.cli("adopt", f"deploy/{NAME}")
+    spec = arl.get(NAME)["spec"]
+    # The apiserver's defaults (dnsPolicy, terminationMessagePath, …) are not carried over.
+    assert spec["podTemplate"] == {"metadata": {"labels": {"app": "order-service"}}}
+    assert spec["config"]["subPath"] is True and spec["service"]["port"] == 80
+    status = arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    # What an HPA on the AppRelease counts (the scale subresource): the adopted pods.
+    counted = arl.kubectl_json("pods", "-l", status["selector"])["items"]
+    assert {p["metadata"]["name"] for p in counted} == set(before_pods)
+    dep = wait_for(lambda: running(arl), 60, 0.5, "the adopted Deployment settled")
+    assert pods(arl) == before_pods, "adopting restarted pods"
+    assert replica_sets(arl) == before_sets, "adopting made a new ReplicaSet"
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "order-service"}}
+    assert ("AppRelease", NAME) in owners(dep)
+    # kubectl's record of what it applied stays readable.
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    service = arl.kubectl_json("service", NAME)
+    assert service["spec"]["clusterIP"] == cluster_ip
+    assert service["spec"]["selector"] == {"app": "order-service"}
+    assert ("AppRelease", NAME) in owners(service)
+    assert ("AppRelease", NAME) in owners(arl.kubectl_json("ingress", NAME))
+
+    # A strategy is no new revision: still no restart. Then the image: a canary beside the
+    # adopted pods, which stay as they are until promotion.
+    arl.patch(NAME, {"spec": {"strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}}})
+    arl.wait_phase(NAME, "Healthy", timeout=60, stableRevision=1)
+    assert pods(arl) == before_pods
+    arl.patch(NAME, {"spec": {"image": "harbor.company.com/order/order-service:20251001v2"}})
+    status = arl.wait_phase(NAME, "Paused", timeout=90, currentStepIndex=1)
+    assert status["canaryRevision"] == 2
+    now = pods(arl)
+    assert {n: v for n, v in now.items() if n in before_pods} == before_pods
+    canary = [n for n in now if n not in before_pods]
+    assert len(canary) == 1 and canary[0].startswith(f"{NAME}-canary-")  # the Service reaches it
+
+    arl.cli("promote", NAME, "--full")
+    arl.wait_phase(NAME, "Healthy", timeout=120, stableRevision=2)
+
+    def promoted() -> object:
+        current = pods(arl)
+        return current if len(current) == 3 and not set(current) & set(before_pods) else NotYet(current)
+
+    wait_for(promoted, 90, 0.5, "the adopted pods replaced by revision 2")
+    dep = deployment(arl)
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "order-service"}}  # immutable, kept
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":20251001v2")
+    # kubectl's volume is gone with the adopted revision: the old managers own nothing now.
+    assert [v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]] == ["apprelease-config"]
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    assert arl.kubectl_json("service", NAME)["spec"]["clusterIP"] == cluster_ip
+
+    # Someone edits the Deployment by hand afterwards (as Rancher's UI would): the operator
+    # takes its fields back and says who changed them.
+    arl.cluster.kubectl("set", "image", f"deployment/{NAME}", f"{NAME}=harbor.company.com/order/order-service:hotfix",
+                        "-n", arl.namespace)
+
+    def reverted() -> object:
+        events = [e for e in arl.events(NAME) if e["reason"] == "DriftReverted"]
+        image = deployment(arl)["spec"]["template"]["spec"]["containers"][0]["image"]
+        return events if events and image.endswith(":20251001v2") else NotYet((image, events))
+
+    [event] = wait_for(reverted, 60, 0.5, "the hand edit reverted with an Event")
+    assert event["type"] == "Warning" and "changed by kubectl-set" in event["message"]
+
+
+def test_a_helm_owned_app_is_refused_and_left_exactly_as_it_was(arl: AppReleases) -> None:
+    docs = five_yamls(arl.namespace)
+    for doc in docs:
+        doc["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}),
+                                          "meta.helm.sh/release-name": "order",
+                                          "meta.helm.sh/release-namespace": arl.namespace}
+        doc["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "Helm"}
+    before = start_by_hand(arl, docs)
+    imported = yaml.safe_load(arl.cli("import", f"deploy/{NAME}").stdout)  # reading is always fine
+    assert imported["spec"]["image"] == "harbor.company.com/order/order-service:20250920v1"
+    result = arl.cli("adopt", f"deploy/{NAME}", check=False)
+    assert result.returncode == 4
+    assert f"Deployment {NAME} is owned by Helm release order" in result.stderr
+    assert f"Service {NAME} is owned by Helm release order" in result.stderr
+    assert not arl.kubectl_json("appreleases")["items"]
+    after = deployment(arl)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert owners(after) == [] and copy.deepcopy(after["spec"]) == before["spec"]
