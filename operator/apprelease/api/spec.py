@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from .base import INT32_MAX, PRINTABLE_ASCII_PATTERN, ApiModel, cel, validations
 from .exposure import IngressSpec, ServiceSpec
+from .nacos_config import NEEDS_A_SERVER_MESSAGE, NEEDS_A_SERVER_RULE
 from .registry import Registry
 from .strategy import Strategy
 from .workload import (
@@ -134,6 +135,7 @@ class AppReleaseSpec(ApiModel):
                 " || (type(self.registry.warmup) == int ? self.registry.warmup"
                 " : duration(self.registry.warmup).getSeconds()) < self.progressDeadlineSeconds",
                 "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
+            cel(NEEDS_A_SERVER_RULE, NEEDS_A_SERVER_MESSAGE, field_path=".config.nacos"),
         )
     }
 
@@ -228,6 +230,9 @@ class AppReleaseSpec(ApiModel):
             raise ValueError(NGINX_NEEDS_INGRESS)
         if self.registry and self.registry.warmup_seconds >= self.progress_deadline_seconds:
             raise ValueError("registry.warmup must be shorter than progressDeadlineSeconds")
+        nacos_config = self.config.nacos if self.config is not None else None
+        if nacos_config is not None and nacos_config.server_addr is None and not (self.registry and self.registry.nacos):
+            raise ValueError(NEEDS_A_SERVER_MESSAGE)
         return self
 
     def container_ports(self) -> list[ContainerPort]:
