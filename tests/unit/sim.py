@@ -12,8 +12,10 @@ from typing import Any
 from apprelease.api.spec import AppRelease
 from apprelease.api.status import AppReleaseStatus
 from apprelease.registry.base import RegistryInstance
+from apprelease.registry.config_sync import read_keys, run_actions
 from apprelease.registry.registration import RegistryRead
 from apprelease.registry.registration import summarize as summarize_registration
+from apprelease.rollout.nacos_config import config_namespace, keys_to_read
 from apprelease.rollout.observed import (
     DeploymentState,
     GateState,
@@ -22,8 +24,6 @@ from apprelease.rollout.observed import (
     RegistryState,
     RevisionRecord,
 )
-from apprelease.registry.config_sync import read_keys, run_actions
-from apprelease.rollout.nacos_config import config_namespace, keys_to_read
 from apprelease.rollout.outcome import Plan
 from apprelease.rollout.planner import plan
 

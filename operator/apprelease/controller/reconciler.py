@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND, AppRelease
-from ..api.status import AppReleaseStatus, RegistrationStatus
-from ..domain import RegistryAction
+from ..api.status import AppReleaseStatus, ConfigStatus, RegistrationStatus
+from ..domain import ConfigAction, RegistryAction
 from ..k8s import drift
 from ..k8s.client import ApiError, Kube
 from ..k8s.fence import NotLeading
@@ -61,6 +61,12 @@ class ClusterCache(Protocol):
     def forget(self, obj: dict[str, Any]) -> None: ...
 
 
+class ConfigSource(Protocol):
+    def state_for(self, app: AppRelease, observed: Observed, status: ConfigStatus | None) -> Observed: ...
+    def execute(self, app: AppRelease, actions: tuple[ConfigAction, ...]) -> None: ...
+    def forget(self, key: AppKey) -> None: ...
+
+
 class RegistrySource(Protocol):
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
@@ -85,12 +91,14 @@ class Reconciler:
         cache: ClusterCache,
         *,
         registry: RegistrySource | None = None,
+        config: ConfigSource | None = None,
         policy: Policy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.kube = kube
         self.cache = cache
         self.registry = registry
+        self.config = config
         self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
@@ -170,6 +178,9 @@ class Reconciler:
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
             self.registry.execute(app, plan.registry_actions, busy=plan.registry_busy)
+        if self.config is not None:
+            # Published and read back before a Deployment gets the revision (the plan holds it).
+            self.config.execute(app, plan.config_actions)
         writes += self._write_gates(app, plan.pod_gates)
         # History before the Deployments that run it: whatever fails later in this pass, a
         # revision that reached a Deployment is on record.
@@ -212,6 +223,8 @@ class Reconciler:
 
     def _observe(self, app: AppRelease, children: Children, status: AppReleaseStatus) -> Observed:
         observed = observe(children, app.uid, app.name)
+        if self.config is not None:
+            observed = self.config.state_for(app, observed, status.config)
         if self.registry is None:
             return observed
         return self.registry.state_for(app, observed, status.registration)

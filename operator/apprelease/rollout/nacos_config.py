@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease, RevisionTemplate
-from ..api.status import Condition, ConfigStatus, NacosConfigDrift, NacosConfigItemStatus, NacosConfigStatus
+from ..api.status import (
+    Condition,
+    ConfigStatus,
+    NacosConfigDrift,
+    NacosConfigItemStatus,
+    NacosConfigStatus,
+)
 from ..domain import ConfigAction
 from ..render import TrackPlan
 from ..render.nacos_config import (
