@@ -129,6 +129,30 @@ def _build(home: Path, version: str) -> ConsumerBuild:
     return ConsumerBuild(home, build.classpath, time.monotonic() - started)
 
 
+def java_command(build: ConsumerBuild, workdir: Path, *options: str) -> list[str]:
+    """`java` with the build's classpath, small and quick to start; the client's own logs and
+    caches go to `workdir`, not ~/logs, ~/nacos. The main class and its arguments follow."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=str(Path(java_home) / "bin")) if java_home else None
+    java = java or shutil.which("java")
+    if java is None:
+        raise ConsumerBuildError("`java` not found (set JAVA_HOME or put a JDK 17+ on PATH)")
+    return [
+        java, "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1", *options,
+        f"-DJM.LOG.PATH={workdir / 'client-logs'}", f"-DJM.SNAPSHOT.PATH={workdir / 'client-cache'}",
+        "-cp", os.pathsep.join(str(entry) for entry in build.classpath),
+    ]
+
+
+def client_environment(endpoint: NacosEndpoint) -> dict[str, str]:
+    """This environment without NACOS_*, plus the endpoint's credentials (never arguments)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_")}
+    if endpoint.username:
+        env["NACOS_USERNAME"] = endpoint.username
+        env["NACOS_PASSWORD"] = endpoint.password or ""
+    return env
+
+
 # --- the log ---------------------------------------------------------------------------------
 
 
@@ -283,23 +307,10 @@ class JavaConsumer:
         interval_ms: int = DEFAULT_INTERVAL_MS,
         server_addr: str | None = None,
     ) -> JavaConsumer:
-        java_home = os.environ.get("JAVA_HOME")
-        java = shutil.which("java", path=str(Path(java_home) / "bin")) if java_home else None
-        java = java or shutil.which("java")
-        if java is None:
-            raise ConsumerBuildError("`java` not found (set JAVA_HOME or put a JDK 17+ on PATH)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_")}
-        if endpoint.username:
-            env["NACOS_USERNAME"] = endpoint.username
-            env["NACOS_PASSWORD"] = endpoint.password or ""
+        env = client_environment(endpoint)
         command = [
-            java,
-            "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1",  # small and quick to start
-            # The client's own logs and service cache go to the workdir, not ~/logs, ~/nacos.
-            f"-DJM.LOG.PATH={self.workdir / 'client-logs'}",
-            f"-DJM.SNAPSHOT.PATH={self.workdir / 'client-cache'}",
-            "-cp", os.pathsep.join(str(entry) for entry in self.build.classpath),
+            *java_command(self.build, self.workdir),
             MAIN_CLASS,
             "--server-addr", server_addr or endpoint.server_addr,
             "--namespace", namespace,
