@@ -235,12 +235,13 @@ def completion(shell: str) -> None:
 def _register_subcommands() -> None:
     from importlib.metadata import entry_points
 
+    from .config import config
     from .listing import list_appreleases
     from .ops import OPERATIONS
     from .registry import REGISTRY_COMMANDS
     from .status import status
 
-    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS]:
+    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS, config]:
         cli.add_command(command)
     # Commands through entry points: `console` (this package's, above cli in no layer: the
     # two may not import each other) and `dev` from apprelease-dev (devtools/), which the

@@ -369,3 +369,32 @@ def _drift_condition(work: _Pass) -> Condition:
         names = ", ".join(f"{d.group}/{d.data_id} (saved to {d.saved_to})" for d in work.drift.values())
         return C.condition(CONFIG_DRIFT, True, "HandEdited", f"edited in Nacos by hand: {names}")
     return C.condition(CONFIG_DRIFT, False, "InSync", f"last: {work.last_drift}" if work.last_drift else "")
+
+
+def config_table(status: ConfigStatus | None, revisions: Iterable[RevisionRecord],
+                 pods_by_revision: Mapping[int, list[str]]) -> list[dict[str, object]]:
+    """What `apprelease config` and the console show: per dataId its formal copy and each
+    revision's copy, with md5, the revisions that read it and their live pods."""
+    nacos = status.nacos if status is not None else None
+    if nacos is None:
+        return []
+    by_hash: dict[str, list[int]] = {}
+    for record in revisions:
+        digest = config_hash_of(record.template)
+        if digest is not None:
+            by_hash.setdefault(digest, []).append(record.number)
+    drifted = {(d.group, d.data_id): d for d in nacos.drift}
+    rows: list[dict[str, object]] = []
+    for item in nacos.items:
+        formal_drift = drifted.get((item.group, item.data_id))
+        rows.append({"dataId": item.data_id, "group": item.group, "copy": "formal", "md5": item.md5,
+                     "revisions": sorted(by_hash.get(item.formal_hash or "", [])), "pods": [],
+                     "handEdited": formal_drift.saved_to if formal_drift else None})
+        for digest, md5 in sorted(item.revisions.items(), key=lambda kv: min(by_hash.get(kv[0], [0]))):
+            numbers = sorted(by_hash.get(digest, []))
+            group = copy_group(item.group, digest)
+            copy_drift = drifted.get((group, item.data_id))
+            rows.append({"dataId": item.data_id, "group": group, "copy": digest, "md5": md5, "revisions": numbers,
+                         "pods": sorted(p for n in numbers for p in pods_by_revision.get(n, [])),
+                         "handEdited": copy_drift.saved_to if copy_drift else None})
+    return rows

@@ -1,0 +1,129 @@
+"""Nacos config released with the pods, by the operator on the real control plane and a real
+Nacos (2.3.2 and 3.1.0): each revision's pods are pointed (env) at their own immutable copy,
+published before they exist; the formal dataId follows the stable revision."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from apprelease.registry.config_store import ConfigKey, NacosConfigStore
+from apprelease.render.nacos_config import GROUP_ENV
+from tests.nacos.conftest import PORT, SECRET
+from tests.plugins.nacos import NacosEndpoint
+from tests.plugins.operator import AppReleases
+
+pytestmark = pytest.mark.nacos
+
+V1 = "greeting: hello\n"
+V2 = "greeting: bonjour\n"
+STEPS = [{"setWeight": 20}, {"pause": {}}]
+
+
+@pytest.fixture
+def store(nacos_endpoint: NacosEndpoint) -> Iterator[NacosConfigStore]:
+    opened = NacosConfigStore(nacos_endpoint.settings(""))
+    yield opened
+    opened.close()
+
+
+def config_app(endpoint: NacosEndpoint, group: str, content: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "orders"},
+        "spec": {
+            "image": "registry.local/orders:v1", "replicas": 2, "port": PORT,
+            "strategy": {"canary": {"steps": STEPS}},
+            "config": {"nacos": {
+                "serverAddr": endpoint.base_url, "credentialsSecret": {"name": SECRET},
+                "items": [{"dataId": "orders.yaml", "group": group, "type": "yaml", "content": content}],
+            }},
+            **spec,
+        },
+    }
+
+
+def read(store: NacosConfigStore, group: str) -> str | None:
+    stored = asyncio.run(store.read(ConfigKey("", group, "orders.yaml")))
+    return stored.content if stored is not None else None
+
+
+def pod_groups(arl: AppReleases, track: str) -> set[str]:
+    """The copy group each live pod of the track is pointed at, by its own env."""
+    pods = arl.kubectl_json("pods", "-l", f"app.kubernetes.io/instance=orders,apprelease.io/track={track}")["items"]
+    return {
+        e["value"] for p in pods if not p["metadata"].get("deletionTimestamp")
+        for c in p["spec"]["containers"] for e in c.get("env", []) if e["name"] == GROUP_ENV
+    }
+
+
+def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions", [])}
+
+
+def test_canary_with_a_config_change_reads_its_own_copy_and_formal_follows_promotion(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    arl.apply(config_app(nacos_endpoint, group, V1))
+    status = arl.wait_phase("orders", "Healthy", timeout=90)
+    arl.wait("orders", lambda s: read(store, group) == V1, 30, "formal dataId = revision 1's content")
+    assert conditions(arl.status("orders"))["ConfigPublished"]["status"] == "True"
+    (old,) = pod_groups(arl, "stable")
+    assert old.startswith(f"{group}.rev-") and read(store, old) == V1
+
+    arl.apply(config_app(nacos_endpoint, group, V2))
+    status = arl.wait("orders", lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused"
+                      and len(pod_groups(arl, "canary")) == 1, 90, "canary paused with its pod")
+    (new,) = pod_groups(arl, "canary")
+    assert new != old and read(store, new) == V2  # the canary reads the new content
+    assert pod_groups(arl, "stable") == {old} and read(store, old) == V1  # stable keeps its own
+    assert read(store, group) == V1  # formal stays the stable content while the canary runs
+    published = {i["dataId"]: i for i in status["config"]["nacos"]["items"]}["orders.yaml"]
+    assert set(published["revisions"]) == {old.removeprefix(f"{group}.rev-"), new.removeprefix(f"{group}.rev-")}
+
+    arl.cli("promote", "orders", "--full")
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    arl.wait("orders", lambda s: read(store, group) == V2, 30, "formal dataId = revision 2's content")
+    assert pod_groups(arl, "stable") == {new}
+    reasons = [e["reason"] for e in arl.events("orders")]
+    assert "ConfigPublished" in reasons
+
+
+def test_abort_leaves_no_pod_on_the_new_copy_and_formal_unchanged(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    arl.apply(config_app(nacos_endpoint, group, V1))
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    (old,) = pod_groups(arl, "stable")
+    arl.apply(config_app(nacos_endpoint, group, V2))
+    arl.wait("orders", lambda s: s.get("currentStepIndex") == 1 and len(pod_groups(arl, "canary")) == 1, 90,
+             "canary paused with its pod")
+    arl.cli("abort", "orders")
+    arl.wait("orders", lambda s: s.get("aborted") and not pod_groups(arl, "canary"), 60, "canary gone")
+    assert pod_groups(arl, "stable") == {old}
+    assert read(store, group) == V1
+
+
+def test_drift_made_by_hand_is_reported_saved_and_put_back_with_enforce(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    body = config_app(nacos_endpoint, group, V1)
+    body["spec"]["config"]["nacos"]["enforce"] = True
+    arl.apply(body)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    arl.wait("orders", lambda s: read(store, group) == V1, 30, "formal published")
+    edited = "greeting: edited by hand\n"
+    asyncio.run(store.publish(ConfigKey("", group, "orders.yaml"), edited, "yaml"))
+    arl.wait("orders", lambda s: any(e["reason"] == "ConfigDrift" for e in arl.events("orders")), 60,
+             "a ConfigDrift Warning")
+    arl.wait("orders", lambda s: read(store, group) == V1, 60, "the hand edit put back")
+    status = arl.status("orders")
+    saved_to = status["config"]["nacos"]["lastDrift"]
+    saved = next(g for g in [f"{group}.drift-{__import__('hashlib').md5(edited.encode()).hexdigest()[:8]}"])
+    assert saved in saved_to and read(store, saved) == edited  # never silently lost
