@@ -3,10 +3,14 @@ fake config store: every pod reads its own revision's copy, published before the
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from datetime import timedelta
 from typing import Any
 
 from apprelease.registry.base import RegistryUnavailable
 from apprelease.registry.config_store import ConfigKey
+from apprelease.registry.config_sync import run_actions
 from apprelease.render.nacos_config import GROUP_ENV, SPRING_GROUP_ENV, content_md5, pod_env
 from apprelease.rollout import requests
 from apprelease.rollout.nacos_config import CONFIG_DRIFT, CONFIG_PUBLISHED, config_hash_of
@@ -258,3 +262,47 @@ def test_copies_outside_the_kept_history_are_deleted() -> None:
     groups = {k.group for k in sim.config_store.contents() if k.group.startswith("SHOP.rev-")}
     assert group_of(sim, "stable") in groups and len(groups) == 2  # the stable's and one kept
     assert all(len(i.revisions) == 2 for i in sim.status.config.nacos.items)
+
+
+def _deletion(policy: str) -> tuple[Sim, Any]:
+    sim = started(deletionPolicy=policy)
+    edit_config(sim, V2, deletionPolicy=policy)
+    sim.settle()
+    return sim, sim.observed()
+
+
+def test_deletion_retain_removes_the_copies_once_no_pod_reads_them_and_keeps_formal() -> None:
+    from apprelease.rollout.deletion import needs_finalizer, plan_deletion
+
+    sim, observed = _deletion("Retain")
+    assert needs_finalizer(sim.app)
+    waiting = plan_deletion(sim.app, sim.status, observed, sim.now, sim.now)
+    assert waiting.delete_workloads and not waiting.release and not waiting.config_actions  # pods still run
+    gone = dataclasses.replace(observed, pods=())
+    deleting = plan_deletion(sim.app, sim.status, gone, sim.now, sim.now)
+    assert not deleting.release
+    deleted = {a.group for a in deleting.config_actions}
+    assert deleted and all(g.startswith("SHOP.rev-") for g in deleted) and len(deleted) == 2
+    asyncio.run(run_actions(sim.config_store, "public", deleting.config_actions))
+    after = dataclasses.replace(sim.observed(), pods=())
+    done = plan_deletion(sim.app, sim.status, after, sim.now, sim.now)
+    assert done.release and "ConfigCleanedUp" in [e.reason for e in done.events]
+    assert formal(sim) == V2
+
+
+def test_deletion_delete_removes_formal_too_and_an_outage_leaves_it_after_the_bound() -> None:
+    from apprelease.rollout.deletion import plan_deletion
+
+    sim, observed = _deletion("Delete")
+    gone = dataclasses.replace(observed, pods=())
+    assert ("SHOP", "shop.yaml") in {(a.group, a.data_id) for a in
+                                     plan_deletion(sim.app, sim.status, gone, sim.now, sim.now).config_actions}
+    sim.config_store.fail_with = RegistryUnavailable("nacos.example:8848: connection refused")
+    down = dataclasses.replace(sim.observed(), pods=())
+    held = plan_deletion(sim.app, sim.status, down, sim.now, sim.now)
+    assert not held.release and "removing" in held.message
+    later = sim.now + timedelta(seconds=131)  # drainSeconds + deletionTimeout (defaults: 10 s + 2 m)
+    forced = plan_deletion(sim.app, sim.status, down, later, sim.now)
+    assert forced.release
+    warning = next(e for e in forced.events if e.reason == "ConfigLeftBehind")
+    assert "connection refused" in warning.message and "SHOP/shop.yaml" in warning.message

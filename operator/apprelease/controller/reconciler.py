@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api.base import duration_text
+from ..api.registry import Registry
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, ConfigStatus, RegistrationStatus
 from ..domain import ConfigAction, RegistryAction
@@ -298,6 +299,8 @@ class Reconciler:
         self._released[key] = (body["metadata"].get("uid"), _resource_version(body))
         if self.registry is not None:
             self.registry.forget(key)
+        if self.config is not None:
+            self.config.forget(key)
         return Outcome(None, None, 1)
 
     def _released_already(self, key: AppKey, body: dict[str, Any]) -> bool:
@@ -316,7 +319,7 @@ class Reconciler:
         if started is None or started[0] != app.uid:
             started = self._deletion_started[key] = (app.uid, now)
         since = max(deleted_at, started[1])
-        timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
+        timeout = timedelta(seconds=(app.spec.registry or Registry()).deletion_timeout_seconds)
         try:
             return self._finalize_steps(body, app, key, now, since)
         except NotLeading:
@@ -346,6 +349,8 @@ class Reconciler:
         writes = 0
         if self.registry is not None:
             self.registry.execute(app, tuple(plan.actions))
+        if self.config is not None:
+            self.config.execute(app, tuple(plan.config_actions))
         if plan.delete_workloads:
             for dep in children.of_kind("Deployment"):
                 if owned_by(dep, app.uid) and not dep["metadata"].get("deletionTimestamp"):

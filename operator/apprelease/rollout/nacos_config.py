@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from ..api.spec import AppRelease, RevisionTemplate
 from ..api.status import (
+    AppReleaseStatus,
     Condition,
     ConfigStatus,
     NacosConfigDrift,
@@ -31,6 +32,8 @@ from ..api.status import (
 from ..domain import ConfigAction
 from ..render import TrackPlan
 from ..render.nacos_config import (
+    COPY_MARK,
+    DRIFT_MARK,
     ConfigItem,
     content_md5,
     copy_group,
@@ -108,6 +111,21 @@ def keys_to_read(app: AppRelease, status: ConfigStatus | None, revisions: Iterab
                 keys[(copy_group(recorded.group, digest), recorded.data_id)] = None
         for drift in nacos.drift:
             keys[(drift.saved_to, drift.data_id)] = None
+    return list(keys)
+
+
+def config_keys_to_delete(app: AppRelease, status: AppReleaseStatus, revisions: Iterable[RevisionRecord]) -> list[Key]:
+    """On deleting the app: every copy it may have published, and with deletionPolicy Delete
+    the formal dataIds (Retain leaves those for people and other readers)."""
+    nacos = app.spec.config.nacos if app.spec.config else None
+    delete_formal = nacos is not None and nacos.deletion_policy == "Delete"
+    keys: dict[Key, None] = {}
+    for key in keys_to_read(app, status.config, revisions):
+        group = key[0]
+        if DRIFT_MARK in group:
+            continue  # saved hand edits are people's: never deleted by the operator
+        if COPY_MARK in group or delete_formal:
+            keys[key] = None
     return list(keys)
 
 
