@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from apprelease.registry.config_store import ConfigKey, NacosConfigStore
+from apprelease.registry.config_store import ConfigKey, NacosConfigStore, content_md5
 from apprelease.render.nacos_config import GROUP_ENV
 from tests.nacos.conftest import PORT, SECRET
+from tests.plugins.cluster import KubeCluster
+from tests.plugins.fault_proxy import FaultProxy, fault_proxy
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.operator import AppReleases
 
@@ -22,6 +24,14 @@ pytestmark = pytest.mark.nacos
 V1 = "greeting: hello\n"
 V2 = "greeting: bonjour\n"
 STEPS = [{"setWeight": 20}, {"pause": {}}]
+
+
+@pytest.fixture
+def endpoint_credentials(kube_cluster: KubeCluster, namespace: str, nacos_endpoint: NacosEndpoint) -> None:
+    """The Secret for this test's Nacos (2.3.2 or 3.1.0: each has its own user)."""
+    kube_cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+                        "stringData": {"username": nacos_endpoint.username or "",
+                                       "password": nacos_endpoint.password or ""}})
 
 
 @pytest.fixture
@@ -65,7 +75,7 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_canary_with_a_config_change_reads_its_own_copy_and_formal_follows_promotion(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     arl.apply(config_app(nacos_endpoint, group, V1))
@@ -94,7 +104,7 @@ def test_canary_with_a_config_change_reads_its_own_copy_and_formal_follows_promo
 
 
 def test_abort_leaves_no_pod_on_the_new_copy_and_formal_unchanged(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     arl.apply(config_app(nacos_endpoint, group, V1))
@@ -110,7 +120,7 @@ def test_abort_leaves_no_pod_on_the_new_copy_and_formal_unchanged(
 
 
 def test_drift_made_by_hand_is_reported_saved_and_put_back_with_enforce(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     body = config_app(nacos_endpoint, group, V1)
@@ -124,6 +134,54 @@ def test_drift_made_by_hand_is_reported_saved_and_put_back_with_enforce(
              "a ConfigDrift Warning")
     arl.wait("orders", lambda s: read(store, group) == V1, 60, "the hand edit put back")
     status = arl.status("orders")
-    saved_to = status["config"]["nacos"]["lastDrift"]
-    saved = next(g for g in [f"{group}.drift-{__import__('hashlib').md5(edited.encode()).hexdigest()[:8]}"])
-    assert saved in saved_to and read(store, saved) == edited  # never silently lost
+    saved = f"{group}.drift-{content_md5(edited)[:8]}"
+    assert saved in status["config"]["nacos"]["lastDrift"] and read(store, saved) == edited  # never silently lost
+
+
+@pytest.fixture
+def proxy(nacos_endpoint: NacosEndpoint) -> Iterator[FaultProxy]:
+    with fault_proxy(nacos_endpoint.base_url.removesuffix("/nacos")) as running:
+        yield running
+
+
+def test_a_nacos_outage_holds_the_new_revision_then_it_resumes(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore, proxy: FaultProxy,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    body = config_app(nacos_endpoint, group, V1)
+    body["spec"]["config"]["nacos"]["serverAddr"] = proxy.address
+    arl.apply(body)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    (old,) = pod_groups(arl, "stable")
+    proxy.set_mode("down")
+    body["spec"]["config"]["nacos"]["items"][0]["content"] = V2
+    arl.apply(body)
+    status = arl.wait("orders", lambda s: conditions(s).get("ConfigPublished", {}).get("reason") == "RegistryUnavailable",
+                      60, "ConfigPublished=False RegistryUnavailable")
+    assert conditions(status)["ConfigPublished"]["status"] == "False"
+    assert not pod_groups(arl, "canary") and pod_groups(arl, "stable") == {old}  # held: no pod of the new revision
+    proxy.set_mode("pass")
+    arl.wait("orders", lambda s: s.get("currentStepIndex") == 1 and len(pod_groups(arl, "canary")) == 1, 90,
+             "the canary once Nacos is back")
+    (new,) = pod_groups(arl, "canary")
+    assert new != old and read(store, new) == V2 and read(store, group) == V1
+
+
+def test_rollback_republishes_the_earlier_revisions_copy(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    body = config_app(nacos_endpoint, group, V1)
+    body["spec"]["strategy"] = {"rolling": {}}
+    arl.apply(body)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    (old,) = pod_groups(arl, "stable")
+    body["spec"]["config"]["nacos"]["items"][0]["content"] = V2
+    arl.apply(body)
+    arl.wait("orders", lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
+             and read(store, group) == V2, 90, "revision 2 stable, formal = its content")
+    asyncio.run(store.delete(ConfigKey("", old, "orders.yaml")))  # revision 1's copy gone by hand
+    arl.cli("rollback", "orders", "--to-revision", "1")
+    arl.wait("orders", lambda s: s.get("phase") == "Healthy" and pod_groups(arl, "stable") == {old}
+             and read(store, group) == V1, 90, "back on revision 1's content, formal too")
+    assert read(store, old) == V1
