@@ -7,6 +7,7 @@ can only ever read its own revision's content, from its first read on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -87,8 +88,10 @@ def pod_env(config: ConfigFiles | None) -> list[dict[str, str]]:
     return [{"name": group_env_name(g), "value": copy_group(g, digest)} for g in groups]
 
 
+@functools.lru_cache(maxsize=512)
 def parse_error(item: ConfigItem) -> str | None:
-    """Why the content is not what its type says, or None. Never published when it is not."""
+    """Why the content is not what its type says, or None. Never published when it is not.
+    (Cached: each pass checks the revisions it rolls out, and a content does not change.)"""
     try:
         if item.type == "yaml":
             list(yaml.safe_load_all(item.content))
