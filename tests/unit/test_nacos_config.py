@@ -306,3 +306,17 @@ def test_deletion_delete_removes_formal_too_and_an_outage_leaves_it_after_the_bo
     assert forced.release
     warning = next(e for e in forced.events if e.reason == "ConfigLeftBehind")
     assert "connection refused" in warning.message and "SHOP/shop.yaml" in warning.message
+
+
+def test_an_outage_holds_a_new_canary_without_pods_over_many_passes() -> None:
+    sim = started(CANARY)
+    sim.config_store.fail_with = RegistryUnavailable("nacos.example:8848: connection refused")
+    edit_config(sim, V2)
+    for _ in range(4):
+        sim.tick(5)
+        assert group_of(sim, "canary") is None and sim.canary_replicas() == 0  # never a pod before its copy
+    assert condition(sim, CONFIG_PUBLISHED) == ("False", "RegistryUnavailable")
+    sim.config_store.fail_with = None
+    sim.tick()
+    sim.settle()
+    assert group_of(sim, "canary") is not None and sim.status.current_step_index == 1

@@ -232,8 +232,9 @@ def plan_config(
             continue
         waiting.append(f"revision {track.revision}'s config ({track.track})")
         dep = observed.deployments.get(track.track)
-        if dep is not None and dep.revision_hash == track.revision_hash:
+        if dep is not None and dep.revision_hash == track.revision_hash and (dep.replicas or dep.status_replicas):
             continue  # its pods exist already: a missing copy is republished, nothing to hold
+        # (A Deployment on the revision with no pods is our own hold of an earlier pass.)
         outcome.tracks[index] = _held(track, dep.revision_hash if dep else None, kept)
 
     outcome.actions = work.actions
@@ -352,7 +353,7 @@ def _without(record: NacosConfigItemStatus, digest: str) -> NacosConfigItemStatu
 def _held(track: TrackPlan, running: str | None, kept: list[RevisionRecord]) -> TrackPlan:
     """The track keeps the revision it runs (its pods read their own copies), or has no pods."""
     record = next((r for r in kept if r.hash == running), None) if running else None
-    if record is not None:
+    if record is not None and record.hash != track.revision_hash:
         return dataclasses.replace(track, revision=record.number, revision_hash=record.hash, template=record.template)
     return dataclasses.replace(track, replicas=0)
 
