@@ -320,3 +320,18 @@ def test_an_outage_holds_a_new_canary_without_pods_over_many_passes() -> None:
     sim.tick()
     sim.settle()
     assert group_of(sim, "canary") is not None and sim.status.current_step_index == 1
+
+
+def test_an_outage_holds_a_blue_green_preview_without_pods_and_active_keeps_its_copy() -> None:
+    sim = started({"blueGreen": {}})
+    old = group_of(sim, "stable")
+    sim.config_store.fail_with = RegistryUnavailable("nacos.example:8848: connection refused")
+    edit_config(sim, V2)
+    for _ in range(3):
+        sim.tick(5)
+        assert group_of(sim, "preview") is None and group_of(sim, "stable") == old
+    sim.config_store.fail_with = None
+    sim.tick()
+    sim.settle()
+    new = group_of(sim, "preview")
+    assert new is not None and new != old and read(sim, new) == V2 and formal(sim) == V1
