@@ -251,10 +251,10 @@ def plan_config(
     ]
     if invalid:
         outcome.failure = (F.CONFIG_INVALID, "; ".join(sorted(invalid.values())))
-    elif waiting and read.action_error:
-        outcome.failure = (F.CONFIG_PUBLISH_FAILED, f"publishing {', '.join(waiting)}: {read.action_error}")
     elif waiting and read.error and read.error_reason != "Pending":
         outcome.failure = (F.CONFIG_STORE_UNAVAILABLE, f"publishing {', '.join(waiting)}: {read.error}")
+    elif waiting and read.action_error:
+        outcome.failure = (F.CONFIG_PUBLISH_FAILED, f"publishing {', '.join(waiting)}: {read.action_error}")
     if waiting:
         outcome.waiting_for = f"waiting for {', '.join(waiting)} to be published in Nacos"
         outcome.wake_at = (now + timedelta(seconds=PUBLISH_RECHECK_SECONDS),)
@@ -373,10 +373,11 @@ def _published_condition(invalid: Mapping[str, str], waiting: list[str], read: C
     if invalid:
         return C.condition(CONFIG_PUBLISHED, False, "ConfigInvalid", "; ".join(sorted(invalid.values())))
     if waiting:
-        if read.action_error:
-            return C.condition(CONFIG_PUBLISHED, False, "PublishFailed", read.action_error)
+        # Nacos unreadable says more than the publish that failed with it.
         if read.error and read.error_reason != "Pending":
             return C.condition(CONFIG_PUBLISHED, False, "RegistryUnavailable", read.error)
+        if read.action_error:
+            return C.condition(CONFIG_PUBLISHED, False, "PublishFailed", read.action_error)
         return C.condition(CONFIG_PUBLISHED, False, "Publishing", f"publishing {', '.join(waiting)}")
     numbers = sorted({t.revision for t in tracks if config_hash_of(t.template) in published})
     return C.condition(CONFIG_PUBLISHED, True, "Published",
