@@ -64,3 +64,9 @@ def test_config_lists_formal_and_revision_copies_with_their_readers() -> None:
     table = CliRunner().invoke(cli, ["config", "shop"], env={"KUBECONFIG": None})
     assert table.exit_code == 0 and f"SHOP.rev-{H2}" in table.output and "shop-canary-x" in table.output
     assert "last hand edit: SHOP/shop.yaml edited by hand" in table.output
+
+
+def test_history_shows_the_nacos_config_hash_of_each_revision() -> None:
+    result = CliRunner().invoke(cli, ["history", "shop"], env={"KUBECONFIG": None})
+    assert result.exit_code == 0, result.output
+    assert f"nacos:{H1}" in result.output and f"nacos:{H2}" in result.output

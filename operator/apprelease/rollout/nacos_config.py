@@ -29,6 +29,7 @@ from ..api.status import (
     NacosConfigItemStatus,
     NacosConfigStatus,
 )
+from ..api.workload import ConfigFiles
 from ..domain import ConfigAction
 from ..render import TrackPlan
 from ..render.nacos_config import (
@@ -91,7 +92,11 @@ def revision_configs(templates: Iterable[tuple[int, RevisionTemplate]]) -> dict[
 
 
 def config_hash_of(template: RevisionTemplate) -> str | None:
-    return nacos_config_hash(resolved_items(template.config))
+    return config_hash_of_config(template.config)
+
+
+def config_hash_of_config(config: ConfigFiles | None) -> str | None:
+    return nacos_config_hash(resolved_items(config))
 
 
 def keys_to_read(app: AppRelease, status: ConfigStatus | None, revisions: Iterable[RevisionRecord]) -> list[Key]:
