@@ -255,3 +255,24 @@ def test_every_client_reads_exactly_its_revisions_content_through_a_canary(
     print(f"\n[{nacos_endpoint.major}.x] reads: {len(reads)}, wrong: {len(wrong)}; after promotion: last stable pod"
           f" on the new content {last_new - promoted_at:.1f} s, formal changed {formal_changed - promoted_at:.1f} s")
     assert not pods.readers.errors()
+
+
+def test_blue_green_preview_reads_the_new_copy_active_the_old_until_the_switch(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+) -> None:
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    body = config_app(nacos_endpoint, group, V1)
+    body["spec"]["strategy"] = {"blueGreen": {}}
+    arl.apply(body)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    (old,) = pod_groups(arl, "stable")
+    body["spec"]["config"]["nacos"]["items"][0]["content"] = V2
+    arl.apply(body)
+    arl.wait("orders", lambda s: s.get("phase") == "Paused" and len(pod_groups(arl, "preview")) == 1, 90,
+             "the preview up, waiting for the switch")
+    (new,) = pod_groups(arl, "preview")
+    assert new != old and read(store, new) == V2
+    assert pod_groups(arl, "stable") == {old} and read(store, group) == V1
+    arl.cli("promote", "orders", "--full")
+    arl.wait("orders", lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
+             and read(store, group) == V2, 120, "switched, formal = the new content")
