@@ -5,15 +5,14 @@ stop reading once removed."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from apprelease.registry.config_store import ConfigKey, NacosConfigStore, content_md5
+from tests.nacos.conftest import run
 from tests.plugins.nacos import NacosEndpoint, holds_for
 from tests.plugins.nacos_config_readers import ConfigReaders, nacos_listeners
 
@@ -25,27 +24,16 @@ FOLLOW_SECONDS = 10.0
 QUIET_SECONDS = 3.0
 
 
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture
-def store(nacos_endpoint: NacosEndpoint) -> Iterator[NacosConfigStore]:
-    with_store = NacosConfigStore(nacos_endpoint.settings(""))
-    yield with_store
-    with_store.close()
-
-
 @pytest.mark.parametrize("jvm_per_pod", [True, False], ids=["jvm-per-pod", "one-jvm"])
 def test_each_pod_reads_its_group_then_follows_changes_until_removed(
-    nacos_endpoint: NacosEndpoint, store: NacosConfigStore,
+    nacos_endpoint: NacosEndpoint, config_store: NacosConfigStore,
     config_readers: Callable[..., ConfigReaders], jvm_per_pod: bool,
 ) -> None:
     data_id = f"orders-{uuid.uuid4().hex[:8]}.yaml"
     old, new = ConfigKey("", "orders.rev-aaaaaaaaaa", data_id), ConfigKey("", "orders.rev-bbbbbbbbbb", data_id)
     contents = {old: "greeting: hello\n", new: "greeting: 你好\nlimit: 2\n"}
     for key, content in contents.items():
-        run(store.publish(key, content, "yaml"))
+        run(config_store.publish(key, content, "yaml"))
     readers = config_readers(nacos_endpoint, jvm_per_pod=jvm_per_pod)
     readers.add_pod("orders-stable-1", "10.244.0.11", old.group, [data_id, "absent.yaml"])
     readers.add_pod("orders-canary-1", "10.244.0.12", new.group, [data_id])
@@ -60,7 +48,7 @@ def test_each_pod_reads_its_group_then_follows_changes_until_removed(
 
     changed = "greeting: hello again\n"
     published = time.time()
-    run(store.publish(old, changed, "yaml"))
+    run(config_store.publish(old, changed, "yaml"))
     readers.wait_until(lambda r: r.holding()[("orders-stable-1", data_id)].md5 == content_md5(changed),
                        FOLLOW_SECONDS, "the stable pod's listener to get the change")
     seen = [r for r in readers.reads(pod="orders-stable-1", data_id=data_id) if r.event == "change"]
@@ -69,8 +57,8 @@ def test_each_pod_reads_its_group_then_follows_changes_until_removed(
     assert [r.event for r in readers.reads(pod="orders-canary-1")] == ["read"]
 
     readers.remove_pod("orders-stable-1")
-    run(store.publish(old, "greeting: nobody reads this\n", "yaml"))
+    run(config_store.publish(old, "greeting: nobody reads this\n", "yaml"))
     holds_for(lambda: len(readers.reads(pod="orders-stable-1")) == 3, QUIET_SECONDS, "a removed pod reads nothing")
     assert readers.pods() == ["orders-canary-1"]
     for key in contents:
-        run(store.delete(key))
+        run(config_store.delete(key))

@@ -5,11 +5,8 @@ RegistryUnavailable within the call's deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -21,6 +18,7 @@ from apprelease.registry.config_store import (
     StoredConfig,
     content_md5,
 )
+from tests.nacos.conftest import run
 from tests.plugins.fault_proxy import Mode, fault_proxy
 from tests.plugins.nacos import NacosEndpoint
 
@@ -34,63 +32,52 @@ CALL_SECONDS = 4.0
 SLACK_SECONDS = 2.5
 
 
-def run(coroutine: Any) -> Any:
-    return asyncio.run(coroutine)
-
-
-@pytest.fixture
-def store(nacos_endpoint: NacosEndpoint) -> Iterator[NacosConfigStore]:
-    with_store = NacosConfigStore(nacos_endpoint.settings(""))
-    yield with_store
-    with_store.close()
-
-
 @pytest.fixture
 def data_id() -> str:
     return f"orders-{uuid.uuid4().hex[:8]}.yaml"
 
 
-def test_publish_read_and_delete_keep_content_and_md5(store: NacosConfigStore, data_id: str) -> None:
+def test_publish_read_and_delete_keep_content_and_md5(config_store: NacosConfigStore, data_id: str) -> None:
     key = ConfigKey("", "orders.rev-0a1b2c3d4e", data_id)
-    assert run(store.read(key)) is None
-    md5 = run(store.publish(key, CONTENT, "yaml"))
+    assert run(config_store.read(key)) is None
+    md5 = run(config_store.publish(key, CONTENT, "yaml"))
     assert md5 == content_md5(CONTENT)
-    stored = run(store.read(key))
+    stored = run(config_store.read(key))
     assert stored is not None and stored.content == CONTENT and stored.md5 == md5
     # "public" is the same namespace as "" on both versions.
     public = ConfigKey("public", key.group, data_id)
-    assert run(store.read(public)) == StoredConfig(public, CONTENT, md5)
+    assert run(config_store.read(public)) == StoredConfig(public, CONTENT, md5)
     changed = CONTENT.replace("a", "c")
-    assert run(store.publish(key, changed, "yaml")) == content_md5(changed)
-    run(store.delete(key))
-    assert run(store.read(key)) is None
-    run(store.delete(key))  # absent: fine
+    assert run(config_store.publish(key, changed, "yaml")) == content_md5(changed)
+    run(config_store.delete(key))
+    assert run(config_store.read(key)) is None
+    run(config_store.delete(key))  # absent: fine
 
 
-def test_list_groups_names_every_group_of_the_data_id_and_no_other(store: NacosConfigStore, data_id: str) -> None:
+def test_list_groups_names_every_group_of_the_data_id_and_no_other(config_store: NacosConfigStore, data_id: str) -> None:
     groups = ["orders", "orders.rev-0a1b2c3d4e", "orders.rev-ffffffffff", "orders.drift-12345678"]
     for group in groups:
-        run(store.publish(ConfigKey("", group, data_id), f"group: {group}\n", "yaml"))
+        run(config_store.publish(ConfigKey("", group, data_id), f"group: {group}\n", "yaml"))
     # Another dataId a LIKE could mistake for it ("_" matches any one character there).
     lookalike = data_id.replace("-", "_", 1)
-    run(store.publish(ConfigKey("", "elsewhere", lookalike), "x: 1\n", "yaml"))
-    assert run(store.list_groups("", data_id)) == sorted(groups)
-    assert run(store.list_groups("public", data_id)) == sorted(groups)
+    run(config_store.publish(ConfigKey("", "elsewhere", lookalike), "x: 1\n", "yaml"))
+    assert run(config_store.list_groups("", data_id)) == sorted(groups)
+    assert run(config_store.list_groups("public", data_id)) == sorted(groups)
     for group in groups[1:]:
-        run(store.delete(ConfigKey("", group, data_id)))
-    assert run(store.list_groups("", data_id)) == ["orders"]
-    assert run(store.list_groups("", f"absent-{data_id}")) == []
-    run(store.delete(ConfigKey("", "orders", data_id)))
-    run(store.delete(ConfigKey("", "elsewhere", lookalike)))
+        run(config_store.delete(ConfigKey("", group, data_id)))
+    assert run(config_store.list_groups("", data_id)) == ["orders"]
+    assert run(config_store.list_groups("", f"absent-{data_id}")) == []
+    run(config_store.delete(ConfigKey("", "orders", data_id)))
+    run(config_store.delete(ConfigKey("", "elsewhere", lookalike)))
 
 
 @pytest.mark.parametrize(("data_id", "words"), [
     ("orders/config.yaml", "illegal characters"),
     ("o" * 300, "length"),
 ])
-def test_a_name_nacos_refuses_is_config_refused_naming_why(store: NacosConfigStore, data_id: str, words: str) -> None:
+def test_a_name_nacos_refuses_is_config_refused_naming_why(config_store: NacosConfigStore, data_id: str, words: str) -> None:
     with pytest.raises(ConfigRefused) as refused:
-        run(store.publish(ConfigKey("", "orders", data_id), "a: 1\n", "yaml"))
+        run(config_store.publish(ConfigKey("", "orders", data_id), "a: 1\n", "yaml"))
     assert words in refused.value.reason and "dataId" in refused.value.reason
 
 

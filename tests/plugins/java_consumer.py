@@ -199,6 +199,17 @@ def parse_line(line: str) -> Pick | Push | None:
     return None
 
 
+def new_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    """The complete lines a process appended to `path` since `offset`, and the new offset (a
+    line still being written waits for the next call)."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        return complete.decode("utf-8", "replace").splitlines(), offset + len(complete)
+    return [], offset
+
+
 class ConsumerLog:
     """The consumer's log, parsed (re-read on each refresh(): the consumer keeps appending)."""
 
@@ -209,17 +220,13 @@ class ConsumerLog:
         self._offset = 0
 
     def refresh(self) -> ConsumerLog:
-        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-            complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
-            self._offset += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
-                entry = parse_line(line)
-                if isinstance(entry, Pick):
-                    self.picks.append(entry)
-                elif isinstance(entry, Push):
-                    self.pushes.append(entry)
+        lines, self._offset = new_lines(self.path, self._offset)
+        for line in lines:
+            entry = parse_line(line)
+            if isinstance(entry, Pick):
+                self.picks.append(entry)
+            elif isinstance(entry, Push):
+                self.pushes.append(entry)
         return self
 
     # --- queries (times are epoch seconds, as time.time()) ---------------------------------

@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests.plugins.cluster import NotYet, wait_for
-from tests.plugins.java_consumer import ConsumerBuild, client_environment, java_command
+from tests.plugins.java_consumer import ConsumerBuild, client_environment, java_command, new_lines
 from tests.plugins.nacos import NacosEndpoint
 
 MAIN_CLASS = "apprelease.consumer.ConfigReaders"
@@ -79,14 +79,10 @@ class _Jvm:
         stdin.flush()
 
     def refresh(self) -> list[dict[str, Any]]:
-        with contextlib.suppress(FileNotFoundError), self.log_path.open("rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-            complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
-            self._offset += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
-                with contextlib.suppress(ValueError):
-                    self.events.append(json.loads(line))
+        lines, self._offset = new_lines(self.log_path, self._offset)
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                self.events.append(json.loads(line))
         return self.events
 
     def stderr_tail(self, lines: int = 20) -> str:

@@ -13,7 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from apprelease.registry.base import RegistryBadResponse, RegistryRefused, RegistryUnavailable
+from apprelease.registry.base import (
+    RegistryBadResponse,
+    RegistryMisconfigured,
+    RegistryRefused,
+    RegistryUnavailable,
+)
 from apprelease.registry.config_store import ConfigKey, ConfigRefused, NacosConfigStore, content_md5
 from apprelease.registry.nacos import NacosSettings
 from tests.unit.fake_config_store import FakeConfigStore
@@ -144,3 +149,21 @@ def test_the_fake_store_keeps_nacos_semantics() -> None:
     assert run(store.read(ConfigKey("", "g", "d"))) is None
     with pytest.raises(ConfigRefused):
         run(store.publish(ConfigKey("", "g", "d"), "", "text"))
+
+
+def test_the_operator_address_policy_applies_before_any_connection() -> None:
+    """The store is the registry client underneath: a server the policy refuses (here: its
+    name resolves to the metadata address) is never connected to, credentials never sent."""
+    requests: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, json={"version": "2.3.2"})
+
+    settings = NacosSettings(server_addr="nacos.test:8848", service_name="", username="nacos", password=PASSWORD)
+    store = NacosConfigStore(
+        settings, transport=httpx.MockTransport(record), resolver=lambda host, port: ["169.254.169.254"],
+        connect_check=lambda host, port, address: f"{host} resolves to {address}, link-local")
+    with pytest.raises(RegistryMisconfigured) as refused:
+        run(store.read(KEY))
+    assert "link-local" in str(refused.value) and not requests
