@@ -4,7 +4,6 @@ published before they exist; the formal dataId follows the stable revision."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import pytest
 
 from apprelease.registry.config_store import ConfigKey, NacosConfigStore, content_md5
 from apprelease.render.nacos_config import GROUP_ENV
-from tests.nacos.conftest import PORT, SECRET
+from tests.nacos.conftest import PORT, SECRET, run
 from tests.plugins.cluster import KubeCluster
 from tests.plugins.fault_proxy import FaultProxy, fault_proxy
 from tests.plugins.nacos import NacosEndpoint
@@ -36,13 +35,6 @@ def endpoint_credentials(kube_cluster: KubeCluster, namespace: str, nacos_endpoi
                                        "password": nacos_endpoint.password or ""}})
 
 
-@pytest.fixture
-def store(nacos_endpoint: NacosEndpoint) -> Iterator[NacosConfigStore]:
-    opened = NacosConfigStore(nacos_endpoint.settings(""))
-    yield opened
-    opened.close()
-
-
 def config_app(endpoint: NacosEndpoint, group: str, content: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "orders"},
@@ -58,8 +50,8 @@ def config_app(endpoint: NacosEndpoint, group: str, content: str, **spec: Any) -
     }
 
 
-def read(store: NacosConfigStore, group: str) -> str | None:
-    stored = asyncio.run(store.read(ConfigKey("", group, "orders.yaml")))
+def read(config_store: NacosConfigStore, group: str) -> str | None:
+    stored = run(config_store.read(ConfigKey("", group, "orders.yaml")))
     return stored.content if stored is not None else None
 
 
@@ -77,36 +69,36 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_canary_with_a_config_change_reads_its_own_copy_and_formal_follows_promotion(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     arl.apply(config_app(nacos_endpoint, group, V1))
     status = arl.wait_phase("orders", "Healthy", timeout=90)
-    arl.wait("orders", lambda s: read(store, group) == V1, 30, "formal dataId = revision 1's content")
+    arl.wait("orders", lambda s: read(config_store, group) == V1, 30, "formal dataId = revision 1's content")
     assert conditions(arl.status("orders"))["ConfigPublished"]["status"] == "True"
     (old,) = pod_groups(arl, "stable")
-    assert old.startswith(f"{group}.rev-") and read(store, old) == V1
+    assert old.startswith(f"{group}.rev-") and read(config_store, old) == V1
 
     arl.apply(config_app(nacos_endpoint, group, V2))
     status = arl.wait("orders", lambda s: s.get("currentStepIndex") == 1 and s.get("phase") == "Paused"
                       and len(pod_groups(arl, "canary")) == 1, 90, "canary paused with its pod")
     (new,) = pod_groups(arl, "canary")
-    assert new != old and read(store, new) == V2  # the canary reads the new content
-    assert pod_groups(arl, "stable") == {old} and read(store, old) == V1  # stable keeps its own
-    assert read(store, group) == V1  # formal stays the stable content while the canary runs
+    assert new != old and read(config_store, new) == V2  # the canary reads the new content
+    assert pod_groups(arl, "stable") == {old} and read(config_store, old) == V1  # stable keeps its own
+    assert read(config_store, group) == V1  # formal stays the stable content while the canary runs
     published = {i["dataId"]: i for i in status["config"]["nacos"]["items"]}["orders.yaml"]
     assert set(published["revisions"]) == {old.removeprefix(f"{group}.rev-"), new.removeprefix(f"{group}.rev-")}
 
     arl.cli("promote", "orders", "--full")
     arl.wait_phase("orders", "Healthy", timeout=90)
-    arl.wait("orders", lambda s: read(store, group) == V2, 30, "formal dataId = revision 2's content")
+    arl.wait("orders", lambda s: read(config_store, group) == V2, 30, "formal dataId = revision 2's content")
     assert pod_groups(arl, "stable") == {new}
     reasons = [e["reason"] for e in arl.events("orders")]
     assert "ConfigPublished" in reasons
 
 
 def test_abort_leaves_no_pod_on_the_new_copy_and_formal_unchanged(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     arl.apply(config_app(nacos_endpoint, group, V1))
@@ -118,26 +110,26 @@ def test_abort_leaves_no_pod_on_the_new_copy_and_formal_unchanged(
     arl.cli("abort", "orders")
     arl.wait("orders", lambda s: s.get("aborted") and not pod_groups(arl, "canary"), 60, "canary gone")
     assert pod_groups(arl, "stable") == {old}
-    assert read(store, group) == V1
+    assert read(config_store, group) == V1
 
 
 def test_drift_made_by_hand_is_reported_saved_and_put_back_with_enforce(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     body = config_app(nacos_endpoint, group, V1)
     body["spec"]["config"]["nacos"]["enforce"] = True
     arl.apply(body)
     arl.wait_phase("orders", "Healthy", timeout=90)
-    arl.wait("orders", lambda s: read(store, group) == V1, 30, "formal published")
+    arl.wait("orders", lambda s: read(config_store, group) == V1, 30, "formal published")
     edited = "greeting: edited by hand\n"
-    asyncio.run(store.publish(ConfigKey("", group, "orders.yaml"), edited, "yaml"))
+    run(config_store.publish(ConfigKey("", group, "orders.yaml"), edited, "yaml"))
     arl.wait("orders", lambda s: any(e["reason"] == "ConfigDrift" for e in arl.events("orders")), 60,
              "a ConfigDrift Warning")
-    arl.wait("orders", lambda s: read(store, group) == V1, 60, "the hand edit put back")
+    arl.wait("orders", lambda s: read(config_store, group) == V1, 60, "the hand edit put back")
     status = arl.status("orders")
     saved = f"{group}.drift-{content_md5(edited)[:8]}"
-    assert saved in status["config"]["nacos"]["lastDrift"] and read(store, saved) == edited  # never silently lost
+    assert saved in status["config"]["nacos"]["lastDrift"] and read(config_store, saved) == edited  # never silently lost
 
 
 @pytest.fixture
@@ -147,7 +139,7 @@ def proxy(nacos_endpoint: NacosEndpoint) -> Iterator[FaultProxy]:
 
 
 def test_a_nacos_outage_holds_the_new_revision_then_it_resumes(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore, proxy: FaultProxy,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore, proxy: FaultProxy,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     body = config_app(nacos_endpoint, group, V1)
@@ -166,11 +158,11 @@ def test_a_nacos_outage_holds_the_new_revision_then_it_resumes(
     arl.wait("orders", lambda s: s.get("currentStepIndex") == 1 and len(pod_groups(arl, "canary")) == 1, 90,
              "the canary once Nacos is back")
     (new,) = pod_groups(arl, "canary")
-    assert new != old and read(store, new) == V2 and read(store, group) == V1
+    assert new != old and read(config_store, new) == V2 and read(config_store, group) == V1
 
 
 def test_rollback_republishes_the_earlier_revisions_copy(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     body = config_app(nacos_endpoint, group, V1)
@@ -181,12 +173,12 @@ def test_rollback_republishes_the_earlier_revisions_copy(
     body["spec"]["config"]["nacos"]["items"][0]["content"] = V2
     arl.apply(body)
     arl.wait("orders", lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
-             and read(store, group) == V2, 90, "revision 2 stable, formal = its content")
-    asyncio.run(store.delete(ConfigKey("", old, "orders.yaml")))  # revision 1's copy gone by hand
+             and read(config_store, group) == V2, 90, "revision 2 stable, formal = its content")
+    run(config_store.delete(ConfigKey("", old, "orders.yaml")))  # revision 1's copy gone by hand
     arl.cli("rollback", "orders", "--to-revision", "1")
     arl.wait("orders", lambda s: s.get("phase") == "Healthy" and pod_groups(arl, "stable") == {old}
-             and read(store, group) == V1, 90, "back on revision 1's content, formal too")
-    assert read(store, old) == V1
+             and read(config_store, group) == V1, 90, "back on revision 1's content, formal too")
+    assert read(config_store, old) == V1
 
 
 class PodReaders:
@@ -221,7 +213,7 @@ class PodReaders:
 
 
 def test_every_client_reads_exactly_its_revisions_content_through_a_canary(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
     config_readers: Any,
 ) -> None:
     """The judge: nacos-client ConfigService per simulated pod (one JVM for all: the design
@@ -229,7 +221,7 @@ def test_every_client_reads_exactly_its_revisions_content_through_a_canary(
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     arl.apply(config_app(nacos_endpoint, group, V1))
     arl.wait_phase("orders", "Healthy", timeout=90)
-    arl.wait("orders", lambda s: read(store, group) == V1, 30, "formal published")
+    arl.wait("orders", lambda s: read(config_store, group) == V1, 30, "formal published")
     pods = PodReaders(arl, config_readers(nacos_endpoint, jvm_per_pod=False), group)
     pods.wait(lambda s: len(pods.readers.pods()) == 3, 60, "two stable pods and the person read")
     (old,) = pod_groups(arl, "stable")
@@ -258,7 +250,7 @@ def test_every_client_reads_exactly_its_revisions_content_through_a_canary(
 
 
 def test_blue_green_preview_reads_the_new_copy_active_the_old_until_the_switch(
-    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, store: NacosConfigStore,
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
 ) -> None:
     group = f"ORDERS-{uuid.uuid4().hex[:6]}"
     body = config_app(nacos_endpoint, group, V1)
@@ -271,8 +263,8 @@ def test_blue_green_preview_reads_the_new_copy_active_the_old_until_the_switch(
     arl.wait("orders", lambda s: s.get("phase") == "Paused" and len(pod_groups(arl, "preview")) == 1, 90,
              "the preview up, waiting for the switch")
     (new,) = pod_groups(arl, "preview")
-    assert new != old and read(store, new) == V2
-    assert pod_groups(arl, "stable") == {old} and read(store, group) == V1
+    assert new != old and read(config_store, new) == V2
+    assert pod_groups(arl, "stable") == {old} and read(config_store, group) == V1
     arl.cli("promote", "orders", "--full")
     arl.wait("orders", lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
-             and read(store, group) == V2, 120, "switched, formal = the new content")
+             and read(config_store, group) == V2, 120, "switched, formal = the new content")

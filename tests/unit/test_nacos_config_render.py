@@ -51,3 +51,8 @@ def test_content_must_parse_as_its_type(type_: str, content: str, bad: bool) -> 
     assert (error is not None) == bad
     if bad:
         assert error is not None and error.startswith("spec.config.nacos.items[2] (d): not " + type_)
+
+
+def test_an_empty_content_is_a_verdict_nacos_stores_none() -> None:
+    error = parse_error(ConfigItem(index=0, group="G", data_id="d", type="text", content=""))
+    assert error is not None and "spec.config.nacos.items[0] (d): empty" in error

@@ -42,7 +42,7 @@ class NacosConfigItem(ApiModel):
     data_id: Annotated[NacosConfigName, Field(max_length=MAX_DATA_ID)]
     group: Annotated[NacosConfigName, Field(max_length=MAX_GROUP)] = "DEFAULT_GROUP"
     type: ConfigType = Field("text", description="yaml, json and properties must parse as such.")
-    content: Annotated[str, Field(max_length=MAX_INLINE_CONTENT)] | None = Field(
+    content: Annotated[str, Field(min_length=1, max_length=MAX_INLINE_CONTENT)] | None = Field(
         None, description="The content, inline (at most 100 Ki characters: the AppRelease is kept in etcd)."
     )
     from_file: Annotated[str, Field(min_length=1, max_length=253)] | None = Field(

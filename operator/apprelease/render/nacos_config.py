@@ -92,6 +92,8 @@ def pod_env(config: ConfigFiles | None) -> list[dict[str, str]]:
 def parse_error(item: ConfigItem) -> str | None:
     """Why the content is not what its type says, or None. Never published when it is not.
     (Cached: each pass checks the revisions it rolls out, and a content does not change.)"""
+    if not item.content:  # a file of spec.config.files may be empty; Nacos stores no empty config
+        return f"spec.config.nacos.items[{item.index}] ({item.data_id}): empty: Nacos does not store an empty config"
     try:
         if item.type == "yaml":
             list(yaml.safe_load_all(item.content))
