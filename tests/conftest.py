@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.plugins.operator",
     "tests.plugins.nacos",
     "tests.plugins.java_consumer",
+    "tests.plugins.nacos_config_readers",
 ]

@@ -180,3 +180,25 @@ def _host_port(host: str, port: int) -> str:
 
 def _is_pattern(entry: str) -> bool:
     return any(ch in entry for ch in "*?[")
+
+
+ConfigActionKind = Literal["publish", "save-drift", "delete"]
+
+
+@dataclass(frozen=True)
+class ConfigAction:
+    """Something the planner asks the Nacos config store to do (rollout/nacos_config.py).
+
+    ``publish``: ``content`` to (group, data_id), verified by reading its md5 back.
+    ``save-drift``: copy what (group, data_id) holds to ``save_to``, only if it still has
+    ``md5`` (a hand edit is saved before anything overwrites it). ``delete``: absent is fine.
+    """
+
+    kind: ConfigActionKind
+    group: str
+    data_id: str
+    content: str = ""
+    type: str = "text"
+    md5: str = ""
+    save_to: str = ""
+    reason: str = ""

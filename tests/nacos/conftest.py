@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
+from apprelease.registry.config_store import NacosConfigStore
 from tests.plugins.cluster import KubeCluster
 from tests.plugins.nacos import AppInstanceSimulator, NacosEndpoint
 from tests.plugins.nacos_apps import PodRegistrar
@@ -19,6 +21,7 @@ DRAIN_SECONDS = 4
 # The registrar sees an instance disabled up to this late (its 0.3 s poll plus Nacos applying
 # the change); a pod's deletion it sees from a watch, within milliseconds.
 SEEN_LATE = 1.0
+T = TypeVar("T")
 
 def nacos_app(endpoint_url: str, service: str, *, name: str = "orders", steps: list | None = None,
               registry: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -87,3 +90,16 @@ def containers_ready(arl: Any, track: str, app: str = "orders") -> int:
         if not p["metadata"].get("deletionTimestamp")
         and any(c["type"] == "ContainersReady" and c["status"] == "True" for c in p["status"].get("conditions", []))
     )
+
+
+@pytest.fixture
+def config_store(nacos_endpoint: NacosEndpoint) -> Iterator[NacosConfigStore]:
+    """The operator's config store on the test's Nacos (both versions)."""
+    store = NacosConfigStore(nacos_endpoint.settings(""))
+    yield store
+    store.close()
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """A config store call from a test (the store's methods are coroutines)."""
+    return asyncio.run(coroutine)

@@ -129,6 +129,30 @@ def _build(home: Path, version: str) -> ConsumerBuild:
     return ConsumerBuild(home, build.classpath, time.monotonic() - started)
 
 
+def java_command(build: ConsumerBuild, workdir: Path, *options: str) -> list[str]:
+    """`java` with the build's classpath, small and quick to start; the client's own logs and
+    caches go to `workdir`, not ~/logs, ~/nacos. The main class and its arguments follow."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=str(Path(java_home) / "bin")) if java_home else None
+    java = java or shutil.which("java")
+    if java is None:
+        raise ConsumerBuildError("`java` not found (set JAVA_HOME or put a JDK 17+ on PATH)")
+    return [
+        java, "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1", *options,
+        f"-DJM.LOG.PATH={workdir / 'client-logs'}", f"-DJM.SNAPSHOT.PATH={workdir / 'client-cache'}",
+        "-cp", os.pathsep.join(str(entry) for entry in build.classpath),
+    ]
+
+
+def client_environment(endpoint: NacosEndpoint) -> dict[str, str]:
+    """This environment without NACOS_*, plus the endpoint's credentials (never arguments)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_")}
+    if endpoint.username:
+        env["NACOS_USERNAME"] = endpoint.username
+        env["NACOS_PASSWORD"] = endpoint.password or ""
+    return env
+
+
 # --- the log ---------------------------------------------------------------------------------
 
 
@@ -175,6 +199,17 @@ def parse_line(line: str) -> Pick | Push | None:
     return None
 
 
+def new_lines(path: Path, offset: int) -> tuple[list[str], int]:
+    """The complete lines a process appended to `path` since `offset`, and the new offset (a
+    line still being written waits for the next call)."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        return complete.decode("utf-8", "replace").splitlines(), offset + len(complete)
+    return [], offset
+
+
 class ConsumerLog:
     """The consumer's log, parsed (re-read on each refresh(): the consumer keeps appending)."""
 
@@ -185,17 +220,13 @@ class ConsumerLog:
         self._offset = 0
 
     def refresh(self) -> ConsumerLog:
-        with contextlib.suppress(FileNotFoundError), self.path.open("rb") as handle:
-            handle.seek(self._offset)
-            data = handle.read()
-            complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
-            self._offset += len(complete)
-            for line in complete.decode("utf-8", "replace").splitlines():
-                entry = parse_line(line)
-                if isinstance(entry, Pick):
-                    self.picks.append(entry)
-                elif isinstance(entry, Push):
-                    self.pushes.append(entry)
+        lines, self._offset = new_lines(self.path, self._offset)
+        for line in lines:
+            entry = parse_line(line)
+            if isinstance(entry, Pick):
+                self.picks.append(entry)
+            elif isinstance(entry, Push):
+                self.pushes.append(entry)
         return self
 
     # --- queries (times are epoch seconds, as time.time()) ---------------------------------
@@ -283,23 +314,10 @@ class JavaConsumer:
         interval_ms: int = DEFAULT_INTERVAL_MS,
         server_addr: str | None = None,
     ) -> JavaConsumer:
-        java_home = os.environ.get("JAVA_HOME")
-        java = shutil.which("java", path=str(Path(java_home) / "bin")) if java_home else None
-        java = java or shutil.which("java")
-        if java is None:
-            raise ConsumerBuildError("`java` not found (set JAVA_HOME or put a JDK 17+ on PATH)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NACOS_")}
-        if endpoint.username:
-            env["NACOS_USERNAME"] = endpoint.username
-            env["NACOS_PASSWORD"] = endpoint.password or ""
+        env = client_environment(endpoint)
         command = [
-            java,
-            "-XX:+UseSerialGC", "-Xmx128m", "-XX:TieredStopAtLevel=1",  # small and quick to start
-            # The client's own logs and service cache go to the workdir, not ~/logs, ~/nacos.
-            f"-DJM.LOG.PATH={self.workdir / 'client-logs'}",
-            f"-DJM.SNAPSHOT.PATH={self.workdir / 'client-cache'}",
-            "-cp", os.pathsep.join(str(entry) for entry in self.build.classpath),
+            *java_command(self.build, self.workdir),
             MAIN_CLASS,
             "--server-addr", server_addr or endpoint.server_addr,
             "--namespace", namespace,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,10 @@ from typing import Any
 from apprelease.api.spec import AppRelease
 from apprelease.api.status import AppReleaseStatus
 from apprelease.registry.base import RegistryInstance
+from apprelease.registry.config_sync import read_keys, run_actions
 from apprelease.registry.registration import RegistryRead
 from apprelease.registry.registration import summarize as summarize_registration
+from apprelease.rollout.nacos_config import config_namespace, keys_to_read
 from apprelease.rollout.observed import (
     DeploymentState,
     GateState,
@@ -84,6 +87,10 @@ class Sim:
     serial_ips: list[str] = field(default_factory=list)  # addresses to hand out again first
     events: list[tuple[str, str]] = field(default_factory=list)
     last: Plan | None = None
+    # A fake Nacos config store (tests/unit/fake_config_store.py): read before each pass, the
+    # plan's config actions run on it after, as the operator's config monitor does.
+    config_store: Any = None
+    config_action_error: str | None = None
 
     def _pod(self, pod: PodState, track: str) -> PodState:
         """The pod as the API shows it: with a Nacos registry, Ready needs the gate too."""
@@ -110,9 +117,15 @@ class Sim:
             registration = summarize_registration(
                 provider="nacos", service="DEFAULT_GROUP@@shop", read=read, pods=pods, revisions=revisions)
             registry_state = registration.state
+        config = None
+        if self.config_store is not None:
+            keys = keys_to_read(self.app, self.status.config, self.revisions.values())
+            config = asyncio.run(read_keys(self.config_store, config_namespace(self.app), keys))
+            if self.config_action_error is not None:
+                config = replace(config, action_error=self.config_action_error)
         return Observed(deployments=dict(self.deployments), pods=pods,
                         revisions=tuple(self.revisions.values()), registry=registry_state,
-                        registration=registration)
+                        registration=registration, config=config)
 
     def nacos_instances(self) -> list[RegistryInstance]:
         """Every pod whose containers are ready registers itself (as the app would); its
@@ -149,6 +162,9 @@ class Sim:
         return result
 
     def _apply(self, result: Plan) -> None:
+        if self.config_store is not None:
+            self.config_action_error = asyncio.run(
+                run_actions(self.config_store, config_namespace(self.app), result.config_actions))
         for action in result.registry_actions:
             self.actions.append((self.now, action))
             key = (action.ip, action.port)

@@ -81,7 +81,7 @@ def test_namespace_is_accepted_before_or_after_the_subcommand(kube: RecordingKub
 @pytest.mark.parametrize("command", [
     ["pause", "shop"], ["resume", "shop"], ["abort", "shop"], ["retry", "shop"], ["restart", "shop"],
     ["take-down", "shop"], ["bring-up", "shop"], ["rollback", "shop", "--to-revision", "1"],
-    ["history", "shop"], ["get", "shop", "-o", "json"], ["registry", "shop"],
+    ["history", "shop"], ["get", "shop", "-o", "json"], ["registry", "shop"], ["config", "shop"],
     ["offline", "shop", "--pod", "p"], ["online", "shop", "--pod", "p"],
 ])
 def test_every_command_takes_the_kubectl_flags_after_its_arguments(

@@ -239,3 +239,16 @@ def test_instance_cells_colour_only_what_needs_attention() -> None:
              "warming": False}]}}), buttons=views.Buttons(), offline=[], key=("team-a", "shop"))
     cells = re.findall(r"<td(?: class=\"(\w+)\")?>(yes|no)</td>", registry)
     assert cells == [("", "yes"), ("", "yes"), ("", "no")]  # healthy, enabled, warming: none coloured
+
+
+def test_the_registry_section_shows_the_nacos_config_copies_and_their_readers() -> None:
+    status = {"config": {"nacos": {"namespace": "public", "items": [{
+        "dataId": "shop.yaml", "group": "SHOP", "md5": "m1", "revisions": {"h1": "m1"}}],
+        "drift": [{"group": "SHOP", "dataId": "shop.yaml", "md5": "m9", "savedTo": "SHOP.drift-m9"}]}}}
+    rows = views.nacos_config(status, [], [{"metadata": {"name": "shop-a", "labels": {"apprelease.io/revision": "1"}}}])
+    assert [(r["group"], r["md5"]) for r in rows] == [("SHOP", "m1"), ("SHOP.rev-h1", "m1")]
+    html = _templates().get_template("_section_registry.html").render(
+        registration=None, nacos_config=rows, buttons={}, key=("team-a", "shop"), offline=[])
+    assert "Nacos config" in html and "SHOP.rev-h1" in html and "SHOP.drift-m9" in html
+    assert views.nacos_config({"config": {"nacos": {"items": "not a list"}}}, [], []) == []
+    assert views.nacos_config({}, [], []) == []

@@ -8,9 +8,9 @@ trusts that admission ran, e.g. objects stored before a CRD upgrade).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # Kubernetes DNS-1123 subdomain, optionally a leading wildcard label (Ingress hosts allow it).
@@ -59,6 +59,8 @@ ENV_NAME_PATTERN = f"^{ENV_NAME}$"
 # Printable ASCII without the space (what image references and Nacos names are made of):
 # explicit ranges, because Go's RE2 reads \S as ASCII and pydantic's regex as Unicode.
 PRINTABLE_ASCII_PATTERN = r"^[\x21-\x7e]+$"
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

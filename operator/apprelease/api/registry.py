@@ -6,9 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import ApiModel, cel, duration_seconds, validations
+from .base import ApiModel, ObjectName, cel, duration_seconds, validations
 from .strategy import Duration, WarmupDuration, duration_description
-from .workload import ObjectName
 
 # Printable ASCII without space and "@" ("@@" separates group and service in Nacos).
 NacosName = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[\x21-\x3f\x41-\x7e]+$")]

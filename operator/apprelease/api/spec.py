@@ -18,6 +18,7 @@ from .base import (
     validations,
 )
 from .exposure import IngressSpec, ServiceSpec
+from .nacos_config import NEEDS_A_SERVER_MESSAGE, NEEDS_A_SERVER_RULE
 from .registry import Registry
 from .strategy import Strategy
 from .workload import (
@@ -184,6 +185,7 @@ class AppReleaseSpec(ApiModel):
                 " : duration(self.registry.warmup).getSeconds()) < self.progressDeadlineSeconds",
                 "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
             cel(_ADOPT_RULE, ADOPT_STRATEGIES, field_path=".adopt"),
+            cel(NEEDS_A_SERVER_RULE, NEEDS_A_SERVER_MESSAGE, field_path=".config.nacos"),
         )
     }
 
@@ -286,6 +288,9 @@ class AppReleaseSpec(ApiModel):
                 canary is not None and canary.traffic_routing != "replicas")):
             # Per-track Services and revision selectors need labels the adopted pods lack.
             raise ValueError(ADOPT_STRATEGIES)
+        nacos_config = self.config.nacos if self.config is not None else None
+        if nacos_config is not None and nacos_config.server_addr is None and not (self.registry and self.registry.nacos):
+            raise ValueError(NEEDS_A_SERVER_MESSAGE)
         return self
 
     def container_ports(self) -> list[ContainerPort]:

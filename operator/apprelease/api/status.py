@@ -197,6 +197,47 @@ class FailureStatus(StatusModel):
     )
 
 
+class NacosConfigItemStatus(StatusModel):
+    """One dataId: the formal copy (the item's own group) and each revision's copy we published."""
+
+    data_id: str
+    group: str
+    md5: str | None = Field(None, description="What the formal dataId holds as we published it.")
+    formal_hash: str | None = Field(None, description="The config hash whose content the formal dataId holds.")
+    revisions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Config hash → md5 of the copy in group <group>.rev-<hash>, verified by a read.",
+    )
+
+
+DriftState = Literal["Saving", "Saved"]
+
+
+class NacosConfigDrift(StatusModel):
+    """A dataId someone edited in Nacos: its content is saved before anything overwrites it."""
+
+    group: str
+    data_id: str
+    md5: str
+    saved_to: str = Field(description="Group the hand-edited content is saved to (same dataId).")
+    state: DriftState = "Saving"
+    since: str | None = None
+
+
+class NacosConfigStatus(StatusModel):
+    namespace: str = ""
+    items: list[NacosConfigItemStatus] = Field(default_factory=list)
+    drift: list[NacosConfigDrift] = Field(default_factory=list)
+    last_drift: str | None = Field(None, description="The last hand edit seen and where it was saved.")
+
+    def item(self, group: str, data_id: str) -> NacosConfigItemStatus | None:
+        return next((i for i in self.items if i.group == group and i.data_id == data_id), None)
+
+
+class ConfigStatus(StatusModel):
+    nacos: NacosConfigStatus | None = None
+
+
 class AppReleaseStatus(StatusModel):
     observed_generation: int | None = None
     phase: Phase | None = None
@@ -251,6 +292,7 @@ class AppReleaseStatus(StatusModel):
         default_factory=list, description="Pods taken offline on request (apprelease offline)."
     )
     blue_green: BlueGreenStatus | None = None
+    config: ConfigStatus | None = Field(None, description="Nacos config published for the revisions.")
     failure: FailureStatus | None = Field(
         None, description="Set while something blocks progress; see docs/failures.md."
     )

@@ -20,16 +20,17 @@ from .base import (
     PORT_NAME_PATTERN,
     QUALIFIED_NAME,
     ApiModel,
+    ObjectName,
     cel,
     cel_regex,
     check_exactly_one,
     exactly_one,
     validations,
 )
+from .nacos_config import NACOS_FROM_FILE_MESSAGE, NacosConfig, nacos_config_rules
 from .resources import Quantity, Resources
 
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
-ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)]
 _IANA_RULE = "self.matches('[a-z]') && !self.contains('--')"
 _IANA_MESSAGE = "must contain a letter and no '--' (an IANA service name)"
@@ -263,6 +264,7 @@ class ConfigFiles(ApiModel):
             cel("!has(self.files) || !has(self.env) || self.files.all(k, !(k in self.env))",
                 "files and env must not share keys (one ConfigMap holds both)", field_path=".env"),
             cel(_CONFIG_SIZE_RULE, _CONFIG_SIZE_MESSAGE),
+            *nacos_config_rules(),
         )
     }
 
@@ -279,6 +281,13 @@ class ConfigFiles(ApiModel):
         dict[str, str],
         Field(json_schema_extra=validations(cel(_ENV_KEY_RULE, _ENV_KEY_MESSAGE), maxProperties=256)),
     ] = Field(default_factory=dict, description="Config values exposed to the container as env.")
+    nacos: NacosConfig | None = Field(
+        None,
+        description=(
+            "Nacos dataIds the app reads, released with the pods: each revision reads its own"
+            " immutable copy in group <group>.rev-<hash> (see docs/nacos-config.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ConfigFiles:
@@ -295,6 +304,10 @@ class ConfigFiles(ApiModel):
             raise ValueError(f"files and env share keys {sorted(overlap)}")
         if self.files and not self.mount_path:
             raise ValueError("mountPath is required when files are given")
+        if self.nacos is not None:
+            for index, item in enumerate(self.nacos.items):
+                if item.from_file is not None and item.from_file not in self.files:
+                    raise ValueError(f"nacos.items[{index}].fromFile: {NACOS_FROM_FILE_MESSAGE}")
         return self
 
 

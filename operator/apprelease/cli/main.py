@@ -240,13 +240,14 @@ def _register_subcommands() -> None:
     from importlib.metadata import entry_points
 
     from .adopt import ADOPT_COMMANDS
+    from .config import config
     from .listing import list_appreleases
     from .ops import OPERATIONS
     from .pipeline import PIPELINE_COMMANDS
     from .registry import REGISTRY_COMMANDS
     from .status import status
 
-    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS, *PIPELINE_COMMANDS,
+    for command in [list_appreleases, status, *OPERATIONS, *REGISTRY_COMMANDS, config, *PIPELINE_COMMANDS,
                     *ADOPT_COMMANDS]:
         cli.add_command(command)
     # Commands through entry points: `console` (this package's, above cli in no layer: the

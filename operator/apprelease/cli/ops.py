@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import actions
+from ..api.workload import ConfigFiles
+from ..render.hashing import config_hash
+from ..rollout.nacos_config import config_hash_of_config
 from ..rollout.observed import RevisionRecord
 from .common import (
     Context,
@@ -164,8 +167,6 @@ def _marks(record: RevisionRecord, status: dict[str, Any]) -> list[str]:
 @api_errors
 def history(ctx: Context, name: str, output: str | None) -> None:
     """Revisions: number, image, config hash, created, promoted / aborted, current."""
-    from ..render.hashing import config_hash
-
     app = ctx.kube.get("AppRelease", ctx.namespace, name)
     status = app.get("status") or {}
     records = load_history(ctx, name)
@@ -184,13 +185,22 @@ def history(ctx: Context, name: str, output: str | None) -> None:
         table.add_row(
             str(record.number),
             record.template.image,
-            config_hash(config) if config else "-",
+            _config_column(config),
             record.created,
             record.promoted or "-",
             f"{record.aborted} ({record.abort_reason})" if record.aborted else "-",
             ",".join(_marks(record, status)),
         )
     Console(width=200).print(table)
+
+
+def _config_column(config: ConfigFiles | None) -> str:
+    """The ConfigMap's hash, and the Nacos copies' (a change of either is a new revision)."""
+    if config is None:
+        return "-"
+    nacos = config_hash_of_config(config)
+    files = config_hash(config) if config.files or config.env else None
+    return " ".join(part for part in (files, f"nacos:{nacos}" if nacos else None) if part) or "-"
 
 
 OPERATIONS = [set_field, promote, pause, resume, abort, retry, restart, take_down, bring_up, rollback, history]

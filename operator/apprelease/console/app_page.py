@@ -75,6 +75,8 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
                            watches.pods.of_app(key) if allowed.reads["pods"] else [],
                            views.offline_pods(app)),
         "registration": views.registration(status),
+        "nacos_config": views.nacos_config(status, records,
+                                           watches.pods.of_app(key) if allowed.reads["pods"] else []),
         "offline": views.offline_pods(app),
         "events": views.events(watches.events_of(key), now) if allowed.reads["events"] else [],
         "history": views.history(records, status),

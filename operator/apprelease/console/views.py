@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.base import duration_text
+from ..api.status import ConfigStatus
 from ..k8s.observe import pod_state
 from ..render import labels
 from ..rollout import state as rollout_state
+from ..rollout.nacos_config import config_table
+from ..rollout.observed import RevisionRecord
 from ..rollout.state import Aborted
 
 PHASE_CLASSES = {"Healthy": "ok", "Progressing": "busy", "Paused": "paused", "Degraded": "bad"}
@@ -496,3 +499,19 @@ def offline_pods(app: Mapping[str, Any]) -> list[str]:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def nacos_config(status: Mapping[str, Any], records: Sequence[RevisionRecord],
+                 pods: Iterable[Mapping[str, Any]]) -> list[dict[str, object]]:
+    """The Nacos config table (as `apprelease config` prints it): copies, md5, readers."""
+    try:
+        config = ConfigStatus.model_validate(status.get("config") or {})
+    except ValueError:  # written by another operator version: not shown rather than a broken page
+        return []
+    by_revision: dict[int, list[str]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        revision = str((meta.get("labels") or {}).get(labels.REVISION, ""))
+        if revision.isdigit() and not meta.get("deletionTimestamp"):
+            by_revision.setdefault(int(revision), []).append(str(meta.get("name")))
+    return config_table(config, records, by_revision)

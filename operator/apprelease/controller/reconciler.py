@@ -19,9 +19,10 @@ from pydantic import ValidationError
 
 from .. import metrics
 from ..api.base import duration_text
+from ..api.registry import Registry
 from ..api.spec import API_VERSION, KIND, AppRelease
-from ..api.status import AppReleaseStatus, RegistrationStatus
-from ..domain import RegistryAction
+from ..api.status import AppReleaseStatus, ConfigStatus, RegistrationStatus
+from ..domain import ConfigAction, RegistryAction
 from ..k8s import drift
 from ..k8s.client import FIELD_MANAGER, ApiError, Kube
 from ..k8s.fence import NotLeading
@@ -63,6 +64,12 @@ class ClusterCache(Protocol):
     def forget(self, obj: dict[str, Any]) -> None: ...
 
 
+class ConfigSource(Protocol):
+    def state_for(self, app: AppRelease, observed: Observed, status: ConfigStatus | None) -> Observed: ...
+    def execute(self, app: AppRelease, actions: tuple[ConfigAction, ...]) -> None: ...
+    def forget(self, key: AppKey) -> None: ...
+
+
 class RegistrySource(Protocol):
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
@@ -87,12 +94,14 @@ class Reconciler:
         cache: ClusterCache,
         *,
         registry: RegistrySource | None = None,
+        config: ConfigSource | None = None,
         policy: Policy | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.kube = kube
         self.cache = cache
         self.registry = registry
+        self.config = config
         self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
@@ -178,6 +187,9 @@ class Reconciler:
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
             self.registry.execute(app, plan.registry_actions, busy=plan.registry_busy)
+        if self.config is not None:
+            # Published and read back before a Deployment gets the revision (the plan holds it).
+            self.config.execute(app, plan.config_actions)
         writes += self._write_gates(app, plan.pod_gates)
         # History before the Deployments that run it: whatever fails later in this pass, a
         # revision that reached a Deployment is on record.
@@ -220,6 +232,8 @@ class Reconciler:
 
     def _observe(self, app: AppRelease, children: Children, status: AppReleaseStatus) -> Observed:
         observed = observe(children, app.uid, app.name)
+        if self.config is not None:
+            observed = self.config.state_for(app, observed, status.config)
         if self.registry is None:
             return observed
         return self.registry.state_for(app, observed, status.registration)
@@ -293,6 +307,8 @@ class Reconciler:
         self._released[key] = (body["metadata"].get("uid"), _resource_version(body))
         if self.registry is not None:
             self.registry.forget(key)
+        if self.config is not None:
+            self.config.forget(key)
         return Outcome(None, None, 1)
 
     def _released_already(self, key: AppKey, body: dict[str, Any]) -> bool:
@@ -311,7 +327,7 @@ class Reconciler:
         if started is None or started[0] != app.uid:
             started = self._deletion_started[key] = (app.uid, now)
         since = max(deleted_at, started[1])
-        timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
+        timeout = timedelta(seconds=(app.spec.registry or Registry()).deletion_timeout_seconds)
         try:
             return self._finalize_steps(body, app, key, now, since)
         except NotLeading:
@@ -341,6 +357,8 @@ class Reconciler:
         writes = 0
         if self.registry is not None:
             self.registry.execute(app, tuple(plan.actions))
+        if self.config is not None:
+            self.config.execute(app, tuple(plan.config_actions))
         if plan.delete_workloads:
             for dep in children.of_kind("Deployment"):
                 if owned_by(dep, app.uid) and not dep["metadata"].get("deletionTimestamp"):

@@ -29,6 +29,7 @@ from ..k8s.client import Kube, load_api_client
 from ..k8s.fence import WriteFence
 from ..k8s.informer import Informers
 from ..k8s.observe import AppKey
+from ..registry.config_monitor import ConfigMonitor
 from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
 from .cache import WATCHED_CHILDREN, IndexCache
@@ -84,7 +85,9 @@ class Runtime:
             self.kube, self.cache.endpoint_slices, self._enqueue_threadsafe,
             poll_seconds=options.registry_poll_seconds, policy=policy, fence=self.fence,
         )
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, policy=policy)
+        self.config = ConfigMonitor(self.registry, self._enqueue_threadsafe,
+                                    poll_seconds=options.registry_poll_seconds)
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config, policy=policy)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.
@@ -128,6 +131,7 @@ class Runtime:
         self._started_at = time.monotonic()
         self.informers.start()
         self.registry.start()
+        self.config.start()
         if self.elector is None:
             metrics.LEADER.set(1)
             self._leading.set()
@@ -197,6 +201,7 @@ class Runtime:
             await asyncio.to_thread(self.elector.release, RELEASE_DRAIN_SECONDS)
         self.informers.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.registry.stop)
+        self.config.stop()
 
     async def _wait_children_synced(self) -> None:
         await asyncio.to_thread(self.informers.wait_synced)
@@ -225,6 +230,7 @@ class Runtime:
         for task in self._workers.values():
             task.cancel()
         threading.Thread(target=self.registry.stop, name="registry-stop", daemon=True).start()
+        self.config.stop()
         exit_timer = threading.Timer(EXIT_AFTER_LOSS_SECONDS, os._exit, args=(1,))
         exit_timer.daemon = True
         exit_timer.start()
@@ -244,6 +250,7 @@ class Runtime:
         self._gone.add(key)
         self.queue.forget(key)
         self.registry.forget(key)
+        self.config.forget(key)
         self.reconciler.forget(key)
         self._phases.pop(key, None)
         self._count_phases()

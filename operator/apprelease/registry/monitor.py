@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..api.registry import NacosRegistry as NacosRegistrySpec
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
 from ..backoff import exponential_backoff
@@ -576,6 +577,11 @@ class RegistryMonitor:
     def _settings(self, app: AppRelease) -> NacosSettings:
         nacos = app.spec.registry.nacos  # type: ignore[union-attr]
         assert nacos is not None
+        return self.settings_for(app, nacos)
+
+    def settings_for(self, app: AppRelease, nacos: NacosRegistrySpec) -> NacosSettings:
+        """Client settings for a Nacos server of this app (its registry, or its config's):
+        the policy checked before any Secret is read. RegistryMisconfigured if they cannot work."""
         tls = nacos.tls
         settings = NacosSettings(
             server_addr=nacos.server_addr,
@@ -609,6 +615,9 @@ class RegistryMonitor:
             # Handed to the TLS context in memory: no file to write, rewrite or remove.
             ca = _text(self._secret(app.namespace, tls.ca_secret), "ca.crt", app.namespace, tls.ca_secret)
         return dataclasses.replace(settings, username=username, password=password, tls_ca_data=ca)
+
+    def address_refusal(self, host: str, port: int, address: str) -> str | None:
+        return self._address_refusal(host, port, address)
 
     def _address_refusal(self, host: str, port: int, address: str) -> str | None:
         """The verdict's message when the policy refuses this address of a server, else None."""

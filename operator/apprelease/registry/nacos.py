@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import functools
 import ipaddress
@@ -239,14 +240,8 @@ def _one_call(method: Callable[_P, _R]) -> Callable[_P, _R]:
     @functools.wraps(method)
     def bounded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         client: NacosRegistry = args[0]  # type: ignore[assignment]
-        local = client._local
-        if getattr(local, "deadline", None) is not None:
+        with client.one_call():
             return method(*args, **kwargs)
-        local.deadline = time.monotonic() + client._settings.call_deadline_seconds
-        try:
-            return method(*args, **kwargs)
-        finally:
-            local.deadline = None
 
     return bounded
 
@@ -419,6 +414,30 @@ class NacosRegistry:
             return
         self._closed = True
         _IO.submit(self._http.aclose())
+
+    # --- for clients of other Nacos APIs built on this one (registry/config_store.py) ----
+
+    @contextlib.contextmanager
+    def one_call(self) -> Iterator[None]:
+        """Everything inside is one public call: its requests end within call_deadline_seconds."""
+        if getattr(self._local, "deadline", None) is not None:
+            yield
+            return
+        self._local.deadline = time.monotonic() + self._settings.call_deadline_seconds
+        try:
+            yield
+        finally:
+            self._local.deadline = None
+
+    def exchange(self, method: str, path: str, *, what: str, params: Mapping[str, str] | None = None,
+                 form: Mapping[str, str] | None = None) -> httpx.Response:
+        """One logged-in request (again after a 401/403), answer not interpreted."""
+        response = self._send(method, path, params=params, form=form, headers=self._auth_headers(), what=what)
+        if response.status_code in (401, 403) and self._settings.username:
+            with self._lock:
+                self._token = None  # rejected (expired, server restarted with a new key, ...)
+            response = self._send(method, path, params=params, form=form, headers=self._auth_headers(), what=what)
+        return response
 
     # --- extras -------------------------------------------------------------------------
 
@@ -614,18 +633,11 @@ class NacosRegistry:
     ) -> Any:
         """Send an authenticated request; the parsed JSON (or text) body, or None when
         `missing_ok` and Nacos said the service/cluster does not exist."""
-        response = self._send(method, path, params=params, headers=self._auth_headers(), what=what)
-        if response.status_code in (401, 403) and self._settings.username:
-            with self._lock:
-                self._token = None  # rejected (expired, server restarted with a new key, ...)
-            response = self._send(
-                method, path, params=params, headers=self._auth_headers(), what=what
-            )
-        return self._interpret(response, what, missing_ok)
+        return self._interpret(self.exchange(method, path, params=params, what=what), what, missing_ok)
 
     def _interpret(self, response: httpx.Response, what: str, missing_ok: bool) -> Any:
         status = response.status_code
-        detail = self._detail(response)
+        detail = self.detail(response)
         if missing_ok and status in (400, 404, 500) and _says_not_found(response):
             return None
         if status in (401, 403):
@@ -799,7 +811,7 @@ class NacosRegistry:
         self._logins += 1
         log.debug("Logged in to Nacos at %s; token valid for %.0f s", self._base_url, ttl)
 
-    def _detail(self, response: httpx.Response) -> str:
+    def detail(self, response: httpx.Response) -> str:
         """", <Nacos' own message>" from a JSON error answer, short and printable, or "".
         Never an HTML or text body: a proxy's page, a stack trace, an echo of our request."""
         try:
@@ -810,9 +822,9 @@ class NacosRegistry:
             return ""
         text = body.get("message") or body.get("data") or body.get("error") or ""
         text = _printable(" ".join(str(text).split()))[:MAX_DETAIL_CHARS]
-        return f": {self._redact(text)}" if text else ""
+        return f": {self.redact(text)}" if text else ""
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         for secret in (self._token, self._settings.password):
             if secret:
                 text = text.replace(secret, "***")

@@ -11,6 +11,7 @@ from ..api.workload import ConfigFiles
 from . import labels
 from .hashing import config_hash
 from .merge import MergeError, merge
+from .nacos_config import pod_env
 from .naming import Track, configmap_name, container_name, deployment_name
 from .owner import child_metadata
 
@@ -94,7 +95,7 @@ def _container(app: str, template: RevisionTemplate) -> dict[str, Any]:
             {"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
             for p in template.ports
         ],
-        "env": [e.to_wire() for e in template.env] + _config_env(app, template.config),
+        "env": [e.to_wire() for e in template.env] + _config_env(app, template.config) + pod_env(template.config),
         "envFrom": [e.to_wire() for e in template.env_from],
         "resources": template.resources.to_wire() if template.resources else None,
         "readinessProbe": _default_readiness(template),

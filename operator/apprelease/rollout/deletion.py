@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..api.base import duration_text
+from ..api.registry import Registry
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
-from ..domain import RegistryAction
+from ..domain import ConfigAction, RegistryAction
 from .drain import drain_ends, take_offline
 from .instances import offline_write
+from .nacos_config import config_keys_to_delete
 from .observed import Observed
 from .outcome import Event
 from .timefmt import format_time
@@ -32,6 +34,9 @@ FINALIZER = "apprelease.io/registry-offline"
 @dataclass
 class DeletionPlan:
     actions: list[RegistryAction] = field(default_factory=list)
+    # Nacos config: the operator's .rev- copies (and the formal dataIds with deletionPolicy
+    # Delete), deleted once the pods that read them are gone.
+    config_actions: list[ConfigAction] = field(default_factory=list)
     draining: list[DrainingInstance] = field(default_factory=list)
     delete_workloads: bool = False
     release: bool = False
@@ -41,7 +46,11 @@ class DeletionPlan:
 
 
 def needs_finalizer(app: AppRelease) -> bool:
-    return bool(app.spec.registry and app.spec.registry.nacos)
+    return bool(app.spec.registry and app.spec.registry.nacos) or _nacos_config(app)
+
+
+def _nacos_config(app: AppRelease) -> bool:
+    return bool(app.spec.config and app.spec.config.nacos)
 
 
 # RegistryState.failure_reason of a registry not read yet (registry/registration.py).
@@ -49,6 +58,50 @@ NOT_READ_YET = "Pending"
 
 
 def plan_deletion(
+    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, since: datetime
+) -> DeletionPlan:
+    """The registry's clean-up (instances offline first), then the config's."""
+    if app.spec.registry and app.spec.registry.nacos:
+        plan = _registry_deletion(app, status, observed, now, since)
+    else:
+        plan = DeletionPlan(delete_workloads=True, release=not any(not p.deleting for p in observed.pods))
+        if not plan.release:
+            plan.message, plan.requeue_after = "deleting: waiting for the pods to stop", 2.0
+    if not _nacos_config(app) or not plan.delete_workloads:
+        return plan
+    return _config_deletion(app, status, observed, now, since, plan)
+
+
+def _config_deletion(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime,
+                     since: datetime, plan: DeletionPlan) -> DeletionPlan:
+    """Once no pod reads them: delete the copies (and formal dataIds with Delete); an
+    unreachable Nacos holds deletion for deletionTimeout, then it goes on with a Warning."""
+    assert app.spec.config is not None and app.spec.config.nacos is not None
+    keys = config_keys_to_delete(app, status, observed.revisions)
+    read = observed.config
+    left = [k for k in keys if read is None or read.error is not None or read.md5.get(k, "") is not None]
+    if not left:
+        plan.events.append(Event("Normal", "ConfigCleanedUp", f"{len(keys)} Nacos config copies deleted"))
+        return plan
+    registry = app.spec.registry or Registry()
+    give_up_at = since + timedelta(seconds=registry.drain_seconds + registry.deletion_timeout_seconds)
+    if not any(not p.deleting for p in observed.pods):
+        plan.config_actions = [ConfigAction("delete", g, d, reason="AppRelease deleted") for g, d in left]
+    if now >= give_up_at:
+        names = ", ".join(f"{g}/{d}" for g, d in left)
+        why = read.error if read is not None and read.error else "not confirmed deleted"
+        plan.release = True
+        plan.events.append(Event("Warning", "ConfigLeftBehind",
+                                 f"deleted after registry.deletionTimeout with Nacos config left ({why}): {names}"))
+        return plan
+    if plan.release:
+        plan.release = False
+        plan.message = f"deleting: removing {len(left)} Nacos config copies"
+        plan.requeue_after = min(2.0, max(0.5, (give_up_at - now).total_seconds()))
+    return plan
+
+
+def _registry_deletion(
     app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, since: datetime
 ) -> DeletionPlan:
     registry = app.spec.registry

@@ -84,6 +84,20 @@ REGISTRY_MISCONFIGURED = FailureClass(
 REGISTRY_WRITE_FAILED = FailureClass(
     "RegistryWriteFailed", None, "pods stay until their instances can be taken offline",
 )
+# A config content does not parse as its type says (yaml, json, properties): never published.
+CONFIG_INVALID = FailureClass(
+    "ConfigInvalid", None, "fix the content in spec.config (nothing was published)", transient=False,
+)
+# Nacos refused a config publish (4xx: content or name) or the copy does not read back as
+# published: the revision's pods are not created until it is.
+CONFIG_PUBLISH_FAILED = FailureClass(
+    "ConfigPublishFailed", None, "the rollout holds until the revision's config is published",
+)
+# The Nacos config store cannot be reached while a revision's copies are still to publish.
+CONFIG_STORE_UNAVAILABLE = FailureClass(
+    "ConfigStoreUnavailable", None, "the rollout holds until Nacos answers",
+)
+
 # The stable revision's history is gone: a canary cannot start without it.
 STABLE_REVISION_MISSING = FailureClass(
     "StableRevisionMissing", None,
@@ -106,6 +120,7 @@ ALL_CLASSES = (
     INVALID_SPEC, POLICY_VIOLATION, CHILD_REJECTED, CHILD_CONFLICT, FORBIDDEN, API_UNAVAILABLE,
     POD_CREATION_FAILED, REGISTRY_UNAVAILABLE, REGISTRY_BAD_RESPONSE, REGISTRY_REFUSED,
     REGISTRY_MISCONFIGURED, REGISTRY_WRITE_FAILED, STABLE_REVISION_MISSING, INTERNAL_ERROR,
+    CONFIG_INVALID, CONFIG_PUBLISH_FAILED, CONFIG_STORE_UNAVAILABLE,
 )
 
 

@@ -167,6 +167,24 @@ class Registration:
     stale: tuple[RegistryInstance, ...] = ()
 
 
+# What a read found for one (group, dataId): its md5, or None when Nacos has no such config.
+ConfigKeyRead = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ConfigRead:
+    """What the Nacos config store holds for the keys an app's config needs (the registry
+    layer reads them: rollout/nacos_config.keys_to_read), and how its last calls went."""
+
+    # (group, dataId) → md5, None when absent; a key not here was not read (yet).
+    md5: Mapping[ConfigKeyRead, str | None] = field(default_factory=dict)
+    # The last read failed (md5 is then the last good read): why, and a failure class reason.
+    error: str | None = None
+    error_reason: str | None = None
+    # The last publish / save / delete failed: which dataId and why.
+    action_error: str | None = None
+
+
 @dataclass(frozen=True)
 class Observed:
     deployments: Mapping[Track, DeploymentState] = field(default_factory=dict)
@@ -177,6 +195,8 @@ class Observed:
     # The registration status (EndpointSlices by default, Nacos when configured).
     registration: Registration | None = None
     hpas: tuple[HpaState, ...] = ()
+    # None: the app has no Nacos config, or no read was made yet.
+    config: ConfigRead | None = None
 
     def pods_of(self, track: Track) -> list[PodState]:
         return [p for p in self.pods if p.track == track and not p.deleting]

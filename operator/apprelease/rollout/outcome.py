@@ -8,7 +8,7 @@ from typing import Literal
 
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
-from ..domain import RegistryAction, Track
+from ..domain import ConfigAction, RegistryAction, Track
 from ..render import DesiredChildren
 from . import requests
 from .observed import GateChange, Observed, RevisionRecord
@@ -36,6 +36,8 @@ class Plan:
     pod_gates: tuple[GateChange, ...] = ()
     # Pods are joining or leaving the registry: read it often.
     registry_busy: bool = False
+    # Nacos config publishes, saves and deletions (rollout/nacos_config.py).
+    config_actions: tuple[ConfigAction, ...] = ()
 
 
 @dataclass(frozen=True)

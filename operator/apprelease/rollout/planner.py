@@ -26,6 +26,7 @@ from . import conditions as C
 from . import failures as F
 from .drain import DrainOutcome, drain_enabled, plan_drain
 from .instances import plan_instances
+from .nacos_config import CONFIG_DRIFT, CONFIG_PUBLISHED, ConfigOutcome, plan_config
 from .observed import Observed, RevisionRecord
 from .outcome import Decision, Event, Inputs, Plan
 from .revisions import History
@@ -73,23 +74,31 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     dropped = history.prune(spec.revision_history_limit, keep)
     decision = _refreshed(decision, history)
 
+    # A revision whose Nacos config copies are not published yet gets no pods (held here, before
+    # the drain plans what the new templates would take offline).
+    config = plan_config(app, status.config, observed, history.records(), _desired(app, decision, untouched),
+                         decision.stable, now, stamp)
     drain = plan_drain(
-        app, _desired(app, decision, untouched), observed, history, status, now,
+        app, config.tracks, observed, history, status, now,
         promoting_stable=decision.updating_stable,
     )
     instances = plan_instances(app, observed, decision, drain, now)
     waiting_for = decision.waiting_for
+    if config.waiting_for:
+        waiting_for = f"{waiting_for}; {config.waiting_for}" if waiting_for else config.waiting_for
     if drain.holding:
         # The hold is what actually stops the rollout; say so next to the step it blocks.
         waiting_for = f"{waiting_for}; {drain.holding}" if waiting_for else drain.holding
     desired = _children(app, decision, history, drain.tracks, untouched)
     new_status = summarize(app, status, observed, decision, current, stamp, drain, waiting_for,
                            warming=instances.warming)
-    failure = _failure(app, status.failure, observed, decision, drain, new_status, now, missing=stable is None and bool(untouched))
+    new_status = _with_config(new_status, status, config, stamp, app.generation)
+    failure = _config_failure(app, status.failure, config, now) or _failure(
+        app, status.failure, observed, decision, drain, new_status, now, missing=stable is None and bool(untouched))
     if failure is not None:
         new_status = F.with_failure(new_status, failure, now, app.generation, context=new_status.message)
 
-    events = list(decision.events)
+    events = list(decision.events) + config.events
     # Phase changes are Events, except the very first "Progressing" of a new AppRelease and
     # a change this pass already explains (RolloutStarted, Aborted, ...): one Event per cause.
     if new_status.phase != status.phase and status.phase is not None and not events and failure is None:
@@ -101,7 +110,7 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     before = status.condition(C.AUTOSCALING)
     if autoscaling is not None and autoscaling.status == "False" and (before is None or before.reason != autoscaling.reason):
         events.append(Event("Warning", autoscaling.reason, autoscaling.message))
-    wake = [*decision.wake_at, *drain.wake_at, *instances.wake_at]
+    wake = [*decision.wake_at, *drain.wake_at, *instances.wake_at, *config.wake_at]
     if failure is not None and (until := F.seconds_until_stalled(failure, now)) is not None:
         wake.append(now + timedelta(seconds=until))
     requeue = max(0.0, (min(wake) - now).total_seconds()) if wake else None
@@ -115,7 +124,25 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         registry_actions=(*drain.actions, *instances.writes),
         pod_gates=tuple(instances.gates),
         registry_busy=_registry_busy(observed),
+        config_actions=tuple(config.actions),
     )
+
+
+def _with_config(new: AppReleaseStatus, previous: AppReleaseStatus, config: ConfigOutcome, stamp: str,
+                 generation: int) -> AppReleaseStatus:
+    """The config block and its conditions (gone with the config that had them)."""
+    others = [c for c in new.conditions if c.type not in (CONFIG_PUBLISHED, CONFIG_DRIFT)]
+    conditions = C.merge_conditions(previous.conditions, others + config.conditions, now=stamp, generation=generation)
+    return new.model_copy(update={"config": config.status, "conditions": conditions})
+
+
+def _config_failure(app: AppRelease, previous: FailureStatus | None, config: ConfigOutcome,
+                    now: datetime) -> FailureStatus | None:
+    if config.failure is None:
+        return None
+    cls, detail = config.failure
+    bound = timedelta(seconds=app.spec.progress_deadline_seconds) if cls.transient else None
+    return F.record(previous, cls, detail, now, bound=bound)
 
 
 def _registry_busy(observed: Observed) -> bool:
