@@ -369,3 +369,35 @@ def test_a_selector_matching_nothing_says_so_once() -> None:
     assert first.status.message.startswith("no apps to move: the selector matches no AppRelease in stage test")
     assert [e.reason for e in first.events] == ["NoApps"]
     assert run(spec(), [[], [], []], first.status).events == ()
+
+
+NACOS_ITEMS = [{"dataId": "shop.yaml", "group": "SHOP", "type": "yaml", "content": "a: 1\n"},
+               {"dataId": "shared.properties", "group": "SHOP", "type": "properties", "fromFile": "app.yml"}]
+
+
+def test_nacos_config_items_move_with_the_artifact_and_their_server_stays() -> None:
+    source = {"image": "shop:v1", "config": {"files": dict(V1.files), "nacos": {
+        "items": NACOS_ITEMS, "serverAddr": "nacos-test:8848", "namespace": "test", "enforce": True}}}
+    artifact = Artifact.of_spec(source)
+    assert [dict(item) for item in artifact.nacos] == NACOS_ITEMS
+    assert artifact.digest != V1.digest and artifact.config_hash != V1.config_hash
+    assert Artifact.from_wire(artifact.to_wire()) == artifact
+    changed = Artifact.of_spec({**source, "config": {**source["config"], "nacos": {
+        "items": [{**NACOS_ITEMS[0], "content": "a: 2\n"}, NACOS_ITEMS[1]]}}})
+    assert changed.digest != artifact.digest
+    # Where the dataIds live and how they are kept are the environment's: not in the digest.
+    elsewhere = Artifact.of_spec({**source, "config": {**source["config"], "nacos": {"items": NACOS_ITEMS,
+                                                                                     "namespace": "prod"}}})
+    assert elsewhere.digest == artifact.digest
+    body = apply_body("shop", "prod", artifact, "v", "k")["spec"]
+    assert body["config"]["nacos"] == {"items": NACOS_ITEMS}  # no serverAddr, namespace, enforce
+    # Without items the digest is the one an artifact of image and files always had.
+    assert Artifact.of_spec({"image": "shop:v1", "config": {"files": dict(V1.files)}}).digest == V1.digest
+
+
+def test_nacos_items_left_by_another_manager_block_the_promotion() -> None:
+    applied = {"image": "shop:v1", "config": {"files": dict(V1.files), "nacos": {"items": NACOS_ITEMS}}}
+    message = leftover_files("shop", applied, V1)
+    assert message is not None and "Nacos config items" in message and "another field manager" in message
+    artifact = Artifact.of_spec(applied)
+    assert leftover_files("shop", applied, artifact) is None

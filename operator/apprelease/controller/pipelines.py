@@ -49,7 +49,7 @@ from .events import EventRecorder
 log = logging.getLogger("apprelease.pipeline")
 
 # The field manager of every promotion: `kubectl get arl -o yaml --show-managed-fields` names
-# the pipeline as the writer of spec.image and spec.config.files.
+# the pipeline as the writer of spec.image, spec.config.files and spec.config.nacos.items.
 PIPELINE_MANAGER = "apprelease-pipeline"
 PASS_SECONDS = 2.0
 ARTIFACT_KEY = "artifact.json"

@@ -35,30 +35,57 @@ GATE = "gate"  # who promoted, for an auto gate
 
 @dataclass(frozen=True)
 class Artifact:
-    """What moves from stage to stage for one app (everything else is the environment)."""
+    """What moves from stage to stage for one app (everything else is the environment): the
+    image, the config files' content and the Nacos dataIds the app reads (`config.nacos.items`:
+    dataId, group, type, content). Where those dataIds live (server, namespace, credentials)
+    and how they are kept (enforce, deletionPolicy) are the environment's."""
 
     image: str
     files: Mapping[str, str] = field(default_factory=dict)
+    nacos: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def config_hash(self) -> str:
-        return content_hash(dict(self.files)) if self.files else ""
+        if not (self.files or self.nacos):
+            return ""
+        return content_hash(self._config_wire())
+
+    def _config_wire(self) -> dict[str, Any]:
+        # Without Nacos items, the digest is what it was before items could move.
+        wire: dict[str, Any] = dict(self.files)
+        if self.nacos:
+            wire = {"files": dict(self.files), "nacos": [dict(item) for item in self.nacos]}
+        return wire
 
     @property
     def digest(self) -> str:
-        return content_hash({"image": self.image, "files": dict(self.files)})
+        return content_hash(self.to_wire())
 
     def to_wire(self) -> dict[str, Any]:
-        return {"image": self.image, "files": dict(self.files)}
+        wire: dict[str, Any] = {"image": self.image, "files": dict(self.files)}
+        if self.nacos:
+            wire["nacos"] = [dict(item) for item in self.nacos]
+        return wire
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Artifact:
-        return cls(image=str(data.get("image") or ""), files=dict(data.get("files") or {}))
+        return cls(image=str(data.get("image") or ""), files=dict(data.get("files") or {}),
+                   nacos=_nacos_items(data.get("nacos")))
 
     @classmethod
     def of_spec(cls, spec: Mapping[str, Any]) -> Artifact:
         config = spec.get("config") or {}
-        return cls(image=str(spec.get("image") or ""), files=dict(config.get("files") or {}))
+        return cls(image=str(spec.get("image") or ""), files=dict(config.get("files") or {}),
+                   nacos=_nacos_items((config.get("nacos") or {}).get("items")))
+
+
+NACOS_ITEM_FIELDS = ("dataId", "group", "type", "content", "fromFile")
+
+
+def _nacos_items(items: Any) -> tuple[Mapping[str, Any], ...]:
+    """The items' artifact fields, in the spec's order (the order is the app's, not ours)."""
+    return tuple({key: item[key] for key in NACOS_ITEM_FIELDS if item.get(key) is not None}
+                 for item in items or ())
 
 
 ArtifactSet = Mapping[str, Artifact]  # app name → its artifact
@@ -407,8 +434,13 @@ def replace_stage(stage: StageStatus, **changes: Any) -> StageStatus:
 def apply_body(app: str, namespace: str, artifact: Artifact, api_version: str, kind: str) -> dict[str, Any]:
     """The server-side apply body that sets exactly the artifact's fields of one AppRelease."""
     spec: dict[str, Any] = {"image": artifact.image}
+    config: dict[str, Any] = {}
     if artifact.files:
-        spec["config"] = {"files": dict(artifact.files)}
+        config["files"] = dict(artifact.files)
+    if artifact.nacos:
+        config["nacos"] = {"items": [dict(item) for item in artifact.nacos]}
+    if config:
+        spec["config"] = config
     return {"apiVersion": api_version, "kind": kind, "metadata": {"name": app, "namespace": namespace}, "spec": spec}
 
 
@@ -422,4 +454,7 @@ def leftover_files(app: str, applied_spec: Mapping[str, Any], artifact: Artifact
     if extra:
         return (f"{app}: config files {', '.join(extra)} are set by another field manager and would stay:"
                 " remove them from the stage's AppRelease (or add them to the source stage)")
+    if result.nacos != artifact.nacos:
+        return (f"{app}: its Nacos config items would differ from the artifact's"
+                + (" (items another field manager set stay)" if result.nacos and not artifact.nacos else ""))
     return f"{app}: the applied spec would not carry the artifact (image {result.image})"
