@@ -515,12 +515,13 @@ def test_a_registry_never_read_in_the_whole_timeout_is_unreachable_and_says_so()
     assert "not read" in kube.events[0]["message"]
 
 
-def adopting_spec() -> dict[str, Any]:
+def adopting_spec(**extra: Any) -> dict[str, Any]:
     template = {"metadata": {"labels": {"app": NAME}},
                 "spec": {"containers": [{"name": NAME, "image": "registry/shop:v1", "ports": [{"containerPort": 8080}]}]}}
-    body = {"metadata": {"name": NAME}, "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080}}
+    body = {"metadata": {"name": NAME}, "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080, **extra}}
     digest = revision_hash(AppRelease.model_validate(body).spec.revision_template())
-    return {"adopt": {"deployment": NAME, "selector": {"app": NAME}, "revisionHash": digest, "podTemplate": template}}
+    return {"adopt": {"deployment": NAME, "selector": {"app": NAME}, "revisionHash": digest, "podTemplate": template},
+            **extra}
 
 
 def test_an_adopting_app_release_applies_over_the_running_deployment_and_service_it_names() -> None:
@@ -616,8 +617,7 @@ class RecordingRegistry:
         self.seen = list(observed.pods)
         read = RegistryRead(tuple(RegistryInstance(p.ip, 8080, True, True, 1.0, True, "DEFAULT")
                                   for p in observed.pods if p.ip))
-        revisions = {d.track: 1 for d in observed.deployments.values()}
-        registration = summarize(provider="nacos", service="svc", read=read, pods=observed.pods, revisions=revisions)
+        registration = summarize(provider="nacos", service="svc", read=read, pods=observed.pods, revisions={"stable": 1})
         return dataclasses.replace(observed, registration=registration, registry=registration.state)
 
     def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
@@ -637,8 +637,7 @@ def adopted_pod(name: str, ip: str) -> dict[str, Any]:
 
 
 def test_the_adopted_pods_are_observed_by_the_adopted_selector_as_the_adopted_revision() -> None:
-    spec = adopting_spec() | {"registry": {"nacos": {"serverAddr": "nacos:8848", "serviceName": NAME},
-                                           "drainSeconds": 10}}
+    spec = adopting_spec(registry={"nacos": {"serverAddr": "nacos:8848", "serviceName": NAME}, "drainSeconds": 10})
     reconciler, kube, _ = setup(spec)
     registry = RecordingRegistry()
     reconciler.registry = registry  # type: ignore[assignment]
@@ -651,7 +650,7 @@ def test_the_adopted_pods_are_observed_by_the_adopted_selector_as_the_adopted_re
     reconciler.reconcile((NS, NAME))  # the second pass sees the history the first one wrote
     seen = {p.name: p for p in registry.seen}
     assert set(seen) == {"shop-5d9f-a", "shop-5d9f-b"}
-    assert all(p.adopted and p.track == "stable" and p.revision == 1 and p.ready for p in seen.values())
+    assert all(p.adopted and p.track == "stable" and p.revision == 1 and p.ready for p in seen.values()), seen
     registration = status(kube)["registration"]
     assert registration["summary"] == "2/2", registration
     # No readiness-gate condition is written on a pod that has no such gate.
