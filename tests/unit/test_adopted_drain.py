@@ -13,19 +13,20 @@ from dataclasses import replace
 from datetime import datetime
 
 from apprelease.render.hashing import revision_hash
+from apprelease.rollout import requests
 
 from .sim import Sim, make_app
 
 NACOS = {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "drainSeconds": 10}
 
 
-def adopted_sim() -> Sim:
-    base = make_app({"registry": NACOS})
+def adopted_sim(**spec: object) -> Sim:
+    base = make_app({"registry": NACOS, **spec})
     digest = revision_hash(base.spec.revision_template())
     template = {"metadata": {"labels": {"app": "shop"}},
                 "spec": {"containers": [{"name": "shop", "image": "registry/shop:v1"}]}}
-    app = make_app({"registry": NACOS, "adopt": {"deployment": "shop", "selector": {"app": "shop"},
-                                                 "revisionHash": digest, "podTemplate": template}})
+    app = make_app({"registry": NACOS, **spec, "adopt": {"deployment": "shop", "selector": {"app": "shop"},
+                                                         "revisionHash": digest, "podTemplate": template}})
     sim = Sim(app, nacos={})
     sim.settle()
     # What the operator observes of the adopted pods: stable pods of the adopted revision
@@ -44,10 +45,25 @@ def serving(sim: Sim) -> set[str]:
 
 def test_the_first_release_drains_adopted_pods_offline_before_they_go_and_never_leaves_none() -> None:
     sim = adopted_sim()
-    adopted = {p.name: p.ip for p in sim.pods["stable"]}
-    assert len(adopted) == 3 and serving(sim) == set(adopted.values())
-    offline_at: dict[str, datetime] = {}
     sim.edit(image="registry/shop:v2")
+    release_checked(sim)
+
+
+def test_a_canary_promotion_drains_the_adopted_pods_too() -> None:
+    sim = adopted_sim(strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert sim.status.phase == "Paused" and any(p.adopted for p in sim.pods["stable"])
+    sim.annotate(requests.PROMOTE, "full")
+    release_checked(sim)
+
+
+def release_checked(sim: Sim) -> None:
+    """Tick until the release is over, checking at every pass: an adopted pod goes only
+    after drainSeconds offline, some instance always serves, none of a stopped pod."""
+    adopted = {p.name: p.ip for p in sim.pods["stable"] if p.adopted}
+    assert len(adopted) == 3
+    offline_at: dict[str, datetime] = {}
     for _ in range(40):
         sim.tick(2)
         live = {p.name for pods in sim.pods.values() for p in pods}
