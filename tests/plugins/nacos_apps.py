@@ -60,6 +60,7 @@ class PodRegistrar:
         *,
         hold: Callable[[dict[str, Any]], bool] = lambda pod: False,
         linger: bool = False,
+        selector: str | None = None,
     ):
         self.namespace = namespace
         self.app = app
@@ -72,7 +73,8 @@ class PodRegistrar:
         self.apps: dict[str, AppInstanceSimulator] = {}  # pod name → its app
         self.timeline = Timeline()
         self.errors: list[str] = []
-        self.pods = PodTimeline(kubeconfig, namespace, f"app.kubernetes.io/instance={app}")
+        # An adopted app's pods carry only its own labels (selector), not ours.
+        self.pods = PodTimeline(kubeconfig, namespace, selector or f"app.kubernetes.io/instance={app}")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"registrar-{app}", daemon=True)
         self._registry = endpoint.registry(service_name)

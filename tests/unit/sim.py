@@ -97,8 +97,9 @@ class Sim:
         containers = (self.pods_ready[track] and pod.name not in self.unready_pods
                       and pod.revision not in self.unready_revisions)
         gate = self.gates.get(pod.name)
-        ready = containers and (self.nacos is None or (gate is not None and gate.status))
-        return replace(pod, ready=ready, containers_ready=containers, gate=gate,
+        # Adopted pods have no readiness gate: Ready is their containers'.
+        ready = containers and (self.nacos is None or pod.adopted or (gate is not None and gate.status))
+        return replace(pod, ready=ready, containers_ready=containers, gate=None if pod.adopted else gate,
                        restarts=self.restarts.get(track, 0))
 
     def observed(self) -> Observed:

@@ -71,3 +71,13 @@ def test_an_hpa_on_the_wrong_target_is_shown_in_red_words() -> None:
                {"type": "Autoscaling", "status": "False", "reason": "HPATargetsDeployment",
                 "message": "HPA web scales Deployment shop, whose replicas this AppRelease sets: change it"}]}}
     assert "HPA web scales Deployment shop" in text_of(render_view(app, [], []))
+
+
+def test_adopted_pods_show_under_the_stable_deployment_as_adopted() -> None:
+    app = {"metadata": {"name": "shop", "namespace": "ns"},
+           "spec": {"image": "shop:v1", "replicas": 1, "adopt": {"selector": {"app": "shop"}}},
+           "status": {"phase": "Healthy", "strategy": "rolling", "stableRevision": 1}}
+    adopted = {"metadata": {"name": "shop-5d9f-a", "labels": {"app": "shop", "pod-template-hash": "5d9f"}},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    view = text_of(render_view(app, [_deployment("shop", "stable", 1, "shop:v1", 1)], [adopted]))
+    assert "shop-5d9f-a  Pod  Running  ready:1/1  restarts:0  rev:adopted" in view

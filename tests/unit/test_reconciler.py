@@ -68,6 +68,25 @@ class FakeKube:
             raise ApiError(404, "NotFound", f'{kind} "{name}" not found')
         return copy.deepcopy(found)
 
+    def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Equality and `!key` label selectors, as the operator writes them."""
+        wanted = [term.strip() for term in query.get("labelSelector", "").split(",") if term.strip()]
+
+        def matches(obj: dict[str, Any]) -> bool:
+            have = obj["metadata"].get("labels") or {}
+            for term in wanted:
+                if term.startswith("!"):
+                    if term[1:] in have:
+                        return False
+                else:
+                    key, _, value = term.partition("=")
+                    if have.get(key) != value:
+                        return False
+            return True
+
+        return [copy.deepcopy(obj) for (k, ns, _), obj in self.objects.items()
+                if k == kind and ns == (namespace or ns) and matches(obj)]
+
     def merge_patch(self, kind: str, namespace: str | None, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self._raise_for(f"patch {kind}")
         stored = self.objects[(kind, namespace or "", name)]
@@ -496,12 +515,13 @@ def test_a_registry_never_read_in_the_whole_timeout_is_unreachable_and_says_so()
     assert "not read" in kube.events[0]["message"]
 
 
-def adopting_spec() -> dict[str, Any]:
+def adopting_spec(**extra: Any) -> dict[str, Any]:
     template = {"metadata": {"labels": {"app": NAME}},
                 "spec": {"containers": [{"name": NAME, "image": "registry/shop:v1", "ports": [{"containerPort": 8080}]}]}}
-    body = {"metadata": {"name": NAME}, "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080}}
+    body = {"metadata": {"name": NAME}, "spec": {"image": "registry/shop:v1", "replicas": 2, "port": 8080, **extra}}
     digest = revision_hash(AppRelease.model_validate(body).spec.revision_template())
-    return {"adopt": {"deployment": NAME, "selector": {"app": NAME}, "revisionHash": digest, "podTemplate": template}}
+    return {"adopt": {"deployment": NAME, "selector": {"app": NAME}, "revisionHash": digest, "podTemplate": template},
+            **extra}
 
 
 def test_an_adopting_app_release_applies_over_the_running_deployment_and_service_it_names() -> None:
@@ -579,3 +599,59 @@ def test_a_drift_that_an_apply_does_not_end_is_reported_once_until_it_converges(
     kube.objects[("Service", NS, NAME)]["spec"]["ports"].append({"name": "x", "port": 9999})
     reconciler.reconcile((NS, NAME))
     assert [e["reason"] for e in kube.events].count("DriftReverted") == 2
+
+
+class RecordingRegistry:
+    """Nacos lists every pod the operator observes; records what it was shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self.actions: list[Any] = []
+
+    def state_for(self, app: Any, observed: Any, previous: Any = None) -> Any:
+        import dataclasses
+
+        from apprelease.registry.base import RegistryInstance
+        from apprelease.registry.registration import RegistryRead, summarize
+
+        self.seen = list(observed.pods)
+        read = RegistryRead(tuple(RegistryInstance(p.ip, 8080, True, True, 1.0, True, "DEFAULT")
+                                  for p in observed.pods if p.ip))
+        registration = summarize(provider="nacos", service="svc", read=read, pods=observed.pods, revisions={"stable": 1})
+        return dataclasses.replace(observed, registration=registration, registry=registration.state)
+
+    def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
+        self.actions.extend(actions)
+
+    def forget(self, key: Any) -> None:
+        pass
+
+
+def adopted_pod(name: str, ip: str) -> dict[str, Any]:
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}",
+                                        "labels": {"app": NAME, "pod-template-hash": "5d9f"}},
+            "spec": {"nodeName": "node-1"},
+            "status": {"phase": "Running", "podIP": ip, "conditions": [
+                {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+                "containerStatuses": [{"name": NAME, "restartCount": 0, "state": {"running": {}}}]}}
+
+
+def test_the_adopted_pods_are_observed_by_the_adopted_selector_as_the_adopted_revision() -> None:
+    spec = adopting_spec(registry={"nacos": {"serverAddr": "nacos:8848", "serviceName": NAME}, "drainSeconds": 10})
+    reconciler, kube, _ = setup(spec)
+    registry = RecordingRegistry()
+    reconciler.registry = registry  # type: ignore[assignment]
+    for name, ip in (("shop-5d9f-a", "10.0.0.1"), ("shop-5d9f-b", "10.0.0.2")):
+        kube.objects[("Pod", NS, name)] = adopted_pod(name, ip)
+    other = adopted_pod("other-1", "10.0.0.9")
+    other["metadata"]["labels"] = {"app": "other"}
+    kube.objects[("Pod", NS, "other-1")] = other
+    reconciler.reconcile((NS, NAME))
+    reconciler.reconcile((NS, NAME))  # the second pass sees the history the first one wrote
+    seen = {p.name: p for p in registry.seen}
+    assert set(seen) == {"shop-5d9f-a", "shop-5d9f-b"}
+    assert all(p.adopted and p.track == "stable" and p.revision == 1 and p.ready for p in seen.values()), seen
+    registration = status(kube)["registration"]
+    assert registration["summary"] == "2/2", registration
+    # No readiness-gate condition is written on a pod that has no such gate.
+    assert not [kind for kind, _ in kube.applied if kind == "Pod/status"]

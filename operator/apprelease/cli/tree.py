@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ..k8s.observe import pod_state
+from ..k8s.observe import adopted_pods_selector, pod_state
 from ..k8s.watch import WatchEvent, watch
 from ..render import labels
 from ..rollout import state as rollout_state
@@ -41,6 +41,9 @@ def _fetch(ctx: Context, name: str) -> tuple[dict[str, Any], list[dict], list[di
     selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
     deployments = ctx.kube.list("Deployment", ctx.namespace, labelSelector=selector)
     pods = ctx.kube.list("Pod", ctx.namespace, labelSelector=selector)
+    adopt = (app.get("spec") or {}).get("adopt")
+    if adopt:  # the adopted revision's pods carry none of our labels
+        pods += ctx.kube.list("Pod", ctx.namespace, labelSelector=adopted_pods_selector(adopt.get("selector") or {}))
     return app, deployments, pods, _others(ctx, name)
 
 
@@ -113,7 +116,8 @@ def render_view(
         by_revision[(dep["metadata"].get("annotations") or {}).get(labels.REVISION, "?")].append(dep)
     pods_by_track: dict[str, list[dict]] = defaultdict(list)
     for pod in pods:
-        pods_by_track[(pod["metadata"].get("labels") or {}).get(labels.TRACK, "")].append(pod)
+        # A pod without our track label is an adopted one (the stable Deployment's, as it was).
+        pods_by_track[(pod["metadata"].get("labels") or {}).get(labels.TRACK, "stable")].append(pod)
     for revision in sorted(by_revision, key=lambda r: int(r) if r.isdigit() else 0, reverse=True):
         branch = root.add(Text(f"# revision:{revision}", style="magenta"))
         for dep in by_revision[revision]:
@@ -127,7 +131,8 @@ def render_view(
             for pod in sorted(pods_by_track.get(track, []), key=lambda p: p["metadata"]["name"]):
                 state = pod_state(pod)
                 mark = ("✔", "green") if state.ready else (("✖", "red") if state.crash_looping else ("◌", "yellow"))
-                pod_revision = state.revision if state.revision is not None else "?"
+                adopted = labels.TRACK not in (pod["metadata"].get("labels") or {})
+                pod_revision = "adopted" if adopted else state.revision if state.revision is not None else "?"
                 node.add(Text.assemble(
                     (f"{mark[0]} ", mark[1]),
                     f"{state.name}  Pod  {state.phase}  ready:{int(state.ready)}/1"

@@ -27,7 +27,16 @@ from ..k8s import drift
 from ..k8s.client import FIELD_MANAGER, ApiError, Kube
 from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
-from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
+from ..k8s.observe import (
+    DATA_HASH,
+    AppKey,
+    Children,
+    adopted_pods_selector,
+    data_hash,
+    observe,
+    owned_by,
+    pod_state,
+)
 from ..render import Policy, render_children
 from ..render.adoption import adoptable
 from ..render.hashing import content_hash
@@ -231,7 +240,13 @@ class Reconciler:
         return remaining
 
     def _observe(self, app: AppRelease, children: Children, status: AppReleaseStatus) -> Observed:
-        observed = observe(children, app.uid, app.name)
+        adopt = app.spec.adopt
+        if adopt is not None:
+            # Listed on each pass (no watch of ours selects them): the adopted revision is a
+            # revision like the others, its pods counted, registered, checked and drained.
+            children.adopted_pods = [pod_state(p) for p in self.kube.list(
+                "Pod", app.namespace, labelSelector=adopted_pods_selector(adopt.selector))]
+        observed = observe(children, app.uid, app.name, adopt.revision_hash if adopt else None)
         if self.config is not None:
             observed = self.config.state_for(app, observed, status.config)
         if self.registry is None:

@@ -7,6 +7,7 @@ planner's small summaries.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -211,6 +212,9 @@ class Children:
     by_kind: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     pods: list[PodState] = field(default_factory=list)
     hpas: list[HpaState] = field(default_factory=list)
+    # Pods of the adopted revision (spec.adopt), listed by the adopted selector: they carry
+    # none of our labels, so no watch of ours sees them.
+    adopted_pods: list[PodState] = field(default_factory=list)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         return self.by_kind.get(kind, {}).get(name)
@@ -219,7 +223,18 @@ class Children:
         return self.by_kind.get(kind, {}).values()
 
 
-def observe(children: Children, uid: str | None, app_name: str) -> Observed:
+def adopted_pods_selector(selector: Mapping[str, str]) -> str:
+    """The adopted Deployment's pods that are not ours: those of the adopted revision (the
+    new revisions' pods carry the adopted selector's labels too, and ours)."""
+    return ",".join([*(f"{k}={v}" for k, v in sorted(selector.items())), f"!{labels.MANAGED_BY}"])
+
+
+def as_adopted(pod: PodState, revision: int | None) -> PodState:
+    """An adopted pod is a stable pod of the adopted revision, like the pods of ours."""
+    return dataclasses.replace(pod, track="stable", revision=revision, adopted=True)
+
+
+def observe(children: Children, uid: str | None, app_name: str, adopted_hash: str | None = None) -> Observed:
     deployments: dict[Track, DeploymentState] = {}
     for dep in children.of_kind("Deployment"):
         if not owned_by(dep, uid):
@@ -230,5 +245,7 @@ def observe(children: Children, uid: str | None, app_name: str) -> Observed:
     revisions: list[RevisionRecord] = [
         rev[RECORD] for rev in children.of_kind("ControllerRevision") if owned_by(rev, uid)
     ]
-    return Observed(deployments=deployments, pods=tuple(children.pods), revisions=tuple(revisions),
+    adopted_number = next((r.number for r in revisions if r.hash == adopted_hash), None)
+    pods = [*children.pods, *(as_adopted(p, adopted_number) for p in children.adopted_pods)]
+    return Observed(deployments=deployments, pods=tuple(pods), revisions=tuple(revisions),
                     hpas=tuple(children.hpas))

@@ -164,7 +164,8 @@ def plan_drain(
 
     drain = timedelta(seconds=app.spec.registry.drain_seconds)  # type: ignore[union-attr]
     still_draining: dict[str, DrainingInstance] = {}
-    for track, (pods, by_scale) in leaving_pods(tracks, observed, promoting_stable=promoting_stable).items():
+    _bridge_adopted(app, observed, history, previous_draining, now, drain, outcome, still_draining)
+    for track, (pods, by_scale) in leaving_pods(outcome.tracks, observed, promoting_stable=promoting_stable).items():
         ready_at = now
         for pod in pods:
             instance = registration.by_pod.get(pod.name)
@@ -183,6 +184,67 @@ def plan_drain(
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
     outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
+
+
+def _bridge_adopted(
+    app: AppRelease,
+    observed: Observed,
+    history: History,
+    previous_draining: dict[str, DrainingInstance],
+    now: datetime,
+    drain: timedelta,
+    outcome: DrainOutcome,
+    still_draining: dict[str, DrainingInstance],
+) -> None:
+    """Replacing the adopted pods (rolling/recreate strategy) without a stopped instance in
+    Nacos and without none. They have no preStop hook (the adopted template stays as it was),
+    so a rolling update of the adopted Deployment would stop them at once. Instead, each pass:
+
+    1. the new revision starts in the canary Deployment (the bridge), as many pods as stable;
+       the stable Deployment stays on the adopted revision;
+    2. once the bridge pods are ready, registered and healthy, the adopted instances go
+       offline, and stay held until drainSeconds after Nacos shows them offline;
+    3. then the stable Deployment rolls (its adopted pods are drained already), the bridge
+       staying until stable has rolled out; then the bridge drains away like any leaving track.
+
+    With the canary strategy the promotion already does this (the canary carries full
+    capacity, the old stable pods are drained before the stable Deployment changes)."""
+    if app.spec.adopt is None or app.spec.strategy.kind not in ("rolling", "recreate"):
+        return
+    registration = observed.registration
+    stable = next((t for t in outcome.tracks if t.track == "stable"), None)
+    if stable is None or registration is None:
+        return
+    adopted = [p for p in observed.pods_of("stable") if p.adopted and p.revision != stable.revision]
+    bridge_dep = observed.deployments.get("canary")
+    if not adopted:
+        stable_dep = observed.deployments.get("stable")
+        if bridge_dep is not None and (stable_dep is None or not stable_dep.rolled_out(stable.revision_hash, stable.replicas)):
+            _replace_track(outcome, "canary", _hold("canary", observed, history, None))  # until stable carries it
+        return
+    bridge = TrackPlan(track="canary", revision=stable.revision, revision_hash=stable.revision_hash,
+                       template=stable.template, replicas=stable.replicas)
+    _replace_track(outcome, "canary", bridge)
+    bridge_ready = len([p for p in observed.pods_of("canary") if p.ready and p.revision == stable.revision])
+    if bridge_ready < stable.replicas or not registration.state.gate_open("canary", stable.replicas):
+        _replace_track(outcome, "stable", _hold("stable", observed, history, None))
+        outcome.holding = (f"starting {stable.replicas} pod(s) of revision {stable.revision} beside the adopted"
+                           " ones before those go offline in Nacos")
+        return
+    ready_at = now
+    for pod in adopted:
+        instance = registration.by_pod.get(pod.name)
+        if instance is None:
+            continue  # not registered: nothing to take offline
+        reason = "adopted pod leaving"
+        entry = take_offline(previous_draining.get(pod.name), pod.name, instance, now, reason)
+        still_draining[pod.name] = entry
+        outcome.offline[pod.name] = reason
+        ready_at = max(ready_at, drain_ends(entry, drain, now))
+    if ready_at > now:
+        _replace_track(outcome, "stable", _hold("stable", observed, history, None))
+        outcome.wake_at.append(ready_at)
+        outcome.holding = f"taking the adopted instances offline until {format_time(ready_at)} (registry.drainSeconds)"
 
 
 def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:

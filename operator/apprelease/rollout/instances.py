@@ -77,6 +77,11 @@ def plan_instances(
         metadata = ((OWNER_KEY, owner), (REVISION_KEY, str(pod.revision or "")), (TRACK_KEY, pod.track))
         offline = pod.name in drain.offline or app.spec.taken_down or pod.revision in decision.idle_revisions
         reason, enabled = _pod_state(pod, instance, offline, released=pod.name in drain.released)
+        if pod.adopted:
+            # No readiness gate (adding one would restart the pod): it registers as it always
+            # did; we only take its instance offline, and enable it again when that was ours.
+            reason = None
+            enabled = not offline and pod.ready and (instance is None or instance.enabled or pod.name in drain.released)
         if reason is not None and (pod.gate is None or (pod.gate.reason, pod.gate.status) != (reason, _READY[reason])):
             # The condition's time moves with its status, and also when the pod starts serving:
             # warm-up counts from there, not from the registration before Ready.

@@ -84,6 +84,9 @@ class PodState:
     created: str | None = None
     containers_ready: bool = False
     gate: GateState | None = None
+    # A pod of the adopted revision (spec.adopt): found by the adopted selector, it carries
+    # none of our labels and no readiness gate, nor the preStop hook that drains ours.
+    adopted: bool = False
 
 
 @dataclass(frozen=True)
