@@ -2,19 +2,20 @@
 
 Watch events lag behind our writes. Without the overlay, a reconcile triggered in between
 would see the old status (and, say, act on a promote request twice) or re-apply a child it
-just applied. So every write's response is remembered until the watch catches up.
+just applied. So every write's response is remembered until the watch catches up, packed
+like the watch caches: a burst of new AppReleases queues each app's next pass (which reads,
+and so drops, its writes) behind all the new ones, and the parsed responses of 1,000 apps'
+writes were 35 MiB at that peak, which the heap then kept (RSS at 1,000: 146 vs 112 MiB).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from ..k8s.history import from_controller_revision
 from ..k8s.informer import Source
 from ..k8s.observe import (
-    RECORD,
     AppKey,
     Children,
     hpa_app_key,
@@ -29,6 +30,8 @@ from ..k8s.packing import pack, unpack
 from ..render import labels
 
 DELETED = object()  # tombstone for objects we deleted
+# A remembered write: its resourceVersion (compared with the watch's) and its packed slim form.
+Written = tuple[int, bytes]
 
 
 def _packed_slim(body: Mapping[str, Any]) -> bytes:
@@ -73,6 +76,21 @@ class ChildLookup(Lookup, Protocol):
     def owner_of(self, namespace: str, name: str) -> AppKey | None: ...
 
 
+def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the kopf index (AppReleases) and the informers (children) keep of an object."""
+    kind = obj["kind"]
+    if kind == "AppRelease":
+        return slim_app(obj)
+    if kind == "ControllerRevision":
+        return slim_revision(obj)
+    return slim_object(obj)
+
+
+def _view(kind: str) -> Callable[[bytes], dict[str, Any]]:
+    """Revisions with their parsed record (a bounded cache); everything else as it was."""
+    return revision_view if kind == "ControllerRevision" else unpack
+
+
 def _rv(obj: Mapping[str, Any]) -> int:
     try:
         return int(obj["metadata"].get("resourceVersion") or 0)
@@ -91,27 +109,20 @@ class IndexCache:
     def __init__(self, apps: Lookup, children: Callable[[str], ChildLookup]):
         self._apps = apps
         self._children = children  # by kind
-        # (kind, namespace, app) → {name: slim object or DELETED}
-        self._overlay: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # (kind, namespace, app) → {name: Written or DELETED}
+        self._overlay: dict[tuple[str, str, str], dict[str, Written | object]] = {}
         self._lock = threading.Lock()
 
     # Writes remembered ---------------------------------------------------------------------
 
     def remember(self, obj: Mapping[str, Any]) -> None:
-        kind = obj["kind"]
-        if kind == "AppRelease":
-            slim = slim_app(obj)
-        elif kind == "ControllerRevision":
-            slim = slim_revision(obj)
-            slim[RECORD] = from_controller_revision(slim)
-        else:
-            slim = slim_object(obj)
-        self._put(kind, obj["metadata"], slim)
+        """Packed as its watch cache packs it, and read back the same way (`_view`)."""
+        self._put(obj["kind"], obj["metadata"], (_rv(obj), pack(_slim(obj))))
 
     def forget(self, obj: Mapping[str, Any]) -> None:
         self._put(obj["kind"], obj["metadata"], DELETED)
 
-    def _put(self, kind: str, meta: Mapping[str, Any], value: Any) -> None:
+    def _put(self, kind: str, meta: Mapping[str, Any], value: Written | object) -> None:
         app = meta["name"] if kind == "AppRelease" else (meta.get("labels") or {}).get(labels.INSTANCE)
         if not app:
             return
@@ -125,19 +136,24 @@ class IndexCache:
             if not mine:
                 return indexed
             merged = dict(indexed)
+            fresher: list[bytes] = []
             for name, value in list(mine.items()):
                 seen = indexed.get(name)
                 if value is DELETED:
                     if seen is None:
                         del mine[name]
                     merged.pop(name, None)
-                elif seen is not None and _rv(seen) >= _rv(value):
+                    continue
+                version, packed = cast(Written, value)
+                if seen is not None and _rv(seen) >= version:
                     del mine[name]
                 else:
-                    merged[name] = value
+                    fresher.append(packed)
             if not mine:
                 del self._overlay[(kind, key[0], key[1])]
-            return merged
+        for obj in map(_view(kind), fresher):  # unpacked outside the lock
+            merged[obj["metadata"]["name"]] = obj
+        return merged
 
     # Reads ---------------------------------------------------------------------------------
 
@@ -148,9 +164,8 @@ class IndexCache:
     def children(self, key: AppKey) -> Children:
         result = Children()
         for source in PLANNED_CHILDREN:
-            view = revision_view if source.kind == "ControllerRevision" else unpack
             packed = _values(self._children(source.kind), key)
-            indexed = {obj["metadata"]["name"]: obj for obj in map(view, packed)}
+            indexed = {obj["metadata"]["name"]: obj for obj in map(_view(source.kind), packed)}
             result.by_kind[source.kind] = self._merge(source.kind, key, indexed)
         result.pods = list(_values(self._children("Pod"), key))
         result.hpas = list(_values(self._children("HorizontalPodAutoscaler"), key))
