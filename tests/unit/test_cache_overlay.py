@@ -187,3 +187,59 @@ def test_waiting_writes_cost_about_their_packed_size() -> None:
     # measured). Kept parsed, these writes cost ~1,270 bytes each beyond their packed size
     # (and the real ones, with every field the apiserver defaults, ~6 KB).
     assert kept < packed_waiting + 512 * writes, (kept, packed_waiting, writes)
+
+
+def test_a_write_is_dropped_as_soon_as_the_watch_delivers_it() -> None:
+    """Not only at the app's next read: a burst of new apps can hold that back for minutes."""
+    cache, _, children = _cache()
+    key = (NAMESPACE, "web")
+    writes = {obj["kind"]: obj for obj in _writes_of_one_app("web")}
+    for obj in writes.values():
+        cache.remember(obj)
+    assert cache.pending_writes() == 6
+    deployment = writes["Deployment"]
+    cache.seen({**deployment, "metadata": {**deployment["metadata"], "resourceVersion": "99"}})
+    assert cache.pending_writes() == 6  # an older version: ours is still the fresher one
+    children["Deployment"].put(key, "web", pack(slim_object(deployment)))
+    cache.seen(deployment)
+    assert cache.pending_writes() == 5
+    assert cache.children(key).get("Deployment", "web") == slim_object(deployment)
+
+    service = writes["Service"]
+    cache.forget(service)
+    cache.seen(service)  # the watch still shows it (a MODIFIED while it goes)
+    assert cache.pending_writes() == 5
+    cache.seen(service, deleted=True)
+    assert cache.pending_writes() == 4
+
+    # Someone deleted the ConfigMap we just wrote: the watch's deletion is newer than our write.
+    config_map = writes["ConfigMap"]
+    cache.seen({**config_map, "metadata": {**config_map["metadata"], "resourceVersion": "500"}}, deleted=True)
+    assert cache.pending_writes() == 3
+    assert list(cache.children(key).of_kind("ConfigMap")) == []
+
+
+def test_the_apprelease_watch_drops_our_status_write_once_kopf_has_it() -> None:
+    import asyncio
+
+    from apprelease.controller.handlers import apprelease_changed
+
+    cache, apps, _ = _cache()
+    body = next(obj for obj in _writes_of_one_app("web") if obj["kind"] == "AppRelease")
+    cache.remember(body)
+    apps.put((NAMESPACE, "web"), "web", pack(slim_app(body)))  # kopf indexes before handlers run
+
+    class Runtime:
+        def __init__(self) -> None:
+            self.cache = cache
+            self.ready = asyncio.Event()
+            self.queued: list[AppKey] = []
+
+        def enqueue(self, key: AppKey, *, urgent: bool = False) -> None:
+            self.queued.append(key)
+
+    runtime = Runtime()
+    asyncio.run(apprelease_changed(event={"type": "MODIFIED", "object": body}, namespace=NAMESPACE, name="web",
+                                   memo={"runtime": runtime}))  # type: ignore[arg-type]
+    assert runtime.queued == [(NAMESPACE, "web")]
+    assert cache.pending_writes() == 0

@@ -86,6 +86,11 @@ def _slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return slim_object(obj)
 
 
+def _app_of(kind: str, meta: Mapping[str, Any]) -> str | None:
+    """The AppRelease an object of ours belongs to: itself, or its instance label's."""
+    return meta.get("name") if kind == "AppRelease" else (meta.get("labels") or {}).get(labels.INSTANCE)
+
+
 def _view(kind: str) -> Callable[[bytes], dict[str, Any]]:
     """Revisions with their parsed record (a bounded cache); everything else as it was."""
     return revision_view if kind == "ControllerRevision" else unpack
@@ -123,11 +128,38 @@ class IndexCache:
         self._put(obj["kind"], obj["metadata"], DELETED)
 
     def _put(self, kind: str, meta: Mapping[str, Any], value: Written | object) -> None:
-        app = meta["name"] if kind == "AppRelease" else (meta.get("labels") or {}).get(labels.INSTANCE)
+        app = _app_of(kind, meta)
         if not app:
             return
         with self._lock:
             self._overlay.setdefault((kind, meta["namespace"], app), {})[meta["name"]] = value
+
+    def seen(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """The watch delivered this object (and its cache holds it): a write of ours it has
+        caught up with is dropped now, not at the app's next read, which a burst of new
+        AppReleases can hold back for minutes. (`_merge` still drops what a relist caught up.)"""
+        kind, meta = obj.get("kind"), obj.get("metadata") or {}
+        app = _app_of(str(kind), meta)
+        if not app:
+            return
+        overlay_key = (str(kind), str(meta.get("namespace")), app)
+        with self._lock:
+            mine = self._overlay.get(overlay_key)
+            value = mine.get(meta.get("name", "")) if mine else None
+            if mine is None or value is None:
+                return
+            # A deletion is caught up by the watch's deletion; a write by any later version,
+            # a deletion by someone else included.
+            caught_up = deleted if value is DELETED else _rv(obj) >= cast(Written, value)[0]
+            if caught_up:
+                del mine[meta["name"]]
+                if not mine:
+                    del self._overlay[overlay_key]
+
+    def pending_writes(self) -> int:
+        """Writes (and deletions) the watches have not delivered yet."""
+        with self._lock:
+            return sum(len(named) for named in self._overlay.values())
 
     def _merge(self, kind: str, key: AppKey, indexed: dict[str, Any]) -> dict[str, Any]:
         """Indexed objects, replaced by our fresher writes until the watch catches up."""

@@ -37,6 +37,8 @@ OPTIONAL_RETRY_SECONDS = 60.0  # a kind that is not installed: is it now?
 
 Keep = Callable[[Mapping[str, Any]], Any]
 OnChange = Callable[[AppKey], None]
+# A watch event (type, object), handed on once the cache holds it.
+OnEvent = Callable[[str, Mapping[str, Any]], None]
 
 
 class WatchExpired(Exception):
@@ -71,6 +73,7 @@ class Informer:
         namespace: str | None,
         label_selector: str,
         on_change: OnChange,
+        on_event: OnEvent | None = None,
         list_lock: threading.Lock | None = None,
     ):
         self._kube = kube
@@ -79,6 +82,7 @@ class Informer:
         self._namespace = namespace
         self._selector = "" if source.all_objects else label_selector
         self._on_change = on_change
+        self._on_event = on_event
         self._items: dict[AppKey, dict[str, Any]] = {}
         # (namespace, name) → the app whose object it is: a name taken by another app.
         self._owners: dict[tuple[str, str], AppKey] = {}
@@ -229,6 +233,7 @@ class Informer:
         if key is None:
             return
         name = obj["metadata"]["name"]
+        cached = True
         with self._lock:
             if event_type == "DELETED":
                 named = self._items.get(key)
@@ -240,9 +245,12 @@ class Informer:
                     del self._owners[(key[0], name)]
             else:
                 kept = self._keep(obj)
-                if kept is not None:
+                cached = kept is not None
+                if cached:
                     self._items.setdefault(key, {})[name] = kept
                     self._owners[(key[0], name)] = key
+        if cached and self._on_event is not None:
+            self._on_event(event_type or "", obj)
         self._on_change(key)
 
     def _keep(self, obj: Mapping[str, Any]) -> Any:
@@ -267,6 +275,7 @@ class Informers:
         namespaces: tuple[str, ...],
         label_selector: str,
         on_change: OnChange,
+        on_event: OnEvent | None = None,
     ):
         # Decoded list pages are a restart's largest allocations, and the heap keeps its peak
         # (RSS after a restart with 2,000 apps: 207 MiB, vs 134 MiB grown to 2,000): the
@@ -275,7 +284,7 @@ class Informers:
         self._by_name: dict[str, dict[str | None, Informer]] = {
             source.kind: {
                 ns: Informer(kube, source, namespace=ns, label_selector=label_selector, on_change=on_change,
-                             list_lock=list_lock)
+                             on_event=on_event, list_lock=list_lock)
                 for ns in (namespaces or (None,))
             }
             for source in sources
