@@ -2,7 +2,7 @@
 PYTHON ?= .venv/bin/python
 CRD := crds/apprelease.io_appreleases.yaml
 
-.PHONY: venv crds test run unit e2e lint bench bench-full dev-up dev-down
+.PHONY: venv crds test run unit e2e lint bench bench-full dev-up dev-down image
 
 venv: .venv/.installed
 
@@ -23,9 +23,11 @@ CORE_COVERAGE := --cov=apprelease.api --cov=apprelease.render --cov=apprelease.r
 test: venv
 	.venv/bin/python -m pytest $(CORE_COVERAGE)
 
+# The chart templates the CRD from files/ (so `helm upgrade` updates it); deploy/05-crd.yaml
+# is a link to crds/.
 crds:
 	$(PYTHON) -m apprelease.cli.main crd -o $(CRD)
-	cp $(CRD) deploy/helm/apprelease/crds/
+	cp $(CRD) deploy/helm/apprelease/files/
 
 unit: venv
 	$(PYTHON) -m pytest tests/unit $(CORE_COVERAGE)
@@ -48,3 +50,8 @@ dev-up:
 
 dev-down:
 	$(PYTHON) -m apprelease.cli.main dev down
+
+# The operator's image from Debian's packages and PyPI's wheels, with buildah (cached):
+# localhost/apprelease:<version> and an OCI archive; docs/quickstart.md pushes it.
+image: venv
+	$(PYTHON) -m apprelease.cli.main dev image

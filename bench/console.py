@@ -89,8 +89,13 @@ def status_for(index: int, phase: str) -> dict[str, Any]:
                          "summary": "1/1" if phase != "Progressing" else "0/1"},
     }
     if canary:
+        state = ({"phase": "Aborted", "reason": "ProgressDeadline", "message": "not ready"} if phase == "Degraded"
+                 else {"phase": "Stepping", "pauseStartTime": "2026-11-23T10:00:10Z"})
         status.update(step="2/3", currentStepIndex=1, stepCount=3, setWeight=25, actualWeight=50,
-                      canaryRevision=2, canaryRevisionHash="h2", aborted=phase == "Degraded")
+                      canaryRevision=2, canaryRevisionHash="h2", aborted=phase == "Degraded",
+                      rollout={"canary": {"step": 1, "stepStartTime": "2026-11-23T10:00:00Z", **state}})
+    else:
+        status["rollout"] = {}
     return status
 
 
@@ -169,7 +174,8 @@ def _console_kubeconfig(cluster: LocalCluster, kubectl: Kubectl, work: Path) -> 
     helm = Path(kubectl.binary).parent / "helm"
     rendered = subprocess.run([str(helm), "template", "apprelease", str(CHART), "--namespace", CONSOLE_NAMESPACE,
                                "--set", "console.enabled=true"], capture_output=True, text=True, check=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d and d["metadata"]["name"] == "apprelease-console"
+    docs = [d for d in yaml.safe_load_all(rendered) if d
+            and d["metadata"]["labels"].get("app.kubernetes.io/component") == "console"
             and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     kubectl.run("create", "namespace", CONSOLE_NAMESPACE)
     kubectl.run("apply", "-f", "-", input=yaml.safe_dump_all(docs))

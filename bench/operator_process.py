@@ -107,6 +107,8 @@ class OperatorProcess:
             "--metrics-port", str(self.metrics_port),
             "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
             "--workers", str(self.workers),
+            # One process: no Lease, whose renewals (every 2 s) would count as idle writes.
+            "--no-leader-elect",
         ]
         env = {**os.environ, "PYTHONPATH": str(self.source_root)}
         self.started_at = time.monotonic()

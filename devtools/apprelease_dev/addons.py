@@ -84,6 +84,19 @@ def gateway_api_documents(gateway_api_dir: Path) -> list[dict[str, Any]]:
     return documents
 
 
+PROMETHEUS_OPERATOR_CRDS_DIR = Path("example") / "prometheus-operator-crd"
+
+
+def prometheus_operator_crds(module_dir: Path, kinds: Iterable[str]) -> list[dict[str, Any]]:
+    """The monitoring.coreos.com CRDs of these kinds (ServiceMonitor, PrometheusRule), as the
+    pinned prometheus-operator ships them; not applied by `dev up` (charts' tests use them)."""
+    documents = []
+    for kind in kinds:
+        path = module_dir / PROMETHEUS_OPERATOR_CRDS_DIR / f"monitoring.coreos.com_{kind.lower()}s.yaml"
+        documents += load_documents(path)
+    return documents
+
+
 def crd_names(documents: Iterable[dict[str, Any]]) -> list[str]:
     return [
         doc["metadata"]["name"]

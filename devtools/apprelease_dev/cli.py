@@ -263,6 +263,31 @@ def build(force: bool) -> None:
     click.echo(str(directory))
 
 
+@dev.command()
+@click.option("--refresh", is_flag=True,
+              help="Rebuild every layer: Debian's and PyPI's current packages, not the cached ones.")
+@click.option("--push", "destination", default=None, metavar="DEST",
+              help="Then push it, e.g. docker://registry.example.com/platform/apprelease:0.1.0 "
+              "(credentials: buildah login), or write it: oci-archive:apprelease.tar.")
+def image(refresh: bool, destination: str | None) -> None:
+    """Build the operator's image from Debian's packages and PyPI's wheels with buildah (no
+    container engine, no base image), cached by its inputs; print its reference."""
+    from apprelease_dev.image import build_image, push_image
+
+    try:
+        built = build_image(progress=click.echo, refresh=refresh)
+        if destination:
+            push_image(built.reference, destination)
+    except BuildError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+    state = "cached" if built.cached else f"built ({', '.join(built.layers_built)} layers)"
+    click.echo(f"{built.reference}  {state} in {built.seconds:.0f} s, "
+               f"{built.size_bytes / 2**20:.0f} MiB uncompressed (image {built.image_id[:12]})")
+    if destination:
+        click.echo(f"pushed to {destination}")
+
+
 @dev.command(name="run")
 @click.option(
     "-f", "--filename", type=click.Path(exists=True, dir_okay=False, path_type=Path),

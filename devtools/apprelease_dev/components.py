@@ -262,6 +262,27 @@ def metadata_audit_policy(users: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def service_account_writes_audit_policy() -> dict[str, Any]:
+    """An audit Policy at Metadata level for the writes of ServiceAccounts outside kube-system:
+    who (user and User-Agent), what, when, the answer; no bodies. The tests' cluster runs with
+    it, so an operator running as its ServiceAccount can be checked from the apiserver's side
+    (which replica wrote what, and when: tests/e2e/test_high_availability.py). The controllers'
+    own accounts in kube-system, and every read, are left out: a few lines per test."""
+    return {
+        "apiVersion": "audit.k8s.io/v1",
+        "kind": "Policy",
+        "omitStages": ["RequestReceived"],
+        "rules": [
+            {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+            {"level": "Metadata", "userGroups": ["system:serviceaccounts"], "verbs": list(WRITE_VERBS)},
+            {"level": "None"},
+        ],
+    }
+
+
 def _audit_args(layout: Layout) -> list[str]:
     return [
         f"--audit-policy-file={layout.audit_policy}",

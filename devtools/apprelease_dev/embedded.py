@@ -197,6 +197,12 @@ def operator_command(kubeconfig: Path) -> list[str]:
     return [
         sys.executable, "-m", "apprelease.cli.main", "--kubeconfig", str(kubeconfig), "run",
         "--metrics-port", str(_free_port()), "--liveness", f"http://127.0.0.1:{_free_port()}/healthz",
+        # One local process, the only writer: no Lease (a restart after a crash need not wait
+        # for the old one's lease to expire).
+        "--no-leader-elect",
+        # The local Nacos (`dev up --nacos`) listens on loopback, refused as a registry address
+        # unless allowed: a development cluster allows it, explicitly.
+        "--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128",
     ]
 
 

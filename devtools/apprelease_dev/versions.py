@@ -21,6 +21,9 @@ METRICS_SERVER_VERSION = "v0.8.0"
 # Gateway API: only its CRD manifests are used (read from the module, nothing is compiled).
 # v1.7.0 needs a newer Go than the machines have (Go 1.26).
 GATEWAY_API_VERSION = "v1.6.3"
+# prometheus-operator: only its ServiceMonitor and PrometheusRule CRDs, read from the module,
+# so the chart's monitoring objects are validated by the apiserver against their schemas.
+PROMETHEUS_OPERATOR_VERSION = "v0.81.0"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 HELM_MODULE = "helm.sh/helm/v4"
@@ -28,6 +31,7 @@ KWOK_MODULE = "sigs.k8s.io/kwok"
 ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 
 
 def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:

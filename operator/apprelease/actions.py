@@ -2,14 +2,14 @@
 
 Every action is a PATCH of the AppRelease (a spec field or a request annotation), so kubectl
 and Git can do the same and RBAC's `patch appreleases` decides who may. An action is planned
-purely (current object and history in, patch out) and then sent by a synchronous client (the
-CLI's `Kube`) or an asynchronous one (the console's, acting as the browser's user).
+purely (current object and history in, patch out) and then sent by the one client (`Kube`):
+the CLI's, or the console's acting as the browser's user (on a thread of its pool).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -138,6 +138,18 @@ class TakeDown(Action):
 
 
 @dataclass(frozen=True)
+class SetImage(Action):
+    """spec.image (as `kubectl set image`): a new revision, rolled out by the app's strategy."""
+
+    image: str = ""
+    verb: str = field(init=False, default="set-image")
+
+    def plan(self, name: str, app: Mapping[str, Any] | None,
+             history: Sequence[RevisionRecord], now: datetime) -> Planned:
+        return Planned(_spec({"image": self.image}), f"{name}: image set to {self.image}")
+
+
+@dataclass(frozen=True)
 class SetOffline(Action):
     """Add pods to (or remove them from) the apprelease.io/offline annotation."""
 
@@ -212,21 +224,16 @@ def _retrying_conflicts() -> dict[str, Any]:
     }
 
 
-class SyncClient(Protocol):
+class Client(Protocol):
+    """What an action needs of a client (k8s.client.Kube has it)."""
+
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]: ...
     def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]: ...
     def request(self, method: str, path: str, *, body: Any = None, content_type: str = ...,
                 resource: str = ...) -> Any: ...
 
 
-class AsyncClient(Protocol):
-    def get(self, kind: str, namespace: str | None, name: str) -> Awaitable[dict[str, Any]]: ...
-    def list(self, kind: str, namespace: str | None = None, **query: Any) -> Awaitable[list[dict[str, Any]]]: ...
-    def request(self, method: str, path: str, *, body: Any = None, content_type: str = ...,
-                resource: str = ...) -> Awaitable[Any]: ...
-
-
-def perform(kube: SyncClient, namespace: str, name: str, action: Action,
+def perform(kube: Client, namespace: str, name: str, action: Action,
             now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> str:
     """Read what the action needs, plan, patch; again on a conflict. Returns the message."""
 
@@ -241,24 +248,6 @@ def perform(kube: SyncClient, namespace: str, name: str, action: Action,
         return planned.message
 
     return tenacity.Retrying(**_retrying_conflicts())(once)
-
-
-async def perform_async(kube: AsyncClient, namespace: str, name: str, action: Action,
-                        now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> str:
-    """`perform` for an asynchronous client."""
-
-    async def once() -> str:
-        app = await kube.get("AppRelease", namespace, name) if action.needs_app else None
-        history = (history_of(await kube.list("ControllerRevision", namespace,
-                                              labelSelector=history_selector(name)))
-                   if action.needs_history else [])
-        planned = action.plan(name, app, history, now())
-        if planned.patch is not None:
-            await kube.request("PATCH", _path(namespace, name), body=planned.patch.body,
-                               content_type=planned.patch.content_type, resource="AppRelease")
-        return planned.message
-
-    return await tenacity.AsyncRetrying(**_retrying_conflicts())(once)
 
 
 ACTIONS: dict[str, Callable[..., Action]] = {

@@ -8,6 +8,7 @@ registry to carry out. api/status.py keeps its own wire-level Literal of the sam
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,7 +33,7 @@ class RegistryInstance:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-RegistryActionKind = Literal["write", "deregister", "mark-leaving"]
+RegistryActionKind = Literal["write", "deregister", "mark-leaving", "undo-ahead"]
 
 # Metadata the operator puts on every instance of its pods: which app, track and revision
 # it serves (header-based gray routing picks the canary by it; stale clean-up only touches
@@ -52,6 +53,8 @@ class RegistryAction:
     ``must_exist=False`` writes ahead of the instance (a pod whose app has not registered
     yet), so it joins disabled. ``deregister``: remove a stale persistent instance.
     ``mark-leaving``: make the ReplicaSet remove exactly this pod on scale-down.
+    ``undo-ahead``: neutralise a write ahead whose pod left without registering (the registry
+    layer asks for it itself).
     """
 
     kind: RegistryActionKind
@@ -72,6 +75,48 @@ class RegistryAction:
 DEFAULT_DENIED_INGRESS_ANNOTATIONS = ("*-snippet", "*snippets*")
 
 
+# Cloud metadata endpoints outside link-local: Alibaba Cloud, AWS (IPv6), Azure's WireServer,
+# Oracle Cloud. (169.254.169.254 and the rest of 169.254.0.0/16 are link-local.)
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "100.100.100.200", "fd00:ec2::254", "168.63.129.16", "192.0.0.192",
+))
+# The apiserver's refusal (no opt-in lifts it).
+APISERVER = "the Kubernetes apiserver's address"
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host on this network": reaches the pod itself
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded_ipv4(address: _Address) -> _Address:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), else itself: each
+    reaches that IPv4 address, so it is checked as that."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
+
+
+def _address_kind(address: _Address) -> str | None:
+    """Why an address is no place for a registry by default, or None."""
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata endpoint"
+    if address.is_loopback:
+        return "a loopback address (the operator's own pod)"
+    if address.is_link_local:
+        return "a link-local address (where cloud metadata endpoints answer)"
+    if address.is_unspecified or (isinstance(address, ipaddress.IPv4Address) and address in _THIS_NETWORK):
+        return "the unspecified address (the operator's own pod)"
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_reserved:
+        return "a reserved address"
+    return None
+
+
 @dataclass(frozen=True)
 class Policy:
     """What the platform team allows an AppRelease's author to make the operator do.
@@ -83,6 +128,11 @@ class Policy:
     # host:port patterns (fnmatch) the operator may send a namespace's Nacos credentials to;
     # empty: any server.
     nacos_servers: tuple[str, ...] = ()
+    # Networks (CIDR) where a registry may be although their addresses are refused by default
+    # (loopback, link-local, metadata endpoints, ...): `--allow-registry-network`.
+    registry_networks_allowed: tuple[str, ...] = ()
+    # host:port of the Kubernetes apiserver as the operator reaches it: never a registry.
+    apiserver_endpoints: tuple[str, ...] = ()
     ingress_annotations_allowed: tuple[str, ...] = ("*",)
     ingress_annotations_denied: tuple[str, ...] = DEFAULT_DENIED_INGRESS_ANNOTATIONS
 
@@ -94,3 +144,39 @@ class Policy:
         return not self.nacos_servers or any(
             fnmatch.fnmatchcase(host_port.lower(), p.lower()) for p in self.nacos_servers
         )
+
+    def registry_address_refusal(self, host: str, port: int, address: str) -> str | None:
+        """Why the operator may not connect to ``address`` (what the server name ``host``
+        resolved to, or the literal address itself) for a registry on ``port``, or None.
+
+        Refused by default: loopback and the unspecified address (the operator's own pod),
+        link-local and cloud metadata endpoints, multicast and reserved addresses, and always
+        the apiserver. The platform allows the others by network (registry_networks_allowed)
+        or by naming the server exactly in nacos_servers (a pattern is not enough)."""
+        try:
+            parsed = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return f"{address!r}, not an IP address"
+        target = _embedded_ipv4(parsed)
+        endpoint = _host_port(str(target), port)
+        if endpoint in self.apiserver_endpoints or _host_port(str(parsed), port) in self.apiserver_endpoints:
+            return APISERVER
+        kind = _address_kind(target) or _address_kind(parsed)
+        if kind is None:
+            return None
+        named = _host_port(host.lower(), port)
+        if any(entry.lower() == named for entry in self.nacos_servers if not _is_pattern(entry)):
+            return None
+        for cidr in self.registry_networks_allowed:
+            network = ipaddress.ip_network(cidr, strict=False)
+            if target in network or parsed in network:
+                return None
+        return kind
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_pattern(entry: str) -> bool:
+    return any(ch in entry for ch in "*?[")

@@ -28,12 +28,15 @@ from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import free_port
 from tests.support import ROOT
 
+REBOUND_NAME = "rebound.example"
 CHROMIUM = Path(os.environ.get("APPRELEASE_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium's own connections are refused by a closed
 # network, many at a time; the rest keep it from reaching out at all.
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    # A website whose name resolves to this machine, as after a DNS rebinding attack.
+    f"--host-resolver-rules=MAP {REBOUND_NAME} 127.0.0.1",
 ]
 CONSOLE_START_TIMEOUT = 30.0
 # Set to a directory (docs/) to keep the screenshots the tests take; else they go to tmp.

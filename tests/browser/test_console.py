@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import AppReleases
 
-from .conftest import EDIT_RULES, VIEW_RULES, Identities, StartConsole
+from .conftest import EDIT_RULES, REBOUND_NAME, VIEW_RULES, Identities, StartConsole
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 ROLLOUT_TIMEOUT = 60_000  # ms: the operator, the controllers and KWOK at work on 2 shared cores
@@ -227,6 +227,31 @@ def test_a_read_only_user_sees_no_buttons_and_gets_403_on_a_forged_request(
     # Without a CSRF token the console refuses before asking anyone.
     refused = page.request.post(f"{console.url}apps/{namespace}/ro/actions/promote")
     assert refused.status == 403 and "CSRF" in refused.text()
+
+
+def test_a_website_rebound_to_this_machine_gets_nothing(
+    start_console: StartConsole, page: Page, namespace: str, arl: AppReleases,
+) -> None:
+    """DNS rebinding: Chromium resolves a website's name to 127.0.0.1, as after the attack.
+    Its pages reach the console's port, but the console answers that name 403: no page, no
+    session cookie, no CSRF token, and a POST of its own changes nothing."""
+    arl.apply(_canary_app("ro"))
+    console = start_console()
+    port = console.url.rstrip("/").rsplit(":", 1)[1]
+    rebound = f"http://{REBOUND_NAME}:{port}/"
+    answer = page.goto(rebound)
+    assert answer is not None and answer.status == 403
+    assert "csrf" not in page.content().lower()
+    assert page.context.cookies() == []
+    posted = page.evaluate(
+        """async (url) => (await fetch(url, {method: "POST"})).status""",
+        f"{rebound}apps/{namespace}/ro/actions/pause")
+    assert posted == 403
+    assert page.context.cookies() == []
+    # The same browser, at the console's own address, is served.
+    served = page.goto(console.url)
+    assert served is not None and served.status == 200
+    assert arl.get("ro")["spec"].get("paused") is False  # its POST changed nothing
 
 
 @pytest.mark.parametrize("mode", ["token", "impersonation"])

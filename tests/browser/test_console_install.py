@@ -34,7 +34,7 @@ def helm_template(*args: str) -> list[dict[str, Any]]:
 
 
 def _console_docs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {d["kind"]: d for d in docs if d["metadata"]["name"] == "apprelease-console"}
+    return {d["kind"]: d for d in docs if d["metadata"]["labels"].get("app.kubernetes.io/component") == "console"}
 
 
 @pytest.mark.parametrize("mode", ["token", "impersonation"])

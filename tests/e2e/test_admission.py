@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
 from tests.plugins.cluster import KubeCluster
-from tests.support import EXAMPLE, invalid_cases, load_yaml
+from tests.support import DATA, EXAMPLE, invalid_cases, load_yaml
 
 pytestmark = pytest.mark.e2e
 CASES = invalid_cases()
@@ -51,3 +53,21 @@ def test_client_side_apply_also_rejects_unknown_fields(
     result = kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(body), check=False)
     assert result.returncode != 0
     assert 'unknown field "spec.replica"' in result.stderr
+
+
+def test_durations_are_accepted_in_seconds_and_with_units(
+    kube_cluster: KubeCluster, crd: None, namespace: str
+) -> None:
+    body = load_yaml(DATA / "valid_base.yaml")
+    body["metadata"]["namespace"] = namespace
+    body["spec"]["strategy"]["canary"]["steps"] = [
+        {"setWeight": 20}, {"pause": {"duration": 30}}, {"setWeight": 50}, {"pause": {"duration": "1h30m"}},
+        {"pause": {"duration": 2592000}}]
+    body["spec"]["registry"].update({"gateTimeout": 90, "deletionTimeout": "3m", "warmup": 59})
+    body["spec"]["progressDeadlineSeconds"] = 60
+    result = kube_cluster.kubectl("apply", "--server-side", "--validate=strict", "--dry-run=server",
+                                  "-o", "json", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(result.stdout)["spec"]
+    assert stored["strategy"]["canary"]["steps"][1] == {"pause": {"duration": 30}}
+    assert stored["registry"]["gateTimeout"] == 90

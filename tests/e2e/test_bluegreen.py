@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.cluster import wait_for
+from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import AppReleases
+from tests.plugins.service_endpoints import ReadyEndpoints
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +28,12 @@ def blue_green_app(name: str = "web", **strategy: Any) -> dict[str, Any]:
 
 
 def selector(arl: AppReleases, service: str) -> str | None:
+    """The revision a Service selects, or "stable" when it selects the stable Deployment's pods."""
     found = arl.kubectl_json("services", "--field-selector", f"metadata.name={service}")["items"]
-    return found[0]["spec"]["selector"].get("apprelease.io/revision") if found else None
+    if not found:
+        return None
+    labels = found[0]["spec"]["selector"]
+    return labels.get("apprelease.io/revision") or labels.get("apprelease.io/track")
 
 
 def endpoints(arl: AppReleases, service: str) -> set[str]:
@@ -52,7 +57,7 @@ def previewing(arl: AppReleases, app: dict[str, Any]) -> None:
 
 def test_promote_switches_at_once_and_the_old_revision_goes_after_the_delay(arl: AppReleases) -> None:
     previewing(arl, blue_green_app())
-    assert selector(arl, "web") == "1" and selector(arl, "web-preview") == "2"
+    assert selector(arl, "web") == "stable" and selector(arl, "web-preview") == "2"
     blue, green = pods_of(arl, "web", 1), pods_of(arl, "web", 2)
     assert len(blue) == 2 and len(green) == 2
     wait_for(lambda: endpoints(arl, "web") == blue and endpoints(arl, "web-preview") == green, 30, 0.3,
@@ -64,7 +69,7 @@ def test_promote_switches_at_once_and_the_old_revision_goes_after_the_delay(arl:
     status = arl.wait_phase("web", "Healthy", timeout=90, stableRevision=2)
     assert not pods_of(arl, "web", 1)
     assert arl.kubectl_json("deployments", "--field-selector", "metadata.name=web-preview")["items"] == []
-    assert status["actualWeight"] == 100 and selector(arl, "web") == "2"
+    assert status["actualWeight"] == 100 and selector(arl, "web") == "stable"
     assert {"Promoted", "PromotionCompleted"} <= {e["reason"] for e in arl.events("web")}
 
 
@@ -86,7 +91,7 @@ def test_abort_scales_the_preview_away_and_leaves_active_untouched(arl: AppRelea
     blue = pods_of(arl, "web", 1)
     arl.cli("abort", "web")
     status = arl.wait_phase("web", "Degraded", timeout=60, aborted=True)
-    assert status["abortReason"] == "AbortedByUser" and selector(arl, "web") == "1"
+    assert status["abortReason"] == "AbortedByUser" and selector(arl, "web") == "stable"
     wait_for(lambda: not pods_of(arl, "web", 2), 60, 0.3, "the preview pods gone")
     assert pods_of(arl, "web", 1) == blue and endpoints(arl, "web") == blue
 
@@ -97,3 +102,51 @@ def test_auto_promotion_switches_by_itself(arl: AppReleases) -> None:
     wait_for(lambda: selector(arl, "web") == "2", 30, 0.3, "the automatic switch")
     assert "AutoPromoted" in {e["reason"] for e in arl.events("web")}
     arl.wait_phase("web", "Healthy", timeout=90, stableRevision=2)
+
+
+SLOW = {"metadata": {"labels": {"e2e.apprelease.io/behavior": "slow-ready"},
+                     "annotations": {"e2e.apprelease.io/ready-after": "5s"}}}
+
+
+def test_rollback_during_promotion_brings_blue_back_before_traffic_returns_to_it(
+    arl: AppReleases, kube_cluster: KubeCluster,
+) -> None:
+    """promote --full: the stable Deployment takes green, its pods starting in 5 s each, and
+    blue's pods go one by one; a rollback then brings blue back to full size first, with the
+    Service on green meanwhile, and only then switches and removes the preview."""
+    app = blue_green_app()
+    arl.apply(app)
+    arl.wait_phase("web", "Healthy", timeout=60)
+    arl.patch("web", {"spec": {"image": "registry.local/web:v2", "podTemplate": SLOW}})
+    arl.wait_phase("web", "Paused", timeout=60)
+    with ReadyEndpoints(str(kube_cluster.kubeconfig), arl.namespace, "web") as seen:
+        arl.cli("promote", "web", "--full")
+        wait_for(lambda: len(pods_of(arl, "web", 1)) == 1 and arl.status("web").get("promoting"), 40, 0.2,
+                 "a blue pod replaced by the promotion")
+        arl.cli("rollback", "web")
+        status = arl.wait_phase("web", "Healthy", timeout=90, stableRevision=1)
+        wait_for(lambda: not pods_of(arl, "web", 2), 60, 0.3, "green gone")
+    fewest = seen.fewest()
+    assert len(fewest.ready) >= 2, f"the Service had {sorted(fewest.ready)} ready at {fewest.at}"
+    assert status["stableRevision"] == 1 and "RolledBack" in {e["reason"] for e in arl.events("web")}
+    assert endpoints(arl, "web") == pods_of(arl, "web", 1) and len(pods_of(arl, "web", 1)) == 2
+
+
+def test_rollback_after_the_promotion_rolls_the_old_revision_in_without_losing_capacity(
+    arl: AppReleases, kube_cluster: KubeCluster,
+) -> None:
+    """Blue is long gone: going back to it is a known-good revision (3) rolling into the
+    stable Deployment, its pods starting in 5 s; the Service keeps the old ones meanwhile."""
+    app = blue_green_app(scaleDownDelaySeconds=0)
+    app["spec"]["podTemplate"] = SLOW
+    previewing(arl, app)
+    arl.cli("promote", "web")
+    arl.wait_phase("web", "Healthy", timeout=90, stableRevision=2)
+    wait_for(lambda: not pods_of(arl, "web", 1), 60, 0.3, "blue gone")
+    with ReadyEndpoints(str(kube_cluster.kubeconfig), arl.namespace, "web") as seen:
+        arl.cli("rollback", "web", "--to-revision", "1")
+        arl.wait_phase("web", "Healthy", timeout=90, stableRevision=3)
+        wait_for(lambda: not pods_of(arl, "web", 2), 60, 0.3, "revision 2's pods gone")
+    fewest = seen.fewest()
+    assert len(fewest.ready) >= 2, f"the Service had {sorted(fewest.ready)} ready at {fewest.at}"
+    assert endpoints(arl, "web") == pods_of(arl, "web", 3)

@@ -3,12 +3,15 @@ rollback (image and config), restart, automatic rollback, spec change mid-canary
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from tests.plugins.cluster import wait_for
+from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import AppReleases
+from tests.plugins.routing import Routed, wait_until_routed_only_once_ready
+from tests.plugins.service_endpoints import ReadyEndpoints
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +134,58 @@ def test_rollback_mid_canary_restores_image_and_config_without_steps(arl: AppRel
     assert config_of(arl, deployment(arl, "shop")) == "greeting: hello\n"
 
 
+SLOW = {"metadata": {"labels": {"e2e.apprelease.io/behavior": "slow-ready"},
+                     "annotations": {"e2e.apprelease.io/ready-after": "5s"}}}
+
+
+def stable_pods_of(arl: AppReleases, revision: str) -> list[str]:
+    return [p["metadata"]["name"] for p in pods(arl, "shop", "stable")
+            if p["metadata"]["labels"].get("apprelease.io/revision") == revision]
+
+
+def stable_back_on(arl: AppReleases, revision: str) -> bool:
+    """The stable Deployment runs ``revision`` at full ready size (its rollout is complete)."""
+    dep = deployment(arl, "shop")
+    if dep is None or dep["metadata"]["annotations"].get("apprelease.io/revision") != revision:
+        return False
+    status, want = dep.get("status") or {}, dep["spec"]["replicas"]
+    return (status.get("observedGeneration") == dep["metadata"]["generation"]
+            and status.get("replicas") == status.get("updatedReplicas") == status.get("readyReplicas") == want)
+
+
+def test_rollback_during_promotion_keeps_the_canary_until_stable_is_back(
+    arl: AppReleases, kube_cluster: KubeCluster,
+) -> None:
+    """Every pod is ready 5 s after it starts. promote --full: the stable Deployment takes the
+    canary's revision; a rollback then keeps the canary until stable is back on revision 1 at
+    full ready size, and the Service never has fewer ready pods than the replicas."""
+    start(arl, canary_app(podTemplate=SLOW))
+    arl.patch("shop", {"spec": {"image": "registry.local/shop:v2"}})
+    arl.wait_phase("shop", "Paused", timeout=60, currentStepIndex=1)
+    canary_gone_early: list[float] = []
+
+    def rolled_back() -> bool:
+        # The canary first: once it is gone, the stable Deployment read after it must be back.
+        canary = deployment(arl, "shop-canary")
+        back = stable_back_on(arl, "1")
+        if not back and canary is None:
+            canary_gone_early.append(time.time())
+        return back and canary is None
+
+    with ReadyEndpoints(str(kube_cluster.kubeconfig), arl.namespace, "shop") as seen:
+        arl.cli("promote", "shop", "--full")
+        wait_for(lambda: arl.status("shop").get("promoting") and len(stable_pods_of(arl, "1")) < 3,
+                 60, 0.2, "a revision-1 stable pod replaced by the promotion")
+        arl.cli("rollback", "shop")
+        wait_for(rolled_back, 90, 0.2, "stable back on revision 1, then the canary removed")
+        arl.wait_phase("shop", "Healthy", timeout=60, stableRevision=1)
+        wait_for(lambda: not stable_pods_of(arl, "2"), 60, 0.3, "revision 2's stable pods gone")
+    assert not canary_gone_early, "the canary was removed before the stable Deployment was back"
+    fewest = seen.fewest()
+    assert len(fewest.ready) >= 3, f"the Service had {sorted(fewest.ready)} ready at {fewest.at}"
+    assert "RolledBack" in {e["reason"] for e in arl.events("shop")}
+
+
 def test_rollback_after_promotion_restores_config_and_skips_steps(arl: AppReleases) -> None:
     start(arl, canary_app())
     arl.patch("shop", {"spec": {"image": "registry.local/shop:v2",
@@ -224,6 +279,30 @@ def test_nginx_traffic_routing_sets_exact_weight(arl: AppReleases) -> None:
     arl.wait_phase("shop", "Healthy", timeout=90, stableRevision=2)
     wait_for(lambda: not arl.kubectl_json("ingresses", "--field-selector", "metadata.name=shop-canary")["items"],
              30, 0.3, "canary ingress removed")
+
+
+def test_nginx_canary_weight_waits_for_a_ready_canary_pod(arl: AppReleases) -> None:
+    """Weight follows readiness: while the canary pod starts (12 s), the canary Ingress gives
+    it no share; the step's 10 % appears once it is Ready."""
+    steps = [{"setWeight": 10}, {"pause": {}}]
+    start(arl, canary_app(ingress={"host": "shop.example.com"},
+                          strategy={"canary": {"trafficRouting": "nginx", "steps": steps}}))
+    arl.patch("shop", {"spec": {
+        "image": "registry.local/shop:v2",
+        "podTemplate": {"metadata": {"labels": {"e2e.apprelease.io/behavior": "slow-ready"},
+                                     "annotations": {"e2e.apprelease.io/ready-after": "12s"}}},
+    }})
+
+    def canary_ingress_weight() -> Routed:
+        found = arl.kubectl_json("ingresses", "--field-selector", "metadata.name=shop-canary")["items"]
+        if not found:
+            return Routed(None)
+        annotations = found[0]["metadata"].get("annotations") or {}
+        return Routed(int(annotations.get("nginx.ingress.kubernetes.io/canary-weight", "0")))
+
+    wait_until_routed_only_once_ready(arl, "shop", canary_ingress_weight, Routed(10))
+    status = arl.wait_phase("shop", "Paused", timeout=30, currentStepIndex=1)
+    assert status["setWeight"] == 10 and status["actualWeight"] == 10
 
 
 def test_get_shows_the_tree(arl: AppReleases) -> None:

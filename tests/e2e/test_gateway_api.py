@@ -10,6 +10,7 @@ import pytest
 
 from tests.plugins.cluster import wait_for
 from tests.plugins.operator import AppReleases
+from tests.plugins.routing import Routed, wait_until_routed_only_once_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +25,13 @@ def route(arl: AppReleases) -> dict[str, Any]:
 
 def weights(arl: AppReleases) -> dict[str, int]:
     return {b["name"]: b.get("weight", 1) for b in route(arl)["spec"]["rules"][-1]["backendRefs"]}
+
+
+def routed_to_canary(arl: AppReleases) -> Routed:
+    rules = route(arl)["spec"]["rules"]
+    canary = {b["name"]: b.get("weight", 1) for b in rules[-1]["backendRefs"]}.get("shop-canary")
+    header = any("shop-canary" in {b["name"] for b in r["backendRefs"]} for r in rules[:-1])
+    return Routed(canary, header)
 
 
 def test_gateway_api_weights_at_every_step(arl: AppReleases) -> None:
@@ -54,3 +62,23 @@ def test_gateway_api_weights_at_every_step(arl: AppReleases) -> None:
              30, 0.3, "the route back to stable only")
     services = {s["metadata"]["name"] for s in arl.kubectl_json("services")["items"]}
     assert {"shop", "shop-stable", "shop-canary"} <= services
+
+
+def test_no_weight_and_no_header_match_before_a_canary_pod_is_ready(arl: AppReleases) -> None:
+    """Weight follows readiness: while the canary's pods start (here 12 s), the route sends
+    them nothing, by weight or by header; the step's share appears once one is Ready."""
+    arl.apply({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "shop"},
+        "spec": {"image": "registry.local/shop:v1", "replicas": 4, "port": 8080,
+                 "strategy": {"canary": {"trafficRouting": "gatewayAPI", "gatewayAPI": ROUTE, "steps": STEPS}}},
+    })
+    arl.wait_phase("shop", "Healthy", timeout=60)
+    arl.patch("shop", {"spec": {
+        "image": "registry.local/shop:v2",
+        "podTemplate": {"metadata": {"labels": {"e2e.apprelease.io/behavior": "slow-ready"},
+                                     "annotations": {"e2e.apprelease.io/ready-after": "12s"}}},
+    }})
+    wait_until_routed_only_once_ready(arl, "shop", lambda: routed_to_canary(arl), Routed(20, header=True))
+    status = arl.wait_phase("shop", "Paused", timeout=30, currentStepIndex=1)
+    assert status["setWeight"] == 20 and status["actualWeight"] == 20
+    assert weights(arl) == {"shop-stable": 80, "shop-canary": 20}

@@ -1,7 +1,8 @@
 """A real HPA on an AppRelease during a canary: kube-controller-manager's HPA controller, fed
 real metrics by metrics-server reading KWOK's simulated CPU usage, changes the replicas
 mid-step. The canary follows the replicas the HPA chose without restarting or skipping a step,
-an aborted canary stays at zero whatever the HPA does, and the HPA counts the serving pods."""
+an aborted canary stays at zero whatever the HPA does, and the HPA counts the pods spec.replicas
+sizes (the stable ones, not the canary beside them)."""
 
 from __future__ import annotations
 
@@ -71,9 +72,11 @@ def test_a_live_hpa_mid_canary_neither_restarts_nor_skips_a_step_and_abort_stays
     status = arl.wait_phase("shop", "Paused", timeout=90, currentStepIndex=1)
     revision = status["canaryRevision"]
     assert replicas_of(arl, "shop-canary") == 2  # 50 % of the 4 the HPA chose
-    # The HPA counts the serving pods: stable and canary.
+    # The HPA counts the pods spec.replicas sizes, the stable ones: with the canary's 2 beside
+    # them, counting those too would have it add the canary's size on top.
     scale = arl.kubectl_json("appreleases", "shop", "--subresource=scale")
-    assert scale["status"]["replicas"] == 6 and "app.kubernetes.io/instance=shop" in scale["status"]["selector"]
+    assert scale["status"]["replicas"] == 4
+    assert "apprelease.io/track=stable" in scale["status"]["selector"]
 
     # Mid-step, the HPA may go higher: the canary follows, the step stays where it was.
     kube_cluster.kubectl("patch", "hpa", "shop", "-n", arl.namespace, "--type=merge", "-p", '{"spec":{"maxReplicas":6}}')

@@ -31,6 +31,14 @@ MAX_OBJECT_BYTES = 1_400_000
 Schema = dict[str, Any]
 
 
+def stored_size(obj: Any) -> int:
+    """Bytes of the object as the apiserver writes it to etcd: Go's encoding/json escapes <, >
+    and & as \\u003c (6 bytes instead of 1) and U+2028/U+2029 as \\u2028 (6 instead of 3)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    escaped = 5 * sum(text.count(c) for c in "<>&") + 3 * (text.count("\u2028") + text.count("\u2029"))
+    return len(text.encode()) + escaped
+
+
 @cache
 def _load_schema(path: Path, mtime_ns: int) -> Schema:
     crd = yaml.safe_load(path.read_text())
@@ -82,7 +90,7 @@ def admit(body: dict[str, Any], schema: Schema | None = None) -> Admission:
     drop_nulls(obj, schema)
     apply_defaults(obj, schema)
     result = Admission(as_read_back(obj))
-    size = len(json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode())
+    size = stored_size(obj)
     if size > MAX_OBJECT_BYTES:
         result.errors.append(f"<root>: {size} bytes: etcd's request size limit")
         return result

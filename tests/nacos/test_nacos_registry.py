@@ -322,3 +322,23 @@ def test_deregister_leaves_a_grpc_registered_instance_in_place(
         wait_until(instance_where(registry, ip, 8080), message="registered over gRPC")
         registry.deregister(ip, 8080, ephemeral=True)  # Nacos answers "ok"...
         holds_for(instance_where(registry, ip, 8080), 3.0, "gRPC instance still registered")
+
+
+def test_an_undone_write_ahead_leaves_a_later_instance_at_that_address_as_it_registers(
+    nacos_endpoint: NacosEndpoint, service_name: str, app_instances: AppFactory
+) -> None:
+    """A write ahead (disabled, for a pod that never registered) stays for good: Nacos expires
+    an override only when an instance at that address leaves. Undone, the next app there
+    starts enabled with its own weight and metadata, not the old pod's."""
+    present_ip, absent_ip = loopback_ip(), loopback_ip()
+    app_instances(nacos_endpoint, service_name=service_name, ip=present_ip, port=8080)
+    with nacos_endpoint.registry(service_name) as registry:
+        wait_until(instance_where(registry, present_ip, 8080), message="service exists")
+        registry.update_instance(absent_ip, 8080, enabled=False, weight=3.0, must_exist=False,
+                                 metadata={"apprelease.io/owner": "ns/gone"})
+        registry.undo_write_ahead(absent_ip, 8080)
+        app_instances(nacos_endpoint, service_name=service_name, ip=absent_ip, port=8080, metadata={"app": "b"})
+        late = wait_until(instance_where(registry, absent_ip, 8080), message="the later app")
+        assert late.enabled and late.weight == 1.0 and dict(late.metadata) == {"app": "b"}
+        registry.undo_write_ahead(present_ip, 8080)  # an instance is there: its record is left alone
+        assert instance_where(registry, present_ip, 8080, enabled=True)()

@@ -30,6 +30,10 @@ from tests.plugins.operator import AppReleases, OperatorProcess, hold_still, set
 pytestmark = pytest.mark.nacos
 
 
+def all_enabled(status: dict[str, Any], count: int) -> bool:
+    return sum(r.get("enabled", 0) for r in (status.get("registration") or {}).get("revisions", [])) == count
+
+
 def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: NacosEndpoint,
                                           registrar: Callable[..., PodRegistrar], kube_cluster: KubeCluster,
                                           namespace: str) -> None:
@@ -40,7 +44,9 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
     arl.apply(nacos_app(nacos_endpoint.base_url, svc))
     registrar(nacos_endpoint, svc)
     arl.wait_phase("orders", "Healthy", timeout=60)
-    status = arl.wait("orders", lambda s: registered(s, "3/3"), 60, "3/3 registered")
+    # A pod turns Ready once listed (still disabled); it is enabled a moment after, so the
+    # last pod's instance may show enabled only after the phase says Healthy.
+    status = arl.wait("orders", lambda s: registered(s, "3/3") and all_enabled(s, 3), 60, "3/3 registered, enabled")
     reg = status["registration"]
     assert reg["provider"] == "nacos" and reg["service"] == f"DEFAULT_GROUP@@{svc}"
     pods = {p["status"]["podIP"]: p["metadata"]["name"]
@@ -210,14 +216,81 @@ def test_deletion_takes_instances_offline_then_releases(
     arl.apply(nacos_app(nacos_server.base_url, svc, replicas=2))
     apps = registrar(nacos_server, svc)
     arl.wait_phase("orders", "Healthy", timeout=60)
-    arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+    arl.wait("orders", lambda s: registered(s, "2/2") and all_enabled(s, 2), 60, "2/2 registered and enabled")
+    apps.timeline.disabled_at.clear()  # from now on: when they went offline (they joined disabled)
     assert "apprelease.io/registry-offline" in arl.get("orders")["metadata"]["finalizers"]
     arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
     wait_for(lambda: not arl.kubectl_json("appreleases")["items"], 60, 0.5, "AppRelease gone")
     wait_for(lambda: len(apps.timeline.deleting_at) == 2, 10, 0.1, "both pods seen leaving")
     for ip, deleting in apps.timeline.deleting_at.items():
+        assert ip in apps.timeline.disabled_at, f"{ip} left without being taken offline"
         assert apps.timeline.disabled_at[ip] + DRAIN_SECONDS - SEEN_LATE <= deleting, f"{ip} deleted before its drain"
     assert "RegistryCleanedUp" in [e["reason"] for e in arl.events("orders")]
+
+
+def test_a_deletion_while_the_operator_was_down_past_the_timeout_still_takes_instances_offline(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, registrar: Callable[..., PodRegistrar],
+    operator: OperatorProcess, kube_cluster: KubeCluster, namespace: str,
+) -> None:
+    """The operator restarted longer than deletionTimeout after the deletion released the
+    finalizer in its first reconcile, before Nacos had been read once: "not read yet" counted
+    as "unreachable since the deletion request", and the pods left while still enabled."""
+    kube_cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+                        "stringData": {"username": nacos_endpoint.username or "",
+                                       "password": nacos_endpoint.password or ""}})
+    svc = service()
+    arl.apply(nacos_app(nacos_endpoint.base_url, svc, replicas=2, registry={"deletionTimeout": "8s"}))
+    apps = registrar(nacos_endpoint, svc)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    arl.wait("orders", lambda s: registered(s, "2/2") and all_enabled(s, 2), 60, "2/2 registered and enabled")
+    # The status says enabled once the operator's write succeeded; Nacos may list the joining
+    # state (disabled) a moment longer. Stop the operator only once Nacos itself lists both enabled.
+    def both_listed_enabled() -> bool | NotYet:
+        listed = apps.listed()
+        return (len(listed) == 2 and all(i.enabled for i in listed)) or NotYet([(i.ip, i.enabled) for i in listed])
+
+    wait_for(both_listed_enabled, 30, 0.2, "Nacos lists both instances enabled")
+    apps.timeline.disabled_at.clear()  # from now on: when they went offline (they joined disabled)
+    operator.stop()
+    try:
+        arl.cluster.kubectl("delete", "arl", "orders", "-n", arl.namespace, "--wait=false")
+        # Longer than deletionTimeout with nobody to release the finalizer.
+        hold_still(lambda: [a["metadata"]["name"] for a in arl.kubectl_json("appreleases")["items"]], 8 + 3)
+        assert not apps.timeline.disabled_at
+    finally:
+        operator.start()
+    wait_for(lambda: not arl.kubectl_json("appreleases")["items"], 90, 0.5, "AppRelease gone")
+    wait_for(lambda: len(apps.timeline.deleting_at) == 2, 10, 0.1, "both pods seen leaving")
+    for ip, deleting in apps.timeline.deleting_at.items():
+        assert ip in apps.timeline.disabled_at, f"{ip} left without being taken offline"
+        assert apps.timeline.disabled_at[ip] + DRAIN_SECONDS - SEEN_LATE <= deleting, f"{ip} deleted before its drain"
+    reasons = [e["reason"] for e in arl.events("orders")]
+    assert "RegistryCleanedUp" in reasons and "RegistryUnreachable" not in reasons and "DeletionForced" not in reasons
+
+
+def test_a_loopback_registry_is_refused_without_the_platforms_opt_in_and_used_with_it(
+    arl: AppReleases, nacos_server: NacosEndpoint, credentials: None, registrar: Callable[..., PodRegistrar],
+    operator: OperatorProcess, kube_cluster: KubeCluster,
+) -> None:
+    """serverAddr could point the operator at its own pod's loopback (or the node's metadata
+    endpoint). Tested on loopback only: refused by default, with a verdict naming the field."""
+    svc = service()
+    with operator.replaced_by(kube_cluster.kubeconfig, loopback_registry=False):
+        arl.apply(nacos_app(nacos_server.base_url, svc, replicas=1))
+
+        def stalled(status: dict[str, Any]) -> bool:
+            found = {c["type"]: c for c in status.get("conditions", [])}.get("Stalled", {})
+            return found.get("status") == "True" and found.get("reason") == "RegistryMisconfigured"
+
+        status = arl.wait("orders", stalled, 60, "Stalled RegistryMisconfigured")
+        assert "spec.registry.nacos.serverAddr" in status["message"] and "loopback" in status["message"]
+        assert any(e["type"] == "Warning" and e["reason"] == "RegistryMisconfigured"
+                   and "spec.registry.nacos.serverAddr" in e["message"] for e in arl.events("orders"))
+    # The test operator allows loopback explicitly (--allow-registry-network 127.0.0.0/8).
+    registrar(nacos_server, svc)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    status = arl.wait("orders", lambda s: registered(s, "1/1"), 60, "1/1 registered")
+    assert "failure" not in status
 
 
 def test_deletion_with_nacos_down_releases_after_the_timeout(arl: AppReleases, credentials: None) -> None:

@@ -23,16 +23,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 import yaml
 
-from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
-from apprelease_dev.cluster import ClusterError, LocalCluster
-from apprelease_dev.go_runner import BuildError
+if TYPE_CHECKING:
+    from apprelease_dev.cluster import LocalCluster
+
+# The developer tools (apprelease_dev: building and running the control plane) are imported
+# where a cluster is wanted, never when this plugin loads: unit tests run without them.
 
 KUBECONFIG_ENV = "APPRELEASE_TEST_KUBECONFIG"
+# With a reused cluster: its apiserver's audit log, if it writes one (the policy of
+# apprelease_dev.components.service_account_writes_audit_policy, or broader).
+AUDIT_LOG_ENV = "APPRELEASE_TEST_AUDIT_LOG"
 # Optional: the kubectl to use against a reused cluster (default: ours, else PATH's).
 KUBECTL_ENV = "APPRELEASE_KUBECTL"
 KUBECTL_TIMEOUT_SECONDS = 60.0
@@ -108,6 +113,15 @@ class KubeCluster:
             )
         return result
 
+    @property
+    def audit_log(self) -> Path | None:
+        """The apiserver's audit log of ServiceAccount writes: ours when this session started the
+        cluster, else $APPRELEASE_TEST_AUDIT_LOG (None when there is none)."""
+        if self.local is not None:
+            return self.local.audit_log
+        configured = os.environ.get(AUDIT_LOG_ENV)
+        return Path(configured) if configured else None
+
     def get_json(self, *args: str) -> Any:
         """`kubectl get <args> -o json`, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
@@ -124,6 +138,8 @@ class KubeCluster:
 
 
 def _kubectl_for_reused_cluster() -> Path:
+    from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
+
     configured = os.environ.get(KUBECTL_ENV)
     if configured:
         return Path(configured)
@@ -136,7 +152,7 @@ def _kubectl_for_reused_cluster() -> Path:
 
 
 # Carries a build failure from collection time to the fixture that reports it.
-_build_error_key = pytest.StashKey[BuildError]()
+_build_error_key = pytest.StashKey[Exception]()
 
 
 def _wants_cluster(session: pytest.Session) -> bool:
@@ -146,11 +162,12 @@ def _wants_cluster(session: pytest.Session) -> bool:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the binaries before the first test, so a (slow, cold) build does not count
     against that test's timeout. A failure is reported by the kube_cluster fixture."""
-    if (
-        os.environ.get(KUBECONFIG_ENV)
-        or not _wants_cluster(session)
-        or not missing_binaries(bin_dir())
-    ):
+    if os.environ.get(KUBECONFIG_ENV) or not _wants_cluster(session):
+        return
+    from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
+    from apprelease_dev.go_runner import BuildError
+
+    if not missing_binaries(bin_dir()):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
@@ -172,6 +189,11 @@ def kube_cluster(
     if reused:
         yield KubeCluster(Path(reused), _kubectl_for_reused_cluster())
         return
+    from apprelease_dev.build import ensure_binaries
+    from apprelease_dev.cluster import ClusterError, LocalCluster
+    from apprelease_dev.components import service_account_writes_audit_policy
+    from apprelease_dev.go_runner import BuildError
+
     build_error = request.config.stash.get(_build_error_key, None)
     if build_error is not None:
         pytest.fail(f"could not build the control-plane binaries: {build_error}", pytrace=False)
@@ -181,8 +203,11 @@ def kube_cluster(
         pytest.fail(f"could not build the control-plane binaries: {error}", pytrace=False)
     # With the add-ons: metrics.k8s.io (metrics-server over KWOK's simulated usage) for HPA
     # tests, and the Gateway API CRDs.
+    # Audited: the writes of ServiceAccounts (an operator under the production RBAC), so tests
+    # can check from the apiserver's side who wrote what, and when.
     cluster = LocalCluster(
-        tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries, with_addons=True
+        tmp_path_factory.mktemp("kube-cluster"), bin_dir=binaries, with_addons=True,
+        audit_policy=service_account_writes_audit_policy(),
     )
     try:
         cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=lambda line: None)

@@ -3,7 +3,9 @@ fault-injection tests: the operator talks to Nacos through it, the apps talk to 
 
 Modes: "pass" (a plain reverse proxy), "down" (nothing listens: connections are refused),
 "refuse-writes" (403 for every write but the login), "drip" (a 200 whose body arrives a
-byte every two seconds), "html" (a 200 login page instead of JSON).
+byte every two seconds), "drip-headers" (the status line and headers themselves a byte every
+two seconds: each read returns well within a per-read timeout), "html" (a 200 login page
+instead of JSON).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-Mode = Literal["pass", "down", "refuse-writes", "drip", "html"]
+Mode = Literal["pass", "down", "refuse-writes", "drip", "drip-headers", "html"]
+DRIPPED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 300 + b"\r\n\r\n"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                "proxy-authorization", "proxy-authenticate", "host", "content-length"}
 
@@ -105,6 +108,16 @@ class FaultProxy:
                 await response.write(b" ")
                 await asyncio.sleep(2)
             return response
+        if mode == "drip-headers":
+            transport = request.transport
+            for byte in DRIPPED_HEAD:
+                if transport is None or transport.is_closing():
+                    break  # the client gave up
+                transport.write(bytes([byte]))
+                await asyncio.sleep(2)
+            if transport is not None:
+                transport.abort()
+            raise web.HTTPServiceUnavailable()  # never sent: the connection is gone
         if mode == "refuse-writes" and request.method != "GET" and not request.path.endswith("/login"):
             return web.json_response({"code": 403, "message": "no write permission"}, status=403)
         return await self._forward(request)

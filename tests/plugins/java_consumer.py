@@ -33,8 +33,6 @@ from typing import Any
 
 import pytest
 
-from apprelease_dev.locking import file_lock
-from apprelease_dev.paths import cache_root
 from tests.plugins.cluster import NotYet, wait_for
 from tests.plugins.nacos import NacosEndpoint
 
@@ -84,6 +82,9 @@ def _load_build(home: Path) -> ConsumerBuild | None:
 
 def ensure_consumer_build(version: str | None = None) -> ConsumerBuild:
     """The consumer built against nacos-client `version`, from the cache or built now."""
+    from apprelease_dev.locking import file_lock  # not when unit tests load this module
+    from apprelease_dev.paths import cache_root
+
     version = version or os.environ.get(NACOS_CLIENT_VERSION_ENV) or DEFAULT_NACOS_CLIENT_VERSION
     home = cache_root() / "java" / f"nacos-consumer-{version}-{_source_digest()}"
     cached = _load_build(home)

@@ -30,14 +30,16 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+if TYPE_CHECKING:
+    from apprelease_dev.nacos import NacosServer
+
 from apprelease.registry.nacos import NacosRegistry, NacosSettings
-from apprelease_dev.nacos import NacosError, NacosServer, ensure_nacos, start_nacos
 from tests.plugins.cluster import wait_for
 
 SERVER_START_TIMEOUT_SECONDS = 240.0
@@ -148,6 +150,9 @@ def _session_server(
     if external is not None:
         yield external
         return
+    # Imported here, not when unit tests load this plugin.
+    from apprelease_dev.nacos import NacosError, ensure_nacos, start_nacos
+
     version = os.environ.get(f"{prefix}_VERSION", str(major))
     workdir = tmp_path_factory.mktemp(f"nacos{major}")
     try:

@@ -163,6 +163,10 @@ class PodRegistrar:
             if not instance.enabled:
                 self.timeline.disabled_at.setdefault(instance.ip, now)
 
+    def listed(self) -> list[Any]:
+        """The service's instances as Nacos lists them now (read directly, as the recorder does)."""
+        return list(self._registry.list_instances())
+
     def registered_ips(self) -> set[str]:
         return {i.ip for i in self._registry.list_instances()}
 

@@ -2,7 +2,8 @@
 
 Fixtures:
   crd (session)        the generated CRD applied and Established.
-  operator (session)   `apprelease run` as a subprocess (cluster-wide); `.kill()` (SIGKILL),
+  operator (session)   `apprelease run` as a subprocess (cluster-wide, the only writer: no leader
+                       election unless asked for); `.kill()` (SIGKILL),
                        `.start()`, `.metrics()`, `.writes()`, `.log_tail()`. Its log is attached
                        to every failing test that used it.
   arl (function)       helpers to apply / read / wait for AppReleases in the test namespace.
@@ -31,6 +32,9 @@ from tests.plugins.cluster import KubeCluster, wait_for
 from tests.support import ROOT
 
 OPERATOR_START_TIMEOUT = 60.0
+# The tests' Nacos servers listen on loopback, which the operator refuses as a registry address
+# unless allowed (docs/security.md): the test operator is told so explicitly.
+LOOPBACK_REGISTRY = ("--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128")
 WRITE_VERBS = {"post", "put", "patch", "delete"}
 
 
@@ -50,7 +54,13 @@ class OperatorProcess:
         self.liveness_port = 0
         self.starts = 0
 
-    def start(self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def start(
+        self, *, kubeconfig: Path | None = None, extra_args: tuple[str, ...] = (),
+        leader_election: bool = False, env: dict[str, str] | None = None, loopback_registry: bool = True,
+    ) -> None:
+        """``leader_election``: as in production (give the Lease in ``extra_args``); without it,
+        a restart after a kill need not wait for the killed process's lease to expire.
+        ``loopback_registry``: allow the local (loopback) Nacos, refused by default."""
         assert self.process is None, "operator already running"
         self.metrics_port, self.liveness_port = free_port(), free_port()
         self.log_path = self.log_dir / f"operator-{self.starts}.log"
@@ -66,12 +76,14 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
+            *(() if leader_election else ("--no-leader-elect",)),
+            *(LOOPBACK_REGISTRY if loopback_registry else ()),
             *extra_args,
         ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
+        environment = {**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
             )
         wait_for(
             self._healthy, OPERATOR_START_TIMEOUT, 0.2, f"operator health (log: {self.log_path})"
@@ -107,18 +119,23 @@ class OperatorProcess:
         """SIGKILL: no cleanup handlers run, as when a node dies."""
         self.stop(signal.SIGKILL)
 
+    def signal(self, sig: int) -> None:
+        """Send a signal and leave the process be (SIGSTOP/SIGCONT: a frozen process)."""
+        assert self.process is not None, "operator not running"
+        os.killpg(self.process.pid, sig)
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
     @contextmanager
     def replaced_by(
-        self, kubeconfig: Path, extra_args: tuple[str, ...] = ()
+        self, kubeconfig: Path, extra_args: tuple[str, ...] = (), *, loopback_registry: bool = True
     ) -> Iterator[OperatorProcess]:
         """Run a differently configured operator for the duration of a block."""
         self.stop()
         try:
-            self.start(kubeconfig=kubeconfig, extra_args=extra_args)
+            self.start(kubeconfig=kubeconfig, extra_args=extra_args, loopback_registry=loopback_registry)
             yield self
         finally:
             self.stop()

@@ -59,6 +59,13 @@ class Sim:
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     revisions: dict[str, RevisionRecord] = field(default_factory=dict)
     pods_ready: dict[str, bool] = field(default_factory=lambda: {"stable": True, "canary": True, "preview": True})
+    # Pods whose containers are not ready whatever their track's pods_ready says.
+    unready_pods: set[str] = field(default_factory=set)
+    # Revisions whose pods' containers are not ready (e.g. a rollback's new pods still starting).
+    unready_revisions: set[int] = field(default_factory=set)
+    # Roll as Kubernetes does with maxUnavailable 0: a Deployment's old pods go only as its new
+    # ones turn ready (by default every change is instant).
+    surge: bool = False
     restarts: dict[str, int] = field(default_factory=dict)
     registry: RegistryState | None = None
     # A simulated Nacos: (ip, port) → healthy; None when no Nacos is configured.
@@ -80,7 +87,8 @@ class Sim:
 
     def _pod(self, pod: PodState, track: str) -> PodState:
         """The pod as the API shows it: with a Nacos registry, Ready needs the gate too."""
-        containers = self.pods_ready[track]
+        containers = (self.pods_ready[track] and pod.name not in self.unready_pods
+                      and pod.revision not in self.unready_revisions)
         gate = self.gates.get(pod.name)
         ready = containers and (self.nacos is None or (gate is not None and gate.status))
         return replace(pod, ready=ready, containers_ready=containers, gate=gate,
@@ -129,7 +137,9 @@ class Sim:
         self.now += timedelta(seconds=seconds)
         result = plan(self.app, self.status, self.observed(), self.now)
         self.last = result
-        self.status = result.status
+        # Through the wire, as the reconciler stores it: what resumes the next pass.
+        self.status = AppReleaseStatus.model_validate(result.status.to_wire())
+        assert self.status == result.status, "status does not survive being stored"
         self.events += [(e.reason, e.message) for e in result.events]
         for record in result.revisions_to_save:
             self.revisions[record.hash] = record
@@ -158,15 +168,16 @@ class Sim:
             ready = self.pods_ready[track]
             self._roll_pods(track, t.revision, t.replicas, ready)
             n = sum(1 for p in self.pods[track] if self._pod(p, track).ready)
+            updated = sum(1 for p in self.pods[track] if p.revision == t.revision)
             self.deployments[track] = DeploymentState(
                 track=track, revision_hash=t.revision_hash, replicas=t.replicas,
-                status_replicas=t.replicas, ready_replicas=n, updated_replicas=t.replicas,
+                status_replicas=len(self.pods[track]), ready_replicas=n, updated_replicas=updated,
                 available_replicas=n,
             )
         if self.nacos is not None:
             # Apps register once their containers are ready, and leave with their pods.
             live = {(p.ip, 8080) for track, ps in self.pods.items() for p in ps
-                    if self.pods_ready[track] and track not in self.not_registering}
+                    if self._pod(p, track).containers_ready and track not in self.not_registering}
             for key in list(self.nacos):
                 if key not in live:
                     del self.nacos[key]  # the app stopped: its ephemeral instance goes
@@ -175,6 +186,7 @@ class Sim:
 
     def _roll_pods(self, track: str, revision: int, replicas: int, ready: bool) -> None:
         pods = [p for p in self.pods.get(track, []) if p.revision == revision]
+        old = [p for p in self.pods.get(track, []) if p.revision != revision] if self.surge else []
         while len(pods) > replicas:
             pods.pop()  # the newest goes first
         while len(pods) < replicas:
@@ -185,14 +197,17 @@ class Sim:
                 ip=self.serial_ips.pop(0) if self.serial_ips else f"10.0.0.{self.serial}",
                 created=f"2026-11-23T10:{self.serial // 60:02d}:{self.serial % 60:02d}Z",
             ))
-        self.pods[track] = [replace(p, ready=ready, restarts=self.restarts.get(track, 0)) for p in pods]
+        ready_new = sum(1 for p in pods if self._pod(p, track).ready)
+        old = old[: max(0, replicas - ready_new)]  # maxUnavailable 0: an old pod per ready new one
+        self.pods[track] = [replace(p, ready=ready, restarts=self.restarts.get(track, 0)) for p in old + pods]
 
     def settle(self, max_ticks: int = 10) -> Plan:
-        """Reconcile until the status stops changing (the watch events would stop)."""
+        """Reconcile until neither the status nor the Deployments change (the watch events
+        would stop): a test's change to pod readiness shows in a Deployment only after a pass."""
         for _ in range(max_ticks):
-            before = copy.deepcopy(self.status)
+            before = copy.deepcopy((self.status, self.deployments))
             result = self.tick()
-            if result.status == before:
+            if (result.status, self.deployments) == before:
                 return result
         raise AssertionError(f"did not settle: {self.status.message}")
 

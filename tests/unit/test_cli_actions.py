@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,20 +73,20 @@ def _history() -> list[dict[str, Any]]:
         template=make_app({"image": f"registry/shop:v{n}"}).spec.revision_template())) for n in (1, 2)]
 
 
-class AsyncFake:
+class Fake:
     def __init__(self, conflicts: int) -> None:
         self.conflicts = conflicts
         self.version = 41
         self.sent: list[tuple[str, Any]] = []
 
-    async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
         return {**APP, "metadata": {**APP["metadata"], "resourceVersion": str(self.version)}}
 
-    async def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]:
+    def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]:
         assert query == {"labelSelector": "app.kubernetes.io/instance=shop,app.kubernetes.io/managed-by=apprelease"}
         return _history()
 
-    async def request(self, method: str, path: str, *, body: Any = None, content_type: str = "",
+    def request(self, method: str, path: str, *, body: Any = None, content_type: str = "",
                       resource: str = "") -> None:
         self.sent.append((content_type, body))
         if self.conflicts:
@@ -96,9 +95,9 @@ class AsyncFake:
             raise ApiError(409, "Conflict", "the object has been modified")
 
 
-def test_rollback_async_replans_after_a_conflict() -> None:
-    fake = AsyncFake(conflicts=1)
-    message = asyncio.run(actions.perform_async(fake, "ns", "shop", actions.Rollback(to_revision=1)))
+def test_rollback_replans_after_a_conflict() -> None:
+    fake = Fake(conflicts=1)
+    message = actions.perform(fake, "ns", "shop", actions.Rollback(to_revision=1))
     assert message == "shop: rolling back to revision 1 (registry/shop:v1)"
     assert [body[0]["value"] for _, body in fake.sent] == ["41", "42"]
     assert fake.sent[-1][0] == actions.JSON_PATCH
@@ -106,9 +105,9 @@ def test_rollback_async_replans_after_a_conflict() -> None:
 
 
 def test_rollback_without_a_target_sends_nothing() -> None:
-    fake = AsyncFake(conflicts=0)
+    fake = Fake(conflicts=0)
     with pytest.raises(actions.ActionError, match="revision 7 is not in the history"):
-        asyncio.run(actions.perform_async(fake, "ns", "shop", actions.Rollback(to_revision=7)))
+        actions.perform(fake, "ns", "shop", actions.Rollback(to_revision=7))
     assert fake.sent == []
 
 

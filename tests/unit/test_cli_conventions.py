@@ -125,7 +125,7 @@ def test_get_refuses_watch_with_output() -> None:
 
 def test_a_rollback_that_cannot_be_planned_is_a_clear_error(kube: RecordingKube) -> None:
     result = invoke("rollback", "shop", "--to-revision", "9")
-    assert result.exit_code == 1
+    assert result.exit_code == common.EXIT_ERROR
     assert "revision 9 is not in the history (known: none)" in result.output
 
 

@@ -68,6 +68,6 @@ def test_rollback_rereads_and_retries_when_the_app_moved_on() -> None:
 def test_rollback_gives_up_with_the_conflict_after_five_attempts() -> None:
     api = _MovingApp(conflicts=99)
     result = _run(api)
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # EXIT_ERROR
     assert "the object has been modified" in result.output
     assert len(api.patches) == 5

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
+import pytest
 from rich.console import Console
 
 from apprelease.cli.tree import render_view
@@ -33,13 +35,20 @@ def text_of(group: object) -> str:
     return out.getvalue()
 
 
-def test_blue_green_roles_hpa_and_registration_are_shown() -> None:
+SWITCHED = {"rollout": {"blueGreen": {"phase": "Switched", "since": "2026-12-01T10:00:00Z"}},
+            "blueGreen": {"switchedAt": "2026-12-01T10:00:00Z"}}  # derived, for older readers
+# What the operator wrote before status.rollout: read once by the old fields' precedence.
+SWITCHED_BEFORE_ROLLOUT = {"canaryRevisionHash": "h2", "blueGreen": {"switchedAt": "2026-12-01T10:00:00Z"}}
+
+
+@pytest.mark.parametrize("state", [SWITCHED, SWITCHED_BEFORE_ROLLOUT])
+def test_blue_green_roles_hpa_and_registration_are_shown(state: dict[str, Any]) -> None:
     app = {
         "metadata": {"name": "shop", "namespace": "ns"},
         "spec": {"image": "shop:v2", "replicas": 4},
         "status": {
             "phase": "Progressing", "strategy": "blueGreen", "stableRevision": 1, "canaryRevision": 2,
-            "blueGreen": {"switchedAt": "2026-12-01T10:00:00Z"}, "replicas": 4,
+            **state, "replicas": 4,
             "conditions": [{"type": "Autoscaling", "status": "True", "reason": "HPA",
                             "message": "replicas chosen by HPA shop (2-10): now 4"}],
         },
@@ -50,6 +59,7 @@ def test_blue_green_roles_hpa_and_registration_are_shown() -> None:
         [_pod("shop-preview-a", "preview", 2, "Serving"), _pod("shop-b", "stable", 1, "Offline")],
     ))
     assert "Active:" in view and "revision 2" in view and "Preview:" in view
+    assert "2026-12-01T10:00:00Z (old pods kept for an instant rollback)" in view
     assert "shop-preview  Deployment  preview  active" in view and "shop  Deployment  stable  idle" in view
     assert "4  (replicas chosen by HPA shop (2-10))" in view
     assert "registry:Serving" in view and "registry:Offline" in view

@@ -83,10 +83,71 @@ def test_an_edit_keeps_what_the_form_cannot_show_and_patches_only_what_changed()
     assert new["metadata"]["resourceVersion"] == "42"
 
 
+STRATEGIES = {
+    "rolling": {"rolling": {"maxSurge": 1, "maxUnavailable": 0}},
+    "recreate": {"recreate": {}},
+    "canary": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}], "trafficRouting": "nginx",
+                          "maxRestarts": 3}},
+    "blueGreen": {"blueGreen": {"autoPromotionSeconds": 60, "scaleDownDelaySeconds": 120,
+                                "previewIngress": {"host": "preview.company.com", "className": "nginx"}}},
+    "a kind this form does not know": {"shadow": {"mirrorPercent": 10}},
+    "a field this form does not know": {"canary": {"steps": [{"setWeight": 50}], "futureKnob": True}},
+}
+
+
+def posted(filled: form.DeployForm) -> dict[str, str]:
+    """What the browser posts back for a form as the page shows it."""
+    data = {form.field_name(name): str(getattr(filled, name)) for name in form.DeployForm.__dataclass_fields__
+            if name not in ("env", "files", "notes")}
+    for i, row in enumerate(filled.env):
+        data |= {f"env-{i}-name": row.name, f"env-{i}-source": row.source, f"env-{i}-value": row.value,
+                 f"env-{i}-ref-name": row.ref_name, f"env-{i}-ref-key": row.ref_key}
+    for i, file in enumerate(filled.files):
+        data |= {f"file-{i}-name": file.name, f"file-{i}-content": file.content}
+    return data
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_survives_an_edit(name: str) -> None:
+    """Editing a blue-green app used to send strategy: null, turning it into a rolling one."""
+    live = load_yaml(EXAMPLE)
+    live["metadata"]["resourceVersion"] = "42"
+    live["spec"]["strategy"] = copy.deepcopy(STRATEGIES[name])
+    editing = form.from_app_release(live)
+    assert editing.strategy in form.strategy_choices(editing)  # the select shows it, so it is posted back
+    editing = form.parse(posted(editing))
+    editing.image = "harbor.company.com/order/order-service:v3"
+    edited, errors = form.to_app_release(editing, live)
+    assert errors == {}
+    assert edited["spec"]["strategy"] == STRATEGIES[name]
+    assert form.merge_patch(live["spec"], edited["spec"]) == {"image": "harbor.company.com/order/order-service:v3"}
+
+
+def test_blue_green_is_offered_and_a_change_of_strategy_replaces_the_old_one() -> None:
+    assert "blueGreen" in form.STRATEGIES
+    live = load_yaml(EXAMPLE)
+    live["metadata"]["resourceVersion"] = "42"
+    live["spec"]["strategy"] = copy.deepcopy(STRATEGIES["blueGreen"])
+    editing = form.from_app_release(live)
+    assert editing.strategy == "blueGreen"
+    editing.strategy = "canary"
+    editing.canary_steps = "25, pause"
+    edited, errors = form.to_app_release(editing, live)
+    assert errors == {}
+    assert edited["spec"]["strategy"] == {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+    assert form.merge_patch(live["spec"], edited["spec"])["strategy"] == {
+        "blueGreen": None, "canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+    new_app = form.DeployForm(name="shop", image="registry.local/shop:v1", strategy="blueGreen")
+    created, errors = form.to_app_release(new_app)
+    assert errors == {} and created["spec"]["strategy"] == {"blueGreen": {}}
+    AppRelease.model_validate(created)
+
+
 @pytest.mark.parametrize("path, field", [
     ("spec.image", "image"), ("metadata.name", "name"), ("spec.env[1].name", "env-1-name"),
     ("spec.env[1].valueFrom.secretKeyRef.name", "env-1-ref-name"), ("spec.env[0].value", "env-0-value"),
     ("spec.strategy.canary.steps[1].setWeight", "canary-steps"), ("spec.resources.requests", "resources"),
+    ("spec.strategy.blueGreen.previewIngress.host", "strategy"), ("spec.strategy", "strategy"),
     ("spec.registry.nacos.serverAddr", "nacos-server"), ("spec.ingress.host", "ingress-host"),
     ("spec.config.mountPath", "config-mount"), ("spec.service.port", "service-port"), ("spec.unknown", ""),
 ])
@@ -106,6 +167,15 @@ def test_causes_go_beside_their_fields_the_rest_on_top() -> None:
 def test_steps_round_trip() -> None:
     steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]
     assert form.parse_steps(form.format_steps(steps)) == steps
+
+
+def test_pause_in_integer_seconds_round_trips() -> None:
+    # The API takes pause: {duration: 30}; the form showed "pause 30" and read it back as
+    # the string "30", which the API refuses.
+    steps = [{"setWeight": 20}, {"pause": {"duration": 30}}, {"pause": {"duration": 0}}]
+    assert form.format_steps(steps) == "20, pause 30s, pause 0s"
+    assert form.parse_steps("20, pause 30, pause 0s") == [
+        {"setWeight": 20}, {"pause": {"duration": 30}}, {"pause": {"duration": "0s"}}]
 
 
 def test_revision_diff_side_by_side_and_secret_references() -> None:
@@ -144,7 +214,7 @@ def test_csrf_tokens_bind_session_and_user() -> None:
 
 def test_identities_by_mode() -> None:
     proxy = ProxyHeaders()
-    assert identity_from_headers("kubeconfig", {"Authorization": "Bearer x"}, proxy).kind == "console"
+    assert identity_from_headers("kubeconfig", {"Authorization": "Bearer x"}, proxy).kind == "own"
     bearer = identity_from_headers("token", {"Authorization": "Bearer abc.def"}, proxy)
     assert (bearer.kind, bearer.token) == ("bearer", "abc.def")
     assert "abc" not in bearer.key and "abc" not in repr(bearer)  # never in caches' keys or logs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import jinja2
 import pytest
 
 from apprelease.console import views
-from apprelease.console.server import PACKAGE_DIR
+from apprelease.console.context import PACKAGE_DIR
 
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 CANARY_STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "30s"}}]
@@ -23,7 +24,11 @@ def app(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
             "status": {"observedGeneration": 3, **(status or {})}}
 
 
-PAUSED = {"phase": "Paused", "strategy": "canary", "step": "2/4", "currentStepIndex": 1, "setWeight": 20,
+PAUSED = {"phase": "Paused", "strategy": "canary", "step": "2/4", "setWeight": 20,
+          "rollout": {"canary": {"phase": "Stepping", "step": 1, "stepStartTime": "2026-11-23T09:58:00Z",
+                                 "pauseStartTime": "2026-11-23T09:58:10Z"}},
+          # Derived from status.rollout for older readers; the console reads the rollout.
+          "currentStepIndex": 1, "stepStartTime": "2026-11-23T09:58:00Z", "pauseStartTime": "2026-11-23T09:58:10Z",
           "actualWeight": 25, "ready": "4/3", "currentRevision": 2, "stableRevision": 1, "canaryRevision": 2,
           "canaryRevisionHash": "h2", "message": "canary revision 2 paused at step 2/4: promote to continue",
           "stable": {"revision": 1, "replicas": 3, "readyReplicas": 3},
@@ -33,6 +38,13 @@ PAUSED = {"phase": "Paused", "strategy": "canary", "step": "2/4", "currentStepIn
                                           "healthy": True, "enabled": True, "weight": 1.0, "warmupSeconds": 30}],
                            "stale": [{"ip": "10.0.0.9", "port": 8080, "healthy": False, "enabled": True}],
                            "instanceCount": 5, "staleCount": 1}}
+
+
+ABORTED = {**PAUSED, "rollout": {"canary": {"phase": "Aborted", "step": 1, "stepStartTime": "2026-11-23T09:58:00Z",
+                                             "reason": "CrashLoop", "message": "canary pod shop-b restarted 4 times"}},
+           "aborted": True, "abortReason": "CrashLoop", "abortMessage": "canary pod shop-b restarted 4 times"}
+# What the operator before status.rollout wrote: read once by the old fields' precedence.
+OLD_PAUSED = {k: v for k, v in PAUSED.items() if k != "rollout"}
 
 
 def test_overview_row_of_a_paused_canary() -> None:
@@ -47,7 +59,7 @@ def test_overview_row_of_a_paused_canary() -> None:
 
 
 def test_flags_and_unknown_phase() -> None:
-    row = views.overview_row(app({"observedGeneration": 2, "aborted": True}, paused=True, takenDown=True), NOW)
+    row = views.overview_row(app({**ABORTED, "observedGeneration": 2, "phase": None}, paused=True, takenDown=True), NOW)
     assert row.flags == ("paused", "taken down", "aborted", "not yet seen")
     assert (row.phase, row.phase_class) == ("Unknown", "unknown")
 
@@ -71,7 +83,25 @@ def test_steps_highlight_the_current_one_only_during_a_rollout() -> None:
     assert [(s.number, s.label, s.state) for s in steps] == [
         (1, "set weight 20%", "done"), (2, "pause until promoted", "current"),
         (3, "set weight 50%", "pending"), (4, "pause 30s", "pending")]
-    assert {s.state for s in views.steps(app()["spec"], {"currentStepIndex": 3})} == {"idle"}
+    assert {s.state for s in views.steps(app()["spec"], {"currentStepIndex": 3, "rollout": {}})} == {"idle"}
+    assert views.steps(app()["spec"], OLD_PAUSED) == steps
+
+
+def test_the_rollout_state_is_read_from_status_rollout_not_the_derived_fields() -> None:
+    # Derived fields that disagree (a status an older operator wrote over ours) change nothing.
+    stale = {**PAUSED, "aborted": True, "abortReason": "Old", "currentStepIndex": 3}
+    assert views.aborted(stale) is None and views.overview_row(app(stale), NOW).flags == ()
+    assert [s.state for s in views.steps(app()["spec"], stale)][1] == "current"
+    assert views.buttons(app(stale), may_patch=True).promote
+    aborted = views.aborted(ABORTED)
+    assert aborted is not None and (aborted.reason, aborted.message) == ("CrashLoop", "canary pod shop-b restarted 4 times")
+    assert views.aborted(OLD_PAUSED) is None and views.buttons(app(OLD_PAUSED), may_patch=True).promote
+    header = _templates().get_template("_section_header.html").render(
+        key=("team-a", "shop"), status=ABORTED, spec={}, row=views.overview_row(app(ABORTED), NOW),
+        aborted=views.aborted(ABORTED), conditions=[], errors={})
+    assert "Aborted: CrashLoop canary pod shop-b restarted 4 times" in header
+    first = {**PAUSED, "rollout": {"canary": {"phase": "Stepping", "step": 0, "stepStartTime": "2026-11-23T09:58:00Z"}}}
+    assert ("rollout.canary.step", "0") in [(d.key, d.value) for d in views.details(first)]
 
 
 def test_status_is_rendered_generically() -> None:
@@ -80,7 +110,9 @@ def test_status_is_rendered_generically() -> None:
     assert ("Preview weight", 10) in views.weights(status)
     assert [t.track for t in views.tracks(status)] == ["stable", "canary", "preview"]
     details = {d.key: d.value for d in views.details(status)}
-    assert details == {"hpa.desiredReplicas": "7", "hpa.reason": "cpu"}
+    assert details == {"hpa.desiredReplicas": "7", "hpa.reason": "cpu", "rollout.canary.phase": "Stepping",
+                       "rollout.canary.step": "1", "rollout.canary.stepStartTime": "2026-11-23T09:58:00Z",
+                       "rollout.canary.pauseStartTime": "2026-11-23T09:58:10Z"}
     registration = views.registration(status)
     assert registration is not None
     assert registration.columns[-1] == "warmupSeconds"  # a field added later gets its column
@@ -92,7 +124,7 @@ def test_buttons_follow_permission_and_state() -> None:
     paused_canary = views.buttons(app(PAUSED), may_patch=True)
     assert paused_canary.promote and paused_canary.abort and not paused_canary.retry
     assert paused_canary.pause and not paused_canary.resume and paused_canary.take_down
-    aborted = views.buttons(app({**PAUSED, "aborted": True}, paused=True, takenDown=True), may_patch=True)
+    aborted = views.buttons(app(ABORTED, paused=True, takenDown=True), may_patch=True)
     assert aborted.retry and not aborted.promote and aborted.resume and aborted.bring_up
 
 
@@ -146,3 +178,64 @@ def test_app_sections_render(may_patch: bool) -> None:
     assert "stale: no pod" in registry and "warmupSeconds" in registry
     assert 'class="step current" aria-current="step"' in rollout
     assert "You may not list Events" in events
+
+
+HEALTHY_CONDITIONS = [
+    {"type": "Ready", "status": "True", "reason": "Available"},
+    {"type": "Reconciling", "status": "False", "reason": ""},
+    {"type": "Stalled", "status": "False", "reason": ""},
+    {"type": "Progressing", "status": "False", "reason": "Available"},
+    {"type": "Paused", "status": "False", "reason": ""},
+    {"type": "Registered", "status": "True", "reason": "AllRegistered"},
+]
+
+
+def test_conditions_show_their_truth_and_only_trouble_draws_the_eye() -> None:
+    """A healthy app's Stalled=False used to look like a live Stalled chip."""
+    healthy = views.conditions(HEALTHY_CONDITIONS)
+    assert [(c.type, c.status) for c in healthy] == [(c["type"], c["status"]) for c in HEALTHY_CONDITIONS]
+    assert {c.tone for c in healthy} == {"quiet"}  # nothing needs attention
+
+    stalled = {c.type: c for c in views.conditions([
+        {"type": "Ready", "status": "False", "reason": "ImagePullBackOff"},
+        {"type": "Stalled", "status": "True", "reason": "ImagePullBackOff", "message": "fix spec.image"},
+        {"type": "Reconciling", "status": "Unknown"},
+        {"type": "Registered", "status": "False", "reason": "NotRegistered"},
+        {"type": "Autoscaling", "status": "False", "reason": "HPATargetsDeployment"},
+        {"type": "Paused", "status": "True", "reason": "CanaryPauseStep"},
+        {"type": "SomethingNew", "status": "True"},
+    ])}
+    assert stalled["Stalled"].tone == "bad"  # abnormal-true: only True draws attention
+    assert stalled["Ready"].tone == "warn" and stalled["Registered"].tone == "warn"  # normal-true: False does
+    assert stalled["Autoscaling"].tone == "warn"
+    assert stalled["Paused"].tone == "paused"
+    assert stalled["Reconciling"].tone == "unknown" and stalled["Reconciling"].status == "Unknown"
+    assert stalled["SomethingNew"].tone == "quiet"
+    assert views.conditions([{"type": "Ready"}])[0].status == "Unknown"
+
+
+def test_the_header_names_each_conditions_status() -> None:
+    env = _templates()
+    context = {"app": app({"phase": "Healthy"}), "key": ("team-a", "shop"), "spec": app()["spec"],
+               "status": {"phase": "Healthy"}, "row": views.overview_row(app({"phase": "Healthy"}), NOW),
+               "conditions": views.conditions(HEALTHY_CONDITIONS), "errors": {}}
+    header = env.get_template("_section_header.html").render(**context)
+    chips = re.findall(r'<li class="cond (\w+)"[^>]*>(\w+) <span class="cond-status">(\w+)</span>', header)
+    assert chips == [("quiet", c["type"], c["status"]) for c in HEALTHY_CONDITIONS]
+
+
+def test_instance_cells_colour_only_what_needs_attention() -> None:
+    assert views.instance_cell("warming", False) == views.Cell("no", "")  # not warming up: normal
+    assert views.instance_cell("warming", True) == views.Cell("yes", "busy")
+    assert views.instance_cell("healthy", False) == views.Cell("no", "bad")
+    assert views.instance_cell("healthy", True) == views.Cell("yes", "")
+    assert views.instance_cell("enabled", False) == views.Cell("no", "off")
+    assert views.instance_cell("ephemeral", False) == views.Cell("no", "")
+    assert views.instance_cell("weight", None) == views.Cell("—", "")
+    assert views.instance_cell("port", 8080) == views.Cell("8080", "")
+    registry = _templates().get_template("_section_registry.html").render(
+        registration=views.registration({"registration": {"summary": "1/1", "instances": [
+            {"ip": "10.0.0.1", "port": 8080, "pod": "shop-a", "healthy": True, "enabled": True,
+             "warming": False}]}}), buttons=views.Buttons(), offline=[], key=("team-a", "shop"))
+    cells = re.findall(r"<td(?: class=\"(\w+)\")?>(yes|no)</td>", registry)
+    assert cells == [("", "yes"), ("", "yes"), ("", "no")]  # healthy, enabled, warming: none coloured

@@ -81,7 +81,8 @@ def test_pod_template_preserves_unknown_fields() -> None:
 
 
 def test_helm_chart_carries_the_same_crd() -> None:
-    chart_copy = ROOT / "deploy" / "helm" / "apprelease" / "crds" / CRD_FILE.name
+    # templates/crd.yaml renders it (Helm would never upgrade a chart's crds/).
+    chart_copy = ROOT / "deploy" / "helm" / "apprelease" / "files" / CRD_FILE.name
     assert chart_copy.read_text() == crd_yaml(), "run `make crds`"
 
 
@@ -93,3 +94,18 @@ def test_constraints_next_to_validators_reach_the_schema() -> None:
     assert spec["properties"]["ingress"]["properties"]["path"]["pattern"] == "^/"
     route = spec["properties"]["strategy"]["properties"]["canary"]["properties"]["gatewayAPI"]
     assert route["properties"]["path"]["pattern"].startswith("^/")
+
+
+def test_every_duration_is_int_or_string_with_its_rules() -> None:
+    """pause.duration, gateTimeout, deletionTimeout and warmup take 30 or "30s" alike; the
+    CRD says so in each description, and CEL checks both forms."""
+    spec = _schema()["properties"]["spec"]["properties"]
+    registry = spec["registry"]["properties"]
+    pause = spec["strategy"]["properties"]["canary"]["properties"]["steps"]["items"]["properties"]["pause"]
+    durations = {"pause.duration": pause["properties"]["duration"], **{
+        f"registry.{name}": registry[name] for name in ("gateTimeout", "deletionTimeout", "warmup")}}
+    for where, node in durations.items():
+        assert node.get("x-kubernetes-int-or-string") is True, where
+        assert "integer seconds" in node["description"] and "30s" in node["description"], where
+        rules = " ".join(r["rule"] for r in node["x-kubernetes-validations"])
+        assert "type(self) == int" in rules and ".matches(" in rules and "duration(self)" in rules, where

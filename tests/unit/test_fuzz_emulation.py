@@ -89,3 +89,13 @@ def test_rules_and_field_paths_name_declared_fields() -> None:
     # the emulation evaluates rules without types, so it would not notice by itself.
     problems = admission.unresolved_references(admission.crd_schema())
     assert not problems, "\n".join(problems)
+
+
+def test_object_size_is_counted_as_the_apiserver_stores_it() -> None:
+    # Go's encoding/json writes <, > and & as \u003c: 75,000 of them added 375 kB and etcd
+    # refused an object the emulation had admitted ("request is too large").
+    body = load_yaml(DATA / "valid_base.yaml")
+    body["spec"]["livenessProbe"] = {"exec": {"command": ["<" * 200_000, "&" * 50_000]}}
+    assert len(str(body)) < admission.MAX_OBJECT_BYTES  # under the limit as Python counts it
+    result = admission.admit(body)
+    assert not result.admitted and any("etcd's request size limit" in e for e in result.errors), result.errors

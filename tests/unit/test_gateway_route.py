@@ -62,3 +62,38 @@ def test_weights_follow_every_step_and_the_header_rule_exists_only_during_a_cana
 def test_bad_input_is_refused_naming_the_field(strategy: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make_app({"strategy": strategy})
+
+
+def test_no_weight_and_no_header_rule_until_a_canary_pod_is_ready() -> None:
+    """Weight follows readiness: a share sent to a canary Service without ready endpoints
+    fails requests, for as long as the pods take (or the whole progress deadline)."""
+    sim = Sim(make_app({"strategy": {"canary": {"trafficRouting": "gatewayAPI", "gatewayAPI": ROUTE,
+                                                "steps": STEPS}}}))
+    sim.settle()
+    sim.pods_ready["canary"] = False
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    route = route_of(sim)
+    assert weights(route) == {"shop-stable": 100, "shop-canary": 0}
+    assert len(route["spec"]["rules"]) == 1  # no header rule to pods that cannot answer
+    assert sim.status.set_weight == 20 and sim.status.actual_weight == 0
+    sim.pods_ready["canary"] = True
+    sim.settle()
+    route = route_of(sim)
+    assert weights(route) == {"shop-stable": 80, "shop-canary": 20}
+    assert len(route["spec"]["rules"]) == 2 and sim.status.actual_weight == 20
+
+
+def test_an_aborted_canary_keeps_no_header_rule() -> None:
+    from apprelease.rollout import requests
+
+    sim = Sim(make_app({"strategy": {"canary": {"trafficRouting": "gatewayAPI", "gatewayAPI": ROUTE,
+                                                "steps": STEPS}}}))
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.ABORT, "a")
+    sim.settle()
+    route = route_of(sim)
+    assert sim.status.aborted and len(route["spec"]["rules"]) == 1
+    assert weights(route).get("shop-canary", 0) == 0

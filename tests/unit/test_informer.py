@@ -252,3 +252,62 @@ def test_watch_events_are_handed_on_once_the_cache_has_them() -> None:
         assert handed == [("ADDED", "a-2", ["a-1", "a-2"]), ("DELETED", "a-1", ["a-2"])]  # not the listed a-1
     finally:
         informer.stop()
+
+
+def test_an_object_moves_with_its_label_and_a_deletion_needs_no_label() -> None:
+    """An object's app is what its labels say now: a relabelled one leaves its old app (both
+    are woken), and a deletion takes it from the app it was filed under even when the
+    deleted object no longer names one (the console's Events of a pod that is gone)."""
+    moved = child("one", "b", 12)
+    unlabelled = child("two", "a", 13)
+    unlabelled["metadata"]["labels"] = {}
+    kube = FakeKube(
+        lists=[page([child("one", "a", 5), child("two", "a", 6)], "10")],
+        streams=[FakeStream([{"type": "MODIFIED", "object": moved},
+                             {"type": "DELETED", "object": unlabelled}])],
+    )
+    woken: list[AppKey] = []
+    informer = start(kube, woken)
+    try:
+        until(lambda: len(woken) == 3)
+        assert sorted(woken[:2]) == [(NS, "a"), (NS, "b")] and woken[2] == (NS, "a")
+        assert names(informer, (NS, "a")) == []
+        assert names(informer, (NS, "b")) == ["one"]
+        assert informer.owner_of(NS, "one") == (NS, "b") and informer.owner_of(NS, "two") is None
+        assert informer.keys() == [(NS, "b")] and informer.get((NS, "a")) == []
+    finally:
+        informer.stop()
+
+
+def test_it_reports_lists_watches_events_and_when_it_has_listed() -> None:
+    class Counting(informer_module.WatchObserver):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, ...]] = []
+
+        def requested(self, kind: str, verb: str) -> None:
+            self.seen.append(("requested", kind, verb))
+
+        def streaming(self, kind: str, open_: bool) -> None:
+            self.seen.append(("streaming", kind, str(open_)))
+
+        def received(self, kind: str) -> None:
+            self.seen.append(("received", kind))
+
+    observer = Counting()
+    listed = threading.Event()
+    kube = FakeKube(lists=[page([child("a-1", "a", 5)], "10")],
+                    streams=[FakeStream([{"type": "ADDED", "object": child("a-2", "a", 11)},
+                                         {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}}],
+                                        hang=False)])
+    informer = Informer(kube, Source("ConfigMap", lambda obj: obj["metadata"]["name"]),  # type: ignore[arg-type]
+                        namespace=NS, label_selector="", on_change=lambda key: None, on_synced=listed.set,
+                        observer=observer)
+    informer.start()
+    try:
+        assert listed.wait(5)
+        until(lambda: ("streaming", "ConfigMap", "False") in observer.seen)
+        assert observer.seen[:5] == [("requested", "ConfigMap", "list"), ("requested", "ConfigMap", "watch"),
+                                     ("streaming", "ConfigMap", "True"), ("received", "ConfigMap"),
+                                     ("streaming", "ConfigMap", "False")]
+    finally:
+        informer.stop()

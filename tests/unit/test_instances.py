@@ -107,7 +107,8 @@ def test_nacos_weights_give_the_canary_exactly_the_steps_share(weight: int, stab
     pods = tuple(PodState(f"s{i}", "stable", 1, True, ip=f"10.0.0.{i}") for i in range(stable)) + tuple(
         PodState(f"c{i}", "canary", 2, True, ip=f"10.0.1.{i}") for i in range(canary))
     record = Sim(app).tick().revisions_to_save[0]
-    decision = Decision(state=Stepping(0, ""), stable=record, candidate=record, set_weight=weight)
+    decision = Decision(state=Stepping(0, ""), stable=record, candidate=record, set_weight=weight,
+                        routed_weight=weight)
     weights = _track_weights(app, Observed(pods=pods), decision)
     share = canary * weights["canary"] / (canary * weights["canary"] + stable * weights["stable"])
     assert share == pytest.approx(weight / 100, abs=1e-6)
@@ -130,6 +131,24 @@ def test_nacos_routed_canary_writes_the_weights_and_resets_them_after_promotion(
     sim.settle()
     assert sim.status.phase == "Healthy"
     assert {sim.instance(p.ip).weight for p in sim.pods["stable"]} == {100.0}
+
+
+def test_nacos_weights_give_ready_canary_pods_no_more_than_the_step_meant_for_each() -> None:
+    """60 % of 5 replicas is 3 canary pods at 20 % each: while only one of them is ready, it
+    gets 20 %, not the whole 60 % (weight follows readiness, as with nginx and Gateway API)."""
+    steps = {"canary": {"trafficRouting": "nacos", "steps": [{"setWeight": 60}, {"pause": {}}]}}
+    sim = nacos_sim(strategy=steps, replicas=5)
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    sim.unready_pods = {p.name for p in sim.pods["canary"][1:]}
+    for _ in range(4):
+        sim.tick()
+    enabled = [i for ps in sim.pods.values() for p in ps if (i := sim.instance(p.ip)) and i.enabled]
+    canary_ips = {p.ip for p in sim.pods["canary"]}
+    canary_weight = sum(i.weight for i in enabled if i.ip in canary_ips)
+    assert len([i for i in enabled if i.ip in canary_ips]) == 1
+    assert canary_weight / sum(i.weight for i in enabled) == pytest.approx(0.20, abs=0.001)
+    assert sim.status.actual_weight == 20
 
 
 def test_warm_up_ramps_a_new_instances_weight_and_shows_it() -> None:

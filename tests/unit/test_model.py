@@ -64,3 +64,36 @@ def test_strategy_defaults_to_rolling() -> None:
     body = load_yaml(EXAMPLE)
     del body["spec"]["strategy"]
     assert AppRelease.model_validate(body).spec.strategy.kind == "rolling"
+
+
+# Durations: integer seconds or a duration string, everywhere (pause: {duration: 30} as in
+# Argo Rollouts). ------------------------------------------------------------------------
+
+
+def _with(patch: dict) -> AppRelease:
+    from tests.support import merge_patch
+
+    return AppRelease.model_validate(merge_patch(load_yaml(DATA / "valid_base.yaml"), patch))
+
+
+@pytest.mark.parametrize(("written", "seconds"), [(30, 30), ("30s", 30), ("5m", 300), (0, 0), ("1h", 3600)])
+def test_pause_duration_takes_seconds_or_a_duration_string(written: int | str, seconds: float) -> None:
+    app = _with({"spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": written}}]}}}})
+    assert app.spec.strategy.canary.steps[1].pause.seconds == seconds
+
+
+def test_registry_durations_take_seconds_or_a_duration_string() -> None:
+    registry = _with({"spec": {"registry": {"gateTimeout": 90, "deletionTimeout": "3m", "warmup": 45}}}).spec.registry
+    assert (registry.gate_timeout_seconds, registry.deletion_timeout_seconds, registry.warmup_seconds) == (90, 180, 45)
+
+
+def test_a_boolean_is_not_a_duration() -> None:
+    with pytest.raises(ValidationError):
+        _with({"spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": True}}]}}}})
+
+
+@pytest.mark.parametrize(("written", "shown"), [(30, "30s"), ("1h30m", "1h30m"), (0, "0s")])
+def test_durations_are_shown_with_their_unit(written: int | str, shown: str) -> None:
+    from apprelease.api.base import duration_text
+
+    assert duration_text(written) == shown

@@ -104,17 +104,26 @@ def unused_address() -> str:
         return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def test_a_server_that_drips_bytes_is_cut_off_at_the_call_deadline() -> None:
-    """httpx's timeout is per read: a byte every 0.5 s never trips a 1.5 s read timeout."""
+DRIPPED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 400 + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
+def test_a_server_that_drips_is_cut_off_at_the_call_deadline(headers_too: bool) -> None:
+    """httpx's timeouts are per read: a byte every 0.3 s never trips a 1.5 s read timeout.
+    The body was cut off by a check between chunks; headers dripped (the status line and
+    headers a byte at a time) held the lane for minutes, and the planner kept the last read
+    as current: only a deadline around the whole exchange ends both."""
 
     def drip(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.end_headers()
-        for _ in range(120):
-            handler.wfile.write(b" ")
+        if headers_too:
+            chunks = [bytes([byte]) for byte in DRIPPED_HEAD]
+        else:
+            handler.wfile.write(DRIPPED_HEAD)
+            chunks = [b" "] * 400
+        for chunk in chunks:
+            handler.wfile.write(chunk)
             handler.wfile.flush()
-            time.sleep(0.5)
+            time.sleep(0.3)
 
     with server(drip) as address, client(address) as nacos:
         started = time.monotonic()
@@ -278,3 +287,24 @@ def test_a_call_on_a_closed_client_is_an_outage_not_a_crash() -> None:
         nacos.close()
         with pytest.raises(RegistryUnavailable, match="client closed"):
             nacos.list_instances()
+
+
+@pytest.mark.parametrize("weight", ["NaN", "Infinity", "-Infinity", "1e999", float("nan")])
+def test_a_weight_that_is_not_a_number_is_a_bad_response_never_a_status_value(weight: Any) -> None:
+    """Python's json reads NaN and Infinity; the status write carrying them was rejected by the
+    apiserver and reported as a spec error."""
+    row = {**ROW, "weight": weight}
+
+    def behave(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        if path.endswith("/v1/ns/catalog/instances"):
+            data = json.dumps({"count": 1, "list": [row]}).encode()  # NaN/Infinity as JSON literals
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+        else:
+            nacos_like([])(handler, path, query)
+
+    with server(behave) as address, client(address) as nacos, pytest.raises(RegistryBadResponse, match="weight"):
+        nacos.list_instances()

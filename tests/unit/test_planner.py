@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apprelease.rollout import requests
-from apprelease.rollout.canary import canary_replicas
+from apprelease.rollout.canary import canary_replicas, routed_weight
 from apprelease.rollout.observed import RegistryState, TrackRegistration
 
 from .sim import CANARY, Sim, make_app
@@ -226,6 +226,36 @@ def test_rollback_mid_canary_returns_to_stable_instantly() -> None:
     assert "RolledBack" in sim.reasons()
 
 
+def ready_pods(sim: Sim) -> list[str]:
+    return [p.name for track, pods in sim.pods.items() for p in pods if sim._pod(p, track).ready]
+
+
+def test_rollback_during_promotion_keeps_the_canary_until_stable_is_back() -> None:
+    """The stable Deployment already runs the canary's revision when the spec goes back: the
+    canary stays until stable is back on the stable revision at full ready size."""
+    sim = started_canary()
+    sim.surge = True  # Deployments roll as Kubernetes does (maxUnavailable 0)
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.tick()
+    assert sim.status.promoting and {p.revision for p in sim.pods["stable"]} == {2}
+    canary_pods = [p.name for p in sim.pods["canary"]]
+    sim.unready_revisions = {1}  # the stable revision's pods take a while to come back
+    sim.edit(image="registry/shop:v1")  # roll back mid-promotion
+    for _ in range(3):
+        sim.tick()
+        assert [p.name for p in sim.pods["canary"]] == canary_pods, sim.status.message
+        assert len(ready_pods(sim)) >= 3 + len(canary_pods)
+    assert "rolling back to revision 1" in sim.status.message and sim.status.phase == "Progressing"
+    sim.unready_revisions = set()
+    for _ in range(3):
+        sim.tick()
+        assert len(ready_pods(sim)) >= 3
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 1 and "canary" not in sim.deployments
+    assert {p.revision for p in sim.pods["stable"]} == {1} and "RolledBack" in sim.reasons()
+
+
 def test_rollback_to_promoted_revision_skips_steps_and_renumbers() -> None:
     sim = started_canary()
     sim.settle()
@@ -273,6 +303,78 @@ def test_paused_spec_holds_the_step() -> None:
     sim.edit(paused=False)
     sim.settle()
     assert sim.status.current_step_index == 1
+
+
+def test_taken_down_mid_canary_the_step_waits_and_a_promote_is_refused() -> None:
+    sim = started_canary(progressDeadlineSeconds=60)
+    sim.settle()
+    assert sim.status.current_step_index == 1  # paused at step 2
+    sim.edit(takenDown=True)
+    sim.settle()
+    assert sim.status.phase == "TakenDown" and not sim.pods.get("canary")
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick(10)
+    assert sim.status.current_step_index == 1  # not moved on while there is nothing to observe
+    assert sim.status.handled_requests.promote == "step:1"  # refused, not left for later
+    refused = [m for r, m in sim.events if r == "PromoteRefused"]
+    assert refused and "taken down" in refused[0] and "bring-up" in refused[0]
+    sim.tick(3600)  # far beyond progressDeadlineSeconds
+    sim.edit(takenDown=False)
+    sim.settle()
+    assert not sim.status.aborted and sim.status.current_step_index == 1 and sim.status.phase == "Paused"
+    sim.annotate(requests.PROMOTE, "step:2")
+    sim.settle()
+    assert sim.status.current_step_index == 3 and not sim.status.aborted
+
+
+def test_taken_down_mid_canary_the_steps_clocks_count_only_while_it_is_up() -> None:
+    sim = started_canary(progressDeadlineSeconds=60)
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.settle()
+    assert sim.status.current_step_index == 3  # the 30 s pause
+    sim.tick(10)
+    sim.edit(takenDown=True)
+    sim.settle()
+    sim.tick(3600)
+    assert sim.status.current_step_index == 3 and not sim.status.promoting
+    sim.edit(takenDown=False)
+    sim.settle()
+    sim.tick(29)
+    assert sim.status.current_step_index == 3  # the pause counts again from the bring-up
+    sim.tick(1)
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+
+
+def test_taken_down_while_the_canary_starts_the_progress_deadline_counts_from_bring_up() -> None:
+    sim = started_canary(progressDeadlineSeconds=60)
+    sim.pods_ready["canary"] = False
+    sim.tick()
+    sim.tick(30)
+    sim.edit(takenDown=True)
+    sim.settle()
+    sim.tick(3600)
+    assert not sim.status.aborted and sim.status.current_step_index == 0
+    sim.edit(takenDown=False)
+    sim.tick()
+    sim.tick(59)
+    assert not sim.status.aborted
+    sim.tick(1)
+    assert sim.status.aborted and sim.status.abort_reason == "ProgressDeadlineExceeded"
+
+
+def test_an_abort_while_taken_down_is_accepted_and_stays_after_bring_up() -> None:
+    sim = started_canary()
+    sim.settle()
+    sim.edit(takenDown=True)
+    sim.settle()
+    sim.annotate(requests.ABORT, "a")
+    sim.settle()
+    assert sim.status.aborted
+    sim.edit(takenDown=False)
+    sim.settle()
+    assert sim.status.aborted and sim.canary_replicas() == 0 and sim.stable_image() == "registry/shop:v1"
 
 
 def test_history_is_pruned_to_the_limit() -> None:
@@ -347,12 +449,55 @@ def test_registry_outage_neither_promotes_nor_aborts() -> None:
 
 def test_nginx_routing_carries_exact_weight() -> None:
     steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 10}, {"pause": {}}]}}
-    sim = Sim(make_app({"strategy": steps}))
+    sim = Sim(make_app({"strategy": steps, "ingress": {"host": "shop.example.com"}}))
     sim.settle()
     sim.edit(image="registry/shop:v2")
     sim.settle()
     assert sim.last.desired.nginx_canary_weight == 10
     assert sim.status.actual_weight == 10
+
+
+def test_nginx_weight_waits_for_ready_canary_pods() -> None:
+    steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 10}, {"pause": {}}]}}
+    sim = Sim(make_app({"strategy": steps, "ingress": {"host": "shop.example.com"}}))
+    sim.settle()
+    sim.pods_ready["canary"] = False
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    assert sim.last.desired.nginx_canary_weight == 0
+    assert sim.status.set_weight == 10 and sim.status.actual_weight == 0
+    sim.pods_ready["canary"] = True
+    sim.settle()
+    assert sim.last.desired.nginx_canary_weight == 10 and sim.status.actual_weight == 10
+
+
+def test_routed_weight_grows_with_the_ready_canary_pods() -> None:
+    """Each ready canary pod carries at most the share the step meant for it: 60 % of 5
+    replicas is 3 pods at 20 % each, so 1 ready pod gets 20 %, not 60 %."""
+    steps = {"canary": {"trafficRouting": "nginx", "steps": [{"setWeight": 60}, {"pause": {}}]}}
+    sim = Sim(make_app({"replicas": 5, "strategy": steps, "ingress": {"host": "shop.example.com"}}))
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    canary = [p.name for p in sim.pods["canary"]]
+    assert len(canary) == 3
+    sim.unready_pods = set(canary[1:])
+    sim.settle()
+    assert sim.last.desired.nginx_canary_weight == 20 and sim.status.actual_weight == 20
+    sim.unready_pods = {canary[2]}
+    sim.settle()
+    assert sim.last.desired.nginx_canary_weight == 40
+    sim.unready_pods = set()
+    sim.settle()
+    assert sim.last.desired.nginx_canary_weight == 60 and sim.status.current_step_index == 1
+
+
+@pytest.mark.parametrize(("weight", "replicas", "ready", "routed"), [
+    (20, 3, 0, 0), (20, 3, 1, 20), (60, 5, 1, 20), (60, 5, 2, 40), (60, 5, 3, 60), (60, 5, 4, 60),
+    (50, 3, 1, 25), (0, 3, 1, 0), (100, 3, 2, 66), (30, 0, 0, 0),
+])
+def test_routed_weight(weight: int, replicas: int, ready: int, routed: int) -> None:
+    assert routed_weight(weight, replicas, ready) == routed
 
 
 @pytest.mark.parametrize(
@@ -361,6 +506,21 @@ def test_nginx_routing_carries_exact_weight() -> None:
 )
 def test_canary_replicas_round_up(weight: int, replicas: int, pods: int) -> None:
     assert canary_replicas(weight, replicas) == pods
+
+
+def test_the_scale_subresource_counts_the_apps_replicas_not_the_canary_beside_them() -> None:
+    """An HPA sizes spec.replicas (the stable Deployment) from the pods its selector matches
+    and status.replicas: counting the canary too would add the canary's size on top."""
+    sim = started_canary()
+    sim.settle()
+    assert sim.status.current_step_index == 1 and sim.canary_replicas() == 1
+    assert sim.status.replicas == 3
+    assert sim.status.selector == ("app.kubernetes.io/instance=shop,app.kubernetes.io/name=shop,"
+                                   "apprelease.io/track=stable")
+    sim.annotate(requests.PROMOTE, "full:1")
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.replicas == 3
+    assert sim.status.selector.endswith("apprelease.io/track=stable")
 
 
 def test_material_change_ignores_counts_but_not_state() -> None:

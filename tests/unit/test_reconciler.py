@@ -70,6 +70,7 @@ class FakeKube:
         self._raise_for(f"patch {kind}")
         stored = self.objects[(kind, namespace or "", name)]
         stored["metadata"].update({k: v for k, v in patch.get("metadata", {}).items() if k != "resourceVersion"})
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
         return copy.deepcopy(stored)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -295,9 +296,11 @@ def test_deletion_never_hangs_whatever_the_registry_raises() -> None:
         deletionTimestamp=deleted_at, finalizers=[FINALIZER],
     )
     reconciler.registry = FailingRegistry()  # type: ignore[assignment]
-    clock.now = T0 + timedelta(seconds=10)
+    clock.now = T0 + timedelta(seconds=1)  # the first attempt: the bound counts from there
     outcome = reconciler.reconcile((NS, NAME))
     assert outcome.retry and FINALIZER in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
+    clock.now = T0 + timedelta(seconds=30)
+    assert reconciler.reconcile((NS, NAME)).retry
     clock.now = T0 + timedelta(seconds=31)
     reconciler.reconcile((NS, NAME))
     assert FINALIZER not in kube.objects[("AppRelease", NS, NAME)]["metadata"]["finalizers"]
@@ -316,3 +319,176 @@ def test_a_kind_the_apiserver_does_not_know_is_a_verdict_not_silence() -> None:
     kube.fail["Deployment"] = ApiError(404, "NotFound", 'namespaces "ns" not found')
     before = dict(status(kube))
     assert reconciler.reconcile((NS, NAME)).retry is False and status(kube) == before
+
+
+def test_a_replica_whose_writes_are_fenced_off_reports_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Past its renew deadline a replica's writes are refused by its own fence: that is no
+    failure of the app (the new leader owns it now), so no status, no Event, no traceback."""
+    from apprelease.k8s.fence import NotLeading
+
+    reconciler, kube, _ = setup()
+    for kind in ("ControllerRevision", "Deployment", "AppRelease/status", "patch AppRelease"):
+        kube.fail[kind] = NotLeading(f"{kind}: refused, this replica stopped leading")
+    with caplog.at_level("WARNING", logger="apprelease"):
+        outcome = reconciler.reconcile((NS, NAME))
+    assert outcome.writes == 0 and status(kube) == {} and kube.events == []
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")] == []
+
+
+def test_a_reconcile_keeps_the_apps_series_and_forget_removes_them() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from apprelease.controller.app_metrics import AppMetrics
+
+    registry = CollectorRegistry()
+    reconciler, kube, _ = setup({"podTemplate": {"metadata": "x"}})
+    reconciler.app_metrics = AppMetrics(registry)
+    reconciler.reconcile((NS, NAME))
+    labels = {"namespace": NS, "name": NAME}
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) == 1
+    kube.objects[("AppRelease", NS, NAME)]["spec"].pop("podTemplate")
+    reconciler.reconcile((NS, NAME))
+    assert registry.get_sample_value("apprelease_app_failure", {**labels, "reason": "InvalidSpec"}) is None
+    phase = status(kube)["phase"]
+    assert registry.get_sample_value("apprelease_app_info", {**labels, "phase": phase, "strategy": "rolling"}) == 1
+    reconciler.forget((NS, NAME))
+    assert not [s for family in registry.collect() for s in family.samples]
+
+
+class ScriptedRegistry:
+    """The registry layer as the reconciler sees it: a scripted read (None: not read yet),
+    one pod and its instance; records the actions it is handed."""
+
+    def __init__(self) -> None:
+        from apprelease.rollout.observed import PodState
+
+        self.pods = (PodState(name="p1", track="stable", revision=1, ready=True, ip="10.0.0.1"),)
+        self.read: Any = None
+        self.actions: list[Any] = []
+
+    def answer(self, *, enabled: bool | None, pods: bool = True) -> None:
+        from apprelease.registry.base import RegistryInstance
+        from apprelease.registry.registration import RegistryRead
+
+        if enabled is None:
+            self.read = RegistryRead(None, "connection refused", reason="RegistryUnavailable")
+        else:
+            self.read = RegistryRead((RegistryInstance("10.0.0.1", 8080, True, enabled, 1.0, True, "DEFAULT"),))
+        if not pods:
+            self.pods = ()
+
+    def state_for(self, app: Any, observed: Any, previous: Any = None) -> Any:
+        import dataclasses
+
+        from apprelease.registry.registration import PENDING, RegistryRead, summarize
+
+        read = self.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
+        registration = summarize(provider="nacos", service="svc", read=read, pods=self.pods, revisions={"stable": 1})
+        return dataclasses.replace(observed, pods=self.pods, registration=registration, registry=registration.state)
+
+    def execute(self, app: Any, actions: Any, *, busy: bool = False) -> None:
+        self.actions.extend(actions)
+
+    def forget(self, key: Any) -> None:
+        self.read = None  # as the monitor: a forgotten app has no read any more
+
+
+def deleted_while_the_operator_was_down(minutes: int = 10) -> tuple[Reconciler, FakeKube, Clock, ScriptedRegistry]:
+    deleted_at = (T0 - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    reconciler, kube, clock = setup(
+        {"registry": {"nacos": {"serverAddr": "nacos:8848", "serviceName": "shop"}, "deletionTimeout": "30s",
+                      "drainSeconds": 10}},
+        deletionTimestamp=deleted_at, finalizers=[FINALIZER],
+    )
+    registry = ScriptedRegistry()
+    reconciler.registry = registry  # type: ignore[assignment]
+    return reconciler, kube, clock, registry
+
+
+def finalizers(kube: FakeKube) -> list[str]:
+    return list(kube.objects[("AppRelease", NS, NAME)]["metadata"].get("finalizers") or [])
+
+
+def test_a_deletion_older_than_its_timeout_waits_for_the_first_read_and_takes_instances_offline() -> None:
+    """After an operator restart longer than deletionTimeout the finalizer went in the first
+    reconcile, before Nacos was read once: "not read yet" counted as "unreachable since the
+    deletion request". The bound counts from this operator run's first attempt."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube)  # not read yet: nothing is known, nothing is skipped
+    registry.answer(enabled=True)
+    clock.now = T0 + timedelta(seconds=1)
+    reconciler.reconcile((NS, NAME))
+    assert [(a.kind, a.ip, a.enabled) for a in registry.actions] == [("write", "10.0.0.1", False)]
+    assert FINALIZER in finalizers(kube)
+    registry.answer(enabled=False)
+    clock.now = T0 + timedelta(seconds=2)
+    reconciler.reconcile((NS, NAME))  # offline: the drain starts now
+    clock.now = T0 + timedelta(seconds=12)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube) and warnings(kube) == []  # drained; the pod is stopping
+    registry.answer(enabled=False, pods=False)
+    clock.now = T0 + timedelta(seconds=13)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == []
+    assert [e["reason"] for e in kube.events] == ["RegistryCleanedUp"]
+
+
+def drained_and_stopped(reconciler: Reconciler, clock: Clock, registry: ScriptedRegistry) -> None:
+    """The deletion taken through to the pass that releases the finalizer (not run yet)."""
+    registry.answer(enabled=False)
+    reconciler.reconcile((NS, NAME))  # offline already: the drain starts now
+    clock.now = T0 + timedelta(seconds=10)
+    reconciler.reconcile((NS, NAME))
+    registry.answer(enabled=False, pods=False)
+    clock.now = T0 + timedelta(seconds=40)  # past deletionTimeout from this run's first attempt
+
+
+def test_a_stale_copy_still_showing_the_released_finalizer_is_not_finalized_again() -> None:
+    """The finalizer was released, the registry forgot the app; a pass ~60 ms later read a
+    copy from before the release (the watch had not caught up) and emitted RegistryUnreachable
+    on top of RegistryCleanedUp."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    drained_and_stopped(reconciler, clock, registry)
+    before_release = copy.deepcopy(kube.objects[("AppRelease", NS, NAME)])
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube)
+    patched = list(kube.objects[("AppRelease", NS, NAME)]["metadata"].get("finalizers") or [])
+    kube.objects[("AppRelease", NS, NAME)] = before_release  # the watch's copy, behind our write
+    outcome = reconciler.reconcile((NS, NAME))
+    assert [e["reason"] for e in kube.events] == ["RegistryCleanedUp"] and not outcome.retry
+    assert finalizers(kube) == [FINALIZER] and patched == []  # nothing written from the stale copy
+
+
+def test_a_refused_finalizer_release_keeps_the_registry_read_for_the_next_pass() -> None:
+    """A release refused (a conflict) is retried; the registry must not have forgotten the
+    app meanwhile, or the retry reads "never read" and reports the registry unreachable."""
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    drained_and_stopped(reconciler, clock, registry)
+    kube.fail["patch AppRelease"] = ApiError(409, "Conflict", "the object has been modified")
+    assert reconciler.reconcile((NS, NAME)).retry
+    del kube.fail["patch AppRelease"]
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == []
+
+
+def test_an_unreachable_registry_after_a_restart_gets_the_whole_timeout_from_the_first_attempt() -> None:
+    reconciler, kube, clock, registry = deleted_while_the_operator_was_down()
+    registry.answer(enabled=None)
+    reconciler.reconcile((NS, NAME))
+    clock.now = T0 + timedelta(seconds=29)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER in finalizers(kube)
+    clock.now = T0 + timedelta(seconds=30)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == ["RegistryUnreachable"]
+    assert "connection refused" in kube.events[0]["message"]
+
+
+def test_a_registry_never_read_in_the_whole_timeout_is_unreachable_and_says_so() -> None:
+    reconciler, kube, clock, _registry = deleted_while_the_operator_was_down()
+    reconciler.reconcile((NS, NAME))
+    clock.now = T0 + timedelta(seconds=30)
+    reconciler.reconcile((NS, NAME))
+    assert FINALIZER not in finalizers(kube) and warnings(kube) == ["RegistryUnreachable"]
+    assert "not read" in kube.events[0]["message"]

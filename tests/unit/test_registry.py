@@ -291,6 +291,7 @@ def test_user_offline_and_online() -> None:
     sim.annotate(requests.OFFLINE, "")
     sim.tick()
     assert pod in enabled_writes(sim)
+    sim.settle()  # listed until a read shows the instance enabled again
     assert sim.status.offline_pods == []
 
 
@@ -314,6 +315,32 @@ def test_online_re_enables_an_instance_we_took_offline_even_if_the_pod_still_sho
     assert sim.gates[pod].reason == "Serving"
 
 
+def test_online_is_remembered_as_ours_until_the_registry_shows_the_instance_enabled() -> None:
+    """Nacos applies an override late (a read right after the write shows the old state), and a
+    written enable is not sent again for a moment: a pass that still reads the instance disabled
+    must still know the disable was ours. Before, offlinePods forgot the pod in the pass that
+    sent the enable, and the next pass called it "disabled in Nacos, not by AppRelease": the
+    pod stayed unready for good (seen in CI about once in ten runs)."""
+    sim = nacos_sim(strategy={"rolling": {}})
+    pod = sim.pods["stable"][0].name
+    sim.annotate(requests.OFFLINE, pod)
+    sim.tick()
+    key = next(k for k, o in sim.overrides.items() if o.enabled is False)
+    disabled = sim.overrides[key]
+    sim.annotate(requests.OFFLINE, "")
+    sim.tick()
+    assert pod in enabled_writes(sim)
+    sim.overrides[key] = disabled  # Nacos has not applied the enable yet
+    sim.tick()
+    assert sim.gates[pod].reason != "DisabledInRegistry", sim.gates[pod]
+    assert sim.status.offline_pods == [pod]  # still ours to put back
+    sim.actions.clear()
+    sim.tick()
+    assert pod in enabled_writes(sim) or sim.overrides[key].enabled
+    sim.settle()
+    assert sim.gates[pod].reason == "Serving" and sim.status.offline_pods == []
+
+
 def test_stale_instances_cleaned_up_when_asked_but_only_our_own() -> None:
     sim = nacos_sim(strategy={"rolling": {}}, registry={**NACOS, "cleanupStale": True})
     assert sim.nacos is not None
@@ -324,3 +351,40 @@ def test_stale_instances_cleaned_up_when_asked_but_only_our_own() -> None:
     assert sim.status.registration is not None and sim.status.registration.stale_count == 2
     stale_writes = [a for _, a in sim.actions if a.kind == "write" and a.reason == "stale"]
     assert [(a.ip, a.enabled) for a in stale_writes] == [("10.9.9.9", False)]
+
+
+def serving(sim: Sim) -> list[str]:
+    """Pods that take requests: Ready, and their instance enabled and healthy in Nacos."""
+    return [p.name for track, pods in sim.pods.items() for p in pods
+            if sim._pod(p, track).ready and (i := sim.instance(p.ip)) is not None and i.enabled and i.healthy]
+
+
+def test_rollback_during_promotion_keeps_the_canary_serving_until_stable_is_back() -> None:
+    """The spec goes back while the stable Deployment takes the canary's revision (its old
+    instances offline, the full-size canary carrying the traffic): the canary serves on until
+    the stable Deployment is back at full ready size on the stable revision, then drains."""
+    sim = nacos_sim()
+    sim.surge = True  # Deployments roll as Kubernetes does (maxUnavailable 0)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    for _ in range(7):
+        sim.tick()
+        assert len(serving(sim)) >= 3, sim.status.message
+    sim.tick(10)  # old stable instances drained: stable rolls to revision 2
+    assert sim.status.promoting and sim.status.promotion_phase == "UpdateStable"
+    assert {p.revision for p in sim.pods["stable"]} >= {2}
+    sim.unready_revisions = {1}  # the stable revision's pods take a while to come back
+    sim.edit(image="registry/shop:v1")  # roll back mid-promotion
+    for _ in range(4):
+        sim.tick(5)
+        assert len(serving(sim)) >= 3, sim.status.message
+    assert "canary" in sim.deployments and "rolling back" in sim.status.message
+    sim.unready_revisions = set()
+    for _ in range(12):
+        sim.tick(5)
+        assert len(serving(sim)) >= 3, sim.status.message
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 1
+    assert "canary" not in sim.deployments and {p.revision for p in sim.pods["stable"]} == {1}
+    assert len(serving(sim)) == 3 and "RolledBack" in sim.reasons()

@@ -209,3 +209,226 @@ def test_a_write_is_not_repeated_while_the_registry_catches_up_but_a_new_wish_ru
         wait_for(lambda: len(client.writes) == 4, 5, 0.01, "written again")
     finally:
         mon.stop()
+
+
+def test_a_replica_that_is_not_leading_writes_nothing_to_the_registry() -> None:
+    """The Nacos writes pass the same fence as the Kubernetes ones (leader election)."""
+    from apprelease.k8s.fence import WriteFence
+
+    fence = WriteFence()  # never extended: this replica has not acquired the lease
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=lambda key: None,  # type: ignore[arg-type]
+                          poll_seconds=0.05, fence=fence)
+    client = FakeClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: not target.queued and client.reads >= 2, 5, 0.01, "the write taken off the queue")
+        assert client.writes == [] and target.write_error is None
+        fence.extend(time.monotonic() + 30)  # leading now
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the write once leading")
+    finally:
+        mon.stop()
+
+
+def test_the_registry_ca_is_used_in_memory_and_never_written_to_a_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was written to a new temp file at every reconcile and never removed."""
+    import base64
+    import tempfile
+
+    from apprelease.api.spec import AppRelease
+    from tests.unit.test_reconciler import FakeKube
+
+    pem = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUHq8xSqQ5ZVbRPXi5k1s6aG8Zg0UwCgYIKoZIzj0EAwIw\n"
+           "-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    kube = FakeKube()
+    kube.objects[("Secret", "ns", "ca")] = {"kind": "Secret", "metadata": {"name": "ca"},
+                                             "data": {"ca.crt": base64.b64encode(pem.encode()).decode()}}
+    app = AppRelease.model_validate({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {"image": "web:v1", "port": 8080, "registry": {"nacos": {
+            "serverAddr": "nacos.nacos.svc:8848", "serviceName": "web", "tls": {"enabled": True, "caSecret": "ca"}}}},
+    })
+    mon = RegistryMonitor(kube, lambda key: [], lambda key: None)  # type: ignore[arg-type]
+    for _ in range(3):
+        settings = mon._settings(app)
+    assert settings.tls_ca_data == pem and settings.tls_ca_file is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_older_than_its_bound_is_unavailable_not_current_and_the_app_is_woken() -> None:
+    """A lane held by one call (a server dripping its headers, before the whole-call deadline)
+    kept the last good read as current: the rollout went on with it and nothing said so."""
+    woken: list[Any] = []
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
+                          poll_seconds=0.05, stale_after=0.5)
+    client = FakeClient(read_delay=30)
+    client.release.set()  # the first read answers at once...
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        client.release.clear()  # ... the next ones hang
+        assert mon._current_read(target).instances is not None
+        woken.clear()
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the app woken when its read went stale")
+        read = mon._current_read(target)
+        assert read.instances is None and read.reason == "RegistryUnavailable"
+        assert "no answer from the registry for" in (read.error or "")
+        assert mon.health() == []  # not stuck yet: that takes far longer than a stale read
+        woken.clear()
+        client.release.set()  # the same instances again: unchanged, but the app saw it stale
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the app woken when the read is fresh again")
+        assert mon._current_read(target).instances is not None
+    finally:
+        client.release.set()
+        mon.stop()
+
+
+def test_a_lane_stuck_in_one_call_fails_liveness(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apprelease.registry import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "STUCK_LANE_SECONDS", 0.3)
+    mon, _woken = monitor()
+    client = FakeClient(read_delay=30)
+    attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: mon.health(), 5, 0.02, "liveness to report the stuck lane")
+        assert "stuck" in mon.health()[0]
+    finally:
+        client.release.set()
+        mon.stop()
+
+
+class AheadClient(FakeClient):
+    """Lists ``listed`` (mutable); records writes ahead and their undoing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listed: list[RegistryInstance] = [INSTANCE]
+        self.ahead: list[tuple[str, bool]] = []
+        self.undone: list[str] = []
+        self.closed = False
+        self.down = False
+
+    def list_instances(self) -> list[RegistryInstance]:
+        self.reads += 1
+        if self.down:
+            raise RegistryUnavailable("Nacos at http://n:8848/nacos: listing instances: connection failed")
+        return list(self.listed)
+
+    def update_instance(self, ip: str, port: int, *, enabled: bool, must_exist: bool = True, **state: Any) -> None:
+        if not must_exist:
+            self.ahead.append((ip, enabled))
+        super().update_instance(ip, port, enabled=enabled, **state)
+
+    def undo_write_ahead(self, ip: str, port: int, **where: Any) -> None:
+        self.undone.append(ip)
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+def ahead(ip: str, pod: str = "pod-9") -> RegistryAction:
+    return RegistryAction("write", pod, ip, 8080, enabled=False, weight=100.0, must_exist=False, reason="joining")
+
+
+def test_a_write_ahead_for_a_pod_that_never_registered_is_undone_once_its_pod_is_gone() -> None:
+    """The disabled override stayed at that ip:port for good (Nacos expires one only when an
+    instance there leaves): the next workload given that pod IP started disabled."""
+    mon, woken = monitor()
+    client = AheadClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    app = _App()
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon._current_read(target)  # what the planner saw (state_for), then what it asked for
+        mon.execute(app, (ahead("10.0.0.9"), ahead("10.0.0.8", "pod-8")))  # type: ignore[arg-type]
+        wait_for(lambda: len(client.ahead) == 2, 5, 0.01, "both written ahead")
+        client.listed = [INSTANCE, RegistryInstance("10.0.0.8", 8080, True, False, 100.0, True, "DEFAULT")]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read listing pod-8's instance")
+        mon._current_read(target)
+        mon.execute(app, ())  # type: ignore[arg-type]  # pod-9 gone without registering; pod-8 registered
+        wait_for(lambda: client.undone, 5, 0.01, "pod-9's write-ahead undone")
+        mon.execute(app, ())  # type: ignore[arg-type]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 2, 5, 0.01, "the lane went on")
+        assert client.undone == ["10.0.0.9"]  # once; pod-8's record is its instance's now
+    finally:
+        mon.stop()
+
+
+def test_a_write_ahead_is_kept_while_the_planner_had_no_read_to_ask_from() -> None:
+    """Without a read (an outage, a stale read) the planner asks for nothing at all: that says
+    nothing about the pod, whose write ahead must stay disabled."""
+    mon, woken = monitor()
+    client = AheadClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon._current_read(target)
+        mon.execute(_App(), (ahead("10.0.0.9"),))  # type: ignore[arg-type]
+        wait_for(lambda: client.ahead, 5, 0.01, "written ahead")
+        client.down = True
+        wait_for(lambda: target.read is not None and target.read.instances is None, 5, 0.01, "a failed read")
+        mon._current_read(target)  # the planner's next view: unreadable, so it asks for nothing
+        mon.execute(_App(), ())  # type: ignore[arg-type]
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "the lane went on")
+        assert client.undone == [] and target.written_ahead
+    finally:
+        mon.stop()
+
+
+def test_write_aheads_still_open_when_the_app_is_forgotten_are_undone_before_the_client_closes() -> None:
+    mon, woken = monitor()
+    client = AheadClient()
+    attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (ahead("10.0.0.9"),))  # type: ignore[arg-type]
+        wait_for(lambda: client.ahead, 5, 0.01, "written ahead")
+        mon.forget(("ns", "orders"))  # the AppRelease is gone (deleted, or its serverAddr changed)
+        wait_for(lambda: client.closed, 5, 0.01, "the client closed once done")
+        assert client.undone == ["10.0.0.9"]
+    finally:
+        mon.stop()
+
+
+def test_an_instance_we_enabled_is_never_shown_disabled_by_a_read_older_than_that_write() -> None:
+    """Found by the registry-faults e2e: the deletion planned on the read from before our own
+    'serving' write (the instance still disabled from joining), took that for "already
+    offline", and deleted the pod while Nacos had it enabled (the reads after it hung)."""
+    mon, woken = monitor()
+    disabled = RegistryInstance("10.0.0.1", 8080, True, False, 100.0, True, "DEFAULT")
+
+    class Lagging(AheadClient):
+        def list_instances(self) -> list[RegistryInstance]:
+            self.reads += 1
+            if self.reads > 1:
+                self.release.wait(30)  # the reads after the first hang (a dripping proxy)
+            return [disabled]
+
+    client = Lagging()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    enable = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=True, weight=100.0, reason="serving")
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (enable,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the enabling write")
+        shown = mon._current_read(target).instances
+        assert shown is not None and [(i.ip, i.enabled, i.weight) for i in shown] == [("10.0.0.1", True, 100.0)]
+    finally:
+        client.release.set()
+        mon.stop()

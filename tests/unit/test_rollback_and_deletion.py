@@ -60,10 +60,12 @@ def test_rollback_patch_of_the_same_revision_is_empty() -> None:
     assert rollback_patch({"image": "a:1", "port": 8080, "replicas": 3}, template) == []
 
 
-def _deleting_observed(enabled: bool = True, reachable: bool = True) -> Observed:
+def _deleting_observed(enabled: bool = True, reachable: bool = True, write_error: str | None = None,
+                       write_error_reason: str | None = None) -> Observed:
     pods = (PodState(name="p1", track="stable", revision=1, ready=True, ip="10.0.0.1"),)
     instance = RegistryInstance("10.0.0.1", 8080, True, enabled, 1.0, True, "DEFAULT")
-    read = RegistryRead((instance,)) if reachable else RegistryRead(None, "refused")
+    read = (RegistryRead((instance,), write_error=write_error, write_error_reason=write_error_reason) if reachable
+            else RegistryRead(None, "refused"))
     registration = summarize(provider="nacos", service="svc", read=read, pods=pods, revisions={"stable": 1})
     return Observed(pods=pods, registration=registration, registry=registration.state)
 
@@ -144,3 +146,19 @@ def test_deletion_does_not_wait_forever_for_pods_that_do_not_stop() -> None:
     assert waiting.delete_workloads and not waiting.release
     forced = plan_deletion(app, status, stuck, T0 + timedelta(seconds=41), T0)
     assert forced.release and forced.events[0].reason == "DeletionForced"
+
+
+def test_the_forced_deletion_warning_names_the_registrys_refusal_and_what_it_refused() -> None:
+    """It said only "1 instance(s) still enabled": nothing told the user that Nacos refused to
+    take them offline (credentials without write permission), nor which instance."""
+    app = make_app({"registry": NACOS})
+    refused = _deleting_observed(
+        enabled=True, write_error_reason="RegistryRefused",
+        write_error="write 10.0.0.1:8080 failed: Nacos at http://nacos:8848/nacos: updating the instance:"
+                    " refused after a fresh login (HTTP 403: no write permission)",
+    )
+    forced = plan_deletion(app, AppReleaseStatus(), refused, T0 + timedelta(seconds=40), T0)
+    assert forced.release and forced.events[0].reason == "DeletionForced"
+    message = forced.events[0].message
+    assert "refused" in message and "RegistryRefused" in message
+    assert "taking 10.0.0.1:8080 (pod p1) offline" in message and "HTTP 403" in message

@@ -71,6 +71,16 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _DURATION_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
+def duration_seconds(value: int | str) -> float:
+    """Seconds in a duration field: an integer is seconds, a string has units (``1h30m``)."""
+    return float(value) if isinstance(value, int) else parse_duration(value)
+
+
+def duration_text(value: int | str) -> str:
+    """A duration field as people read it: ``30`` is shown as ``30s``."""
+    return f"{value}s" if isinstance(value, int) else value
+
+
 def cel_regex(pattern: str) -> str:
     """A regex as a single-quoted CEL string literal."""
     return "'" + pattern.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -30,7 +30,7 @@ Schema = dict[str, Any]
 _DROP_KEYS = {"title", "$defs"}
 
 
-PRINTER_COLUMNS = [
+PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Image", "type": "string", "jsonPath": ".spec.image", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import ApiModel, cel, parse_duration, validations
-from .strategy import Duration, WarmupDuration
+from .base import ApiModel, cel, duration_seconds, validations
+from .strategy import Duration, WarmupDuration, duration_description
 from .workload import ObjectName
 
 # Printable ASCII without space and "@" ("@@" separates group and service in Nacos).
@@ -64,17 +64,17 @@ class Registry(ApiModel):
     nacos: NacosRegistry | None = None
     gate_timeout: Duration = Field(
         "5m",
-        description="A canary step waits this long for its pods to be registered and healthy, then aborts.",
+        description=duration_description(
+            "A canary step waits this long for its pods to be registered and healthy, then aborts", "24h"),
     )
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
         10, description="Seconds between the registry showing an instance offline and letting its pod go."
     )
     deletion_timeout: Duration = Field(
         "2m",
-        description=(
+        description=duration_description(
             "When the AppRelease is deleted and the registry stays unreachable this long,"
-            " deletion goes on without taking instances offline (a Warning Event says so)."
-        ),
+            " deletion goes on without taking instances offline (a Warning Event says so)", "24h"),
     )
     cleanup_stale: bool = Field(
         False,
@@ -82,20 +82,19 @@ class Registry(ApiModel):
     )
     warmup: WarmupDuration | None = Field(
         None,
-        description=(
+        description=duration_description(
             "Ramp a new instance's Nacos weight from a tenth to full over this long after it"
-            " starts serving (JVM apps are slow for their first minute), in every strategy."
-        ),
+            " starts serving (JVM apps are slow for their first minute), in every strategy", "1h"),
     )
 
     @property
     def gate_timeout_seconds(self) -> float:
-        return parse_duration(self.gate_timeout)
+        return duration_seconds(self.gate_timeout)
 
     @property
     def deletion_timeout_seconds(self) -> float:
-        return parse_duration(self.deletion_timeout)
+        return duration_seconds(self.deletion_timeout)
 
     @property
     def warmup_seconds(self) -> float:
-        return parse_duration(self.warmup) if self.warmup else 0.0
+        return duration_seconds(self.warmup) if self.warmup is not None else 0.0

@@ -33,6 +33,7 @@ NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # The suffixes our children add to the app's name: an app named "web-canary" would share its
 # Deployment, Service and Ingress names with app "web"'s canary, and one would take the other's.
 RESERVED_SUFFIXES = ("-canary", "-stable", "-preview")
+NGINX_NEEDS_INGRESS = "trafficRouting nginx needs spec.ingress (the canary Ingress is made from it)"
 
 _PORT_NAMES_UNIQUE = "self.all(p, self.exists_one(q, q.name == p.name))"
 _ENV_NOT_IN_CONFIG = (
@@ -126,8 +127,12 @@ class AppReleaseSpec(ApiModel):
                 " || self.strategy.canary.trafficRouting != 'nacos'"
                 " || (has(self.registry) && has(self.registry.nacos))",
                 "trafficRouting nacos needs registry.nacos", field_path=".strategy.canary.trafficRouting"),
+            cel("!has(self.strategy) || !has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting)"
+                " || self.strategy.canary.trafficRouting != 'nginx' || has(self.ingress)",
+                NGINX_NEEDS_INGRESS, field_path=".strategy.canary.trafficRouting"),
             cel("!has(self.registry) || !has(self.registry.warmup)"
-                " || duration(self.registry.warmup).getSeconds() < self.progressDeadlineSeconds",
+                " || (type(self.registry.warmup) == int ? self.registry.warmup"
+                " : duration(self.registry.warmup).getSeconds()) < self.progressDeadlineSeconds",
                 "registry.warmup must be shorter than progressDeadlineSeconds", field_path=".registry.warmup"),
         )
     }
@@ -219,6 +224,8 @@ class AppReleaseSpec(ApiModel):
         canary = self.strategy.canary
         if canary is not None and canary.traffic_routing == "nacos" and not (self.registry and self.registry.nacos):
             raise ValueError("trafficRouting nacos needs registry.nacos")
+        if canary is not None and canary.traffic_routing == "nginx" and self.ingress is None:
+            raise ValueError(NGINX_NEEDS_INGRESS)
         if self.registry and self.registry.warmup_seconds >= self.progress_deadline_seconds:
             raise ValueError("registry.warmup must be shorter than progressDeadlineSeconds")
         return self

@@ -10,11 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from .base import ApiModel
+from .base import ApiModel, cel, validations
 
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded", "TakenDown"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Track = Literal["stable", "canary", "preview"]
+PromotionPhase = Literal["ScaleCanary", "UpdateStable"]
 
 
 class StatusModel(ApiModel):
@@ -107,8 +108,74 @@ class HandledRequests(StatusModel):
     retry: str | None = None
 
 
+class CanaryRolloutState(StatusModel):
+    """A canary in progress (status.canaryRevision is its revision)."""
+
+    phase: Literal["Stepping", "Promoting", "Aborted"] = Field(
+        description="Stepping: working on a step (perhaps paused at it). Promoting: the stable Deployment"
+        " takes the canary's revision. Aborted: the canary is scaled away, traffic is on stable."
+    )
+    step: int = Field(
+        ge=0, description="The step being worked on, 0-based (the number of steps once all are done)."
+    )
+    step_start_time: str = Field(
+        description="When this step began; progressDeadlineSeconds and registry.gateTimeout count from here."
+    )
+    pause_start_time: str | None = Field(
+        None, description="Stepping at a pause step: when the pause began (its duration counts from here)."
+    )
+    promotion_phase: PromotionPhase | None = Field(
+        None,
+        description="Promoting with a registry: the canary first grows to full size, then stable is drained and updated.",
+    )
+    full: bool | None = Field(None, description="Promoting on `promote --full`: the remaining steps are skipped.")
+    reason: str | None = Field(None, description="Aborted: why, e.g. AbortedByUser, ProgressDeadlineExceeded.")
+    message: str | None = Field(None, description="Aborted: what happened.")
+
+
+class BlueGreenRolloutState(StatusModel):
+    """A blue-green rollout in progress (status.canaryRevision is the preview revision)."""
+
+    phase: Literal["Previewing", "Switched", "Promoting", "Aborted"] = Field(
+        description="Previewing: the new revision runs beside the active one, without traffic. Switched: traffic"
+        " is on it, the old pods stay for an instant rollback. Promoting: the stable Deployment takes it."
+        " Aborted: the preview is scaled away, traffic is on stable."
+    )
+    since: str = Field(
+        description="When this phase began: the preview started, traffic switched, the promotion began"
+        " (Aborted: what the aborted phase counted from)."
+    )
+    ready_since: str | None = Field(
+        None, description="Previewing: the preview was first fully ready; autoPromotionSeconds counts from here."
+    )
+    taken_down_since: str | None = Field(
+        None,
+        description="Previewing while the AppRelease is taken down (spec.takenDown): since when. The progress"
+        " deadline and autoPromotionSeconds do not count meanwhile; both start again at bring-up.",
+    )
+    promotion_phase: PromotionPhase | None = Field(
+        None, description="Promoting: the stage of the promotion (UpdateStable: the preview serves meanwhile)."
+    )
+    full: bool | None = Field(None, description="Promoting on `promote --full`: the scale-down delay is skipped.")
+    reason: str | None = Field(None, description="Aborted: why, e.g. AbortedByUser, ProgressDeadlineExceeded.")
+    message: str | None = Field(None, description="Aborted: what happened.")
+
+
+class RolloutStatus(StatusModel):
+    """Where the rollout is, under the strategy that runs it (rollout/state.py)."""
+
+    model_config = StatusModel.model_config | {
+        "json_schema_extra": validations(cel("!has(self.canary) || !has(self.blueGreen)",
+                                             "at most one of canary and blueGreen")),
+    }
+
+    canary: CanaryRolloutState | None = None
+    blue_green: BlueGreenRolloutState | None = None
+
+
 class BlueGreenStatus(StatusModel):
-    """Where a blue-green rollout is (status.canaryRevision is the preview revision)."""
+    """Where a blue-green rollout is (status.canaryRevision is the preview revision). Derived
+    from status.rollout.blueGreen for older readers; never read by the operator."""
 
     preview_since: str | None = Field(None, description="The preview Deployment was started.")
     preview_ready_since: str | None = Field(
@@ -150,6 +217,13 @@ class AppReleaseStatus(StatusModel):
     canary_revision: int | None = None
     canary_revision_hash: str | None = None
 
+    rollout: RolloutStatus | None = Field(
+        None,
+        description="Where the rollout is: the record the operator resumes from. At most one strategy's state;"
+        " empty while no rollout runs; absent only in a status written before it existed. currentStepIndex,"
+        " stepStartTime, pauseStartTime, promoting, promotionPhase, promoteFull, aborted, abortReason,"
+        " abortMessage and blueGreen are written from it for columns and older readers.",
+    )
     current_step_index: int | None = None
     step_count: int = 0
     step: str = Field("", description="Canary step k/n for the STEP column.")
@@ -158,7 +232,7 @@ class AppReleaseStatus(StatusModel):
     step_start_time: str | None = None
     pause_start_time: str | None = None
     promoting: bool = Field(False, description="The stable Deployment is taking the canary revision.")
-    promotion_phase: Literal["ScaleCanary", "UpdateStable"] | None = Field(
+    promotion_phase: PromotionPhase | None = Field(
         None,
         description="With a registry: the canary first grows to full size, then stable is drained and updated.",
     )

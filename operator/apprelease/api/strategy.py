@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
 from .base import (
     DNS_HOST_PATTERN,
@@ -18,6 +18,7 @@ from .base import (
     cel,
     check_exactly_one,
     check_http_path,
+    duration_seconds,
     exactly_one,
     parse_duration,
     validations,
@@ -50,6 +51,9 @@ class PreviewIngress(ApiModel):
     path: HttpPath = "/"
 
 
+DURATION_DESCRIPTION = "integer seconds (30) or a duration string (30s, 5m, 1h30m; units ms, s, m, h)"
+
+
 def _valid_duration(text: str) -> str:
     parse_duration(text)
     return text
@@ -58,31 +62,42 @@ def _valid_duration(text: str) -> str:
 def _at_most(maximum: str) -> AfterValidator:
     limit = parse_duration(maximum)
 
-    def valid(text: str) -> str:
-        if parse_duration(text) > limit:
+    def valid(value: int | str) -> int | str:
+        if duration_seconds(value) > limit:
             raise ValueError(f"must be at most {maximum}")
-        return text
+        return value
 
     return AfterValidator(valid)
 
 
-def _duration_field(maximum: str) -> Any:
-    """A duration string such as 30s, 5m or 1h30m, at most ``maximum`` (same rule in CEL and
-    in the model: an unbounded one overflowed the planner's datetime arithmetic)."""
-    return Field(
-        max_length=32,
-        json_schema_extra=validations(
-            cel("self.matches('" + DURATION_PATTERN + "')", "must be a duration such as 30s, 5m or 1h30m"),
-            cel("!self.matches('" + DURATION_PATTERN + "') || duration(self) <= duration('"
-                + maximum + "')", f"must be at most {maximum}"),
-        ),
-    )
+def _duration_rules(maximum: str) -> Any:
+    """CEL for a duration of at most ``maximum``, in either form. The same rules as in the
+    model: an unbounded one overflowed the planner's datetime arithmetic."""
+    limit = int(parse_duration(maximum))
+    pattern = "'" + DURATION_PATTERN + "'"
+    return Field(json_schema_extra=validations(
+        cel(f"type(self) == int ? self >= 0 : self.matches({pattern})",
+            "must be a number of seconds or a duration such as 30s, 5m or 1h30m"),
+        cel(f"type(self) == int ? self <= {limit}"
+            f" : (!self.matches({pattern}) || duration(self) <= duration('{maximum}'))",
+            f"must be at most {maximum}"),
+    ))
 
 
+def duration_description(what: str, maximum: str) -> str:
+    return f"{what}: {DURATION_DESCRIPTION}, at most {maximum}."
+
+
+# Integer seconds or a string with units, as Argo Rollouts' pause takes both. Strict: a YAML
+# true is not one second.
+DurationValue = (
+    Annotated[int, Strict(), Field(ge=0)]
+    | Annotated[str, Field(max_length=32), AfterValidator(_valid_duration)]
+)
 # A pause can hold a canary for up to a month; timeouts are shorter.
-PauseDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("720h"), _duration_field("720h")]
-Duration = Annotated[str, AfterValidator(_valid_duration), _at_most("24h"), _duration_field("24h")]
-WarmupDuration = Annotated[str, AfterValidator(_valid_duration), _at_most("1h"), _duration_field("1h")]
+PauseDuration = Annotated[DurationValue, _at_most("720h"), _duration_rules("720h")]
+Duration = Annotated[DurationValue, _at_most("24h"), _duration_rules("24h")]
+WarmupDuration = Annotated[DurationValue, _at_most("1h"), _duration_rules("1h")]
 IntOrPercent = Annotated[
     Annotated[int, Field(ge=0, le=INT32_MAX)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$", max_length=4)],
     Field(
@@ -135,12 +150,12 @@ class RecreateStrategy(ApiModel):
 
 class Pause(ApiModel):
     duration: PauseDuration | None = Field(
-        None, description="Resume by itself after this long; without it, wait for promote."
+        None, description=duration_description("Resume by itself after this long; without it, wait for promote", "720h")
     )
 
     @property
     def seconds(self) -> float | None:
-        return None if self.duration is None else parse_duration(self.duration)
+        return None if self.duration is None else duration_seconds(self.duration)
 
 
 _STEP_MESSAGE = "each step needs exactly one of setWeight, pause"

@@ -1,4 +1,12 @@
-"""Shared CLI plumbing: the client, the namespace, YAML output, errors → exit codes."""
+"""Shared CLI plumbing: the client, the namespace, YAML output, errors → exit codes.
+
+Exit codes (the same for every command, shown by `apprelease --help`):
+  0  done (`status`: Healthy or TakenDown)
+  1  `status`: the rollout failed: Degraded (aborted) or Stalled
+  2  usage error (click's)
+  3  `status`: the timeout passed before a verdict
+  4  error: not found, refused by the apiserver, no or unreadable kubeconfig, apiserver unreachable
+"""
 
 from __future__ import annotations
 
@@ -6,19 +14,37 @@ import functools
 import json
 import os
 import re
-import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 import yaml
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
+from urllib3.exceptions import HTTPError as TransportError
+from urllib3.exceptions import MaxRetryError, NewConnectionError, SSLError
+from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from ..actions import ActionError
-from ..k8s.client import USER_AGENT, ApiError, Kube, load_api_client
+from ..k8s.client import ApiError, Kube, context_namespace, load_api_client
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_ERROR = 4
+EXIT_CODES = f"""Exit codes: {EXIT_OK} done (status: Healthy or TakenDown); {EXIT_FAILED} status: Degraded or
+Stalled; {EXIT_USAGE} usage error; {EXIT_TIMEOUT} status: timed out; {EXIT_ERROR} error (not found, refused,
+kubeconfig, apiserver unreachable)."""
+
+
+class CliError(click.ClickException):
+    """One line on stderr and EXIT_ERROR."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
 class _LiteralDumper(yaml.SafeDumper):
@@ -63,34 +89,29 @@ class Context:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(_api_client(self.kubeconfig, self.context))
+            self._kube = connect(self.kubeconfig, self.context)
         return self._kube
 
     @property
+    def namespace_flag(self) -> str | None:
+        """The namespace given with -n, if one was."""
+        return self._namespace
+
+    @property
     def namespace(self) -> str:
-        if self._namespace:
-            return self._namespace
-        try:
-            from kubernetes import config
-
-            contexts, active = config.list_kube_config_contexts(config_file=self.kubeconfig)
-            if self.context:
-                active = next(c for c in contexts if c["name"] == self.context)
-            return active.get("context", {}).get("namespace") or "default"
-        except Exception:
-            return "default"
+        return self._namespace or context_namespace(self.kubeconfig, self.context)
 
 
-def _api_client(kubeconfig: str | None, context: str | None) -> k8s_client.ApiClient:
-    if context is None:
-        return load_api_client(kubeconfig, pool_size=4)
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                client_configuration=configuration)
-    configuration.connection_pool_maxsize = 4
-    api = k8s_client.ApiClient(configuration)
-    api.user_agent = USER_AGENT
-    return api
+def connect(kubeconfig: str | None, context: str | None) -> Kube:
+    """The client for a kubeconfig (or in-cluster); CliError saying what is wrong with it."""
+    try:
+        return Kube(load_api_client(kubeconfig, context, pool_size=4))
+    except Exception as exc:  # the loader raises ConfigException, OSError, TypeError, YAMLError...
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        if "No configuration found" in str(exc) or isinstance(exc, FileNotFoundError):
+            raise CliError(f"no kubeconfig at {where}: pass --kubeconfig or set KUBECONFIG") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CliError(f"cannot use the kubeconfig {where}: {detail}") from None
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -164,6 +185,28 @@ def output_option(fn: F) -> F:
                         help="Print the object(s) as JSON or YAML instead of a table.")(fn)
 
 
+class Timeout(click.ParamType):
+    """Seconds, or a duration such as 30s, 5m or 1h30m (kubectl's --timeout); 0: none."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from ..api.base import parse_duration
+
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip()
+        try:
+            return float(int(text)) if text.isdigit() else parse_duration(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration such as 30s, 5m or 1h30m", param, ctx)
+
+
+def timeout_option(help_text: str) -> Callable[[F], F]:
+    return click.option("--timeout", type=Timeout(), default="0", show_default=True, metavar="DURATION",
+                        help=help_text)
+
+
 def print_structured(data: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2, sort_keys=False))
@@ -171,17 +214,36 @@ def print_structured(data: Any, output: str) -> None:
         click.echo(dump_yaml([data]), nl=False)
 
 
+def unreachable(exc: TransportError) -> str:
+    """One line for a request that reached no apiserver."""
+    reason: Any = exc.reason if isinstance(exc, MaxRetryError) else exc
+    where = ""
+    pool = getattr(exc, "pool", None)
+    if pool is not None:
+        where = f" at {pool.host}:{pool.port}"
+    if isinstance(reason, NewConnectionError):
+        detail = re.sub(r"^\[Errno -?\d+\] ", "", str(reason).rsplit(": ", 1)[-1])
+    elif isinstance(reason, TransportTimeout):
+        detail = "timed out"
+    elif isinstance(reason, SSLError):
+        detail = f"TLS: {reason}"
+    else:
+        detail = str(reason) or type(reason).__name__
+    return f"cannot reach the apiserver{where}: {detail}"
+
+
 def api_errors(fn: F) -> F:
-    """Turn API failures into one clear line and exit code 1 (2 for not found)."""
+    """API, kubeconfig and connection failures: one clear line and EXIT_ERROR, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ApiError as exc:
-            click.echo(f"error: {exc.message or exc}", err=True)
-            sys.exit(2 if exc.not_found else 1)
+            raise CliError(exc.message or str(exc)) from None
         except ActionError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise CliError(str(exc)) from None
+        except TransportError as exc:
+            raise CliError(unreachable(exc)) from None
 
     return wrapper  # type: ignore[return-value]

@@ -128,6 +128,23 @@ def rollback(ctx: Context, name: str, to_revision: int | None) -> None:
     _perform(ctx, name, actions.Rollback(to_revision=to_revision))
 
 
+@click.group(name="set")
+def set_field() -> None:
+    """Change a field of an AppRelease (as kubectl set)."""
+
+
+@set_field.command(name="image")
+@_name_argument()
+@click.argument("image")
+@kube_options
+@pass_context
+@api_errors
+def set_image(ctx: Context, name: str, image: str) -> None:
+    """Set spec.image to IMAGE: a new revision, rolled out by the app's strategy
+    (then `apprelease status NAME --timeout 10m` waits for its verdict)."""
+    _perform(ctx, name, actions.SetImage(image=image))
+
+
 def _marks(record: RevisionRecord, status: dict[str, Any]) -> list[str]:
     marks = []
     if record.hash == status.get("currentRevisionHash"):
@@ -176,4 +193,4 @@ def history(ctx: Context, name: str, output: str | None) -> None:
     Console(width=200).print(table)
 
 
-OPERATIONS = [promote, pause, resume, abort, retry, restart, take_down, bring_up, rollback, history]
+OPERATIONS = [set_field, promote, pause, resume, abort, retry, restart, take_down, bring_up, rollback, history]

@@ -3,6 +3,8 @@ in the spirit of `kubectl argo rollouts get rollout -w`."""
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -14,7 +16,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..k8s.observe import pod_state
+from ..k8s.watch import WatchEvent, watch
 from ..render import labels
+from ..rollout import state as rollout_state
+from ..rollout.state import Promoting, RolloutState, Switched
 from .common import Context
 
 SYMBOLS = {
@@ -36,12 +41,16 @@ def _fetch(ctx: Context, name: str) -> tuple[dict[str, Any], list[dict], list[di
     selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
     deployments = ctx.kube.list("Deployment", ctx.namespace, labelSelector=selector)
     pods = ctx.kube.list("Pod", ctx.namespace, labelSelector=selector)
-    others = [
+    return app, deployments, pods, _others(ctx, name)
+
+
+def _others(ctx: Context, name: str) -> list[str]:
+    selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
+    return [
         f"{kind}/{obj['metadata']['name']}"
         for kind in ("Service", "Ingress", "ConfigMap")
         for obj in ctx.kube.list(kind, ctx.namespace, labelSelector=selector)
     ]
-    return app, deployments, pods, others
 
 
 def render_view(
@@ -61,14 +70,14 @@ def render_view(
         header.add_row("  Step:", status.get("step") or "")
         header.add_row("  SetWeight:", str(status.get("setWeight", "")))
         header.add_row("  ActualWeight:", str(status.get("actualWeight", "")))
-    active = _active_revision(status)
+    rollout = rollout_state.of_wire(status).state
+    active = _active_revision(status, rollout)
     if status.get("strategy") == "blueGreen":
-        blue_green = status.get("blueGreen") or {}
         header.add_row("  Active:", f"revision {active}" if active is not None else "")
         if status.get("canaryRevision") is not None:
             header.add_row("  Preview:", f"revision {status['canaryRevision']}")
-        if blue_green.get("switchedAt"):
-            header.add_row("  Switched:", f"{blue_green['switchedAt']} (old pods kept for an instant rollback)")
+        if isinstance(rollout, Switched):
+            header.add_row("  Switched:", f"{rollout.at} (old pods kept for an instant rollback)")
     images = []
     for dep in sorted(deployments, key=lambda d: d["metadata"]["name"]):
         track = (dep["metadata"].get("labels") or {}).get(labels.TRACK, "")
@@ -133,23 +142,93 @@ def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
 
 
-def _active_revision(status: dict[str, Any]) -> int | None:
+def _active_revision(status: dict[str, Any], state: RolloutState) -> int | None:
     """The revision traffic goes to with blue-green: the preview's once switched."""
-    state = status.get("blueGreen") or {}
-    if status.get("promoting") or state.get("switchedAt"):
+    if isinstance(state, Promoting | Switched):
         return status.get("canaryRevision")
     return status.get("stableRevision")
 
 
-def show(ctx: Context, name: str, *, watch: bool, interval: float = 1.0) -> None:
+def show(ctx: Context, name: str, *, watch: bool, timeout: float | None = None) -> None:
     console = Console()
     if not watch:
         console.print(render_view(*_fetch(ctx, name)))
         return
-    with Live(render_view(*_fetch(ctx, name)), console=console, refresh_per_second=4) as live:
+    app, deployments, pods, others = _fetch(ctx, name)  # not found: an error at once
+    until = time.monotonic() + timeout if timeout else None
+    view = _WatchedView(ctx, name, until)
+    view.start()
+    with Live(render_view(app, deployments, pods, others), console=console, refresh_per_second=4) as live:
         try:
-            while True:
-                time.sleep(interval)  # a terminal redraw cadence, not synchronisation
-                live.update(render_view(*_fetch(ctx, name)))
+            while view.next_change():
+                live.update(view.render())
         except KeyboardInterrupt:
             pass
+
+
+class _WatchedView:
+    """The AppRelease, its Deployments and pods, kept current by three watches (each in a
+    thread, all feeding one queue): the apiserver pushes changes, nothing polls. The other
+    children (Service, Ingress, ConfigMap: names only) are read again when the app changes."""
+
+    def __init__(self, ctx: Context, name: str, until: float | None):
+        self._ctx = ctx
+        self._name = name
+        self._until = until
+        selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
+        self._sources: dict[str, dict[str, Any]] = {
+            "AppRelease": {"field_selector": f"metadata.name={name}"},
+            "Deployment": {"label_selector": selector},
+            "Pod": {"label_selector": selector},
+        }
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in self._sources}
+        self._events: queue.Queue[tuple[str, WatchEvent | Exception | None]] = queue.Queue()
+        self._others: list[str] = []
+
+    def start(self) -> None:
+        for kind, selectors in self._sources.items():
+            threading.Thread(target=self._pump, args=(kind, selectors), daemon=True,
+                             name=f"watch-{kind}").start()
+
+    def _pump(self, kind: str, selectors: dict[str, Any]) -> None:
+        try:
+            for event in watch(self._ctx.kube, kind, self._ctx.namespace, until=self._until, **selectors):
+                self._events.put((kind, event))
+        except Exception as exc:  # handed to the main thread, which reports it
+            self._events.put((kind, exc))
+        else:
+            self._events.put((kind, None))  # the timeout passed
+
+    def next_change(self) -> bool:
+        """Wait for a change and apply it (and whatever else arrived meanwhile); False once
+        the timeout has passed."""
+        kind, event = self._events.get()
+        while True:
+            if event is None:
+                return False
+            if isinstance(event, Exception):
+                raise event
+            self._apply(kind, event)
+            try:
+                kind, event = self._events.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _apply(self, kind: str, event: WatchEvent) -> None:
+        known = self._objects[kind]
+        if event.type == "LISTED":
+            known.clear()
+        for obj in event.objects:
+            if event.type == "DELETED":
+                known.pop(obj["metadata"]["name"], None)
+            else:
+                known[obj["metadata"]["name"]] = obj
+        if kind == "AppRelease":
+            self._others = _others(self._ctx, self._name)
+
+    def render(self) -> Group:
+        app = self._objects["AppRelease"].get(self._name)
+        if app is None:
+            return Group(Text(f"{self._name}: deleted", style="red"))
+        return render_view(app, list(self._objects["Deployment"].values()),
+                           list(self._objects["Pod"].values()), self._others)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from ..k8s.client import ApiError
-from .kube import CONSOLE, Apiserver, Identity
+from ..k8s.client import OWN, ApiError, AsyncKube, Identity
 
 AuthMode = Literal["kubeconfig", "token", "impersonation"]
 AUTH_MODES: tuple[AuthMode, ...] = ("kubeconfig", "token", "impersonation")
@@ -51,7 +50,7 @@ class ProxyHeaders:
 def identity_from_headers(mode: AuthMode, headers: Mapping[str, str], proxy: ProxyHeaders) -> Identity:
     """The request's identity under ``mode`` (headers as aiohttp gives them, case-insensitive)."""
     if mode == "kubeconfig":
-        return CONSOLE
+        return OWN
     if mode == "token":
         scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -73,8 +72,8 @@ def identity_from_headers(mode: AuthMode, headers: Mapping[str, str], proxy: Pro
 class Access:
     """SelfSubjectAccessReviews as each user, cached for ACCESS_TTL_SECONDS."""
 
-    def __init__(self, apiserver: Apiserver, ttl: float = ACCESS_TTL_SECONDS):
-        self._apiserver = apiserver
+    def __init__(self, client: Callable[[Identity], AsyncKube], ttl: float = ACCESS_TTL_SECONDS):
+        self._client = client
         self._ttl = ttl
         self._answers: dict[tuple[str, str, str, str, str], tuple[float, asyncio.Future[bool]]] = {}
         self._names: dict[str, tuple[float, str]] = {}
@@ -94,7 +93,7 @@ class Access:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._answers[key] = (now, future)  # concurrent askers share one review
         try:
-            allowed = await self._apiserver.as_(identity).can(verb, plural, namespace, group)
+            allowed = await self._client(identity).can(verb, plural, namespace, group)
         except ApiError as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning
@@ -125,7 +124,7 @@ class Access:
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1]
         try:
-            name = await self._apiserver.as_(identity).whoami()
+            name = await self._client(identity).whoami()
         except ApiError:
             name = identity.user or "?"
         self._names[identity.key] = (now, name)

@@ -17,8 +17,8 @@ from .. import actions
 from ..k8s.client import ApiError
 from . import diff, views
 from .access import APPRELEASES
+from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT
-from .server import Console, Feed, console_of, identity_of, page_context
 from .watch import AppKey
 
 COALESCE_SECONDS = 0.1
@@ -49,7 +49,7 @@ def _key(request: web.Request) -> AppKey:
 def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, str]:
     """Each section's HTML, from the caches (an app that is gone renders as such)."""
     watches = console.watches
-    app = watches.apps.objects.get(key)
+    app = watches.apps.get(key)
     if app is None:
         return {"header": console.render("_gone.html", namespace=key[0], name=key[1])} | {
             s: "" for s in SECTIONS if s != "header"}
@@ -67,9 +67,10 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
         "buttons": views.buttons(app, allowed.may_patch),
         "reads": allowed.reads,
         "steps": views.steps(spec, status),
+        "aborted": views.aborted(status),
         "weights": views.weights(status),
         "tracks": views.tracks(status),
-        "conditions": status.get("conditions") or [],
+        "conditions": views.conditions(status.get("conditions") or []),
         "tree": views.tree(watches.deployments.of_app(key) if allowed.reads["deployments"] else [],
                            watches.pods.of_app(key) if allowed.reads["pods"] else [],
                            views.offline_pods(app)),
@@ -78,7 +79,7 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
         "events": views.events(watches.events_of(key), now) if allowed.reads["events"] else [],
         "history": views.history(records, status),
         "details": views.details(status),
-        "errors": {s.kind.name: s.error for s in (watches.apps, *watches.detail_stores()) if s.error},
+        "errors": {s.kind: s.error for s in (watches.apps, *watches.detail_stores()) if s.error},
     }
     return {name: console.render(f"_section_{name}.html", **context) for name in SECTIONS}
 

@@ -39,16 +39,20 @@ def _root_param(ctx: click.Context, name: str) -> str | None:
               help="With --auth impersonation: the proxy's header naming the user.")
 @click.option("--groups-header", default="X-Forwarded-Groups", show_default=True,
               help="With --auth impersonation: the proxy's header listing the groups (comma-separated).")
+@click.option("--accept-host", "accept_hosts", multiple=True, metavar="NAME",
+              help="With --auth kubeconfig: another Host name to answer besides localhost, 127.0.0.1 "
+                   "and [::1] (any other is refused: a website can point its own name at 127.0.0.1).")
 @click.option("-n", "--namespace", help="Show (and watch) only this namespace (default: every namespace).")
 @click.option("--context", help="The kubeconfig context to use.")
 @click.option("--kubeconfig", help="Path to the kubeconfig (default: $KUBECONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 @click.pass_context
 def console(ctx: click.Context, address: str, port: int, no_browser: bool, read_only: bool, auth: str,
-            user_header: str, groups_header: str, namespace: str | None, context: str | None,
+            user_header: str, groups_header: str, accept_hosts: tuple[str, ...], namespace: str | None, context: str | None,
             kubeconfig: str | None, verbose: bool) -> None:
     """Web console: every AppRelease you may see, live, and the actions RBAC lets you take."""
-    from .server import Settings, serve
+    from .context import Settings
+    from .server import serve
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,6 +66,7 @@ def console(ctx: click.Context, address: str, port: int, no_browser: bool, read_
         kubeconfig=kubeconfig.split(os.pathsep)[0] if kubeconfig else None,
         context=context or _root_param(ctx, "context"),
         proxy_headers=ProxyHeaders(user=user_header, groups=groups_header),
+        accept_hosts=accept_hosts,
     )
 
     def ready(url: str) -> None:

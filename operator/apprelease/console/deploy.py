@@ -15,8 +15,7 @@ from aiohttp import web
 from ..k8s.client import RESOURCES, ApiError
 from . import form as deploy_form
 from .access import APPRELEASES
-from .kube import ApiFailure
-from .server import console_of, identity_of, page_context
+from .context import console_of, identity_of, page_context
 
 FIELD_MANAGER = "apprelease-console"
 
@@ -46,7 +45,7 @@ async def _render_form(request: web.Request, form: deploy_form.DeployForm, *, er
     context = {
         "form": form, "errors": {**local_errors, **(errors or {})}, "general": general or [],
         "message": message, "yaml": to_yaml(obj), "env_sources": deploy_form.ENV_SOURCES,
-        "probes": deploy_form.PROBES, "strategies": deploy_form.STRATEGIES,
+        "probes": deploy_form.PROBES, "strategies": deploy_form.strategy_choices(form),
         "service_types": deploy_form.SERVICE_TYPES,
         "env_rows": form.env or [deploy_form.EnvRow()], "file_rows": form.files or [deploy_form.FileRow()],
     }
@@ -62,7 +61,7 @@ def _base(request: web.Request, form: deploy_form.DeployForm) -> dict[str, Any] 
     guarded by the resourceVersion the form was opened with)."""
     if not form.editing:
         return None
-    return console_of(request).watches.apps.objects.get((form.namespace, form.name))
+    return console_of(request).watches.apps.get((form.namespace, form.name))
 
 
 async def new_form(request: web.Request) -> web.Response:
@@ -80,7 +79,7 @@ async def edit_form(request: web.Request) -> web.Response:
     key = request.match_info["namespace"], request.match_info["name"]
     if not await console.access.can(identity_of(request), "get", APPRELEASES, key[0]):
         raise web.HTTPForbidden(text=f"you may not read AppReleases in namespace {key[0]}")
-    app = console.watches.apps.objects.get(key)
+    app = console.watches.apps.get(key)
     if app is None:
         raise web.HTTPNotFound(text=f"no AppRelease {key[0]}/{key[1]}")
     return await _render_form(request, deploy_form.from_app_release(app))
@@ -115,7 +114,7 @@ async def submit(request: web.Request) -> web.Response:
                                   status=409, fragment=True)
     if local_errors:
         return await _render_form(request, form, status=422, fragment=True)
-    client = console.apiserver.as_(identity_of(request))
+    client = console.client(identity_of(request))
     resource = RESOURCES["AppRelease"]
     if form.editing:
         # Only what the form changed, under the version the form was opened with (409 else):
@@ -136,14 +135,12 @@ async def submit(request: web.Request) -> web.Response:
                                       fragment=True)
         await client.request(method, path, query=query, body=body, content_type=content_type,
                              resource="AppRelease")
-    except ApiFailure as exc:
+    except ApiError as exc:
         by_field, general = deploy_form.field_errors(exc.causes, exc.message)
         if exc.status == 409 and form.editing:
             general = ["the app changed since this form was opened: reload to edit the current version"]
         return await _render_form(request, form, errors=by_field, general=general,
                                   status=exc.status, fragment=True)
-    except ApiError as exc:
-        return await _render_form(request, form, general=[exc.message], status=exc.status, fragment=True)
     response = web.Response(status=204)
     response.headers["HX-Redirect"] = f"/apps/{form.namespace}/{form.name}"
     return response

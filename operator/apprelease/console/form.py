@@ -17,11 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND
 
 ENV_SOURCES = ("value", "secret", "configmap")
 PROBES = ("none", "http", "tcp", "custom")
-STRATEGIES = ("rolling", "recreate", "canary")
+STRATEGIES = ("rolling", "recreate", "canary", "blueGreen")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 MERGE = "application/merge-patch+json"
 
@@ -148,7 +149,8 @@ def parse_steps(text: str) -> list[dict[str, Any]]:
         elif token == "pause":
             result.append({"pause": {}})
         elif m := re.fullmatch(r"pause\s+(\S+)", token):
-            result.append({"pause": {"duration": m.group(1)}})
+            duration = m.group(1)  # integer seconds or a duration string, as the API takes
+            result.append({"pause": {"duration": int(duration) if duration.isdigit() else duration}})
         else:
             raise ValueError(f"{part.strip()!r}: write a weight (20 or 20%), pause, or pause 30s")
     return result
@@ -161,7 +163,7 @@ def format_steps(steps: list[Mapping[str, Any]]) -> str:
             parts.append(str(step["setWeight"]))
         else:
             duration = (step.get("pause") or {}).get("duration")
-            parts.append(f"pause {duration}" if duration else "pause")
+            parts.append(f"pause {duration_text(duration)}" if duration is not None else "pause")
     return ", ".join(parts)
 
 
@@ -188,6 +190,33 @@ def _put(spec: dict[str, Any], key: str, value: Any) -> None:
         spec.pop(key, None)
     else:
         spec[key] = value
+
+
+def strategy_kind(strategy: Mapping[str, Any]) -> str:
+    """Which strategy a spec.strategy sets (its one key), "rolling" when none."""
+    return next((kind for kind, value in strategy.items() if value is not None), "rolling")
+
+
+def strategy_choices(form: DeployForm) -> tuple[str, ...]:
+    """The strategy select's options: the known kinds, and the app's own if it is another."""
+    return STRATEGIES if form.strategy in STRATEGIES else (*STRATEGIES, form.strategy)
+
+
+def _strategy(form: DeployForm, live: Mapping[str, Any], errors: FormErrors) -> dict[str, Any]:
+    """The strategy the form chose. The live app's own strategy object is kept as it is
+    (every field of it, including ones this form does not show or know); only the canary
+    steps come from the form. Another kind starts from that kind's defaults."""
+    kind = form.strategy or "rolling"
+    strategy: dict[str, Any] = (copy.deepcopy(dict(live)) if kind == strategy_kind(live)
+                                else {} if kind == "rolling" else {kind: {}})
+    if kind == "canary":
+        canary = dict(strategy.get("canary") or {})
+        try:
+            canary["steps"] = parse_steps(form.canary_steps)
+        except ValueError as exc:
+            errors["canary-steps"] = str(exc)
+        strategy["canary"] = canary
+    return strategy
 
 
 def to_app_release(form: DeployForm, base: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], FormErrors]:
@@ -253,22 +282,8 @@ def to_app_release(form: DeployForm, base: Mapping[str, Any] | None = None) -> t
                 ingress["className"] = form.ingress_class
         _put(spec, "ingress", ingress if form.ingress_host else None)
 
-    strategy = dict(spec.get("strategy") or {})
-    canary = dict(strategy.get("canary") or {})
-    strategy = {}
-    if form.strategy == "recreate":
-        strategy["recreate"] = {}
-    elif form.strategy == "canary":
-        try:
-            canary["steps"] = parse_steps(form.canary_steps)
-        except ValueError as exc:
-            errors["canary-steps"] = str(exc)
-        strategy["canary"] = canary
-    elif (base_spec.get("strategy") or {}).get("rolling"):
-        strategy["rolling"] = base_spec["strategy"]["rolling"]
-    spec["strategy"] = strategy
-    if not strategy:
-        spec.pop("strategy")
+    strategy = _strategy(form, base_spec.get("strategy") or {}, errors)
+    _put(spec, "strategy", strategy or None)
 
     registry = dict(spec.get("registry") or {})
     if form.nacos_server:
@@ -353,11 +368,11 @@ def from_app_release(app: Mapping[str, Any]) -> DeployForm:
     form.ingress_path = str(ingress.get("path", "/"))
     form.ingress_class = str(ingress.get("className", ""))
     strategy = spec.get("strategy") or {}
-    if strategy.get("canary") is not None:
-        form.strategy = "canary"
+    form.strategy = strategy_kind(strategy)
+    if form.strategy == "canary":
         form.canary_steps = format_steps((strategy["canary"] or {}).get("steps") or [])
-    else:
-        form.strategy = "recreate" if strategy.get("recreate") is not None else "rolling"
+    elif form.strategy not in STRATEGIES:
+        form.notes.append(f"strategy {form.strategy} (kept as it is)")
     nacos = (spec.get("registry") or {}).get("nacos") or {}
     form.nacos_server = str(nacos.get("serverAddr", ""))
     form.nacos_namespace = str(nacos.get("namespace", "public"))
@@ -387,7 +402,8 @@ _FIELDS = [
     (r"spec\.ingress\.className", "ingress-class"),
     (r"spec\.ingress\.path", "ingress-path"),
     (r"spec\.ingress", "ingress-host"),
-    (r"spec\.strategy", "canary-steps"),
+    (r"spec\.strategy\.canary", "canary-steps"),
+    (r"spec\.strategy", "strategy"),  # blueGreen's fields, or more than one strategy set
     (r"spec\.registry\.nacos\.serverAddr", "nacos-server"),
     (r"spec\.registry\.nacos\.namespace", "nacos-namespace"),
     (r"spec\.registry\.nacos\.group", "nacos-group"),

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from .. import actions
 from ..k8s.client import ApiError
+from .context import console_of, identity_of
 from .metrics import ACTIONS
-from .server import console_of, identity_of
 
 log = logging.getLogger("apprelease.console.actions")
 
@@ -33,7 +33,7 @@ async def _perform(request: web.Request, action: actions.Action, label: str) -> 
         ACTIONS.labels(label, "read-only").inc()
         return _result(request, False, "this console is read-only", status=403)
     try:
-        message = await actions.perform_async(console.apiserver.as_(identity), namespace, name, action)
+        message = await console.client(identity).call(actions.perform, namespace, name, action)
     except actions.ActionError as exc:
         ACTIONS.labels(label, "invalid").inc()
         return _result(request, False, f"{name}: {exc}", status=409)

@@ -19,8 +19,8 @@ from aiohttp_sse import sse_response
 
 from . import views
 from .access import APPRELEASES
+from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT
-from .server import Console, Feed, console_of, identity_of, page_context
 from .watch import AppKey
 
 log = logging.getLogger("apprelease.console.overview")
@@ -39,7 +39,7 @@ async def overview_page(request: web.Request) -> web.Response:
     identity = identity_of(request)
     may_create = not console.settings.read_only and await console.access.can(
         identity, "create", APPRELEASES, namespace)
-    namespaces = sorted({ns for ns, _ in console.watches.apps.objects})
+    namespaces = sorted({ns for ns, _ in console.watches.apps.app_keys()})
     visible = sorted(await console.access.visible_namespaces(identity, namespaces))
     html = console.render("overview.html", **await page_context(request), namespace=namespace, search=search,
                           namespaces=visible, may_create=may_create, watch_error=console.watches.apps.error)
@@ -68,45 +68,44 @@ class OverviewStream:
         self.namespace, self.search = _filters(request)
         self.shown: set[AppKey] = set()
 
-    async def _visible(self, keys: Iterable[AppKey]) -> set[AppKey]:
-        store = self.console.watches.apps.objects
-        candidates = [k for k in keys if k in store and views.matches(store[k], self.namespace, self.search)]
+    async def _visible(self, keys: Iterable[AppKey]) -> dict[AppKey, dict[str, Any]]:
+        """The apps among ``keys`` this page shows (filters, and what the user may see)."""
+        apps = self.console.watches.apps
+        candidates = {k: app for k in keys if (app := apps.get(k)) is not None
+                      and views.matches(app, self.namespace, self.search)}
         allowed = await self.console.access.visible_namespaces(self.identity, {ns for ns, _ in candidates})
-        return {k for k in candidates if k[0] in allowed}
+        return {k: app for k, app in candidates.items() if k[0] in allowed}
 
     async def initial(self) -> str:
         await self.console.watches.apps.synced.wait()
-        visible = await self._visible(list(self.console.watches.apps.objects))
+        visible = await self._visible(self.console.watches.apps.app_keys())
         now = views.utcnow()
         ordered = sorted(visible)
         self.shown = set(ordered)
-        store = self.console.watches.apps.objects
         parts = []
         for index, key in enumerate(ordered):
             if index and index % RENDER_BATCH == 0:
                 await asyncio.sleep(0)  # let other pages' updates go out meanwhile
-            if key in store:
-                parts.append(_row_html(self.console, store[key], now))
+            parts.append(_row_html(self.console, visible[key], now))
         rows = "".join(parts)
         if not ordered:
             rows = self.console.render("_empty_row.html", filtered=bool(self.namespace or self.search))
         return rows
 
     def counts_html(self) -> str:
-        store = self.console.watches.apps.objects
-        phases = ((store[k].get("status") or {}).get("phase") or "Unknown" for k in self.shown if k in store)
+        apps = [self.console.watches.apps.get(k) for k in self.shown]
+        phases = ((app.get("status") or {}).get("phase") or "Unknown" for app in apps if app is not None)
         return self.console.render("_counts.html", counts=views.count_phases(phases), oob=True)
 
     async def update(self, keys: set[AppKey]) -> str:
         visible = await self._visible(keys)
-        store = self.console.watches.apps.objects
         now = views.utcnow()
         parts = []
         for key in sorted(keys):
             row_id = views.row_id(*key)
             if key in visible:
                 replace = key in self.shown
-                html = _row_html(self.console, store[key], now, oob=replace)
+                html = _row_html(self.console, visible[key], now, oob=replace)
                 where = "true" if replace else "beforeend:#rows"
                 parts.append(self.console.render("_oob_row.html", html=html, where=where))
                 self.shown.add(key)

@@ -1,4 +1,4 @@
-"""The console's web server (aiohttp): settings, shared state, security middleware, start-up.
+"""The console's web server (aiohttp): security middleware, routes, start-up.
 
 Pages are Jinja2 templates with auto-escaping; live updates are server-sent events fed from
 the shared watches (watch.py); htmx swaps what the server renders. Every request is tied to
@@ -11,151 +11,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import jinja2
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import csrf
-from .access import Access, AuthMode, NotAuthenticated, ProxyHeaders, identity_from_headers
-from .kube import CONSOLE, Apiserver, Identity, context_namespace, load_configuration
+from ..k8s.client import OWN, Apiserver, AsyncKube, context_namespace, load_configuration
+from . import app_page, csrf, deploy, operations, overview
+from .access import NotAuthenticated, identity_from_headers
+from .context import (
+    API_THREADS,
+    CONSOLE_KEY,
+    IDENTITY,
+    PACKAGE_DIR,
+    SESSION,
+    Console,
+    Settings,
+    console_of,
+    identity_of,
+    request_host,
+)
 from .metrics import REGISTRY
-from .watch import AppKey, Watches
+from .watch import WATCHED_KINDS
 
 log = logging.getLogger("apprelease.console")
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-CHANGE_LOG_LENGTH = 50_000
-DETAILS_SYNC_TIMEOUT_SECONDS = 10.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Settings:
-    address: str = "127.0.0.1"
-    port: int = 7070
-    read_only: bool = False
-    auth: AuthMode = "kubeconfig"
-    namespace: str | None = None  # watch only this namespace (else every namespace)
-    kubeconfig: str | None = None
-    context: str | None = None
-    proxy_headers: ProxyHeaders = field(default_factory=ProxyHeaders)
-    secret: bytes = field(default_factory=csrf.new_secret, repr=False)
-
-
-class Changes:
-    """A numbered log of which apps changed, so a page rendered at number N can catch up."""
-
-    def __init__(self) -> None:
-        self.number = 0
-        self._log: deque[tuple[int, str, AppKey]] = deque(maxlen=CHANGE_LOG_LENGTH)
-        self._feeds: set[Feed] = set()
-
-    def record(self, kind: str, app: AppKey) -> None:
-        self.number += 1
-        self._log.append((self.number, kind, app))
-        for feed in list(self._feeds):
-            feed.offer(kind, app)
-
-    def since(self, number: int) -> list[tuple[str, AppKey]] | None:
-        """Changes after ``number``, or None if the log no longer reaches that far back."""
-        if self._log and self._log[0][0] > number + 1:
-            return None
-        return [(kind, app) for n, kind, app in self._log if n > number]
-
-    def attach(self, feed: Feed) -> None:
-        self._feeds.add(feed)
-
-    def detach(self, feed: Feed) -> None:
-        self._feeds.discard(feed)
-
-
-class Feed:
-    """One live page's interest: the apps (of some kinds) that changed since it last sent."""
-
-    def __init__(self, wants: Callable[[str, AppKey], bool]):
-        self._wants = wants
-        self.dirty: set[AppKey] = set()
-        self.wake = asyncio.Event()
-
-    def offer(self, kind: str, app: AppKey) -> None:
-        if self._wants(kind, app):
-            self.dirty.add(app)
-            self.wake.set()
-
-    def take(self) -> set[AppKey]:
-        taken, self.dirty = self.dirty, set()
-        self.wake.clear()
-        return taken
-
-
-class Console:
-    """Everything the handlers share (one per process)."""
-
-    def __init__(self, settings: Settings, apiserver: Apiserver):
-        self.settings = settings
-        self.apiserver = apiserver
-        self.access = Access(apiserver)
-        self.watches = Watches(apiserver.as_(CONSOLE), settings.namespace)
-        self.changes = Changes()
-        self.watches.subscribe(self.changes.record)
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
-            autoescape=True,  # every value is escaped unless a template says otherwise
-            undefined=jinja2.ChainableUndefined,  # status fields are optional: absent renders empty
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.row_cache: dict[tuple[AppKey, str, str], str] = {}
-
-    def render(self, template: str, **context: Any) -> str:
-        return self.templates.get_template(template).render(**context)
-
-    async def details_ready(self) -> None:
-        await self.watches.wait_details(DETAILS_SYNC_TIMEOUT_SECONDS)
-
-
-CONSOLE_KEY = web.AppKey("console", Console)
-IDENTITY = "apprelease.identity"
-SESSION = "apprelease.session"
-
-
-def console_of(request: web.Request) -> Console:
-    return request.app[CONSOLE_KEY]
-
-
-def identity_of(request: web.Request) -> Identity:
-    identity: Identity = request[IDENTITY]
-    return identity
-
-
-def request_host(request: web.Request) -> str:
-    return request.headers.get("X-Forwarded-Host") or request.host
-
-
-def csrf_token(request: web.Request) -> str:
-    return csrf.token_for(console_of(request).settings.secret, request[SESSION], identity_of(request).key)
-
-
-async def page_context(request: web.Request) -> dict[str, Any]:
-    """What every full page's layout needs."""
-    console = console_of(request)
-
-    def static(filename: str) -> str:
-        return str(request.app.router["static"].url_for(filename=filename))
-
-    return {
-        "static": static,
-        "csrf_token": csrf_token(request),
-        "user": await console.access.user_name(identity_of(request)),
-        "read_only": console.settings.read_only,
-        "auth": console.settings.auth,
-    }
 
 
 SECURITY_HEADERS = {
@@ -170,7 +52,14 @@ SECURITY_HEADERS = {
 
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Identity, session cookie and CSRF check before any handler; security headers after."""
+    """Host, identity, session cookie and CSRF check before any handler; security headers after."""
+    settings = console_of(request).settings
+    if not settings.accepts_host(request.headers.get("Host")):
+        log.warning("refused %s %s for Host %r: not a loopback name", request.method, request.path,
+                    request.headers.get("Host"))
+        return web.Response(status=403, text="this console answers only to localhost, 127.0.0.1 and [::1] "
+                                             "(another name may be a website pointing its own name here); "
+                                             "--accept-host NAME adds one")
     if request.path.startswith("/static/") or request.path in ("/healthz", "/metrics", "/favicon.ico"):
         response = await handler(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -213,11 +102,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(status=200 if synced else 503, text="ok" if synced else "syncing")
 
 
-async def _scoped(settings: Settings, apiserver: Apiserver) -> Settings:
+async def _scoped(settings: Settings, client: AsyncKube) -> Settings:
     """Locally, a user who may not list AppReleases in every namespace gets the context's."""
-    if settings.namespace or settings.auth != "kubeconfig":
+    if settings.namespace or settings.behind_proxy:
         return settings
-    client = apiserver.as_(CONSOLE)
     if await client.can("list", "appreleases", "", "apprelease.io"):
         return settings
     namespace = context_namespace(settings.kubeconfig, settings.context)
@@ -227,20 +115,24 @@ async def _scoped(settings: Settings, apiserver: Apiserver) -> Settings:
 
 
 def create_app(settings: Settings) -> web.Application:
-    from . import app_page, deploy, operations, overview
-
     app = web.Application(middlewares=[security], client_max_size=4 * 1024 * 1024)
 
     async def lifecycle(app: web.Application) -> Any:
         configuration = load_configuration(settings.kubeconfig, settings.context)
-        apiserver = Apiserver(configuration)
-        await apiserver.start()
-        console = Console(await _scoped(settings, apiserver), apiserver)
-        app[CONSOLE_KEY] = console
-        console.watches.start()
-        yield
-        await console.watches.stop()
-        await apiserver.close()
+        apiserver = Apiserver(configuration, pool_size=API_THREADS)
+        watching = Apiserver(configuration, pool_size=WATCHED_KINDS)
+        executor = ThreadPoolExecutor(API_THREADS, thread_name_prefix="console-api")
+        try:
+            scoped = await _scoped(settings, AsyncKube(apiserver.as_(OWN), executor))
+            console = Console(scoped, apiserver, executor, watching.as_(OWN))
+            app[CONSOLE_KEY] = console
+            console.watches.start()
+            yield
+            console.watches.stop()
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            apiserver.close()
+            watching.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_static("/static/", PACKAGE_DIR / "static", append_version=True, name="static")

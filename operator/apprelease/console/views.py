@@ -13,18 +13,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.base import duration_text
 from ..k8s.observe import pod_state
 from ..render import labels
+from ..rollout import state as rollout_state
+from ..rollout.state import Aborted
 
 PHASE_CLASSES = {"Healthy": "ok", "Progressing": "busy", "Paused": "paused", "Degraded": "bad"}
 INSTANCE_COLUMNS = ("ip", "port", "pod", "revision", "track", "healthy", "enabled", "weight",
                     "ephemeral", "cluster")
-# Status fields shown in their own place on the app page (the rest go to "details").
+# Status fields shown in their own place on the app page (the rest go to "details"), and the
+# old rollout fields, derived from status.rollout (which details shows).
 _SHOWN = {
     "phase", "message", "strategy", "conditions", "registration", "step", "stepCount",
     "currentStepIndex", "stable", "canary", "currentRevision", "stableRevision", "canaryRevision",
     "replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready", "handledRequests",
     "observedGeneration", "aborted", "abortReason", "abortMessage",
+    "stepStartTime", "pauseStartTime", "promoting", "promotionPhase", "promoteFull", "blueGreen",
 }
 
 
@@ -104,7 +109,7 @@ def _flags(app: Mapping[str, Any]) -> tuple[str, ...]:
         flags.append("paused")
     if spec.get("takenDown"):
         flags.append("taken down")
-    if status.get("aborted"):
+    if aborted(status) is not None:
         flags.append("aborted")
     generation = (app.get("metadata") or {}).get("generation")
     if generation is not None and status.get("observedGeneration") not in (None, generation):
@@ -178,16 +183,21 @@ def _step_label(step: Mapping[str, Any]) -> str:
     if step.get("setWeight") is not None:
         return f"set weight {step['setWeight']}%"
     pause = step.get("pause") or {}
-    return f"pause {pause['duration']}" if pause.get("duration") else "pause until promoted"
+    return f"pause {duration_text(pause['duration'])}" if pause.get("duration") is not None else "pause until promoted"
+
+
+def aborted(status: Mapping[str, Any]) -> Aborted | None:
+    """The aborted rollout, with its reason and message; None unless aborted."""
+    state = rollout_state.of_wire(status).state
+    return state if isinstance(state, Aborted) else None
 
 
 def steps(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[Step]:
     canary = (spec.get("strategy") or {}).get("canary") or {}
-    index = status.get("currentStepIndex")
-    in_rollout = bool(status.get("canaryRevisionHash") or status.get("canaryRevision"))
+    index = rollout_state.canary_step(rollout_state.of_wire(status))
     result = []
     for i, step in enumerate(canary.get("steps") or []):
-        if not in_rollout or index is None:
+        if index is None:
             state = "idle"
         elif i < index:
             state = "done"
@@ -230,6 +240,59 @@ def _words(camel: str) -> str:
 
 
 @dataclass(frozen=True)
+class ConditionView:
+    type: str
+    status: str  # "True" | "False" | "Unknown", as Kubernetes writes it
+    reason: str
+    message: str
+    tone: str  # "quiet" (as it should be) | "warn" | "bad" | "busy" | "paused" | "unknown"
+
+
+# kstatus' abnormal-true conditions (and ours of that polarity): True is the news, in this
+# colour; False is how things should be. Every other condition is normal-true: False is news.
+ABNORMAL_TRUE = {"Stalled": "bad", "Reconciling": "busy", "Progressing": "busy", "Paused": "paused"}
+
+
+def conditions(items: Iterable[Mapping[str, Any]]) -> list[ConditionView]:
+    """Each condition with its truth spelled out, coloured only when it needs a look."""
+    result = []
+    for item in items:
+        kind = str(item.get("type") or "")
+        status = str(item.get("status") or "Unknown")
+        if status not in ("True", "False"):
+            status, tone = "Unknown", "unknown"
+        elif kind in ABNORMAL_TRUE:
+            tone = ABNORMAL_TRUE[kind] if status == "True" else "quiet"
+        else:
+            tone = "warn" if status == "False" else "quiet"
+        result.append(ConditionView(kind, status, str(item.get("reason") or ""), str(item.get("message") or ""),
+                                    tone))
+    return result
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    tone: str  # "" (nothing to look at) | "bad" | "busy" | "off"
+
+
+# Instance columns where one value needs a look, and how it looks: an unhealthy instance is
+# trouble, a disabled one is out of traffic (on purpose, maybe), a warming one still ramps
+# up. The other value of each, and every other column, is plain.
+INSTANCE_ATTENTION: dict[str, tuple[bool, str]] = {
+    "healthy": (False, "bad"), "enabled": (False, "off"), "warming": (True, "busy")}
+
+
+def instance_cell(column: str, value: Any) -> Cell:
+    if value is None:
+        return Cell("—", "")
+    if isinstance(value, bool):
+        attention = INSTANCE_ATTENTION.get(column)
+        return Cell("yes" if value else "no", attention[1] if attention and attention[0] is value else "")
+    return Cell(str(value), "")
+
+
+@dataclass(frozen=True)
 class Registration:
     provider: str
     service: str
@@ -241,6 +304,7 @@ class Registration:
     instances: list[Mapping[str, Any]]
     stale: list[Mapping[str, Any]]
     more: str
+    cells: list[list[Cell]] = field(default_factory=list)  # each instance's, by column
 
 
 def registration(status: Mapping[str, Any]) -> Registration | None:
@@ -261,6 +325,7 @@ def registration(status: Mapping[str, Any]) -> Registration | None:
         summary=str(reg.get("summary", "")), last_sync=str(reg.get("lastSyncTime") or ""),
         last_error=str(reg.get("lastError") or ""), per_revision=list(reg.get("revisions") or []),
         columns=columns, instances=instances, stale=stale, more=more,
+        cells=[[instance_cell(column, row.get(column)) for column in columns] for row in instances],
     )
 
 
@@ -386,7 +451,7 @@ def details(status: Mapping[str, Any], prefix: str = "") -> list[Detail]:
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             for i, item in enumerate(value):
                 rows += details(item, f"{path}[{i}].")
-        elif value not in (None, "", [], {}, False):
+        elif value is not False and value not in (None, "", [], {}):  # 0 is a value (step 0)
             rows.append(Detail(path, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
     return rows
 
@@ -414,9 +479,10 @@ def buttons(app: Mapping[str, Any], may_patch: bool) -> Buttons:
     if not may_patch:
         return Buttons()
     spec, status = app.get("spec") or {}, app.get("status") or {}
-    in_canary = bool(status.get("canaryRevisionHash")) and not status.get("aborted")
+    state = rollout_state.of_wire(status).state
+    running = rollout_state.in_progress(state) and not isinstance(state, Aborted)
     return Buttons(
-        promote=in_canary, abort=in_canary, retry=bool(status.get("aborted")),
+        promote=running, abort=running, retry=isinstance(state, Aborted),
         pause=not spec.get("paused"), resume=bool(spec.get("paused")), restart=True, rollback=True,
         take_down=not spec.get("takenDown"), bring_up=bool(spec.get("takenDown")), offline=True, edit=True,
         any=True,

@@ -1,10 +1,11 @@
 """One watch per resource kind for the whole console, however many browsers are open.
 
-Each ``Store`` lists its kind (in pages), then watches from the list's resourceVersion with
-bookmarks, resumes where a server-closed watch stopped, relists on 410 Gone and backs off on
-errors, keeping what it had. Objects are slimmed as they arrive (status and what the pages
-show, never managedFields or last-applied annotations) and grouped by app. Every change is
-announced to the listeners as (kind, app key); the pages re-render from the store.
+The watches are the operator's informers (k8s/informer.py): each LISTs its kind in pages,
+then WATCHes from the list's resourceVersion with bookmarks, resumes where a server-closed
+watch stopped, relists on 410 Gone and backs off on errors, keeping what it had. Objects are
+slimmed as they arrive (status and what the pages show, never managedFields or
+last-applied annotations) and kept by app. Every change is announced on the event loop to
+the listeners as (kind, app key); the pages re-render from the stores.
 
 The watches run as the console's own identity; what a user may see of them is checked per
 user and namespace (access.py) before anything is sent.
@@ -14,40 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from ..k8s.client import RESOURCES, ApiError
+from ..k8s.client import Kube
+from ..k8s.informer import Informer, Source, WatchObserver
+from ..k8s.observe import app_key_of
 from ..render import labels
-from .kube import Client
 from .metrics import WATCH_EVENTS, WATCH_REQUESTS, WATCHES_OPEN
 
-log = logging.getLogger("apprelease.console.watch")
-
-PAGE_SIZE = 500
-WATCH_SERVER_TIMEOUT_SECONDS = 300
-WATCH_READ_TIMEOUT_SECONDS = 330
-MIN_BACKOFF_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 30.0
 EVENTS_PER_APP = 30
 
 AppKey = tuple[str, str]  # (namespace, app name)
-ObjectKey = tuple[str, str]  # (namespace, object name)
 Listener = Callable[[str, AppKey], None]
-
-
-class Gone(Exception):
-    """The watch's resourceVersion expired (410): list again."""
 
 
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
-def slim_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+def slim_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
     kept: dict[str, Any] = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "generation",
                                  "creationTimestamp", "deletionTimestamp", "labels", "ownerReferences")
             if k in meta}
@@ -57,12 +45,12 @@ def slim_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _slim_object(obj: dict[str, Any]) -> dict[str, Any]:
+def _slim_object(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": slim_metadata(obj.get("metadata") or {}), "spec": obj.get("spec") or {},
             "status": obj.get("status") or {}}
 
 
-def _slim_deployment(obj: dict[str, Any]) -> dict[str, Any]:
+def _slim_deployment(obj: Mapping[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
     return {"metadata": slim_metadata(obj.get("metadata") or {}),
@@ -71,7 +59,7 @@ def _slim_deployment(obj: dict[str, Any]) -> dict[str, Any]:
             "status": obj.get("status") or {}}
 
 
-def _slim_pod(obj: dict[str, Any]) -> dict[str, Any]:
+def _slim_pod(obj: Mapping[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     return {"metadata": slim_metadata(obj.get("metadata") or {}),
@@ -80,29 +68,26 @@ def _slim_pod(obj: dict[str, Any]) -> dict[str, Any]:
                        if k in status}}
 
 
-def _slim_revision(obj: dict[str, Any]) -> dict[str, Any]:
+def _slim_revision(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": slim_metadata(obj.get("metadata") or {}), "revision": obj.get("revision"),
             "data": obj.get("data") or {}}
 
 
-def _slim_event(obj: dict[str, Any]) -> dict[str, Any]:
+def _slim_event(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: obj.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp", "eventTime",
                                     "firstTimestamp", "involvedObject", "source", "reportingComponent")} | {
         "metadata": {k: (obj.get("metadata") or {}).get(k) for k in ("name", "namespace", "creationTimestamp")}}
 
 
-def _instance_of(obj: dict[str, Any]) -> AppKey | None:
-    meta = obj["metadata"]
-    app = (meta.get("labels") or {}).get(labels.INSTANCE)
-    return (meta.get("namespace", ""), app) if app else None
+def _own_key(obj: Mapping[str, Any]) -> AppKey:
+    return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
 
 
 @dataclass(frozen=True)
 class Kind:
     name: str  # the RESOURCES key
-    slim: Callable[[dict[str, Any]], dict[str, Any]]
-    label_selector: str = ""
-    only_of_apps: bool = False  # keep only objects that belong to an app (Events)
+    slim: Callable[[Mapping[str, Any]], dict[str, Any]]
+    label_selector: str = ""  # empty: every object of the kind (the key function decides)
 
 
 MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
@@ -110,171 +95,97 @@ APPRELEASES = Kind("AppRelease", _slim_object)
 DEPLOYMENTS = Kind("Deployment", _slim_deployment, MANAGED)
 PODS = Kind("Pod", _slim_pod, MANAGED)
 REVISIONS = Kind("ControllerRevision", _slim_revision, MANAGED)
-EVENTS = Kind("Event", _slim_event, only_of_apps=True)
+EVENTS = Kind("Event", _slim_event)  # only those about an app are kept
+WATCHED_KINDS = len((APPRELEASES, DEPLOYMENTS, PODS, REVISIONS, EVENTS))  # one watch (and connection) each
+
+
+class _Counted(WatchObserver):
+    """The informers' requests, streams and events, in the console's own metrics."""
+
+    def requested(self, kind: str, verb: str) -> None:
+        WATCH_REQUESTS.labels(kind, verb).inc()
+
+    def streaming(self, kind: str, open_: bool) -> None:
+        if open_:
+            WATCHES_OPEN.labels(kind).inc()
+        else:
+            WATCHES_OPEN.labels(kind).dec()
+
+    def received(self, kind: str) -> None:
+        WATCH_EVENTS.labels(kind).inc()
+
+
+COUNTED = _Counted()
 
 
 class Store:
-    """The objects of one kind (in one namespace or all), by (namespace, name)."""
+    """One kind as the pages read it, on the event loop: the informer's objects by app, when
+    it first listed (``synced``), and its last failure (shown on pages, None when fine)."""
 
-    def __init__(self, client: Client, kind: Kind, namespace: str | None,
-                 app_of: Callable[[dict[str, Any]], AppKey | None], notify: Listener):
-        self.kind = kind
-        self._client = client
-        self._namespace = namespace
-        self._app_of = app_of
-        self._notify = notify
-        self.objects: dict[ObjectKey, dict[str, Any]] = {}
-        self.by_app: dict[AppKey, dict[str, dict[str, Any]]] = {}
+    def __init__(self, kind: Kind, informer: Informer):
+        self.kind = kind.name
+        self.informer = informer
         self.synced = asyncio.Event()
-        self.error: str | None = None  # the last failure (shown on pages), None when fine
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"watch-{self.kind.name}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def get(self, key: AppKey) -> dict[str, Any] | None:
+        """The object filed under its own key (AppReleases)."""
+        found = self.informer.get(key)
+        return found[0] if found else None
 
     def of_app(self, key: AppKey) -> list[dict[str, Any]]:
-        return list(self.by_app.get(key, {}).values())
+        return self.informer.get(key)
 
-    async def _run(self) -> None:
-        version: str | None = None
-        backoff = MIN_BACKOFF_SECONDS
-        while True:
-            try:
-                if version is None:
-                    version = await self._relist()
-                    self.synced.set()
-                version = await self._watch(version)
-                backoff = MIN_BACKOFF_SECONDS
-                self.error = None
-            except Gone:
-                version = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # apiserver down, network, RBAC: retry, keep the cache
-                self.error = str(exc)
-                log.warning("watching %s: %s; retrying in %.1fs", self.kind.name, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+    def app_keys(self) -> list[AppKey]:
+        return self.informer.keys()
 
-    def _path(self) -> str:
-        return RESOURCES[self.kind.name].path(self._namespace)
-
-    async def _relist(self) -> str:
-        query: dict[str, Any] = {"limit": PAGE_SIZE}
-        if self.kind.label_selector:
-            query["labelSelector"] = self.kind.label_selector
-        fresh: dict[ObjectKey, dict[str, Any]] = {}
-        version = ""
-        while True:
-            WATCH_REQUESTS.labels(self.kind.name, "list").inc()
-            page = await self._client.request("GET", self._path(), query=query, resource=self.kind.name)
-            for obj in page.get("items") or []:
-                slim = self.kind.slim(obj)
-                if self.kind.only_of_apps and self._app_of(slim) is None:
-                    continue
-                fresh[(slim["metadata"].get("namespace", ""), slim["metadata"]["name"])] = slim
-            meta = page.get("metadata") or {}
-            version = str(meta.get("resourceVersion") or version)
-            if not meta.get("continue"):
-                break
-            query["continue"] = meta["continue"]
-        previous, self.objects = self.objects, fresh
-        self.by_app = {}
-        for obj in fresh.values():
-            self._index(obj)
-        for key in previous.keys() | fresh.keys():
-            if previous.get(key) != fresh.get(key):
-                app = self._app_of(fresh.get(key) or previous[key])
-                if app is not None:
-                    self._notify(self.kind.name, app)
-        return version
-
-    async def _watch(self, version: str) -> str:
-        query: dict[str, Any] = {"watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                                 "timeoutSeconds": WATCH_SERVER_TIMEOUT_SECONDS}
-        if self.kind.label_selector:
-            query["labelSelector"] = self.kind.label_selector
-        WATCH_REQUESTS.labels(self.kind.name, "watch").inc()
-        WATCHES_OPEN.labels(self.kind.name).inc()
-        try:
-            async for line in self._client.lines(self._path(), query, WATCH_READ_TIMEOUT_SECONDS):
-                event = orjson.loads(line)
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise Gone(obj.get("message", ""))
-                    raise ApiError(int(obj.get("code") or 0), obj.get("reason", ""), obj.get("message", ""))
-                version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if kind != "BOOKMARK":
-                    WATCH_EVENTS.labels(self.kind.name).inc()
-                    self._apply(kind, self.kind.slim(obj))
-        finally:
-            WATCHES_OPEN.labels(self.kind.name).dec()
-        return version
-
-    def _index(self, obj: dict[str, Any]) -> None:
-        app = self._app_of(obj)
-        if app is not None:
-            self.by_app.setdefault(app, {})[obj["metadata"]["name"]] = obj
-
-    def _unindex(self, obj: dict[str, Any]) -> None:
-        app = self._app_of(obj)
-        named = self.by_app.get(app) if app is not None else None
-        if named is not None:
-            named.pop(obj["metadata"]["name"], None)
-            if not named:
-                del self.by_app[app]  # type: ignore[arg-type]
-
-    def _apply(self, event_type: str | None, obj: dict[str, Any]) -> None:
-        key = (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-        old = self.objects.pop(key, None)
-        if old is not None:
-            self._unindex(old)
-        app = self._app_of(obj)
-        if event_type != "DELETED" and (app is not None or not self.kind.only_of_apps):
-            self.objects[key] = obj
-            self._index(obj)
-        if app is not None:
-            self._notify(self.kind.name, app)
+    @property
+    def error(self) -> str | None:
+        return self.informer.last_error
 
 
 class Watches:
     """Every store the console keeps. AppReleases from the start; the kinds only the app
-    page needs (Deployments, Pods, ControllerRevisions, Events) on its first visit."""
+    page needs (Deployments, Pods, ControllerRevisions and Events) on its first visit.
+    Create it on the event loop that serves the pages."""
 
-    def __init__(self, client: Client, namespace: str | None):
-        self._client = client
+    def __init__(self, kube: Kube, namespace: str | None):
+        self._kube = kube
         self._namespace = namespace
+        self._loop = asyncio.get_running_loop()
+        self._list_lock = threading.Lock()  # one decoded LIST page at a time, as the operator's
         self._listeners: list[Listener] = []
-        self.apps = Store(client, APPRELEASES, namespace, self._app_key, self._announce)
-        self.deployments = Store(client, DEPLOYMENTS, namespace, _instance_of, self._announce)
-        self.pods = Store(client, PODS, namespace, _instance_of, self._announce)
-        self.revisions = Store(client, REVISIONS, namespace, _instance_of, self._announce)
-        self.events = Store(client, EVENTS, namespace, self._event_app, self._announce)
+        self.apps = self._store(APPRELEASES, _own_key)
+        self.deployments = self._store(DEPLOYMENTS, app_key_of)
+        self.pods = self._store(PODS, app_key_of)
+        self.revisions = self._store(REVISIONS, app_key_of)
+        self.events = self._store(EVENTS, self._event_app)
         self._details_started = False
 
-    @staticmethod
-    def _app_key(obj: dict[str, Any]) -> AppKey:
-        return (obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+    def _store(self, kind: Kind, key: Callable[[Mapping[str, Any]], AppKey | None]) -> Store:
+        def changed(app: AppKey) -> None:  # on the informer's thread
+            self._on_loop(self._announce, kind.name, app)
 
-    def _event_app(self, event: dict[str, Any]) -> AppKey | None:
+        informer = Informer(
+            self._kube, Source(kind.name, kind.slim, key=key, all_objects=not kind.label_selector),
+            namespace=self._namespace, label_selector=kind.label_selector, on_change=changed,
+            list_lock=self._list_lock, on_synced=lambda: self._on_loop(store.synced.set), observer=COUNTED)
+        store = Store(kind, informer)  # (the callbacks above run once it has started)
+        return store
+
+    def _on_loop(self, function: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the console is stopping
+            self._loop.call_soon_threadsafe(function, *args)
+
+    def _event_app(self, event: Mapping[str, Any]) -> AppKey | None:
         """The app an Event is about: the AppRelease itself, or one of its Deployments/pods."""
         involved = event.get("involvedObject") or {}
         namespace, name, kind = involved.get("namespace", ""), involved.get("name", ""), involved.get("kind")
         if kind == "AppRelease":
             return (namespace, name)
-        store = {"Pod": self.pods, "Deployment": self.deployments}.get(kind or "")
         if kind == "ReplicaSet":
-            store, name = self.deployments, name.rsplit("-", 1)[0]
-        obj = store.objects.get((namespace, name)) if store is not None else None
-        return _instance_of(obj) if obj is not None else None
+            kind, name = "Deployment", name.rsplit("-", 1)[0]
+        store = {"Pod": self.pods, "Deployment": self.deployments}.get(kind or "")
+        return store.informer.owner_of(namespace, name) if store is not None else None
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -285,13 +196,13 @@ class Watches:
             listener(kind, app)
 
     def start(self) -> None:
-        self.apps.start()
+        self.apps.informer.start()
 
     def start_details(self) -> None:
         if not self._details_started:
             self._details_started = True
             for store in self.detail_stores():
-                store.start()
+                store.informer.start()
 
     def detail_stores(self) -> Iterable[Store]:
         return (self.deployments, self.pods, self.revisions, self.events)
@@ -303,9 +214,9 @@ class Watches:
                 for store in self.detail_stores():
                     await store.synced.wait()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         for store in (self.apps, *self.detail_stores()):
-            await store.stop()
+            store.informer.stop()
 
     def events_of(self, key: AppKey) -> list[dict[str, Any]]:
         events = self.events.of_app(key)

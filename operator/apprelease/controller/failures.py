@@ -12,6 +12,7 @@ import urllib3.exceptions
 from pydantic import ValidationError
 
 from ..k8s.client import ApiError
+from ..k8s.fence import NotLeading
 from ..render import PolicyViolation, RenderError
 from ..rollout import failures as F
 
@@ -35,6 +36,10 @@ class Failure:
 
 
 def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, NotLeading):
+        # Our own fence refused the write: this replica lost the lease and is stepping down;
+        # the app is the new leader's now. Nothing to report in its status.
+        return Failure(F.API_UNAVAILABLE, _short(str(exc)), quiet=True)
     if isinstance(exc, ChildConflict):
         return Failure(F.CHILD_CONFLICT, _short(str(exc)))
     if isinstance(exc, PolicyViolation):

@@ -1,7 +1,6 @@
 """kopf wiring only: the AppRelease index, and its events enqueue the AppRelease.
 
-We use kopf for the AppReleases themselves (lists, reconnects, bookmarks, peering,
-liveness), and deliberately no change-detecting handlers (on.create/update/resume): those
+We use kopf for the AppReleases themselves (lists, reconnects, bookmarks, liveness), and deliberately no change-detecting handlers (on.create/update/resume): those
 store progress and diff-base annotations on every object, i.e. writes while idle. kopf runs
 handlers only after its index is fully listed, and the workers also wait for the children's
 informers, so the first reconcile after a restart sees every child and has nothing to write.
@@ -20,7 +19,7 @@ from ..k8s.client import connection_info, load_configuration
 from ..k8s.observe import slim_app
 from ..k8s.packing import pack
 from .runtime import Runtime
-from .settings import RunOptions
+from .settings import OperatorStop, RunOptions
 
 log = logging.getLogger("apprelease.handlers")
 
@@ -38,7 +37,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     if options.namespaces:
         # Namespaced: no cluster-wide CRD/namespace watch, so namespaced RBAC is enough.
         settings.scanning.disabled = True
-    runtime = Runtime(options, kwargs["apprelease_index"])
+    stop: OperatorStop | None = memo.get("stop")
+    runtime = Runtime(options, kwargs["apprelease_index"], stop_operator=stop.request if stop else None)
     runtime.start()
     memo["runtime"] = runtime
     if options.metrics_port:
@@ -65,7 +65,7 @@ def progress(memo: kopf.Memo, **_: Any) -> str:
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf connects with exactly the configuration our own client uses."""
     options: RunOptions = memo.get("options") or RunOptions()
-    return connection_info(load_configuration(options.kubeconfig))
+    return connection_info(load_configuration(options.kubeconfig, options.context))
 
 
 @kopf.on.cleanup()

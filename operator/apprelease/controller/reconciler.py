@@ -18,11 +18,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from .. import metrics
+from ..api.base import duration_text
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, RegistrationStatus
 from ..domain import RegistryAction
 from ..k8s import drift
 from ..k8s.client import ApiError, Kube
+from ..k8s.fence import NotLeading
 from ..k8s.history import to_controller_revision
 from ..k8s.observe import DATA_HASH, AppKey, Children, data_hash, observe, owned_by
 from ..render import Policy, render_children
@@ -32,10 +34,13 @@ from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
+from ..rollout.state import Aborted, stored
 from ..rollout.status_summary import material_change
 from ..rollout.timefmt import parse_time_or
+from .app_metrics import AppMetrics
 from .events import EventRecorder
 from .failures import ChildConflict, Failure, classify
+from .logs import reconciling, set_revision
 
 log = logging.getLogger("apprelease.reconcile")
 
@@ -89,41 +94,57 @@ class Reconciler:
         self.policy = policy or Policy()
         self.clock = clock
         self.events = EventRecorder(kube)
+        self.app_metrics = AppMetrics()
         self._status_written_at: dict[AppKey, float] = {}
+        # Per deleting AppRelease (by uid), this run's first attempt at its registry clean-up.
+        self._deletion_started: dict[AppKey, tuple[str | None, datetime]] = {}
+        # Per AppRelease whose finalizer this run released: its uid and the resourceVersion the
+        # release was written against. A copy at or below it is older than the release: the
+        # watch has not caught up yet, and finalizing it again would report a second verdict.
+        self._released: dict[AppKey, tuple[str | None, int]] = {}
 
     def forget(self, key: AppKey) -> None:
+        """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        self.app_metrics.forget(key)
+        self._deletion_started.pop(key, None)
+        self._released.pop(key, None)
 
     def reconcile(self, key: AppKey) -> Outcome:
         """Never raises: the worker only ever sees "done" or "retry"."""
         started = time.perf_counter()
         result = "error"
-        try:
-            outcome = self._reconcile(key)
-            result = "ok" if not outcome.retry else "retry"
-            return outcome
-        except Exception as exc:  # the last line of defence; _reconcile classifies its own
-            log.exception("%s/%s: reconcile failed", *key)
-            return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
-                NOT_TRANSIENT_RETRY_SECONDS, None, 0
-            )
-        finally:
-            metrics.RECONCILES.labels(result).inc()
-            metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
+        with reconciling(key):  # every log line meanwhile names the app and its revision
+            try:
+                outcome = self._reconcile(key)
+                result = "ok" if not outcome.retry else "retry"
+                return outcome
+            except NotLeading:  # stepping down (a finalizer release refused, say): not ours any more
+                return Outcome(None, None, 0)
+            except Exception as exc:  # the last line of defence; _reconcile classifies its own
+                log.exception("%s/%s: reconcile failed", *key)
+                return Outcome(None, None, 0, retry=True) if classify(exc).failure.transient else Outcome(
+                    NOT_TRANSIENT_RETRY_SECONDS, None, 0
+                )
+            finally:
+                metrics.RECONCILES.labels(result).inc()
+                metrics.RECONCILE_SECONDS.labels(result).observe(time.perf_counter() - started)
 
     def _reconcile(self, key: AppKey) -> Outcome:
         body = self.cache.app(key)
         if body is None:
             return Outcome(None, None, 0)
+        set_revision((body.get("status") or {}).get("currentRevision"))
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         try:
             app = AppRelease.model_validate(body)
         except ValidationError as exc:
             if deleting:
-                return self._release_finalizer(body) if FINALIZER in _finalizers(body) else Outcome(None, None, 0)
+                held = FINALIZER in _finalizers(body) and not self._released_already(key, body)
+                return self._release_finalizer(key, body) if held else Outcome(None, None, 0)
             return self._failed(key, body, Failure(F.INVALID_SPEC, _validation_message(exc)))
         if deleting:
-            if FINALIZER in _finalizers(body):
+            if FINALIZER in _finalizers(body) and not self._released_already(key, body):
                 return self._finalize(body, app, key)
             return Outcome(None, None, 0)  # owner references let the garbage collector clean up
         try:
@@ -144,6 +165,7 @@ class Reconciler:
         observed = self._observe(app, children, status)
         writes = self._ensure_finalizer(body, app)
         plan = make_plan(app, status, observed, self.clock())
+        set_revision(plan.status.current_revision)
         desired = render_children(app, plan.desired, self.policy)
         if self.registry is not None:
             # Before the children: instances go offline before any pod may leave.
@@ -157,6 +179,8 @@ class Reconciler:
                               keep=plan.desired.untouched_names(app.name))
 
         new_status = plan.status
+        saved = stored(new_status)
+        self.app_metrics.observe(key, new_status)
         requeue = plan.requeue_after
         hold = self._coalesce(key, body, new_status, plan.events)
         if hold is not None:
@@ -169,10 +193,9 @@ class Reconciler:
             for event in plan.events:
                 metrics.TRANSITIONS.labels(event.reason).inc()
                 if event.reason in ("Aborted", "RolledBack"):
-                    metrics.ROLLBACKS.labels(new_status.abort_reason or event.reason).inc()
+                    aborted = saved.state.reason if isinstance(saved.state, Aborted) else None
+                    metrics.ROLLBACKS.labels(aborted or event.reason).inc()
                 self.events.post(body, event)
-        if new_status.current_step_index is not None and new_status.canary_revision:
-            metrics.CANARY_STEP.labels(app.namespace, app.name).set(new_status.current_step_index)
         return Outcome(requeue, new_status.phase, writes)
 
     def _coalesce(
@@ -203,6 +226,7 @@ class Reconciler:
         recorded = F.record(previous.failure, failure.failure, failure.detail, now)
         generation = int(body["metadata"].get("generation") or 0)
         status = F.with_failure(previous, recorded, now, generation)
+        self.app_metrics.observe(key, status)
         events = []
         was = previous.failure
         if was is None or was.reason != recorded.reason:
@@ -214,6 +238,8 @@ class Reconciler:
         log.warning("%s/%s: %s: %s", key[0], key[1], recorded.reason, failure.detail)
         try:
             written = self._write_status(body, status)
+        except NotLeading:
+            written = False
         except Exception as exc:  # the apiserver may be what failed: the failure stays in the log
             log.warning("%s/%s: could not write the failure to status: %s", key[0], key[1], exc)
             written = False
@@ -246,7 +272,9 @@ class Reconciler:
         )
         self.cache.remember(patched)
 
-    def _release_finalizer(self, body: dict[str, Any]) -> Outcome:
+    def _release_finalizer(self, key: AppKey, body: dict[str, Any]) -> Outcome:
+        """Only once the release is written does the registry forget the app: a refused
+        release (a conflict) is retried with the registry's reads still at hand."""
         try:
             self._patch_finalizers(body, [f for f in _finalizers(body) if f != FINALIZER])
         except ApiError as exc:
@@ -254,40 +282,54 @@ class Reconciler:
                 log.warning("%s/%s: releasing the finalizer: %s", body["metadata"]["namespace"],
                             body["metadata"]["name"], exc)
                 return Outcome(None, None, 0, retry=True)
+        self._released[key] = (body["metadata"].get("uid"), _resource_version(body))
+        if self.registry is not None:
+            self.registry.forget(key)
         return Outcome(None, None, 1)
+
+    def _released_already(self, key: AppKey, body: dict[str, Any]) -> bool:
+        released = self._released.get(key)
+        return (released is not None and released[0] == body["metadata"].get("uid")
+                and _resource_version(body) <= released[1])
 
     def _finalize(self, body: dict[str, Any], app: AppRelease, key: AppKey) -> Outcome:
         """Registry clean-up before the AppRelease goes; whatever fails, deletion proceeds
-        once registry.deletionTimeout has passed since the deletion request."""
+        once registry.deletionTimeout has passed since the deletion request, or since this
+        operator run first tried if that is later: an operator that was down longer than
+        deletionTimeout still reads the registry and takes the instances offline first."""
         now = self.clock()
         deleted_at = parse_time_or(body["metadata"].get("deletionTimestamp"), now)
+        started = self._deletion_started.get(key)
+        if started is None or started[0] != app.uid:
+            started = self._deletion_started[key] = (app.uid, now)
+        since = max(deleted_at, started[1])
         timeout = timedelta(seconds=app.spec.registry.deletion_timeout_seconds) if app.spec.registry else timedelta(0)
         try:
-            return self._finalize_steps(body, app, key, now, deleted_at)
+            return self._finalize_steps(body, app, key, now, since)
+        except NotLeading:
+            raise  # not a deletion failure: the new leader finishes it
         except Exception as exc:
             failure = classify(exc)
             if failure.gone:
                 return Outcome(None, None, 0)
-            if now - deleted_at < timeout:
+            if now - since < timeout:
                 log.warning("%s/%s: deleting: %s; retrying", key[0], key[1], failure.detail)
                 return Outcome(None, None, 0, retry=True)
             self.events.post(body, Event(
                 "Warning", "DeletionForced",
                 f"deleted without finishing the registry clean-up after registry.deletionTimeout"
-                f" ({app.spec.registry.deletion_timeout if app.spec.registry else '0s'}):"
+                f" ({duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else '0s'}):"
                 f" {failure.failure.reason}: {failure.detail}",
             ))
-            if self.registry is not None:
-                self.registry.forget(key)
-            return self._release_finalizer(body)
+            return self._release_finalizer(key, body)
 
     def _finalize_steps(
-        self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, deleted_at: datetime
+        self, body: dict[str, Any], app: AppRelease, key: AppKey, now: datetime, since: datetime
     ) -> Outcome:
         status = _parse_status(body.get("status"))
         children = self.cache.children(key)
         observed = self._observe(app, children, status)
-        plan = plan_deletion(app, status, observed, now, deleted_at)
+        plan = plan_deletion(app, status, observed, now, since)
         writes = 0
         if self.registry is not None:
             self.registry.execute(app, tuple(plan.actions))
@@ -304,9 +346,7 @@ class Reconciler:
         for event in plan.events:
             self.events.post(body, event)
         if plan.release:
-            if self.registry is not None:
-                self.registry.forget(key)
-            return self._release_finalizer(body)
+            return self._release_finalizer(key, body)
         return Outcome(plan.requeue_after, None, writes)
 
     # Writes ------------------------------------------------------------------------------
@@ -418,6 +458,14 @@ class Reconciler:
         )
         self.cache.remember(written)
         return True
+
+
+def _resource_version(body: dict[str, Any]) -> int:
+    """As the cache compares them (the apiserver's are etcd revisions)."""
+    try:
+        return int(body["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _finalizers(body: dict[str, Any]) -> list[str]:

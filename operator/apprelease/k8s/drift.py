@@ -63,7 +63,22 @@ def contains(have: Any, want: Any) -> bool:
     return _scalar_equal(want, have)
 
 
+# Fields compared whole, because a key more changes their meaning: a Service selector with a
+# key left over selects fewer pods (a blue-green app's revision key, after a change to canary
+# or rolling). Only we set them; a server-side apply without the key removes it.
+_WHOLE: dict[str, tuple[str, ...]] = {"Service": ("spec", "selector")}
+
+
+def _at(obj: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None  # type: ignore[assignment]
+    return obj
+
+
 def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     if live is None:
+        return True
+    path = _WHOLE.get(desired.get("kind", ""))
+    if path is not None and (_at(live, path) or {}) != (_at(desired, path) or {}):
         return True
     return not contains(live, desired)

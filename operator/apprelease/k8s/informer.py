@@ -1,14 +1,17 @@
-"""List-then-watch caches of our children, like client-go's informers, holding little.
+"""List-then-watch caches keyed by app, like client-go's informers, holding little: the one
+watch layer of apprelease (the operator's children, the console's pages).
 
 kopf passes every watched object through its per-object machinery (a memory record per
 object, a worker per event stream, an index toggle while listing). For the ~7 children of
 each AppRelease that cost more time and memory than the objects themselves, and children
-need none of it: keep each one's small form under its owning app and wake the app.
+need none of it: keep each one's small form under its owning app and wake the app. The
+console keeps what its pages show the same way (AppReleases under their own key).
 
 One thread per kind (and namespace): LIST in pages, then WATCH from the list's
 resourceVersion with bookmarks; a server-closed watch resumes from the last version seen,
-an expired one (410 Gone) relists and wakes every app whose children differ. Outages are
+an expired one (410 Gone) relists and wakes every app whose objects differ. Outages are
 retried with back-off; the cache keeps what it had, so nothing is reconciled from nothing.
+Reads are thread-safe; ``on_change`` and ``on_synced`` are called on the informer's thread.
 """
 
 from __future__ import annotations
@@ -39,6 +42,22 @@ Keep = Callable[[Mapping[str, Any]], Any]
 OnChange = Callable[[AppKey], None]
 # A watch event (type, object), handed on once the cache holds it.
 OnEvent = Callable[[str, Mapping[str, Any]], None]
+
+
+class WatchObserver:
+    """What an informer reports as it goes, for metrics (no-ops here; the console counts)."""
+
+    def requested(self, kind: str, verb: str) -> None:
+        """A LIST page ("list") or a WATCH ("watch") was asked for."""
+
+    def streaming(self, kind: str, open_: bool) -> None:
+        """A watch stream opened (True) or ended (False)."""
+
+    def received(self, kind: str) -> None:
+        """A watch event (not a bookmark) arrived."""
+
+
+QUIET = WatchObserver()
 
 
 class WatchExpired(Exception):
@@ -75,6 +94,8 @@ class Informer:
         on_change: OnChange,
         on_event: OnEvent | None = None,
         list_lock: threading.Lock | None = None,
+        on_synced: Callable[[], None] | None = None,
+        observer: WatchObserver = QUIET,
     ):
         self._kube = kube
         self._source = source
@@ -83,6 +104,8 @@ class Informer:
         self._selector = "" if source.all_objects else label_selector
         self._on_change = on_change
         self._on_event = on_event
+        self._on_synced = on_synced
+        self._observer = observer
         self._items: dict[AppKey, dict[str, Any]] = {}
         # (namespace, name) → the app whose object it is: a name taken by another app.
         self._owners: dict[tuple[str, str], AppKey] = {}
@@ -101,6 +124,15 @@ class Informer:
     def __getitem__(self, key: AppKey) -> list[Any]:
         with self._lock:
             return list(self._items[key].values())
+
+    def get(self, key: AppKey) -> list[Any]:
+        """The kept forms under ``key`` (none: an empty list)."""
+        with self._lock:
+            return list(self._items.get(key, {}).values())
+
+    def keys(self) -> list[AppKey]:
+        with self._lock:
+            return list(self._items)
 
     def object_count(self) -> int:  # not __len__: an empty informer must not be falsy
         with self._lock:
@@ -129,7 +161,7 @@ class Informer:
             try:
                 if version is None:
                     version = self._relist()
-                    self.synced.set()
+                    self._listed()
                 version = self._watch(version)
                 backoff = MIN_BACKOFF_SECONDS
                 self.last_error = None
@@ -143,7 +175,7 @@ class Informer:
                     with self._lock:
                         self._items.clear()
                         self._owners.clear()
-                    self.synced.set()
+                    self._listed()
                     version = None
                     self._stopping.wait(OPTIONAL_RETRY_SECONDS)
                     continue
@@ -152,10 +184,16 @@ class Informer:
                 self._stopping.wait(backoff)
                 backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
 
+    def _listed(self) -> None:
+        self.synced.set()
+        if self._on_synced is not None:
+            self._on_synced()
+
     # LIST ---------------------------------------------------------------------------------
 
     def _relist(self) -> str:
         fresh: dict[AppKey, dict[str, Any]] = {}
+        owners: dict[tuple[str, str], AppKey] = {}
         query: dict[str, Any] = {"limit": PAGE_SIZE}
         if self._selector:
             query["labelSelector"] = self._selector
@@ -163,6 +201,7 @@ class Informer:
         version = ""
         while True:
             with self._list_lock:  # one decoded page at a time, across all informers
+                self._observer.requested(self._source.kind, "list")
                 page = self._kube.request("GET", path, query=query, resource=self._source.kind)
                 for obj in page.get("items") or []:
                     # List items come without kind and apiVersion; watch events carry them.
@@ -172,13 +211,13 @@ class Informer:
                     kept = self._keep(obj) if key is not None else None
                     if key is not None and kept is not None:
                         fresh.setdefault(key, {})[obj["metadata"]["name"]] = kept
+                        owners[(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = key
                 meta = page.get("metadata") or {}
                 del page  # before the next page is decoded
             version = str(meta.get("resourceVersion") or version)
             if not meta.get("continue"):
                 break
             query["continue"] = meta["continue"]
-        owners = {(key[0], name): key for key, named in fresh.items() for name in named}
         with self._lock:
             previous, self._items = self._items, fresh
             self._owners = owners
@@ -201,6 +240,7 @@ class Informer:
                 raise ApiError(int(obj.get("code") or 0), obj.get("reason", ""), obj.get("message", ""))
             version = (obj.get("metadata") or {}).get("resourceVersion") or version
             if kind != "BOOKMARK":
+                self._observer.received(self._source.kind)
                 self._apply(kind, obj)
         return version
 
@@ -213,10 +253,12 @@ class Informer:
             "timeoutSeconds": WATCH_SERVER_TIMEOUT_SECONDS,
         }
         path = RESOURCES[self._source.kind].path(self._namespace)
+        self._observer.requested(self._source.kind, "watch")
         response = self._kube.open_stream(
             path, query=query, resource=self._source.kind, read_timeout=WATCH_READ_TIMEOUT_SECONDS
         )
         self._response = response
+        self._observer.streaming(self._source.kind, True)
         try:
             if response.status == 410:
                 raise WatchExpired("watch: 410 Gone")
@@ -225,33 +267,38 @@ class Informer:
                     return
                 yield orjson.loads(line)
         finally:
+            self._observer.streaming(self._source.kind, False)
             self._response = None
             response.release_conn()
 
     def _apply(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        key = self._source.key(obj)
-        if key is None:
-            return
-        name = obj["metadata"]["name"]
-        cached = True
+        """One watch event. An object is filed under the app it belongs to now, and taken
+        from the one it belonged to (a changed label, or a deletion whose object no longer
+        says which app it was: an Event of a pod that is gone)."""
+        meta = obj.get("metadata") or {}
+        where = (meta.get("namespace", ""), meta["name"])
+        key = kept = None
+        if event_type != "DELETED":
+            key = self._source.key(obj)
+            kept = self._keep(obj) if key is not None else None
+            if key is not None and kept is None:
+                self._on_change(key)  # unreadable (logged): its app keeps what it had
+                return
         with self._lock:
-            if event_type == "DELETED":
-                named = self._items.get(key)
+            previous = self._owners.pop(where, None)
+            if previous is not None:
+                named = self._items.get(previous)
                 if named is not None:
-                    named.pop(name, None)
+                    named.pop(where[1], None)
                     if not named:
-                        del self._items[key]
-                if self._owners.get((key[0], name)) == key:
-                    del self._owners[(key[0], name)]
-            else:
-                kept = self._keep(obj)
-                cached = kept is not None
-                if cached:
-                    self._items.setdefault(key, {})[name] = kept
-                    self._owners[(key[0], name)] = key
-        if cached and self._on_event is not None:
+                        del self._items[previous]
+            if key is not None:
+                self._items.setdefault(key, {})[where[1]] = kept
+                self._owners[where] = key
+        if self._on_event is not None:
             self._on_event(event_type or "", obj)
-        self._on_change(key)
+        for changed in {previous, key} - {None}:
+            self._on_change(changed)  # type: ignore[arg-type]
 
     def _keep(self, obj: Mapping[str, Any]) -> Any:
         """The kept form, or None for an object we cannot read: skipped, never retried

@@ -3,9 +3,11 @@
 EndpointSlices come from the watch caches (no I/O here). Nacos I/O never runs on a reconcile
 worker: each Nacos server (address list) has a lane of its own, one thread that reads and
 writes for the apps using that server, so a slow or hostile server delays only its own apps.
-Every call has a total deadline (registry/nacos.py). Reads are polled every few seconds with
-back-off on errors; a change wakes that AppRelease, an unchanged read wakes nothing (an idle
-app writes no status). Writes are the planner's latest wishes: re-asking for one already
+Every call has a total deadline (registry/nacos.py), and a read older than its bound (a lane
+held up, whatever the cause) counts as an outage, not as what the registry says now: the app
+is woken to see so, and a lane held by one call for minutes fails liveness. Reads are polled
+every few seconds with back-off on errors; a change wakes that AppRelease, an unchanged read
+wakes nothing (an idle app writes no status). Writes are the planner's latest wishes: re-asking for one already
 done (or queued) is free, and one the planner stopped asking for is dropped before it runs.
 Credentials are read from the referenced Secret and never logged.
 """
@@ -14,24 +16,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import functools
 import hashlib
+import ipaddress
 import logging
-import tempfile
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..api.spec import AppRelease
 from ..api.status import RegistrationStatus
 from ..backoff import exponential_backoff
-from ..domain import Policy, RegistryAction
+from ..domain import APISERVER, Policy, RegistryAction
 from ..k8s.client import ApiError, Kube
+from ..k8s.fence import NotLeading, WriteFence
 from ..k8s.observe import AppKey
 from ..rollout.observed import Observed, Registration
 from ..rollout.timefmt import format_time
@@ -41,7 +47,7 @@ from .base import (
     RegistryMisconfigured,
     RegistryUnavailable,
 )
-from .nacos import NacosRegistry, NacosSettings
+from .nacos import CALL_DEADLINE_SECONDS, NacosRegistry, NacosSettings
 from .registration import PENDING, WRITE_FAILED, RegistryRead, endpoint_slice_instances, summarize
 
 log = logging.getLogger("apprelease.registry")
@@ -60,6 +66,15 @@ ActionKey = RegistryAction
 BUSY_POLL_SECONDS = 1.0
 # How long a write that worked is not repeated although a read does not show it yet.
 WRITE_SETTLE_SECONDS = 2.0
+# A good read is due every poll and takes one call at most; older than a few of those, it no
+# longer says what the registry holds now (never less than this).
+MIN_STALE_SECONDS = 30.0
+# One lane job (one call) this long means the deadlines failed: liveness restarts the operator.
+STUCK_LANE_SECONDS = 10 * CALL_DEADLINE_SECONDS
+# How often the watchdog looks for stale reads.
+WATCHDOG_SECONDS = 1.0
+# Undoing a write ahead is housekeeping: tried this often, then given up (logged).
+UNDO_AHEAD_ATTEMPTS = 5
 
 
 def _action_key(action: RegistryAction) -> ActionKey:
@@ -90,9 +105,28 @@ class _Target:
     write_failures: int = 0
     write_error: str | None = None
     write_error_reason: str | None = None
-    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them.
+    # Writes ahead of an instance (a joining pod): kept past reads, which cannot show them,
+    # until a read lists the instance (its record is then Nacos' to expire) or the planner no
+    # longer asks for them (the pod left without registering: the write is undone).
     written_ahead: set[ActionKey] = field(default_factory=set)
+    # Those being undone, with the attempts so far.
+    undoing: dict[ActionKey, int] = field(default_factory=dict)
+    # Forgotten (app deleted, settings changed) with writes ahead still to undo: the lane
+    # undoes them with this client, then closes it.
+    retiring: bool = False
     busy: bool = False
+    # When the last read ended (monotonic), whatever it found; and whether the app was shown
+    # (or woken to see) its read as stale since: the next read wakes it even if unchanged.
+    read_at: float = field(default_factory=time.monotonic)
+    stale_shown: bool = False
+    # Whether the planner's last view had instances: only then does a write ahead it no
+    # longer asks for mean its pod is gone (without a read it asks for nothing at all).
+    planned_on_a_read: bool = False
+    # Per ip:port, our last write that enabled the instance and when it worked, until a read
+    # begun after it (and its settle time) shows it: a read from before must not show the
+    # instance disabled, or a deletion or drain would take "disabled" for "already offline".
+    # Disabling writes are not laid over: a drain counts from when a read shows them.
+    enabled_unread: dict[tuple[str, int], tuple[RegistryAction, float]] = field(default_factory=dict)
 
 
 class _Lane:
@@ -102,8 +136,10 @@ class _Lane:
         self.name = name
         self.monitor = monitor
         self.targets: dict[AppKey, _Target] = {}
+        self.retiring: list[_Target] = []
         self.cond = threading.Condition()
         self.stopping = False
+        self.job_started: float | None = None  # monotonic start of the job running now
         self.thread = threading.Thread(target=self._run, name=f"registry-{name}"[:60], daemon=True)
 
     def start(self) -> None:
@@ -127,21 +163,27 @@ class _Lane:
                 if job is None:
                     self.cond.wait(self._idle_wait())
                     continue
+                self.job_started = time.monotonic()
             try:
                 job()
             except Exception:  # the lane serves every app of this server: it goes on
                 log.exception("registry lane %s: unexpected error", self.name)
+            finally:
+                self.job_started = None
 
     def _idle_wait(self) -> float:
         now = time.monotonic()
         due = [t.next_poll for t in self.targets.values()]
-        due += [t.next_write for t in self.targets.values() if t.queued]
+        due += [t.next_write for t in (*self.targets.values(), *self.retiring) if t.queued]
         return max(0.01, min([IDLE_WAIT_SECONDS, *(d - now for d in due)]))
 
     def _next_job(self) -> Callable[[], None] | None:
         """Writes first (a drain waits on them), then the most overdue read. Lock held."""
         now = time.monotonic()
-        for target in self.targets.values():
+        for target in [t for t in self.retiring if not t.queued]:
+            self.retiring.remove(target)  # its writes ahead undone (or given up)
+            target.client.close()
+        for target in (*self.targets.values(), *self.retiring):
             if target.queued and target.next_write <= now:
                 key, action = next(iter(target.queued.items()))
                 del target.queued[key]
@@ -169,11 +211,19 @@ class RegistryMonitor:
         *,
         poll_seconds: float = POLL_SECONDS,
         policy: Policy | None = None,
+        fence: WriteFence | None = None,
+        stale_after: float | None = None,
     ):
+        """``fence``: under leader election, registry writes are made only while this replica
+        holds the lease (reads, for the status, always)."""
         self.kube = kube
+        self.fence = fence
         self.endpoint_slices = endpoint_slices
         self.notify = notify
         self.poll_seconds = poll_seconds
+        self.stale_after = stale_after or max(MIN_STALE_SECONDS, 3 * poll_seconds + 2 * CALL_DEADLINE_SECONDS)
+        self._watchdog = threading.Thread(target=self._watch, name="registry-watchdog", daemon=True)
+        self._stopping = threading.Event()
         self.policy = policy or Policy()
         self._lanes: dict[str, _Lane] = {}
         self._where: dict[AppKey, _Lane] = {}
@@ -189,8 +239,11 @@ class RegistryMonitor:
             for lane in self._lanes.values():
                 if not lane.thread.is_alive():
                     lane.start()
+            if not self._watchdog.is_alive():
+                self._watchdog.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         with self._lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
@@ -198,8 +251,9 @@ class RegistryMonitor:
         for lane in lanes:
             lane.stop()
         for lane in lanes:
-            lane.thread.join(timeout=15)
-            for target in lane.targets.values():
+            if lane.thread.ident is not None:  # started
+                lane.thread.join(timeout=15)
+            for target in (*lane.targets.values(), *lane.retiring):
                 target.client.close()
 
     def forget(self, key: AppKey) -> None:
@@ -209,6 +263,15 @@ class RegistryMonitor:
             return
         with lane.cond:
             target = lane.targets.pop(key, None)
+            if target is not None and (target.written_ahead or target.undoing):
+                target.retiring = True
+                target.undoing.update({_undo_ahead(a): 0 for a in target.written_ahead})
+                target.written_ahead.clear()
+                target.queued = {k: k for k in target.undoing}
+                target.next_write = 0.0
+                lane.retiring.append(target)
+                lane.cond.notify_all()
+                return
         if target is not None:
             target.client.close()
 
@@ -216,7 +279,39 @@ class RegistryMonitor:
         with self._lock:
             if not self._started:
                 return []
-            return [f"registry lane {n} not running" for n, lane in self._lanes.items() if not lane.thread.is_alive()]
+            lanes = list(self._lanes.items())
+        now = time.monotonic()
+        problems = [f"registry lane {n} not running" for n, lane in lanes if not lane.thread.is_alive()]
+        for name, lane in lanes:
+            started = lane.job_started
+            if started is not None and now - started > STUCK_LANE_SECONDS:
+                problems.append(f"registry lane {name} stuck in one call for {now - started:.0f} s")
+        if not self._watchdog.is_alive() and not self._stopping.is_set():
+            problems.append("registry watchdog not running")
+        return problems
+
+    def _watch(self) -> None:
+        """Wake the apps whose last good read went stale (their lane is held up): nothing
+        else would, since a lane that does not read does not notify."""
+        while not self._stopping.wait(min(WATCHDOG_SECONDS, self.stale_after / 2)):
+            with self._lock:
+                lanes = list(self._lanes.values())
+            stale = []
+            for lane in lanes:
+                with lane.cond:
+                    for target in lane.targets.values():
+                        if not target.stale_shown and self._stale_age(target) is not None:
+                            target.stale_shown = True
+                            stale.append(target.key)
+            for key in stale:
+                self.notify(key)
+
+    def _stale_age(self, target: _Target) -> float | None:
+        """How old the target's good read is, if older than its bound; else None."""
+        if target.read is None or target.read.instances is None:
+            return None  # no read yet, or a failure: shown as such already
+        age = time.monotonic() - target.read_at
+        return age if age > self.stale_after else None
 
     # What the planner sees -------------------------------------------------------------------
 
@@ -253,6 +348,17 @@ class RegistryMonitor:
 
     def _current_read(self, target: _Target) -> RegistryRead:
         read = target.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
+        age = self._stale_age(target)
+        if age is not None:
+            target.stale_shown = True
+            read = RegistryRead(
+                None, f"no answer from the registry for {age:.0f} s (a read is due every"
+                f" {self.poll_seconds:g} s; the last one is older than {self.stale_after:.0f} s)",
+                read.changed_at, reason="RegistryUnavailable",
+            )
+        if read.instances is not None and target.enabled_unread:
+            read = dataclasses.replace(read, instances=_with_enabled(read.instances, target.enabled_unread))
+        target.planned_on_a_read = read.instances is not None
         if target.write_error is not None:
             return RegistryRead(
                 read.instances, read.error, read.changed_at, reason=read.reason,
@@ -281,10 +387,18 @@ class RegistryMonitor:
                 return
             target.busy = busy
             now = time.monotonic()
+            asked = {_action_key(a) for a in wanted}
+            left = target.written_ahead - asked if target.planned_on_a_read else set()
+            for gone in left:  # the pod left (or moved) without registering
+                target.written_ahead.discard(gone)
+                target.undoing.setdefault(_undo_ahead(gone), 0)
+            for undo in [k for k in target.undoing if _ahead_of(k) in asked]:
+                del target.undoing[undo]  # asked for again: it stays
             target.queued = {
                 _action_key(a): a for a in wanted
                 if not _settling(target, a, now) and _action_key(a) not in target.written_ahead
             }
+            target.queued.update({k: k for k in target.undoing})
             if target.queued:
                 lane.cond.notify_all()
 
@@ -301,6 +415,7 @@ class RegistryMonitor:
 
     def _poll(self, lane: _Lane, target: _Target) -> None:
         stamp = format_time(datetime.now(UTC))
+        started = time.monotonic()
         try:
             instances = tuple(sorted(target.client.list_instances(), key=_instance_order))
             read = RegistryRead(instances, None, stamp)
@@ -314,22 +429,41 @@ class RegistryMonitor:
             if lane.targets.get(target.key) is not target:
                 return  # forgotten or replaced (its client closed) while we read it
             target.failures, target.next_poll = failures, next_poll
+            wake_anyway, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
+            if read.instances is not None:
+                listed = {(i.ip, i.port) for i in read.instances}
+                target.written_ahead = {k for k in target.written_ahead if (k.ip, k.port) not in listed}
+                shown = len(target.enabled_unread)
+                target.enabled_unread = {where: (action, at) for where, (action, at) in target.enabled_unread.items()
+                                         if at + WRITE_SETTLE_SECONDS > started}
+                wake_anyway = wake_anyway or len(target.enabled_unread) < shown  # the view may change
             now = time.monotonic()  # a read after the settle time shows what our writes did
             target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
             previous = target.read
-            if previous is not None and previous.instances == read.instances and previous.error == read.error:
+            unchanged = previous is not None and previous.instances == read.instances and previous.error == read.error
+            if unchanged and not wake_anyway:
                 return  # nothing new: keep the old read (and its time), wake nobody
-            target.read = read
+            if not unchanged:
+                target.read = read
         self.notify(target.key)
 
     def _write(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:
         error: RegistryUnavailable | None = None
+        fenced = (self.fence.writing(f"registry {action.kind} {action.ip}:{action.port}")
+                  if self.fence is not None else contextlib.nullcontext())
         try:
-            self._run_action(target.client, action)
+            with fenced:
+                self._run_action(target.client, action)
+        except NotLeading as exc:
+            log.info("%s/%s: %s", target.key[0], target.key[1], exc)
+            return  # dropped: the replica that holds the lease plans its own writes
         except InstanceNotRegistered:
             pass  # gone meanwhile: nothing left to take offline or reset
         except RegistryUnavailable as exc:
             error = exc
+        if action.kind == "undo-ahead":
+            self._undone(lane, target, key, action, error)
+            return
         woke = False
         with lane.cond:
             if lane.targets.get(target.key) is not target:
@@ -339,6 +473,11 @@ class RegistryMonitor:
                     target.done[(action.ip, action.port)] = (key, time.monotonic())
                 else:
                     target.written_ahead.add(key)
+                if action.kind == "write" and action.ip is not None and action.port is not None:
+                    if action.enabled and action.must_exist:
+                        target.enabled_unread[(action.ip, action.port)] = (action, time.monotonic())
+                    else:
+                        target.enabled_unread.pop((action.ip, action.port), None)
                 target.write_failures = 0
                 target.next_write = 0.0
                 target.next_poll = 0.0  # read back what we changed right away
@@ -360,6 +499,29 @@ class RegistryMonitor:
         if woke:
             self.notify(target.key)
 
+    def _undone(
+        self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction, error: RegistryUnavailable | None
+    ) -> None:
+        """After undoing a write ahead: done, or retried with back-off a few times. Never an
+        error on the app: it is housekeeping for an address the app no longer uses."""
+        with lane.cond:
+            if target.undoing.get(key) is None:
+                return  # asked for again meanwhile, or the target was replaced
+            attempts = target.undoing[key] + 1
+            if error is None or attempts >= UNDO_AHEAD_ATTEMPTS:
+                del target.undoing[key]
+                target.queued.pop(key, None)
+            else:
+                target.undoing[key] = attempts
+                target.queued.setdefault(key, action)
+                target.next_write = time.monotonic() + exponential_backoff(attempts, 1.0, MAX_BACKOFF_SECONDS)
+        if error is None:
+            log.info("%s/%s: registry write ahead for %s:%s undone (pod %s left without registering)",
+                     target.key[0], target.key[1], action.ip, action.port, action.pod or "-")
+        else:
+            log.warning("%s/%s: undoing the write ahead for %s:%s failed (attempt %d of %d): %s", target.key[0],
+                        target.key[1], action.ip, action.port, attempts, UNDO_AHEAD_ATTEMPTS, error)
+
     @staticmethod
     def _run_action(client: NacosRegistry, action: RegistryAction) -> None:
         assert action.ip is not None and action.port is not None
@@ -371,6 +533,8 @@ class RegistryMonitor:
             )
         elif action.kind == "deregister":
             client.deregister(action.ip, action.port, ephemeral=action.ephemeral)
+        elif action.kind == "undo-ahead":
+            client.undo_write_ahead(action.ip, action.port, cluster=action.cluster, ephemeral=action.ephemeral)
 
     # Nacos clients ---------------------------------------------------------------------------
 
@@ -379,7 +543,10 @@ class RegistryMonitor:
         RegistryMisconfigured/Unavailable when the settings cannot work."""
         key = (app.namespace, app.name)
         settings = self._settings(app)
-        fingerprint = hashlib.sha256(repr(settings).encode() + repr(settings.password).encode()).hexdigest()
+        # Everything the client is built from (the password and CA are not in repr()).
+        fingerprint = hashlib.sha256(
+            repr((settings, settings.password, settings.tls_ca_data)).encode()
+        ).hexdigest()
         lane_name = ",".join(settings.base_urls)
         with self._lock:
             lane = self._where.get(key)
@@ -389,7 +556,8 @@ class RegistryMonitor:
             if target is not None and target.fingerprint == fingerprint and lane.name == lane_name:
                 return target
             self.forget(key)
-        target = _Target(key=key, fingerprint=fingerprint, client=NacosRegistry(settings))
+        target = _Target(key=key, fingerprint=fingerprint,
+                         client=NacosRegistry(settings, connect_check=self._address_refusal))
         self._attach(lane_name, target)
         return target
 
@@ -425,20 +593,36 @@ class RegistryMonitor:
                 f"serverAddr {', '.join(refused)} is not allowed by the operator's policy"
                 " (apprelease run --allow-nacos-server)"
             )
+        for host, port in _hosts(settings):
+            literal = _literal_address(host)
+            refusal = self._address_refusal(host, port, literal) if literal else None
+            if refusal:
+                raise RegistryMisconfigured(refusal)
         username = password = None
         if nacos.credentials_secret:
             ref = nacos.credentials_secret
             data = self._secret(app.namespace, ref.name)
             username = _text(data, ref.username_key, app.namespace, ref.name)
             password = _text(data, ref.password_key, app.namespace, ref.name)
-        ca_file = None
+        ca = None
         if tls and tls.ca_secret:
+            # Handed to the TLS context in memory: no file to write, rewrite or remove.
             ca = _text(self._secret(app.namespace, tls.ca_secret), "ca.crt", app.namespace, tls.ca_secret)
-            ca_file = Path(tempfile.gettempdir()) / f"apprelease-nacos-ca-{hashlib.sha256(ca.encode()).hexdigest()[:12]}.crt"
-            ca_file.write_text(ca)
-        return dataclasses.replace(
-            settings, username=username, password=password, tls_ca_file=str(ca_file) if ca_file else None
-        )
+        return dataclasses.replace(settings, username=username, password=password, tls_ca_data=ca)
+
+    def _address_refusal(self, host: str, port: int, address: str) -> str | None:
+        """The verdict's message when the policy refuses this address of a server, else None."""
+        kind = self.policy.registry_address_refusal(host, port, address)
+        if kind is None:
+            return None
+        server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        literal = _literal_address(host)
+        where = f"{server} is {kind}" if literal is not None else f"{server} resolves to {address}, {kind}"
+        if kind == APISERVER:
+            return f"spec.registry.nacos.serverAddr: {where}; it is never used as a registry"
+        return (f"spec.registry.nacos.serverAddr: {where}; the operator does not connect there unless the"
+                " platform allows it (apprelease run --allow-registry-network CIDR, or --allow-nacos-server"
+                f" {server})")
 
     def _secret(self, namespace: str, name: str) -> dict[str, bytes]:
         cached = self._secrets.get((namespace, name))
@@ -459,6 +643,47 @@ class RegistryMonitor:
         return data
 
 
+def _hosts(settings: NacosSettings) -> list[tuple[str, int]]:
+    found = []
+    for url in settings.base_urls:
+        parts = urlsplit(url)
+        found.append((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)))
+    return found
+
+
+def _literal_address(host: str) -> str | None:
+    """The address a server name stands for without asking DNS (an IP, localhost), or None."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def apiserver_endpoints(server_url: str) -> tuple[str, ...]:
+    """host:port of the apiserver as this operator reaches it (its kubeconfig's server, each
+    address that name resolves to, and the in-cluster service): never a registry."""
+    endpoints: list[str] = []
+    parts = urlsplit(server_url)
+    candidates = []
+    if parts.hostname:
+        candidates.append((parts.hostname, parts.port or (443 if parts.scheme != "http" else 80)))
+    service_host, service_port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+    if service_host and service_port and service_port.isdigit():
+        candidates.append((service_host, int(service_port)))
+    for host, port in candidates:
+        literal = _literal_address(host)
+        addresses = [literal] if literal else []
+        if not addresses:
+            try:
+                addresses = sorted({str(a[4][0]) for a in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+            except OSError:
+                log.warning("cannot resolve the apiserver's name %s: its addresses are not refused as registries", host)
+        endpoints += [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses]
+    return tuple(dict.fromkeys(endpoints))
+
+
 def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
     """A Secret value as text; RegistryMisconfigured (never the value) when absent or binary."""
     raw = data.get(key)
@@ -468,6 +693,30 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
+
+
+def _with_enabled(
+    instances: tuple[RegistryInstance, ...], enabled: dict[tuple[str, int], tuple[RegistryAction, float]]
+) -> tuple[RegistryInstance, ...]:
+    """The instances with our enabling writes the read does not show yet laid over them."""
+    result = []
+    for instance in instances:
+        write = enabled.get((instance.ip, instance.port))
+        if write is not None and not instance.enabled:
+            action = write[0]
+            instance = dataclasses.replace(instance, enabled=True, weight=action.weight,
+                                           metadata={**instance.metadata, **dict(action.metadata)})
+        result.append(instance)
+    return tuple(result)
+
+
+def _undo_ahead(written: RegistryAction) -> RegistryAction:
+    """The undoing of a write ahead (and back: _ahead_of), field for field."""
+    return dataclasses.replace(written, kind="undo-ahead")
+
+
+def _ahead_of(undo: RegistryAction) -> RegistryAction:
+    return dataclasses.replace(undo, kind="write")
 
 
 def _describe(action: RegistryAction) -> str:

@@ -18,6 +18,17 @@ disabled instances, even with healthyOnly=false. Both need a cluster name ("clus
 found!" when it has no instance), so without a configured cluster every cluster of the service
 is listed. Verified against Nacos 2.3.2 and 3.1.0 (see tests/nacos/).
 
+Deadlines. httpx's timeouts are per read: a server (or a proxy) that sends its headers or its
+body a byte at a time never trips them. So every exchange runs on one event loop shared by all
+clients (`_IoLoop`) under an asyncio deadline that covers all of it - name resolution,
+connect, TLS, headers, body - and each public call (a listing is several requests, a login
+included) ends within `call_deadline_seconds` in total.
+
+Where it connects. With a `connect_check` (the operator passes its policy), each server's name
+is resolved by the client, every address it resolves to is checked, and the connection goes
+to a checked address (Host header and TLS name stay the server's name), so a name that
+resolves elsewhere between the check and the connect (DNS rebinding) cannot move it.
+
 Auth. The token from the login goes in an `Authorization: Bearer` header (accepted by 2.x and
 3.x), not in the query string, so it stays out of URLs and the server's access log. It is
 renewed before its `tokenTtl` runs out and once more after a 401/403. The password and token
@@ -26,21 +37,28 @@ never appear in exceptions, logs or repr().
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import enum
+import functools
+import ipaddress
 import json
 import logging
+import math
 import re
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from apprelease import metrics
 from apprelease.registry.base import (
     InstanceNotRegistered,
     RegistryBadResponse,
@@ -66,6 +84,25 @@ MAX_DETAIL_CHARS = 160
 # A list of thousands of instances is well under this; a server streaming without end is not.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]+")
+# A public call (a listing, an update: every request, server and try, a login included).
+CALL_DEADLINE_SECONDS = 12.0
+# Nacos stores weights from 0 to 10000 and refuses the rest (docs/nacos-notes.md).
+MAX_NACOS_WEIGHT = 10000.0
+# Resolved server addresses are reused this long (a lookup per poll would be a DNS query per
+# app every few seconds); a failed connection resolves again.
+RESOLVED_SECONDS = 30.0
+# The calling thread waits this much longer than an exchange's own deadline before it gives
+# up on the I/O loop itself.
+LOOP_GRACE_SECONDS = 2.0
+
+# Why the operator may not connect to an address (a server's name, its port, the address it
+# resolved to), or None: the operator's policy (domain.Policy), passed in by the monitor.
+ConnectCheck = Callable[[str, int, str], "str | None"]
+# A server name and port → the addresses to try, in order (blocking; run off the I/O loop).
+Resolver = Callable[[str, int], list[str]]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class NacosApi(enum.Enum):
@@ -118,11 +155,13 @@ class NacosSettings:
     tls: bool = False
     tls_verify: bool = True
     tls_ca_file: str | None = None
+    # The CA certificates (PEM) themselves: used in memory, never written to a file.
+    tls_ca_data: str | None = field(default=None, repr=False)
     # One request to one server, body included, never takes longer than this: a server that
     # drips a byte every few seconds is cut off here, not at every read timeout.
     timeout_seconds: float = 5.0
     # One call (all servers, all tries, a login included) never takes longer than this.
-    call_deadline_seconds: float = 12.0
+    call_deadline_seconds: float = CALL_DEADLINE_SECONDS
     # Tries per server when the connection fails (refused, reset, timed out).
     connect_attempts: int = 2
 
@@ -159,11 +198,66 @@ def _base_url(address: str, tls: bool, context_path: str) -> str:
     return f"{parts.scheme}://{netloc}{path or context_path}"
 
 
+class _IoLoop:
+    """The event loop (one thread) on which every client's HTTP exchanges run; callers block
+    on the result. One for the process, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="nacos-io", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, _R], limit: float) -> _R:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise _TooSlow(f"no complete answer within {limit:.0f} s") from None
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run it without waiting (closing a client)."""
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+
+
+_IO = _IoLoop()
+
+
+def _one_call(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A public call: it ends within call_deadline_seconds, all of its requests included
+    (calls it makes on itself share the deadline)."""
+
+    @functools.wraps(method)
+    def bounded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        client: NacosRegistry = args[0]  # type: ignore[assignment]
+        local = client._local
+        if getattr(local, "deadline", None) is not None:
+            return method(*args, **kwargs)
+        local.deadline = time.monotonic() + client._settings.call_deadline_seconds
+        try:
+            return method(*args, **kwargs)
+        finally:
+            local.deadline = None
+
+    return bounded
+
+
 class NacosRegistry:
     """RegistryProvider for one Nacos service. Thread-safe; close() (or `with`) when done.
 
     `clock` (monotonic seconds) times the token's lifetime; tests pass a fake one.
     `transport` is handed to httpx (e.g. a mock transport in unit tests).
+    `connect_check` refuses addresses (see the module's doc); `resolver` replaces the system's
+    name resolution (tests).
     """
 
     def __init__(
@@ -171,7 +265,9 @@ class NacosRegistry:
         settings: NacosSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect_check: ConnectCheck | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self._settings = settings
         self._servers = settings.base_urls  # RegistryMisconfigured for a bad address
@@ -180,11 +276,16 @@ class NacosRegistry:
         self._current = 0  # the server that answered last: tried first
         self._base_url = ", ".join(self._servers)  # for messages: never carries credentials
         self._clock = clock
-        self._http = httpx.Client(
+        self._connect_check = connect_check
+        self._resolver = resolver or _system_resolver
+        self._resolved: dict[str, tuple[float, list[str]]] = {}
+        self._local = threading.local()  # the deadline of the public call on this thread
+        self._http = httpx.AsyncClient(
             timeout=settings.timeout_seconds,
             verify=_tls_verification(settings),
             transport=transport,
         )
+        self._closed = False
         self._lock = threading.RLock()  # re-entrant: _login runs under it and may detect the API
         self._api: NacosApi | None = None
         self._server_version: str | None = None
@@ -194,6 +295,7 @@ class NacosRegistry:
 
     # --- RegistryProvider ---------------------------------------------------------------
 
+    @_one_call
     def list_instances(self) -> list[RegistryInstance]:
         """Every instance of the service, healthy or not, enabled or not."""
         clusters = [self._settings.cluster] if self._settings.cluster else self._cluster_names()
@@ -202,6 +304,7 @@ class NacosRegistry:
             instances.extend(self._list_cluster(cluster))
         return instances
 
+    @_one_call
     def update_instance(
         self,
         ip: str,
@@ -242,6 +345,7 @@ class NacosRegistry:
             }
             self._call("PUT", self._paths().instance, params=params, what="updating the instance")
 
+    @_one_call
     def set_enabled(self, ip: str, port: int, enabled: bool, *, ephemeral: bool = True) -> None:
         """Switch traffic to an instance on or off, whoever registered it.
 
@@ -260,6 +364,7 @@ class NacosRegistry:
         for instance in self._registered(ip, port, ephemeral):
             self._write_override(instance, enabled=enabled, what="setting enabled")
 
+    @_one_call
     def clear_overrides(self, ip: str, port: int, *, ephemeral: bool = True) -> None:
         """Undo set_enabled(): the instance at ip:port is enabled again with its current weight.
 
@@ -275,6 +380,26 @@ class NacosRegistry:
         for instance in self._matching(ip, port, ephemeral):
             self._write_override(instance, enabled=True, what="clearing overrides")
 
+    @_one_call
+    def undo_write_ahead(
+        self, ip: str, port: int, *, cluster: str | None = None, ephemeral: bool = True
+    ) -> None:
+        """Neutralise a record written ahead (``update_instance(must_exist=False)``) for an
+        instance that never came: an app registering at that address later would inherit it
+        (disabled) for good, since Nacos expires a record only when an instance there leaves.
+        Nacos cannot delete one, so it is rewritten as what an instance has when nothing
+        overrides it: enabled, weight 1.0, none of our metadata.
+
+        With an instance at ip:port now it does nothing: the record is that instance's and
+        expires with it."""
+        if self._matching(ip, port, ephemeral):
+            return
+        absent = RegistryInstance(ip=ip, port=port, healthy=False, enabled=True, weight=1.0, ephemeral=ephemeral,
+                                  cluster=cluster or self._settings.cluster or DEFAULT_CLUSTER)
+        params = {**self._instance_params(absent), "enabled": "true", "weight": "1.0", "metadata": "{}"}
+        self._call("PUT", self._paths().instance, params=params, what="undoing a write ahead")
+
+    @_one_call
     def deregister(self, ip: str, port: int, *, ephemeral: bool) -> None:
         """Remove the instance at ip:port; no-op if it is not registered.
 
@@ -289,18 +414,22 @@ class NacosRegistry:
             self._call("DELETE", self._paths().instance, params=params, what="deregistering")
 
     def close(self) -> None:
-        self._http.close()
+        """Idempotent; a call still running on another thread ends as RegistryUnavailable."""
+        if self._closed:
+            return
+        self._closed = True
+        _IO.submit(self._http.aclose())
 
     # --- extras -------------------------------------------------------------------------
 
     @property
     def api(self) -> NacosApi:
         """The API generation in use (detected on first use, then cached)."""
-        return self._detect()
+        return _one_call(NacosRegistry._detect)(self)
 
     @property
     def server_version(self) -> str | None:
-        self._detect()
+        _one_call(NacosRegistry._detect)(self)
         return self._server_version
 
     @property
@@ -422,6 +551,8 @@ class NacosRegistry:
     def _parsed(self, raw: Any) -> RegistryInstance:
         try:
             return _instance(raw)
+        except _BadWeight as exc:
+            raise RegistryBadResponse(f"Nacos at {self._base_url}: an instance row with weight {exc}") from None
         except (AttributeError, KeyError, TypeError, ValueError):
             raise RegistryBadResponse(
                 f"Nacos at {self._base_url}: an instance row without a valid ip/port"
@@ -527,10 +658,10 @@ class NacosRegistry:
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """One request, failing over across the servers; the whole call (every server and
-        try) ends within call_deadline_seconds, one request within timeout_seconds."""
+        """One request, failing over across the servers; it ends within what is left of the
+        public call's deadline, one try within timeout_seconds."""
         settings = self._settings
-        deadline = time.monotonic() + settings.call_deadline_seconds
+        deadline = getattr(self._local, "deadline", None) or time.monotonic() + settings.call_deadline_seconds
         order = [(self._current + i) % len(self._servers) for i in range(len(self._servers))]
         last_error = "no server tried"
         for index in order:
@@ -538,20 +669,24 @@ class NacosRegistry:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                if self._closed:
+                    # Replaced (serverAddr edited) while a lane still used it: an outage to the
+                    # caller, who already knows what to do with one.
+                    raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: client closed")
+                server, started = urlsplit(self._servers[index]).netloc, time.monotonic()
                 try:
-                    response = self._request(index, method, path, params, form, headers, remaining)
+                    response = self._request(_Try(index, attempt, method, path, params, form, headers), remaining)
                 except (httpx.TransportError, _TooSlow) as error:
+                    _measured(server, method, started, _error_kind(error))
                     # Never the exception's text: it may carry the request (Authorization).
                     last_error = f"{self._servers[index]}: {_transport_reason(error)}"
+                    self._resolved.clear()  # the server may have moved: resolve again
                     if attempt + 1 < settings.connect_attempts:
                         time.sleep(min(0.2 * 2**attempt, max(0.0, deadline - time.monotonic())))
                     continue
-                except RuntimeError:
-                    if not self._http.is_closed:
-                        raise
-                    # Replaced (serverAddr edited) while a lane still used it: an outage to the
-                    # caller, who already knows what to do with one.
+                except _ClosedMeanwhile:
                     raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: client closed") from None
+                _measured(server, method, started, "http_5xx" if response.status_code >= 500 else None)
                 if response.status_code >= 500 and index != order[-1]:
                     last_error = f"{self._servers[index]}: HTTP {response.status_code}"
                     break  # a node without a leader, overloaded...: the next server may answer
@@ -559,35 +694,74 @@ class NacosRegistry:
                 return response
         raise RegistryUnavailable(f"Nacos at {self._base_url}: {what}: {last_error}")
 
-    def _request(
-        self,
-        index: int,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        form: Mapping[str, str] | None,
-        headers: Mapping[str, str],
-        remaining: float,
-    ) -> httpx.Response:
+    def _request(self, request: _Try, remaining: float) -> httpx.Response:
         budget = min(self._settings.timeout_seconds, remaining)
-        cutoff = time.monotonic() + budget
-        url = self._servers[index] + path
-        with self._http.stream(
-            method, url, params=params, data=form, headers=headers, timeout=httpx.Timeout(budget)
-        ) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if time.monotonic() > cutoff:
-                    raise _TooSlow(f"no complete answer within {budget:.0f} s")
-                if len(body) > MAX_BODY_BYTES:
-                    raise RegistryBadResponse(f"Nacos at {self._base_url}: an answer over {MAX_BODY_BYTES} bytes")
-            # What was read, already decoded: the encoding headers no longer apply.
-            headers = {k: v for k, v in response.headers.items()
-                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
-            return httpx.Response(
-                response.status_code, headers=headers, content=bytes(body), request=response.request
-            )
+        return _IO.run(self._exchange(request, budget), budget + LOOP_GRACE_SECONDS)
+
+    async def _exchange(self, request: _Try, budget: float) -> httpx.Response:
+        """One request to one server, on the I/O loop: resolution, connect, TLS, headers and
+        body all within ``budget`` seconds."""
+        try:
+            async with asyncio.timeout(budget):
+                base, extra_headers, extensions = await self._route(request.server, request.attempt)
+                async with self._http.stream(
+                    request.method, base + request.path, params=request.params, data=request.form,
+                    headers={**request.headers, **extra_headers},
+                    timeout=httpx.Timeout(budget), extensions=extensions,
+                ) as response:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_BODY_BYTES:
+                            raise RegistryBadResponse(f"Nacos at {self._base_url}: an answer over {MAX_BODY_BYTES} bytes")
+                    # What was read, already decoded: the encoding headers no longer apply.
+                    kept = {k: v for k, v in response.headers.items()
+                            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")}
+                    return httpx.Response(
+                        response.status_code, headers=kept, content=bytes(body), request=response.request
+                    )
+        except TimeoutError:
+            raise _TooSlow(f"no complete answer within {budget:.0f} s") from None
+        except RuntimeError:
+            if not self._http.is_closed:
+                raise
+            raise _ClosedMeanwhile() from None
+
+    async def _route(self, index: int, attempt: int) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """Where this try connects: (base URL, extra headers, httpx extensions). Without a
+        connect check, the server's own URL; with one, a checked address of the server's name
+        (RegistryMisconfigured when any address it resolves to is refused)."""
+        base = self._servers[index]
+        if self._connect_check is None:
+            return base, {}, {}
+        parts = urlsplit(base)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = await self._addresses(host, port)
+        for address in addresses:
+            refusal = self._connect_check(host, port, address)
+            if refusal:
+                raise RegistryMisconfigured(refusal)
+        address = addresses[attempt % len(addresses)]
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        extensions: dict[str, Any] = {} if _is_ip(host) else {"sni_hostname": host}
+        return f"{parts.scheme}://{netloc}{parts.path}", {"Host": parts.netloc}, extensions
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        if _is_ip(host):
+            return [str(ipaddress.ip_address(host))]
+        cached = self._resolved.get(host)
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(None, self._resolver, host, port)
+        except OSError:
+            raise httpx.ConnectError(f"cannot resolve {host}") from None
+        if not found:
+            raise httpx.ConnectError(f"{host} resolves to no address")
+        self._resolved[host] = (time.monotonic() + RESOLVED_SECONDS, found)
+        return found
 
     def _auth_headers(self) -> dict[str, str]:
         if not self._settings.username:
@@ -659,8 +833,55 @@ def _says_not_found(response: httpx.Response) -> bool:
     return any(NOT_FOUND_MESSAGE.search(text) for text in texts)
 
 
+@dataclass(frozen=True)
+class _Try:
+    """One request to one server (its index in the list), the how-manieth try there."""
+
+    server: int
+    attempt: int
+    method: str
+    path: str
+    params: Mapping[str, str] | None
+    form: Mapping[str, str] | None
+    headers: Mapping[str, str]
+
+
 class _TooSlow(Exception):
     """The server answers too slowly (a byte at a time): the request is cut off."""
+
+
+def _measured(server: str, method: str, started: float, error: str | None) -> None:
+    """Latency of one request to one server, and its failure if it failed."""
+    metrics.NACOS_REQUEST_SECONDS.labels(server, method).observe(time.monotonic() - started)
+    if error is not None:
+        metrics.NACOS_REQUEST_ERRORS.labels(server, error).inc()
+
+
+def _error_kind(error: Exception) -> str:
+    if isinstance(error, _TooSlow | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ConnectError):
+        return "connection"
+    return "transport"
+
+
+class _ClosedMeanwhile(Exception):
+    """The client was closed while a call still used it."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _system_resolver(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` for a TCP connection, IPv4 first, without duplicates."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    ordered = sorted(found, key=lambda entry: entry[0] != socket.AF_INET)
+    return list(dict.fromkeys(str(entry[4][0]) for entry in ordered))
 
 
 def _transport_reason(error: Exception) -> str:
@@ -676,9 +897,9 @@ def _transport_reason(error: Exception) -> str:
 def _tls_verification(settings: NacosSettings) -> ssl.SSLContext | bool:
     if not settings.tls_verify:
         return False
-    if settings.tls_ca_file:
+    if settings.tls_ca_file or settings.tls_ca_data:
         try:
-            return ssl.create_default_context(cafile=settings.tls_ca_file)
+            return ssl.create_default_context(cafile=settings.tls_ca_file, cadata=settings.tls_ca_data)
         except (ssl.SSLError, OSError, ValueError):
             raise RegistryMisconfigured("the TLS CA (ca.crt) is not a PEM certificate") from None
     return True
@@ -725,6 +946,17 @@ def _data(body: Any) -> Any:
     return body.get("data") if isinstance(body, dict) else None
 
 
+class _BadWeight(ValueError):
+    """A weight Nacos never stores (NaN, infinite, outside 0-10000): the answer is not Nacos'."""
+
+
+def _weight(value: Any) -> float:
+    weight = float(value)
+    if not math.isfinite(weight) or not 0 <= weight <= MAX_NACOS_WEIGHT:
+        raise _BadWeight(_printable(str(value))[:20])
+    return weight
+
+
 def _instance(raw: Mapping[str, Any]) -> RegistryInstance:
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -734,7 +966,7 @@ def _instance(raw: Mapping[str, Any]) -> RegistryInstance:
         port=int(raw["port"]),
         healthy=bool(raw.get("healthy", False)),
         enabled=bool(raw.get("enabled", True)),
-        weight=float(raw.get("weight", 1.0)),
+        weight=_weight(raw.get("weight", 1.0)),
         ephemeral=bool(raw.get("ephemeral", True)),
         cluster=str(raw.get("clusterName") or DEFAULT_CLUSTER),
         metadata={str(key): str(value) for key, value in metadata.items()},

@@ -39,7 +39,10 @@ class DesiredChildren:
     untouched_tracks: tuple[Track, ...] = ()
     # The canary's share of traffic now (Gateway API backendRefs weights), 0 with no canary.
     canary_weight: int = 0
-    # Blue-green: the revision the active Service selects, and the preview's.
+    # A canary pod is ready: the Gateway API header match may send requests to the canary.
+    canary_serving: bool = False
+    # Blue-green: the revision the active Service selects (None: the stable Deployment's
+    # pods, whatever their revision), and the preview's.
     active_revision: int | None = None
     preview_revision: int | None = None
 
@@ -79,7 +82,7 @@ def render_children(
     has_canary = any(t.track == "canary" for t in desired.tracks)
     children = _configmaps(app, desired)
     if app.spec.container_ports():  # a Service without ports is invalid: workers get none
-        children.append(render_service(app, desired.active_revision))
+        children.append(render_service(app, desired.active_revision, stable_only=app.spec.strategy.blue_green is not None))
         if per_track:
             children += [render_track_service(app, "stable"), render_track_service(app, "canary")]
         if desired.preview_revision is not None:
@@ -98,7 +101,7 @@ def render_children(
     if blue_green is not None and blue_green.preview_ingress is not None and desired.preview_revision is not None:
         children.append(render_preview_ingress(app, track_service_name(app.name, "preview")))
     if routing == "gatewayAPI" and app.spec.container_ports():
-        children.append(render_http_route(app, desired.canary_weight, has_canary))
+        children.append(render_http_route(app, desired.canary_weight, has_canary, header=desired.canary_serving))
     return children
 
 

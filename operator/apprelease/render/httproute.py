@@ -13,7 +13,8 @@ from .service import service_ports
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
-def render_http_route(app: AppRelease, canary_weight: int, has_canary: bool) -> dict[str, Any]:
+def render_http_route(app: AppRelease, canary_weight: int, has_canary: bool, *, header: bool) -> dict[str, Any]:
+    """``header``: the canary can serve, so the canaryHeader match (if any) routes to it."""
     canary_spec = app.spec.strategy.canary
     assert canary_spec is not None and canary_spec.gateway_api is not None
     route = canary_spec.gateway_api
@@ -25,9 +26,9 @@ def render_http_route(app: AppRelease, canary_weight: int, has_canary: bool) -> 
 
     path = {"type": "PathPrefix", "value": route.path}
     rules: list[dict[str, Any]] = []
-    if has_canary and route.canary_header is not None:
-        header = {"type": "Exact", "name": route.canary_header.name, "value": route.canary_header.value}
-        rules.append({"matches": [{"path": path, "headers": [header]}], "backendRefs": [backend("canary", 1)]})
+    if has_canary and header and route.canary_header is not None:
+        match = {"type": "Exact", "name": route.canary_header.name, "value": route.canary_header.value}
+        rules.append({"matches": [{"path": path, "headers": [match]}], "backendRefs": [backend("canary", 1)]})
     backends = [backend("stable", 100 - canary_weight if has_canary else 100)]
     if has_canary:
         backends.append(backend("canary", canary_weight))

@@ -68,12 +68,16 @@ def _service(app: AppRelease, name: str, selector: dict[str, str], extra_labels:
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
-def render_service(app: AppRelease, revision: int | None = None) -> dict[str, Any]:
-    """The app's Service. With ``revision`` (blue-green) it selects that revision's pods only:
-    switching traffic is changing this one selector."""
+def render_service(app: AppRelease, revision: int | None = None, *, stable_only: bool = False) -> dict[str, Any]:
+    """The app's Service. Blue-green: ``revision`` selects that revision's pods only (traffic
+    on the new revision), else ``stable_only`` the stable Deployment's pods, whatever revision
+    they run, so one rolling in place (a restart) keeps its old pods until new ones are ready.
+    Switching traffic is changing this one selector."""
     selector = labels.selector_labels(app.name)
     if revision is not None:
         selector[labels.REVISION] = str(revision)
+    elif stable_only:
+        selector[labels.TRACK] = "stable"
     return _service(app, service_name(app.name), selector, {})
 
 

@@ -25,6 +25,7 @@ from ..api.status import HandledRequests
 from ..api.strategy import BlueGreenStrategy
 from ..domain import Track
 from . import requests
+from .observed import RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
 from .state import Aborted, Previewing, Promoting, RolloutState, Steady, Switched
@@ -43,7 +44,7 @@ class _Pass:
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
     if inp.current.hash == inp.stable.hash:
-        return _back_on_stable(inp)
+        return _back_on_stable(state, inp)
     if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
         reason = "Restarted" if not inp.current.promoted else "RolledBack"
         event = Event("Normal", reason, f"revision {inp.current.number} goes to all pods without a preview")
@@ -57,7 +58,7 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         return Decision(
             state=state, stable=inp.current, events=(*log.events, done), handled=handled,
             promoted=inp.current.hash if inp.app.spec.replicas > 0 else None,
-            superseded=tuple(log.superseded), active_revision=inp.current.number,
+            superseded=tuple(log.superseded),
         )
     switched = isinstance(state, Switched | Promoting)
     return Decision(
@@ -73,7 +74,7 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
-        active_revision=inp.current.number if switched else inp.stable.number,
+        active_revision=inp.current.number if switched else None,
         idle_revisions=_idle(state, inp),
     )
 
@@ -84,19 +85,53 @@ def _strategy(inp: Inputs) -> BlueGreenStrategy:
     return strategy
 
 
-def _back_on_stable(inp: Inputs) -> Decision:
-    """The spec describes the stable revision again: the preview goes. Within the scale-down
-    delay the stable pods still run, so traffic is back on them at once."""
+def _back_on_stable(state: RolloutState, inp: Inputs) -> Decision:
+    """The spec describes the stable revision again: the preview goes. Once the preview
+    serves (switched, or promoting), going back is a switch the other way, in a promotion's
+    order: the stable side first at full ready size (a promotion may have replaced its pods
+    already), then the Service on it (with Nacos: its instances enabled), then the preview
+    drained and removed. Within the scale-down delay the stable pods still run, so traffic
+    is back on them at once."""
     events: tuple[Event, ...] = ()
     superseded: tuple[tuple[str, str], ...] = ()
     previous = inp.candidate
     if previous is not None and previous.hash != inp.current.hash:
+        if isinstance(state, Switched | Promoting):
+            waiting = _stable_side_back(state, inp, previous)
+            if waiting is not None:
+                return waiting
         events = (Event("Normal", "RolledBack",
                         f"spec returned to stable revision {inp.current.number}; revision"
                         f" {previous.number} removed"),)
         superseded = ((previous.hash, "Superseded"),)
     return Decision(state=Steady(), stable=inp.stable, events=events, handled=inp.handled,
-                    superseded=superseded, active_revision=inp.stable.number)
+                    superseded=superseded)
+
+
+def _stable_side_back(state: Switched | Promoting, inp: Inputs, serving: RevisionRecord) -> Decision | None:
+    """Going back from the serving preview to the stable revision: what still waits (the
+    stable side's pods, then its instances), or None when the preview may go."""
+    spec = inp.app.spec
+    stable = inp.stable
+    dep = inp.observed.deployments.get("stable")
+    registry = inp.observed.registry
+    ready = dep is not None and dep.rolled_out(stable.hash, spec.replicas) and (
+        registry is None or registry.gate_open("stable", spec.replicas))
+    if ready and _serving(inp, "stable", stable.number):
+        return None
+    if ready:  # switched back; the preview serves on until the stable instances are enabled
+        active, idle, weight = None, frozenset[int](), 0
+        waiting = (f"rolling back to revision {stable.number}: its instances are enabled before"
+                   f" revision {serving.number}'s go offline")
+    else:
+        active, idle, weight = serving.number, frozenset({stable.number}), 100
+        waiting = (f"rolling back to revision {stable.number}: waiting for its {spec.replicas} pod(s)"
+                   f" to be ready before traffic returns to them; revision {serving.number} serves meanwhile")
+    return Decision(
+        state=state, stable=stable, candidate=serving, candidate_track=TRACK,
+        candidate_replicas=spec.replicas, set_weight=weight, handled=inp.handled,
+        waiting_for=waiting, active_revision=active, idle_revisions=idle,
+    )
 
 
 def _begin(
@@ -128,7 +163,17 @@ def _requests(
         if isinstance(state, Aborted):
             state = Previewing(inp.stamp)
             log.events.append(Event("Normal", "Retried", f"preview of revision {number} starts again"))
-    if pending.promote and isinstance(state, Previewing) and state.ready_since is not None:
+    if pending.promote and inp.app.spec.taken_down and isinstance(state, Previewing | Switched):
+        # No preview runs to be seen ready, and a promote kept for later would switch at
+        # bring-up to pods nobody has seen yet: refused, and said so (as the canary does).
+        handled = handled.model_copy(update={"promote": pending.promote})
+        name = inp.app.name
+        log.events.append(Event(
+            "Warning", "PromoteRefused",
+            f"promote refused: {name} is taken down (spec.takenDown), so revision {number} stays"
+            f" where it is; `apprelease bring-up {name}` resumes it, then promote again",
+        ))
+    elif pending.promote and isinstance(state, Previewing) and state.ready_since is not None:
         # Only a ready preview takes traffic; until then the request stays pending.
         handled = handled.model_copy(update={"promote": pending.promote})
         state = _switch(inp, log, "Promoted", "promoted on request")
@@ -165,6 +210,12 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
 
 def _preview(state: Previewing, inp: Inputs, log: _Pass) -> RolloutState:
     spec = inp.app.spec
+    if spec.taken_down:
+        # No preview pods: nothing to see ready, so neither the progress deadline nor the
+        # auto-promotion counts; both start again at bring-up, as its pods start anew.
+        return replace(state, ready_since=None, taken_down_since=state.taken_down_since or inp.stamp)
+    if state.taken_down_since is not None:
+        state = Previewing(inp.stamp)  # brought up again: the clocks start now
     dep = inp.observed.deployments.get(TRACK)
     registry = inp.observed.registry
     ready = dep is not None and dep.rolled_out(inp.current.hash, spec.replicas) and (
@@ -219,14 +270,15 @@ def _idle(state: RolloutState, inp: Inputs) -> frozenset[int]:
         return frozenset({inp.current.number})
     if isinstance(state, Promoting):
         return frozenset({inp.stable.number})
-    if isinstance(state, Switched) and _preview_serving(inp):
+    if isinstance(state, Switched) and _serving(inp, TRACK, inp.current.number):
         # Green serves (enabled in the registry): only now does blue go offline.
         return frozenset({inp.stable.number})
     return frozenset()
 
 
-def _preview_serving(inp: Inputs) -> bool:
-    pods = [p for p in inp.observed.pods_of(TRACK) if p.revision == inp.current.number]
+def _serving(inp: Inputs, track: Track, revision: int) -> bool:
+    """Every pod of ``revision`` in ``track`` is enabled and healthy in Nacos (True without)."""
+    pods = [p for p in inp.observed.pods_of(track) if p.revision == revision]
     registration = inp.observed.registration
     if registration is None or inp.app.spec.registry is None or inp.app.spec.registry.nacos is None:
         return True

@@ -15,10 +15,11 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
-from .observed import PodState
+from .observed import PodState, RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
 from .state import Aborted, Promoting, RolloutState, Steady, Stepping
@@ -36,6 +37,19 @@ def canary_replicas(weight: int, replicas: int) -> int:
     if weight <= 0 or replicas <= 0:
         return 0
     return min(replicas, math.ceil(weight * replicas / 100))
+
+
+def routed_weight(weight: int, replicas: int, ready: int) -> int:
+    """The share a router may send the canary when ``ready`` of its pods are ready: no share
+    to what cannot serve. The step's weight was meant for ``canary_replicas`` pods; fewer ready
+    pods get proportionally less, so none carries more than the step meant for it (60 % of 5
+    replicas is 3 pods at 20 % each: 1 ready pod → 20 %). Rounded down; 0 with none ready.
+    Argo Rollouts likewise routes nothing to a canary ReplicaSet without available pods and
+    keeps the previous step's weight until the step's pods are available."""
+    want = canary_replicas(weight, replicas)
+    if want == 0 or ready <= 0:
+        return 0
+    return weight * min(ready, want) // want
 
 
 def weight_at(steps: list[CanaryStep], index: int) -> int:
@@ -63,7 +77,7 @@ class _Pass:
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
     if inp.current.hash == inp.stable.hash:
-        return _back_on_stable(inp)
+        return _back_on_stable(state, inp)
     if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
         return _straight_to_stable(inp)
     log = _Pass()
@@ -72,9 +86,9 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
     state, handled = _requests(state, pending, handled, inp, log)
     state = _progress(state, inp, log)
     if isinstance(state, Promoting):
-        return _promote(state, inp, handled, log)
+        return _routed(_promote(state, inp, handled, log), inp)
     weight = _weight(state, inp)
-    return Decision(
+    return _routed(Decision(
         state=state,
         stable=inp.stable,
         candidate=candidate,
@@ -85,13 +99,33 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
-    )
+    ), inp)
 
 
-def _back_on_stable(inp: Inputs) -> Decision:
-    """The spec describes the stable revision again: any canary goes (a rollback)."""
+def _routed(decision: Decision, inp: Inputs) -> Decision:
+    """What routers may send the canary this pass: weight follows readiness (the registry
+    gate's rule), so no share and no header match reach a canary Service without ready
+    endpoints, while its pods start or for good when they never become ready."""
+    candidate = decision.candidate
+    if candidate is None or isinstance(decision.state, Aborted):
+        return decision
+    ready = sum(1 for p in inp.observed.pods_of("canary") if p.revision == candidate.number and p.ready)
+    weight = routed_weight(decision.set_weight or 0, inp.app.spec.replicas, ready)
+    return replace(decision, routed_weight=weight, canary_serving=ready > 0)
+
+
+def _back_on_stable(state: RolloutState, inp: Inputs) -> Decision:
+    """The spec describes the stable revision again: any canary goes (a rollback). During a
+    promotion the stable Deployment may run (part of) the canary's revision already, and with
+    a registry its old instances are offline: the rollback goes the way a promotion does, the
+    canary serving on until the stable Deployment is back at full ready size on the stable
+    revision, and only then is the canary drained and removed."""
     log = _Pass()
     previous = inp.candidate
+    if previous is not None and previous.hash != inp.current.hash and isinstance(state, Promoting):
+        waiting = _stable_side_back(state, inp, previous)
+        if waiting is not None:
+            return waiting
     if previous is not None and previous.hash != inp.current.hash:
         log.events.append(Event(
             "Normal", "RolledBack",
@@ -101,6 +135,25 @@ def _back_on_stable(inp: Inputs) -> Decision:
         log.superseded.append((previous.hash, "Superseded"))
     return Decision(state=Steady(), stable=inp.stable, events=tuple(log.events),
                     handled=inp.handled, superseded=tuple(log.superseded))
+
+
+def _stable_side_back(state: Promoting, inp: Inputs, serving: RevisionRecord) -> Decision | None:
+    """Rolling back mid-promotion: the canary (at its promotion size) while the stable
+    Deployment is not yet back on the stable revision at full ready size (and registered),
+    or None when the canary may go."""
+    spec = inp.app.spec
+    stable = inp.stable
+    dep = inp.observed.deployments.get("stable")
+    registry = inp.observed.registry
+    if dep is not None and dep.rolled_out(stable.hash, spec.replicas) and (
+            registry is None or registry.gate_open("stable", spec.replicas)):
+        return None
+    return _routed(Decision(
+        state=state, stable=stable, candidate=serving, candidate_replicas=_promotion_canary_replicas(state, inp),
+        set_weight=_weight(state, inp), handled=inp.handled,
+        waiting_for=(f"rolling back to revision {stable.number}: waiting for its {spec.replicas} pod(s) to be"
+                     f" ready; canary revision {serving.number} serves meanwhile"),
+    ), inp)
 
 
 def _straight_to_stable(inp: Inputs) -> Decision:
@@ -142,7 +195,18 @@ def _requests(
         if isinstance(state, Aborted):
             state = Stepping(0, inp.stamp)
             log.events.append(Event("Normal", "Retried", f"canary revision {number} restarts at step 1"))
-    if pending.promote and not isinstance(state, Aborted):
+    if pending.promote and inp.app.spec.taken_down and not isinstance(state, Aborted):
+        # Nothing runs to observe at this step, and a promote kept for later would skip it
+        # at bring-up before its new pods were seen: refused, and said so.
+        handled = handled.model_copy(update={"promote": pending.promote})
+        step, _ = _position(state)
+        name = inp.app.name
+        log.events.append(Event(
+            "Warning", "PromoteRefused",
+            f"promote refused: {name} is taken down (spec.takenDown), so canary revision {number}"
+            f" stays at step {step + 1}; `apprelease bring-up {name}` resumes it there, then promote again",
+        ))
+    elif pending.promote and not isinstance(state, Aborted):
         handled = handled.model_copy(update={"promote": pending.promote})
         step, start = _position(state)
         if pending.promote_full:
@@ -160,6 +224,12 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     if not isinstance(state, Stepping | Promoting):
         return state
     spec = inp.app.spec
+    if spec.taken_down:
+        # No pods, nothing to observe: the step waits, and its clocks (progress deadline,
+        # pause) are stopped, to start again at bring-up (its pods start anew).
+        return replace(state, step_start="", pause_start=None) if isinstance(state, Stepping) else state
+    if isinstance(state, Stepping) and not state.step_start:
+        state = replace(state, step_start=inp.stamp)  # brought up again: the clocks start now
     current = inp.current
     canary_pods = [p for p in inp.observed.pods_of("canary") if p.revision == current.number]
     crasher = crash_looping_pod(canary_pods, spec.strategy.canary.max_restarts)  # type: ignore[union-attr]
@@ -228,7 +298,7 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
             if now - started >= gate_timeout:
                 return _abort(state, "RegistryGateTimeout",
                               f"canary instances not registered and healthy within"
-                              f" registry.gateTimeout ({spec.registry.gate_timeout if spec.registry else ''})",
+                              f" registry.gateTimeout ({duration_text(spec.registry.gate_timeout) if spec.registry else ''})",
                               inp, log)
             log.wake_at.append(started + gate_timeout)
             return state
@@ -241,7 +311,7 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
             return state
         resume_at = parse_time_or(state.pause_start, now) + timedelta(seconds=seconds)
         if now >= resume_at:
-            log.events.append(Event("Normal", "StepCompleted", f"{label}: pause {step.pause.duration} elapsed"))
+            log.events.append(Event("Normal", "StepCompleted", f"{label}: pause {duration_text(step.pause.duration or 0)} elapsed"))
             state = Stepping(state.step + 1, inp.stamp)
             continue
         log.waiting_for = f"paused at {label} until {format_time(resume_at)}"

@@ -4,6 +4,11 @@ A finalizer holds the AppRelease while its instances go offline (drainSeconds), 
 Deployments are deleted, and, once the pods are gone, the server-side overrides are reset.
 If the registry stays unreachable past registry.deletionTimeout the finalizer is released
 anyway with a Warning: deletion never wedges.
+
+The bounds count from ``since``: the deletion request, or the operator run's first attempt at
+the clean-up when that is later (the reconciler keeps it per run). An operator that was down
+longer than deletionTimeout still reads the registry first and takes the instances offline;
+only a registry that gives no answer for deletionTimeout of its own run is skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..api.base import duration_text
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, DrainingInstance
 from ..domain import RegistryAction
@@ -38,8 +44,12 @@ def needs_finalizer(app: AppRelease) -> bool:
     return bool(app.spec.registry and app.spec.registry.nacos)
 
 
+# RegistryState.failure_reason of a registry not read yet (registry/registration.py).
+NOT_READ_YET = "Pending"
+
+
 def plan_deletion(
-    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, deleted_at: datetime
+    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, since: datetime
 ) -> DeletionPlan:
     registry = app.spec.registry
     assert registry is not None
@@ -47,19 +57,26 @@ def plan_deletion(
     drain = timedelta(seconds=registry.drain_seconds)
     registration = observed.registration
     if registration is None or not registration.state.reachable:
-        return _registry_down(app, status, observed, now, deleted_at, timeout)
+        return _registry_down(app, status, observed, now, since, timeout)
     plan = _offline_then_delete(app, status, observed, now)
     # Whatever keeps the plan from finishing (a drain that cannot start because writes fail,
     # pods that never stop), deletion goes on once deletionTimeout has passed beyond a drain.
-    give_up_at = deleted_at + drain + timeout
+    give_up_at = since + drain + timeout
     if plan.release:
         return plan
     if now >= give_up_at:
         plan.delete_workloads = plan.release = True
+        skipped = plan.message.removeprefix("deleting: ")
+        state = registration.state
+        if state.write_error and plan.actions:
+            refused = ", ".join(f"{a.ip}:{a.port} (pod {a.pod})" for a in plan.actions)
+            verb = "refused" if state.write_error_reason == "RegistryRefused" else "failed"
+            skipped = (f"the registry {verb} taking {refused} offline"
+                       f" ({state.write_error_reason or 'RegistryWriteFailed'}: {state.write_error}); {skipped}")
         plan.events.append(Event(
             "Warning", "DeletionForced",
-            f"deleted after registry.deletionTimeout ({registry.deletion_timeout}) beyond the drain:"
-            f" {plan.message.removeprefix('deleting: ')}",
+            f"deleted after registry.deletionTimeout ({duration_text(registry.deletion_timeout)}) beyond the drain:"
+            f" {skipped}",
         ))
         return plan
     plan.requeue_after = min(plan.requeue_after or 5.0, max(0.5, (give_up_at - now).total_seconds()))
@@ -67,20 +84,20 @@ def plan_deletion(
 
 
 def _registry_down(
-    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, deleted_at: datetime,
+    app: AppRelease, status: AppReleaseStatus, observed: Observed, now: datetime, since: datetime,
     timeout: timedelta,
 ) -> DeletionPlan:
     plan = DeletionPlan()
     registration = observed.registration
-    waited = now - deleted_at
+    waited = now - since
     error = registration.state.error if registration else "no registry read"
     if waited >= timeout:
         plan.release = True
-        plan.events.append(Event(
-            "Warning", "RegistryUnreachable",
-            f"deleted without taking instances offline: registry unreachable for"
-            f" {app.spec.registry.deletion_timeout if app.spec.registry else ''} ({error})",
-        ))
+        bound = duration_text(app.spec.registry.deletion_timeout) if app.spec.registry else ""
+        never_read = registration is None or registration.state.failure_reason == NOT_READ_YET
+        why = (f"registry not read within registry.deletionTimeout ({bound}) of the operator's first attempt"
+               if never_read else f"registry unreachable for {bound} ({error})")
+        plan.events.append(Event("Warning", "RegistryUnreachable", f"deleted without taking instances offline: {why}"))
         return plan
     plan.draining = list(status.draining)
     plan.message = f"deleting: waiting for the registry to take instances offline ({error})"

@@ -141,7 +141,13 @@ def plan_drain(
         outcome.offline_pods = [p for p in previous.offline_pods if p in live]
         return outcome
     _user_offline(app, live, outcome)
-    outcome.released = {p for p in previous.offline_pods if p in live} - set(outcome.offline_pods)
+    wanted = set(outcome.offline_pods)
+    outcome.released = {p for p in previous.offline_pods if p in live} - wanted
+    # A pod put back online stays listed until the registry shows its instance enabled: Nacos
+    # applies the enable late, and a pass that still reads it disabled must know it was ours.
+    pending = {p for p in outcome.released
+               if (instance := registration.by_pod.get(p)) is not None and not instance.enabled}
+    outcome.offline_pods = sorted(wanted | pending)
     _stale_cleanup(app, registration, outcome)
     if not drain_enabled(app):
         return outcome

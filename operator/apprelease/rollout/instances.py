@@ -162,11 +162,12 @@ def _pod_state(
 
 def _track_weights(app: AppRelease, observed: Observed, decision: Decision) -> dict[str, float]:
     """Per track, the weight each of its instances gets: equal by default; with trafficRouting
-    nacos, so that the canary's instances together get exactly the step's share."""
+    nacos, so that the canary's ready instances together get exactly the share routed to them
+    (the step's, or less while not all of its pods are ready: canary.routed_weight)."""
     canary_spec = app.spec.strategy.canary
     if canary_spec is None or canary_spec.traffic_routing != "nacos" or decision.candidate is None:
         return {"stable": BASE_WEIGHT, "canary": BASE_WEIGHT}
-    share = (decision.set_weight or 0) / 100
+    share = decision.routed_weight / 100
     stable_n = len([p for p in observed.pods_of("stable") if p.ready])
     canary_n = len([p for p in observed.pods_of("canary") if p.ready])
     if canary_n == 0 or share <= 0:

@@ -71,6 +71,11 @@ class Decision:
     stable_track: RevisionRecord | None = None
     candidate_replicas: int = 0
     set_weight: int | None = None
+    # Canary: the share routers carry this pass (nginx, Gateway API, Nacos weights): the
+    # step's weight only as far as ready canary pods can take it (canary.routed_weight).
+    routed_weight: int = 0
+    # Canary: some canary pod is ready, so a header match may send requests to it.
+    canary_serving: bool = False
     events: tuple[Event, ...] = ()
     handled: HandledRequests = field(default_factory=HandledRequests)
     waiting_for: str = ""
@@ -78,7 +83,9 @@ class Decision:
     promoted: str | None = None  # revision hash to mark promoted
     superseded: tuple[tuple[str, str], ...] = ()  # (hash, reason) to mark aborted
     candidate_track: Track = "canary"  # the Deployment the candidate runs in
-    # Blue-green: the revision the active Service (and an HPA's selector) points at.
+    # Blue-green: the revision the active Service (and an HPA's selector) points at while
+    # traffic is on the new revision; None: the stable Deployment's pods, whatever revision
+    # they run (a restart or a known-good revision rolls there in place).
     active_revision: int | None = None
     # Revisions whose registry instances stay disabled in this state (a blue-green preview
     # before the switch, the old revision after it).

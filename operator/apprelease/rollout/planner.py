@@ -4,7 +4,8 @@ A pure function. It never sleeps and never calls the API; the controller applies
 returns and asks to be woken at ``requeue_after``. The same inputs always give the same
 plan, which is what makes a SIGKILLed operator resume exactly where it was.
 
-One pass: the history knows the spec's revision; the state is parsed from status; the
+One pass: the history knows the spec's revision; the state is read from status.rollout (a
+strategy change first finishes or abandons the old strategy's state: strategy_change.py); the
 strategy's transition function decides the next state (rollout/canary.py, direct.py); the
 history is marked and pruned; graceful offline may hold what would remove registered pods
 (drain.py); failures that block progress get their bound (failures.py); status is summarised.
@@ -28,8 +29,9 @@ from .instances import plan_instances
 from .observed import Observed, RevisionRecord
 from .outcome import Decision, Event, Inputs, Plan
 from .revisions import History
-from .state import Aborted, RolloutState, Steady, in_progress, parse
+from .state import Aborted, RolloutState, Steady, in_progress, stored
 from .status_summary import summarize
+from .strategy_change import carry_over
 from .timefmt import format_time
 
 Transition = Callable[[RolloutState, Inputs], Decision]
@@ -60,7 +62,10 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     if stable is None and spec.strategy.kind not in ("rolling", "recreate"):
         decision, untouched = _stable_missing(inputs)
     else:
-        decision = STRATEGIES[spec.strategy.kind](parse(status), inputs)
+        carried = carry_over(stored(status), inputs)
+        decision = carried.finished or STRATEGIES[spec.strategy.kind](carried.state, carried.inputs)
+        if carried.event is not None and carried.finished is None:
+            decision = replace(decision, events=(carried.event, *decision.events))
 
     _mark_history(history, decision, observed, app, stamp)
     keep = {current.hash, decision.stable.hash, *deployed, *_pod_revisions(observed, history)}
@@ -206,15 +211,17 @@ def _children(
     canary_spec = app.spec.strategy.canary
     routing = canary_spec.traffic_routing if canary_spec is not None else None
     has_canary = any(t.track == "canary" for t in tracks)
-    weight = (decision.set_weight or 0) if has_canary else 0
+    # What the routers carry: the step's weight as far as ready canary pods can take it.
+    weight = decision.routed_weight if has_canary else 0
     retained = tuple(r.template.config for r in history.records() if r.template.config is not None)
     preview = next((t for t in tracks if t.track == "preview"), None)
     return DesiredChildren(
         tracks=tuple(tracks), retained_configs=retained,
         nginx_canary_weight=weight if routing == "nginx" and has_canary else None,
         canary_weight=weight,
+        canary_serving=has_canary and decision.canary_serving,
         untouched_tracks=untouched,
-        active_revision=(decision.active_revision or decision.stable.number) if app.spec.strategy.blue_green else None,
+        active_revision=decision.active_revision if app.spec.strategy.blue_green else None,
         preview_revision=preview.revision if preview is not None else None,
     )
 

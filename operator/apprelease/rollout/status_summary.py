@@ -40,8 +40,8 @@ def _actual_weight(app: AppRelease, decision: Decision, stable: TrackStatus, can
     if app.spec.strategy.blue_green is not None:
         return decision.set_weight or 0  # all or nothing: the active Service's selector
     canary_strategy = app.spec.strategy.canary
-    if canary_strategy is not None and canary_strategy.traffic_routing == "nginx":
-        return (decision.set_weight or 0) if canary.ready_replicas > 0 else 0
+    if canary_strategy is not None and canary_strategy.traffic_routing in ("nginx", "gatewayAPI", "nacos"):
+        return decision.routed_weight  # what the router is told: no share before pods are ready
     total = stable.ready_replicas + canary.ready_replicas
     return round(100 * canary.ready_replicas / total) if total else 0
 
@@ -138,7 +138,7 @@ def summarize(
     )
     phase, reason, message = _phase(app, decision, observed, waiting_for)
     steps = len(canary_spec.steps) if canary_spec else 0
-    state = status_fields(decision.state, steps=steps)
+    state = status_fields(decision.state, running=spec.strategy.kind)
     if state["current_step_index"] is None and canary_spec:
         state["current_step_index"] = steps  # a finished (or no) canary: n/n
     step_index = state["current_step_index"]
@@ -164,11 +164,13 @@ def summarize(
     # Our own types are recomputed each pass; stale ones go when what they describe does.
     ours = {x.type for x in conds} | {C.REGISTERED, C.AUTOSCALING}
     kept = [c for c in previous.conditions if c.type not in ours]
-    # What an HPA counts (the scale subresource's selector and replicas): the pods serving.
-    selector_labels = labels.selector_labels(app.name)
-    serving = stable.replicas + canary.replicas
-    if decision.active_revision is not None:  # blue-green: the active revision only
-        selector_labels[labels.REVISION] = str(decision.active_revision)
+    # What an HPA counts (the scale subresource's selector and replicas): the pods spec.replicas
+    # sizes, those of the stable Deployment. A canary runs beside them, so counting it too would
+    # have the HPA add the canary's size on top. Blue-green after the switch: the active revision.
+    selector_labels = labels.track_selector_labels(app.name, "stable")
+    serving = stable.replicas
+    if decision.active_revision is not None:
+        selector_labels = {**labels.selector_labels(app.name), labels.REVISION: str(decision.active_revision)}
         serving = len([p for p in observed.pods if not p.deleting and p.revision == decision.active_revision])
     selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels.items()))
 

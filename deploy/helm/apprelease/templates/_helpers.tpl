@@ -1,9 +1,43 @@
-{{- define "apprelease.labels" -}}
-app.kubernetes.io/name: apprelease
+{{- /* Names: see values.yaml. */}}
+{{- define "apprelease.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "apprelease.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "apprelease.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "apprelease.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- /* Objects outside the release's namespace (cluster-scoped ones, Roles in watched
+  namespaces): the release's namespace in the name, so two releases never share one. */}}
+{{- define "apprelease.scopedName" -}}
+{{ .Release.Namespace }}:{{ include "apprelease.fullname" . }}
+{{- end }}
+
+{{- define "apprelease.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "apprelease.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "apprelease.labels" -}}
+app.kubernetes.io/name: {{ include "apprelease.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+
+{{- /* Selectors are immutable in a Deployment: these stay as the first chart had them. */}}
 {{- define "apprelease.selectorLabels" -}}
-app.kubernetes.io/name: apprelease
+app.kubernetes.io/name: {{ include "apprelease.name" . }}
 app.kubernetes.io/component: operator
 {{- end }}
 
@@ -46,14 +80,28 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
-{{- if .Values.peering }}
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings, kopfpeerings]
-  verbs: [get, list, watch, patch]
-{{- end }}
 {{- end }}
 
 {{- define "apprelease.consoleLabels" -}}
-app.kubernetes.io/name: apprelease
+app.kubernetes.io/name: {{ include "apprelease.name" . }}
 app.kubernetes.io/component: console
+{{- end }}
+
+{{- /* The pod's labels: selector, chart labels, then the user's (which cannot replace them). */}}
+{{- define "apprelease.podLabels" -}}
+{{- $labels := merge (fromYaml (include "apprelease.selectorLabels" .)) (fromYaml (include "apprelease.labels" .)) }}
+{{- toYaml (merge $labels .Values.podLabels) }}
+{{- end }}
+
+{{- /* What the console's own identity reads (its watches); no Secrets, no writes. */}}
+{{- define "apprelease.consoleReadRules" -}}
+- apiGroups: [apprelease.io]
+  resources: [appreleases]
+  verbs: [get, list, watch]
+- apiGroups: [apps]
+  resources: [deployments, controllerrevisions]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods, events]
+  verbs: [get, list, watch]
 {{- end }}
