@@ -2,10 +2,9 @@
 
 Watch events lag behind our writes. Without the overlay, a reconcile triggered in between
 would see the old status (and, say, act on a promote request twice) or re-apply a child it
-just applied. So every write's response is remembered until the watch catches up, packed
-like the watch caches: a burst of new AppReleases queues each app's next pass (which reads,
-and so drops, its writes) behind all the new ones, and the parsed responses of 1,000 apps'
-writes were 35 MiB at that peak, which the heap then kept (RSS at 1,000: 146 vs 112 MiB).
+just applied. So every write's response is remembered until the watch delivers it (`seen`),
+packed like the watch caches: during a burst of new AppReleases every app's writes are
+outstanding at once, and the heap keeps such a peak (docs/benchmarks.md, "RSS at 1,000").
 """
 
 from __future__ import annotations

@@ -325,8 +325,7 @@ class Informers:
         on_event: OnEvent | None = None,
     ):
         # Decoded list pages are a restart's largest allocations, and the heap keeps its peak
-        # (RSS after a restart with 2,000 apps: 207 MiB, vs 134 MiB grown to 2,000): the
-        # informers take turns listing, one page at a time.
+        # (docs/benchmarks.md): the informers take turns listing, one page at a time.
         list_lock = threading.Lock()
         self._by_name: dict[str, dict[str | None, Informer]] = {
             source.kind: {
