@@ -114,7 +114,7 @@ def _wait_established(kubectl: Kubectl) -> None:
 
 
 @contextmanager
-def local_environment(nodes: int, *, keep: bool = False) -> Iterator[Environment]:
+def local_environment(nodes: int, *, keep: bool = False, crd_dir: Path = CRD_DIR) -> Iterator[Environment]:
     """Start a private cluster (audit log on, for the operator's user only); always stop it."""
     work_dir = Path(tempfile.mkdtemp(prefix="apprelease-bench-"))
     binaries = ensure_binaries(progress=log.info)
@@ -128,7 +128,7 @@ def local_environment(nodes: int, *, keep: bool = False) -> Iterator[Environment
     try:
         cluster.up(timeout=CLUSTER_START_TIMEOUT_SECONDS, progress=log.info)
         kubectl = Kubectl(binaries / "kubectl", cluster.kubeconfig)
-        kubectl.run("apply", "--server-side", "-f", str(CRD_DIR))
+        kubectl.run("apply", "--server-side", "-f", str(crd_dir))
         _wait_established(kubectl)
         env = Environment(
             work_dir=work_dir,

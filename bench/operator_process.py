@@ -77,8 +77,15 @@ def diff_counts(after: dict[str, int], before: dict[str, int]) -> dict[str, int]
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, log_dir: Path, *, workers: int):
+    def __init__(
+        self, kubeconfig: Path, log_dir: Path, *, workers: int, source_root: Path = SOURCE_ROOT,
+        launcher: tuple[str, ...] = ("-m", "apprelease.cli.main"),
+    ):
+        """`source_root` and `launcher` let `bench.memory` run another checkout's operator, or
+        the same one under a diagnostic wrapper script (`launcher=(script,)`)."""
         self.kubeconfig = kubeconfig
+        self.source_root = source_root
+        self.launcher = launcher
         self.log_dir = log_dir
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,7 +101,7 @@ class OperatorProcess:
         self.log_path = self.log_dir / f"operator-{self.starts}.log"
         self.starts += 1
         command = [
-            sys.executable, "-m", "apprelease.cli.main",
+            sys.executable, *self.launcher,
             "--kubeconfig", str(self.kubeconfig),
             "run",
             "--metrics-port", str(self.metrics_port),
@@ -103,7 +110,7 @@ class OperatorProcess:
             # One process: no Lease, whose renewals (every 2 s) would count as idle writes.
             "--no-leader-elect",
         ]
-        env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(self.source_root)}
         self.started_at = time.monotonic()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

@@ -219,6 +219,41 @@ def test_an_object_it_cannot_read_is_skipped_not_retried_forever() -> None:
         informer.stop()
 
 
+def test_watch_events_are_handed_on_once_the_cache_has_them() -> None:
+    """What a watch event says (the IndexCache drops our write once the watch has it); not an
+    object it could not read, which the cache does not have."""
+    kube = FakeKube(
+        lists=[page([child("a-1", "a", 5)], "10")],
+        streams=[FakeStream([
+            {"type": "ADDED", "object": child("bad-1", "a", 11)},
+            {"type": "ADDED", "object": child("a-2", "a", 12)},
+            {"type": "DELETED", "object": child("a-1", "a", 13)},
+        ])],
+    )
+    handed: list[tuple[str, str, list[str]]] = []
+
+    def keep(obj: dict[str, Any]) -> str:
+        if obj["metadata"]["name"].startswith("bad"):
+            raise ValueError("unreadable")
+        return str(obj["metadata"]["name"])
+
+    informer = Informer(
+        kube,  # type: ignore[arg-type]
+        Source("ConfigMap", keep),
+        namespace=NS,
+        label_selector="",
+        on_change=lambda key: None,
+        on_event=lambda event_type, obj: handed.append(
+            (event_type, obj["metadata"]["name"], names(informer, (NS, "a")))),
+    )
+    informer.start()
+    try:
+        until(lambda: len(handed) == 2)
+        assert handed == [("ADDED", "a-2", ["a-1", "a-2"]), ("DELETED", "a-1", ["a-2"])]  # not the listed a-1
+    finally:
+        informer.stop()
+
+
 def test_an_object_moves_with_its_label_and_a_deletion_needs_no_label() -> None:
     """An object's app is what its labels say now: a relabelled one leaves its old app (both
     are woken), and a deletion takes it from the app it was filed under even when the

@@ -95,6 +95,8 @@ async def apprelease_changed(
     runtime: Runtime = memo["runtime"]
     runtime.ready.set()  # kopf runs handlers only after every index has been listed
     key = (namespace or "", name)
+    # kopf has indexed this version already (indexers run before handlers).
+    runtime.cache.seen(event.get("object") or {}, deleted=event.get("type") == "DELETED")
     if event.get("type") == "DELETED":
         runtime.removed(key)
     else:

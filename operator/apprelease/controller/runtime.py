@@ -79,6 +79,7 @@ class Runtime:
             namespaces=options.namespaces,
             label_selector=f"{labels.MANAGED_BY}={labels.MANAGER}",
             on_change=self._enqueue_threadsafe,
+            on_event=lambda event_type, obj: self.cache.seen(obj, deleted=event_type == "DELETED"),
         )
         self.cache = IndexCache(app_index, self.informers.of_kind)
         self.registry = RegistryMonitor(
