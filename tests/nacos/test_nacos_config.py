@@ -268,3 +268,34 @@ def test_blue_green_preview_reads_the_new_copy_active_the_old_until_the_switch(
     arl.cli("promote", "orders", "--full")
     arl.wait("orders", lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
              and read(config_store, group) == V2, 120, "switched, formal = the new content")
+
+
+def test_a_rolling_update_of_config_alone_moves_every_pod_to_its_copy_with_no_wrong_read(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None, config_store: NacosConfigStore,
+    config_readers: Any,
+) -> None:
+    """Only the content changes (same image): a new revision, rolled pod by pod; each pod, old
+    or new, reads its own revision's content from its first read on."""
+    group = f"ORDERS-{uuid.uuid4().hex[:6]}"
+    body = config_app(nacos_endpoint, group, V1)
+    body["spec"]["strategy"] = {"rolling": {}}
+    arl.apply(body)
+    arl.wait_phase("orders", "Healthy", timeout=90)
+    pods = PodReaders(arl, config_readers(nacos_endpoint, jvm_per_pod=False), group)
+    pods.wait(lambda s: len(pods.readers.pods()) == 3, 60, "two pods and the person read")
+    (old,) = pod_groups(arl, "stable")
+
+    body["spec"]["config"]["nacos"]["items"][0]["content"] = V2
+    arl.apply(body)
+    status = pods.wait(lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2
+                       and len(pod_groups(arl, "stable")) == 1 and pod_groups(arl, "stable") != {old}
+                       and len(pods.readers.pods()) == 3, 120, "every pod on revision 2")
+    assert status["stableRevision"] == 2 and arl.get("orders")["spec"]["image"] == "registry.local/orders:v1"
+    (new,) = pod_groups(arl, "stable")
+    pods.readers.wait_until(lambda r: r.holding()[("person", "orders.yaml")].md5 == content_md5(V2), 60,
+                            "the formal dataId follows the new stable")
+    expected = {old: content_md5(V1), new: content_md5(V2)}
+    reads = [r for r in pods.readers.reads() if r.pod != "person"]
+    wrong = [r for r in reads if r.md5 != expected.get(r.group)]
+    assert {r.group for r in reads} == {old, new} and not wrong, wrong
+    assert not pods.readers.errors()
