@@ -55,6 +55,14 @@ def credentials(kube_cluster: KubeCluster, namespace: str, nacos_server: NacosEn
 
 
 @pytest.fixture
+def endpoint_credentials(kube_cluster: KubeCluster, namespace: str, nacos_endpoint: NacosEndpoint) -> None:
+    """The Secret for this test's Nacos (2.3.2 or 3.1.0: each has its own user)."""
+    kube_cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
+                        "stringData": {"username": nacos_endpoint.username or "",
+                                       "password": nacos_endpoint.password or ""}})
+
+
+@pytest.fixture
 def registrar(kube_cluster: KubeCluster, namespace: str, app_instances: Callable[..., AppInstanceSimulator]) -> Iterator[Callable[..., PodRegistrar]]:
     started: list[PodRegistrar] = []
 

@@ -48,15 +48,15 @@ def pod_names(arl: AppReleases) -> set[str]:
 
 
 def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
-    arl: AppReleases, kube_cluster: KubeCluster, credentials: None, operator: OperatorProcess,
-    nacos_server: NacosEndpoint, registrar: Callable[..., PodRegistrar],
+    arl: AppReleases, kube_cluster: KubeCluster, endpoint_credentials: None, operator: OperatorProcess,
+    nacos_endpoint: NacosEndpoint, registrar: Callable[..., PodRegistrar],
     java_consumer: Callable[..., JavaConsumer], capsys: pytest.CaptureFixture[str],
 ) -> None:
     svc = service()
     kube_cluster.apply(by_hand(arl.namespace))
-    apps = registrar(nacos_server, svc, selector=f"app={NAME}")  # the apps register themselves
+    apps = registrar(nacos_endpoint, svc, selector=f"app={NAME}")  # the apps register themselves
     wait_for(lambda: len(apps.registered_ips()) == 3 or NotYet(apps.registered_ips()), 90, 0.3, "3 instances")
-    consumer = java_consumer(nacos_server, service_name=svc)
+    consumer = java_consumer(nacos_endpoint, service_name=svc)
     consumer.wait_for_picks(lambda log: len(log.picks) > 100, 60, "the consumer picking")
     wait_for(lambda: (arl.kubectl_json("deployment", NAME).get("status") or {}).get("readyReplicas") == 3,
              60, 0.3, "the Deployment rolled out")
@@ -64,7 +64,7 @@ def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
 
     arl.cli("adopt", f"deploy/{NAME}")
     arl.patch(NAME, {"spec": {"registry": {
-        "nacos": {"serverAddr": nacos_server.base_url, "serviceName": svc, "credentialsSecret": {"name": SECRET}},
+        "nacos": {"serverAddr": nacos_endpoint.base_url, "serviceName": svc, "credentialsSecret": {"name": SECRET}},
         "drainSeconds": DRAIN, "gateTimeout": "2m", "deletionTimeout": "20s"}}})
     # The adopted pods count: registered 3/3 without a restart.
     arl.wait(NAME, lambda s: registered(s, "3/3"), 90, "the adopted pods registered")
@@ -85,7 +85,7 @@ def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
     consumer.wait_for_picks(lambda log: log.picks and log.picks[-1].at > end + 1, 30, "picks after the release")
     verdict = judge(consumer.picks(), apps.pods.snapshot(), start, end + 1)
     with capsys.disabled():
-        print(f"\n[measured] adopted app, first release under the operator (Nacos {nacos_server.version}):"
+        print(f"\n[measured] adopted app, first release under the operator (Nacos {nacos_endpoint.version}):"
               f" {verdict.summary()}")
     verdict.assert_lossless()
     disabled = apps.timeline.disabled_at

@@ -14,7 +14,6 @@ import pytest
 from apprelease.registry.config_store import ConfigKey, NacosConfigStore, content_md5
 from apprelease.render.nacos_config import GROUP_ENV
 from tests.nacos.conftest import PORT, SECRET, run
-from tests.plugins.cluster import KubeCluster
 from tests.plugins.fault_proxy import FaultProxy, fault_proxy
 from tests.plugins.nacos import NacosEndpoint
 from tests.plugins.nacos_config_readers import ConfigReaders
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.nacos
 V1 = "greeting: hello\n"
 V2 = "greeting: bonjour\n"
 STEPS = [{"setWeight": 20}, {"pause": {}}]
-
-
-@pytest.fixture
-def endpoint_credentials(kube_cluster: KubeCluster, namespace: str, nacos_endpoint: NacosEndpoint) -> None:
-    """The Secret for this test's Nacos (2.3.2 or 3.1.0: each has its own user)."""
-    kube_cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET, "namespace": namespace},
-                        "stringData": {"username": nacos_endpoint.username or "",
-                                       "password": nacos_endpoint.password or ""}})
 
 
 def config_app(endpoint: NacosEndpoint, group: str, content: str, **spec: Any) -> dict[str, Any]:
