@@ -77,6 +77,17 @@ def sample_specs(size: int) -> list[dict[str, Any]]:
     return bodies
 
 
+# What an apiserver dry run cannot see: it checks a nodePort only against ports in use, not
+# against --service-node-port-range (PortAllocationOperation.Allocate in dry-run mode), so a
+# real apply is refused where the dry run of the same Service is accepted.
+DRY_RUN_BLIND_SPOTS = ("nodePort: Invalid value", "provided port is not in the valid range")
+
+
+def _dry_run_blind_spot(condition: dict[str, Any] | None) -> bool:
+    message = (condition or {}).get("message", "")
+    return all(part in message for part in DRY_RUN_BLIND_SPOTS)
+
+
 def _stalled(status: dict[str, Any]) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions") or []
                  if c.get("type") == "Stalled" and c.get("status") == "True"), None)
@@ -195,7 +206,7 @@ def test_generated_appreleases_are_admitted_and_reach_a_verdict(
         reason = (stalled[name] or {}).get("reason")
         if rejection is not None and stalled[name] is None:
             problems.append(f"{name}: not Stalled, but the apiserver refuses its children: {rejection}")
-        if rejection is None and reason == "ChildRejected":
+        if rejection is None and reason == "ChildRejected" and not _dry_run_blind_spot(stalled[name]):
             problems.append(f"{name}: Stalled ChildRejected, but a server-side apply dry run of the same"
                             f" children is accepted: {stalled[name]['message'][:300]}")
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
+from apprelease.render.deployment import REGISTERED_GATE
 from apprelease_dev.nacos import ensure_nacos, start_nacos
 from tests.nacos.conftest import (
     DRAIN_SECONDS,
@@ -331,6 +332,16 @@ def test_registry_changes_reach_status_within_seconds(
     registrar(nacos_server, svc)
     arl.wait_phase("orders", "Healthy", timeout=60)
     arl.wait("orders", lambda s: registered(s, "2/2"), 60, "2/2 registered")
+
+    def serving(_: dict[str, Any]) -> bool:
+        # Until a pod's gate says Serving, a disabled instance reads as one still joining (ours
+        # to enable): a person disabling it then races the operator's own enable.
+        pods = arl.kubectl_json("pods", "-l", "app.kubernetes.io/instance=orders")["items"]
+        return len(pods) == 2 and all(
+            any(c["type"] == REGISTERED_GATE and c.get("reason") == "Serving" for c in p["status"].get("conditions", []))
+            for p in pods)
+
+    arl.wait("orders", serving, 30, "both pods' gates Serving")
     target = arl.status("orders")["registration"]["instances"][0]
     with nacos_server.registry(svc) as console:  # someone disables it in the Nacos console
         started = time.monotonic()
