@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import AppReleases
+from tests.plugins.pipeline import Stages, app
 
 from .conftest import EDIT_RULES, REBOUND_NAME, VIEW_RULES, Identities, StartConsole
 
@@ -436,3 +437,122 @@ def test_pod_logs_follow_live_for_who_may_read_them(
     for path in (f"apps/{namespace}/ro/logs?pod={pod}", f"events/apps/{namespace}/ro/logs?pod={pod}"):
         refused = page.request.get(viewer.url + path)
         assert refused.status == 403 and "pods/log" in refused.text(), (path, refused.status, refused.text())
+
+
+# What the pipeline page reads as the user (its own reads; the approve right is per stage).
+PIPELINE_READS = [
+    *VIEW_RULES,
+    {"apiGroups": ["apprelease.io"], "resources": ["releasepipelines", "releaseapprovals"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+]
+
+
+def _pipeline_of_three(stages: Stages) -> None:
+    """test → pre (auto, no soak) → prod (manual), every stage Healthy on v1."""
+    files = {"application.yml": "greeting: hello\n"}
+    stages.apply(stages.test, app("registry.local/shop:v1", files, 1, "test"))
+    stages.apply(stages.pre, app("registry.local/shop:v1", files, 1, "pre"))
+    stages.apply(stages.prod, app("registry.local/shop:v1", files, 2, "prod",
+                                  strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}))
+    for namespace in (stages.test, stages.pre, stages.prod):
+        stages.healthy(namespace, 1)
+    stages.cluster.apply({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
+        "metadata": {"name": "shop", "namespace": stages.pipelines},
+        "spec": {"apps": {"names": ["shop"]}, "stages": [
+            {"name": "test", "namespace": stages.test},
+            {"name": "pre", "namespace": stages.pre, "gate": {"auto": {"soakSeconds": 0}}},
+            {"name": "prod", "namespace": stages.prod, "gate": {"manual": {}}},
+        ]},
+    }, namespace=stages.pipelines)
+
+
+def _waiting_for_prod(stages: Stages, image: str, greeting: str) -> str:
+    """Release ``image`` in test; it goes to pre by itself and waits for prod: its digest."""
+    stages.apply(stages.test, app(image, {"application.yml": f"greeting: {greeting}\n"}, 1, "test"))
+    waiting = stages.wait_status(
+        lambda s: [(p["stage"], p["reason"]) for p in s.get("pending") or []] == [("prod", "WaitingForApproval")]
+        and stages.stage(s, "pre")["apps"][0]["image"] == image, f"{image} waiting for prod", timeout=150)
+    return str(waiting["pending"][0]["digest"])
+
+
+def test_pipeline_page_approves_and_rejects_as_the_user(
+    start_console: StartConsole, browser: Any, stages: Stages, identities: Identities, screenshots: Path,
+) -> None:
+    """The issue's human click: the stages side by side with what waits and the diff of what is
+    about to go; a viewer gets no button and a 403 from the apiserver; an approver's click
+    creates the ReleaseApproval as them (the admission policy records their name), prod releases."""
+    _pipeline_of_three(stages)
+    v2 = _waiting_for_prod(stages, "registry.local/shop:v2", "hi")
+    consoles = {}
+    for account, may_approve in (("viewer", False), ("approver", True)):
+        kubeconfig, user = stages.user(account, approve=may_approve)
+        identities.role(account, PIPELINE_READS, {"kind": "ServiceAccount", "name": account, "namespace": stages.prod})
+        consoles[account] = (start_console("-n", stages.pipelines, kubeconfig=kubeconfig), user)
+    pipeline_path = f"pipelines/{stages.pipelines}/shop"
+
+    # The viewer: the list, the page, what waits and the diff, but no button; forging the
+    # request gets the apiserver's 403 as a readable message, and nothing is created.
+    viewer_console, _ = consoles["viewer"]
+    viewer_context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = viewer_context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(viewer_console.url + "pipelines")
+    page.get_by_role("link", name="shop").click()
+    page.wait_for_url(re.compile(rf"/{pipeline_path}$"))
+    for stage, namespace in (("test", stages.test), ("pre", stages.pre), ("prod", stages.prod)):
+        card = page.locator(f"#stage-{stage}")
+        expect(card).to_contain_text(namespace)
+    expect(page.locator("#stage-test")).to_contain_text("registry.local/shop:v2")
+    expect(page.locator("#stage-prod")).to_contain_text("registry.local/shop:v1")
+    expect(page.locator("#stage-prod")).to_contain_text("WaitingForApproval")
+    expect(page.locator("#stage-prod")).to_contain_text(v2)
+    going = page.locator("#stage-prod .diff")
+    expect(going).to_contain_text("registry.local/shop:v1")
+    expect(going).to_contain_text("registry.local/shop:v2")
+    expect(going.locator("tr.changed").filter(has_text="greeting: hi")).to_have_count(1)
+    expect(page.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(page.get_by_role("button", name="Reject")).to_have_count(0)
+    page.screenshot(path=str(screenshots / "console-pipeline-viewer.png"), full_page=True)
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    forged = page.request.post(f"{viewer_console.url}{pipeline_path}/stages/prod/approve",
+                               headers={"X-CSRF-Token": token}, form={"artifact": v2})
+    assert forged.status == 403, (forged.status, forged.text())
+    assert "not allowed to approve releases to stage prod" in forged.text() and "forbidden" in forged.text()
+    assert stages.cluster.get_json("releaseapprovals", "-n", stages.prod)["items"] == []
+    viewer_context.close()
+
+    # The approver rejects v2: recorded with their name, nothing waits, prod stays on v1.
+    approver_console, approver = consoles["approver"]
+    approver_context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = approver_context.new_page()
+    page.set_default_timeout(15_000)
+    asked = accept_dialogs(page)
+    page.goto(approver_console.url + pipeline_path)
+    navigations = count_navigations(page)
+    page.locator("#stage-prod").get_by_role("button", name="Reject").click()
+    expect(page.locator("#result .message.ok")).to_contain_text("Reject")
+    assert asked[-1].startswith("Reject artifact") and v2 in asked[-1], asked
+    expect(page.locator("#history")).to_contain_text("Rejected", timeout=ROLLOUT_TIMEOUT)
+    expect(page.locator("#history")).to_contain_text(approver)
+    expect(page.locator("#stage-prod").get_by_role("button", name="Approve")).to_have_count(0)
+    assert stages.shop(stages.prod)["spec"]["image"] == "registry.local/shop:v1"
+
+    # v3 arrives and waits (the page follows without a reload); the approver approves it.
+    v3 = _waiting_for_prod(stages, "registry.local/shop:v3", "hey")
+    expect(page.locator("#stage-prod")).to_contain_text(v3, timeout=ROLLOUT_TIMEOUT)
+    expect(page.locator("#stage-prod .diff")).to_contain_text("registry.local/shop:v3")
+    assert navigations == [], f"the page reloaded: {navigations}"
+    page.screenshot(path=str(screenshots / "console-pipeline-approver.png"), full_page=True)
+    page.locator("#stage-prod").get_by_role("button", name="Approve").click()
+    expect(page.locator("#result .message.ok")).to_contain_text("Approve")
+    approvals = [a for a in stages.cluster.get_json("releaseapprovals", "-n", stages.prod)["items"]
+                 if a["spec"]["decision"] == "Approve"]
+    assert [(a["spec"]["approver"], a["spec"]["artifact"]) for a in approvals] == [(approver, v3)]
+    stages.wait_status(lambda s: stages.stage(s, "prod").get("lastPromoted") == v3, "prod promoted")
+    expect(page.locator("#history")).to_contain_text("Promoted", timeout=ROLLOUT_TIMEOUT)
+    prod = stages.healthy(stages.prod, None, timeout=120)
+    assert prod["spec"]["image"] == "registry.local/shop:v3" and prod["spec"]["replicas"] == 2
+    expect(page.locator("#stage-prod")).to_contain_text("registry.local/shop:v3", timeout=ROLLOUT_TIMEOUT)
+    approver_context.close()

@@ -17,17 +17,23 @@ from apprelease.api.pipeline import (
     ReleasePipelineStatus,
 )
 from apprelease.rollout.pipeline import (
+    ARTIFACT_KEY,
     GATE,
     AppObservation,
     ApprovalView,
     Artifact,
     Promotion,
     apply_body,
+    approval_body,
+    artifact_store_data,
+    artifact_store_name,
     decide,
+    decision_refused,
     leftover_files,
     observe_app,
     promotion_done,
     release_digest,
+    stored_artifacts,
 )
 from tests.support import ROOT
 
@@ -401,3 +407,29 @@ def test_nacos_items_left_by_another_manager_block_the_promotion() -> None:
     assert message is not None and "Nacos config items" in message and "another field manager" in message
     artifact = Artifact.of_spec(applied)
     assert leftover_files("shop", applied, artifact) is None
+
+
+def test_the_stored_artifact_reads_back_as_it_was_stored() -> None:
+    artifacts = {"shop": V1, "cart": Artifact("cart:v1", {}, ({"dataId": "c", "content": "x"},))}
+    data = artifact_store_data(artifacts)
+    assert list(data) == [ARTIFACT_KEY] and stored_artifacts(data) == artifacts
+    assert artifact_store_name("shop", "abc") == "shop-artifact-abc"
+    with pytest.raises(ValueError):
+        stored_artifacts({ARTIFACT_KEY: "not json"})
+
+
+def test_an_artifacts_spec_fields_are_what_a_promotion_applies() -> None:
+    artifact = Artifact("shop:v1", dict(V1.files), ({"dataId": "shop.yaml", "content": "a: 1\n"},))
+    assert artifact.to_spec() == apply_body("shop", "x", artifact, "v", "k")["spec"]
+    assert Artifact.of_spec(artifact.to_spec()) == artifact
+    assert V3.to_spec() == {"image": "shop:v3"}
+
+
+def test_an_approval_names_the_stage_namespace_and_the_approver() -> None:
+    body = approval_body(pipeline="shop", pipeline_namespace="pipes", stage="prod", stage_namespace="x",
+                         artifact="d2", decision="Approve", approver="jane", comment="CAB-1")
+    assert body["kind"] == "ReleaseApproval" and body["metadata"] == {"generateName": "shop-prod-", "namespace": "x"}
+    assert body["spec"] == {"pipeline": "shop", "pipelineNamespace": "pipes", "stage": "prod", "artifact": "d2",
+                            "decision": "Approve", "approver": "jane", "comment": "CAB-1"}
+    assert decision_refused("Reject", "prod", "x", "forbidden") == (
+        "not allowed to reject releases to stage prod (namespace x): forbidden")

@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..api.spec import API_VERSION
 from ..k8s.client import ApiError
+from ..rollout.pipeline import ApprovalDecision, approval_body, decision_refused
 from .common import CliError, Context, api_errors, kube_options, pass_context, print_structured
 
 
@@ -64,7 +64,7 @@ def get_pipeline(ctx: Context, name: str, output: str | None) -> None:
         console.print(table)
 
 
-def _decide(ctx: Context, name: str, stage: str, artifact: str | None, decision: str, comment: str) -> None:
+def _decide(ctx: Context, name: str, stage: str, artifact: str | None, decision: ApprovalDecision, comment: str) -> None:
     body = ctx.kube.get("ReleasePipeline", ctx.namespace, name)
     stages = {s["name"]: s for s in (body.get("spec") or {}).get("stages") or []}
     if stage not in stages:
@@ -77,25 +77,20 @@ def _decide(ctx: Context, name: str, stage: str, artifact: str | None, decision:
                            f" (see `apprelease pipeline get {name}`)")
         artifact = waiting[0]["digest"]
     namespace = stages[stage]["namespace"]
-    approval: dict[str, Any] = {
-        "apiVersion": API_VERSION, "kind": "ReleaseApproval",
-        "metadata": {"generateName": f"{name}-{stage}-", "namespace": namespace},
-        "spec": {"pipeline": name, "pipelineNamespace": ctx.namespace, "stage": stage, "artifact": artifact,
-                 "decision": decision, "approver": ctx.kube.whoami(), "comment": comment},
-    }
+    approval = approval_body(pipeline=name, pipeline_namespace=ctx.namespace, stage=stage, stage_namespace=namespace,
+                             artifact=artifact, decision=decision, approver=ctx.kube.whoami(), comment=comment)
     try:
         created: dict[str, Any] = ctx.kube.create(approval)
     except ApiError as exc:
         if exc.status == 403:
-            raise CliError(f"not allowed to {decision.lower()} releases to stage {stage} (namespace {namespace}):"
-                           f" {exc.message}") from None
+            raise CliError(decision_refused(decision, stage, namespace, exc.message)) from None
         raise
     meta = created["metadata"]
     click.echo(f"releaseapproval {meta['namespace']}/{meta['name']} created: {decision} artifact {artifact}"
                f" for stage {stage} as {approval['spec']['approver']}")
 
 
-def _decision_command(decision: str, help_text: str) -> click.Command:
+def _decision_command(decision: ApprovalDecision, help_text: str) -> click.Command:
     @click.command(decision.lower(), help=help_text)
     @click.argument("name")
     @click.argument("stage")

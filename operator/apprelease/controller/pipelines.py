@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,10 +37,13 @@ from ..rollout.pipeline import (
     Notification,
     Promotion,
     apply_body,
+    artifact_store_data,
+    artifact_store_name,
     decide,
     leftover_files,
     observe_app,
     promotion_done,
+    stored_artifacts,
 )
 from ..rollout.timefmt import format_time
 from .events import EventRecorder
@@ -52,16 +54,11 @@ log = logging.getLogger("apprelease.pipeline")
 # the pipeline as the writer of spec.image, spec.config.files and spec.config.nacos.items.
 PIPELINE_MANAGER = "apprelease-pipeline"
 PASS_SECONDS = 2.0
-ARTIFACT_KEY = "artifact.json"
 PIPELINE_LABEL = f"{GROUP}/pipeline"
 
 # The notification hook: each callable gets every "what happened" record (promoted, waiting,
 # rejected, refused, failed). The notification issue plugs its senders in here.
 NOTIFIERS: list[Callable[[str, Notification], None]] = []
-
-
-def artifact_store_name(pipeline: str, digest: str) -> str:
-    return f"{pipeline}-artifact-{digest}"
 
 
 class PipelineController:
@@ -161,14 +158,13 @@ class PipelineController:
         for digest in {a.artifact for a in approvals if not a.handled and a.decision == "Approve"}:
             try:
                 data = self.kube.get("ConfigMap", namespace, artifact_store_name(name, digest)).get("data") or {}
-                apps = json.loads(data.get(ARTIFACT_KEY) or "{}")
+                stored[digest] = stored_artifacts(data)
             except ApiError as exc:
                 if not exc.not_found:
                     raise
                 continue
             except ValueError:
                 continue
-            stored[digest] = {app: Artifact.from_wire(value) for app, value in apps.items()}
         return stored
 
     # Writes --------------------------------------------------------------------------------
@@ -186,8 +182,7 @@ class PipelineController:
                                      "name": meta["name"], "uid": meta["uid"]}],
             },
             "immutable": True,
-            "data": {ARTIFACT_KEY: json.dumps({app: a.to_wire() for app, a in sorted(artifacts.items())},
-                                              sort_keys=True)},
+            "data": artifact_store_data(artifacts),
         }
         try:
             self.kube.create(config_map)

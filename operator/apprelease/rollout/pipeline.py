@@ -8,6 +8,7 @@ config files; Nacos config items become one more field of ``Artifact``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from ..api.pipeline import (
     ReleasePipelineStatus,
     StageStatus,
 )
+from ..api.spec import API_VERSION
 from ..render.hashing import content_hash
 from .outcome import Event
 from .timefmt import format_time, parse_time_or
@@ -67,6 +69,18 @@ class Artifact:
             wire["nacos"] = [dict(item) for item in self.nacos]
         return wire
 
+    def to_spec(self) -> dict[str, Any]:
+        """The AppRelease spec fields the artifact sets (a promotion applies exactly these)."""
+        spec: dict[str, Any] = {"image": self.image}
+        config: dict[str, Any] = {}
+        if self.files:
+            config["files"] = dict(self.files)
+        if self.nacos:
+            config["nacos"] = {"items": [dict(item) for item in self.nacos]}
+        if config:
+            spec["config"] = config
+        return spec
+
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Artifact:
         return cls(image=str(data.get("image") or ""), files=dict(data.get("files") or {}),
@@ -89,6 +103,46 @@ def _nacos_items(items: Any) -> tuple[Mapping[str, Any], ...]:
 
 
 ArtifactSet = Mapping[str, Artifact]  # app name → its artifact
+
+# A passed artifact's content is kept in an immutable ConfigMap of the pipeline's namespace
+# (an approval may promote it again later: a rollback, a hotfix); the console shows it.
+ARTIFACT_KEY = "artifact.json"
+
+
+def artifact_store_name(pipeline: str, digest: str) -> str:
+    return f"{pipeline}-artifact-{digest}"
+
+
+def artifact_store_data(artifacts: ArtifactSet) -> dict[str, str]:
+    return {ARTIFACT_KEY: json.dumps({app: a.to_wire() for app, a in sorted(artifacts.items())}, sort_keys=True)}
+
+
+def stored_artifacts(data: Mapping[str, str]) -> dict[str, Artifact]:
+    """The artifact set a store ConfigMap's data holds (ValueError when it is not readable)."""
+    apps = json.loads(data.get(ARTIFACT_KEY) or "{}")
+    if not isinstance(apps, dict):
+        raise ValueError(f"{ARTIFACT_KEY} is not an object")
+    return {str(app): Artifact.from_wire(value) for app, value in apps.items()}
+
+
+ApprovalDecision = Literal["Approve", "Reject"]
+
+
+def approval_body(*, pipeline: str, pipeline_namespace: str, stage: str, stage_namespace: str, artifact: str,
+                  decision: ApprovalDecision, approver: str, comment: str = "") -> dict[str, Any]:
+    """The ReleaseApproval the CLI and the console create, as the user (who is ``approver``:
+    the admission policy refuses any other name)."""
+    return {
+        "apiVersion": API_VERSION, "kind": "ReleaseApproval",
+        "metadata": {"generateName": f"{pipeline}-{stage}-", "namespace": stage_namespace},
+        "spec": {"pipeline": pipeline, "pipelineNamespace": pipeline_namespace, "stage": stage, "artifact": artifact,
+                 "decision": decision, "approver": approver, "comment": comment},
+    }
+
+
+def decision_refused(decision: str, stage: str, namespace: str, detail: str) -> str:
+    """What a user is told when the apiserver refuses their approval (403)."""
+    return f"not allowed to {decision.lower()} releases to stage {stage} (namespace {namespace}): {detail}"
 
 
 def release_digest(artifacts: ArtifactSet) -> str:
@@ -433,15 +487,8 @@ def replace_stage(stage: StageStatus, **changes: Any) -> StageStatus:
 
 def apply_body(app: str, namespace: str, artifact: Artifact, api_version: str, kind: str) -> dict[str, Any]:
     """The server-side apply body that sets exactly the artifact's fields of one AppRelease."""
-    spec: dict[str, Any] = {"image": artifact.image}
-    config: dict[str, Any] = {}
-    if artifact.files:
-        config["files"] = dict(artifact.files)
-    if artifact.nacos:
-        config["nacos"] = {"items": [dict(item) for item in artifact.nacos]}
-    if config:
-        spec["config"] = config
-    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": app, "namespace": namespace}, "spec": spec}
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": app, "namespace": namespace},
+            "spec": artifact.to_spec()}
 
 
 def leftover_files(app: str, applied_spec: Mapping[str, Any], artifact: Artifact) -> str | None:
