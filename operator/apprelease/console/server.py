@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..k8s.client import OWN, Apiserver, AsyncKube, context_namespace, load_configuration
-from . import app_page, csrf, deploy, operations, overview, pod_logs
+from . import app_page, csrf, deploy, operations, overview, pipelines, pod_logs
 from .access import NotAuthenticated, identity_from_headers
 from .context import (
     API_THREADS,
@@ -144,6 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     pod_logs.add_routes(app.router)
     operations.add_routes(app.router)
     deploy.add_routes(app.router)
+    pipelines.add_routes(app.router)
     return app
 
 
