@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from apprelease.api.pipeline import PendingPromotion, ReleasePipelineStatus
 from apprelease.controller.pipelines import (
+    PASS_SECONDS,
     PIPELINE_MANAGER,
+    RESYNC_SECONDS,
     PipelineController,
+    PipelineWakes,
     artifact_store_name,
 )
 from apprelease.k8s.client import ApiError
@@ -77,3 +81,55 @@ def test_stored_artifacts_no_stage_lists_are_pruned() -> None:
     pipeline = {"metadata": {"name": "shop", "namespace": "pipelines", "uid": "u"}}
     PipelineController(kube)._prune_store(pipeline, {"d2", "d3"})  # type: ignore[arg-type]
     assert kube.deleted == ["shop-artifact-d1"]
+
+
+# Waking pipelines: on change, not by polling --------------------------------------------------
+
+A, B = ("pipes", "a"), ("pipes", "b")
+NAMESPACES = {A: ("test-a", "prod-a"), B: ("test-b", "prod-b")}
+
+
+def passed_all(wakes: PipelineWakes, now: float, status: ReleasePipelineStatus | None = None) -> list[Any]:
+    due = wakes.take_due(NAMESPACES, now)
+    for key in due:
+        wakes.passed(key, status or ReleasePipelineStatus(), now)
+    return due
+
+
+def test_idle_pipelines_are_passed_at_start_then_only_on_resync() -> None:
+    wakes = PipelineWakes()
+    assert sorted(passed_all(wakes, 0.0)) == [A, B]
+    for second in range(1, int(RESYNC_SECONDS)):
+        assert wakes.take_due(NAMESPACES, float(second)) == [], second
+    assert wakes.next_wait(NAMESPACES, 1.0) == RESYNC_SECONDS - 1.0
+    assert sorted(passed_all(wakes, RESYNC_SECONDS)) == [A, B]
+
+
+def test_a_change_wakes_only_the_pipelines_it_concerns() -> None:
+    wakes = PipelineWakes()
+    passed_all(wakes, 0.0)
+    assert wakes.app_changed(("prod-b", "shop"), "sig-1", NAMESPACES) == [B]
+    assert wakes.next_wait(NAMESPACES, 1.0) == 0.0
+    assert passed_all(wakes, 1.0) == [B]
+    # The same observation again (a write that changed nothing the pipeline reads): no pass.
+    assert wakes.app_changed(("prod-b", "shop"), "sig-1", NAMESPACES) == []
+    assert wakes.app_changed(("elsewhere", "shop"), "sig-9", NAMESPACES) == []
+    wakes.changed(A)  # an approval naming it
+    assert passed_all(wakes, 2.0) == [A]
+    assert passed_all(wakes, 3.0) == []
+    wakes.changed(B, (NAMESPACES[B], 1))  # its spec
+    assert passed_all(wakes, 4.0) == [B]
+    wakes.changed(B, (NAMESPACES[B], 1))  # its status, written by the pass: no pass for that
+    assert passed_all(wakes, 5.0) == []
+
+
+def test_a_pipeline_that_soaks_or_retries_is_passed_every_few_seconds() -> None:
+    wakes = PipelineWakes()
+    soaking = ReleasePipelineStatus(pending=[PendingPromotion(stage="pre", digest="d", reason="Soaking", since="x")])
+    waiting = ReleasePipelineStatus(pending=[PendingPromotion(stage="prod", digest="d", reason="WaitingForApproval",
+                                                              since="x")])
+    for key in wakes.take_due(NAMESPACES, 0.0):
+        wakes.passed(key, soaking if key == A else waiting, 0.0)
+    assert wakes.take_due(NAMESPACES, PASS_SECONDS) == [A]
+    wakes.passed(A, None, PASS_SECONDS)  # a failed pass: soon again
+    assert wakes.take_due(NAMESPACES, 2 * PASS_SECONDS) == [A]

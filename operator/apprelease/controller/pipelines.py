@@ -1,8 +1,12 @@
 """ReleasePipelines: read the stages, decide (rollout/pipeline.py), promote, record.
 
-kopf only tells us which pipelines exist and wakes the loop when a pipeline or an approval
-changes; a pass every few seconds notices the stages' AppReleases becoming Healthy and soak
-times running out. Promotions are server-side applies of exactly the artifact's fields
+Informers (k8s/informer.py) watch the ReleasePipelines, the ReleaseApprovals and the
+AppReleases, and wake a pipeline when something it reads changes: its spec, an approval
+naming it, an app of one of its stages' namespaces (what the pipeline reads of it: its
+artifact, labels and settled status). A pipeline whose artifact soaks or whose promotion
+failed is passed every PASS_SECONDS until that ends; every pipeline at least every
+RESYNC_SECONDS. A pass reads fresh from the apiserver (a cache a moment behind our own
+status write could promote twice); the caches only say when to pass. Promotions are server-side applies of exactly the artifact's fields
 (image, config files) under one field manager, dry-run for every app first: all apps or none.
 Writes go through the operator's fenced client, so only the leader promotes.
 """
@@ -11,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,14 +27,15 @@ import kopf
 from pydantic import ValidationError
 
 from ..api.pipeline import (
-    APPROVAL_PLURAL,
+    APPROVAL_KIND,
     PIPELINE_KIND,
-    PIPELINE_PLURAL,
     ReleasePipelineSpec,
     ReleasePipelineStatus,
 )
-from ..api.spec import API_VERSION, GROUP, KIND, VERSION
-from ..k8s.client import RESOURCES, ApiError, Kube, apply_patch_body
+from ..api.spec import API_VERSION, GROUP, KIND
+from ..k8s.client import RESOURCES, ApiError, Kube, apply_patch_body, load_api_client
+from ..k8s.informer import Informers, Source
+from ..render.hashing import content_hash
 from ..rollout.outcome import Event
 from ..rollout.pipeline import (
     AppObservation,
@@ -53,7 +61,8 @@ log = logging.getLogger("apprelease.pipeline")
 # The field manager of every promotion: `kubectl get arl -o yaml --show-managed-fields` names
 # the pipeline as the writer of spec.image, spec.config.files and spec.config.nacos.items.
 PIPELINE_MANAGER = "apprelease-pipeline"
-PASS_SECONDS = 2.0
+PASS_SECONDS = 2.0  # while an artifact soaks, or a failed promotion waits for its retry
+RESYNC_SECONDS = 60.0  # an idle pipeline, in case a wake was missed
 PIPELINE_LABEL = f"{GROUP}/pipeline"
 
 # The notification hook: each callable gets every "what happened" record (promoted, waiting,
@@ -68,20 +77,22 @@ class PipelineController:
         self.kube = kube
         self.events = EventRecorder(kube)
 
-    def reconcile(self, namespace: str, name: str, now: datetime | None = None) -> None:
+    def reconcile(self, namespace: str, name: str, now: datetime | None = None) -> ReleasePipelineStatus | None:
+        """One pass; the status it leaves (None: no pipeline, or no status to judge by)."""
         try:
             body = self.kube.get("ReleasePipeline", namespace, name)
         except ApiError as exc:
             if not exc.not_found:
                 log.warning("pipeline %s/%s: %s", namespace, name, exc)
-            return
+                raise
+            return None
         now = now or datetime.now(UTC)
         try:
             spec = ReleasePipelineSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             self._write_status(body, {"observedGeneration": body["metadata"].get("generation"),
                                       "message": f"invalid spec: {exc.errors()[0].get('msg')}"})
-            return
+            return ReleasePipelineStatus()
         try:
             previous = ReleasePipelineStatus.model_validate(body.get("status") or {})
         except ValidationError:
@@ -118,6 +129,7 @@ class PipelineController:
         for note in notes:
             for notify in NOTIFIERS:
                 notify(f"{namespace}/{name}", note)
+        return status
 
     # Reads ---------------------------------------------------------------------------------
 
@@ -266,32 +278,188 @@ def log_notification(pipeline: str, note: Notification) -> None:
 NOTIFIERS.append(log_notification)
 
 
-# kopf wiring --------------------------------------------------------------------------------
+# Waking pipelines --------------------------------------------------------------------------
+
+PipelineKey = tuple[str, str]  # (namespace, name)
+IN_MOTION = frozenset({"Soaking", "PromotionFailed"})  # pending reasons only time moves on
+
+
+class PipelineWakes:
+    """Which pipelines are due for a pass: changed since their last pass, in motion (soaking,
+    retrying) for PASS_SECONDS, or idle for RESYNC_SECONDS. Thread-safe: informers report
+    changes on their threads, the loop takes what is due on its own. Times are monotonic."""
+
+    def __init__(self, notify: Callable[[], None] = lambda: None):
+        self._notify = notify
+        self._lock = threading.Lock()
+        self._dirty: set[PipelineKey] = set()
+        self._due: dict[PipelineKey, float] = {}
+        self._seen_apps: dict[tuple[str, str], Any] = {}
+        self._seen_pipelines: dict[PipelineKey, Any] = {}
+
+    def changed(self, key: PipelineKey, seen: Any = None) -> None:
+        """The pipeline ``key`` (its watched form ``seen``; None: gone, or an approval naming
+        it) changed: due now, unless ``seen`` is what its last change said."""
+        with self._lock:
+            if seen is not None and self._seen_pipelines.get(key) == seen:
+                return
+            if seen is None:
+                self._seen_pipelines.pop(key, None)
+            else:
+                self._seen_pipelines[key] = seen
+            self._dirty.add(key)
+        self._notify()
+
+    def app_changed(self, app: tuple[str, str], seen: Any,
+                    stage_namespaces: Mapping[PipelineKey, Sequence[str]]) -> list[PipelineKey]:
+        """An AppRelease's observed form (None: gone) changed: the pipelines with a stage in
+        its namespace, now due."""
+        with self._lock:
+            if self._seen_apps.get(app) == seen and seen is not None:
+                return []
+            if seen is None:
+                self._seen_apps.pop(app, None)
+            else:
+                self._seen_apps[app] = seen
+            woken = sorted(key for key, namespaces in stage_namespaces.items() if app[0] in namespaces)
+            self._dirty.update(woken)
+        if woken:
+            self._notify()
+        return woken
+
+    def take_due(self, pipelines: Iterable[PipelineKey], now: float) -> list[PipelineKey]:
+        with self._lock:
+            due = sorted(key for key in pipelines if key in self._dirty or self._due.get(key, 0.0) <= now)
+            self._dirty.difference_update(due)
+            known = set(pipelines)
+            self._due = {key: at for key, at in self._due.items() if key in known}
+            return due
+
+    def passed(self, key: PipelineKey, status: ReleasePipelineStatus | None, now: float) -> None:
+        """After a pass: ``status`` as it left the pipeline (None: the pass failed)."""
+        moving = status is None or any(p.reason in IN_MOTION for p in status.pending)
+        with self._lock:
+            self._due[key] = now + (PASS_SECONDS if moving else RESYNC_SECONDS)
+
+    def next_wait(self, pipelines: Iterable[PipelineKey], now: float) -> float:
+        with self._lock:
+            keys = list(pipelines)
+            if any(key in self._dirty for key in keys):
+                return 0.0
+            return max(0.0, min((self._due.get(key, 0.0) - now for key in keys), default=RESYNC_SECONDS))
+
+
+def app_seen(obj: Mapping[str, Any]) -> Any:
+    """What a pipeline reads of an AppRelease (observe_app, the selector): a change in
+    anything else (a count, a condition's time) wakes nobody. Kept as its hash."""
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    registration = status.get("registration") or {}
+    return content_hash({
+        "labels": meta.get("labels") or {}, "generation": meta.get("generation"),
+        "artifact": Artifact.of_spec(spec).to_wire(),
+        "status": {key: status.get(key) for key in ("observedGeneration", "phase", "currentRevision",
+                                                    "stableRevision")},
+        "registration": [registration.get("provider"),
+                         [(r.get("revision"), r.get("healthy"), r.get("expected"))
+                          for r in registration.get("revisions") or []]],
+    })
+
+
+def _pipeline_seen(obj: Mapping[str, Any]) -> tuple[tuple[str, ...], Any]:
+    """Its stages' namespaces and its generation: our own status writes wake nobody."""
+    namespaces = tuple(str(s.get("namespace")) for s in (obj.get("spec") or {}).get("stages") or [])
+    return namespaces, (obj.get("metadata") or {}).get("generation")
+
+
+def _approval_pipeline(obj: Mapping[str, Any]) -> PipelineKey:
+    spec = obj.get("spec") or {}
+    return str(spec.get("pipelineNamespace")), str(spec.get("pipeline"))
+
+
+def _by_name(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta["name"]
 
 
 class PipelineLoop:
-    """The known pipelines and the loop that passes over them."""
+    """The pipelines (from their informer) and the loop that passes over those due."""
 
     def __init__(self) -> None:
-        self.pipelines: set[tuple[str, str]] = set()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self.wakes = PipelineWakes(self._notify)
+        self._informers: dict[str, Informers] = {}
+
+    def _notify(self) -> None:
+        if self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self.wake.set)
+
+    def stage_namespaces(self) -> dict[PipelineKey, tuple[str, ...]]:
+        pipelines = self._informers[PIPELINE_KIND].of_kind(PIPELINE_KIND)
+        return {key: kept[0][0] for key in pipelines.all_keys() if (kept := pipelines.get(key))}
+
+    def _changed(self, kind: str, key: tuple[str, str]) -> None:
+        """An informer's report (on its thread): which pipelines this change wakes."""
+        kept = self._informers[kind].of_kind(kind).get(key)
+        if kind == PIPELINE_KIND:
+            self.wakes.changed(key, kept[0] if kept else None)
+        elif kind == APPROVAL_KIND:
+            for pipeline in kept:
+                self.wakes.changed(pipeline)
+        else:
+            self.wakes.app_changed(key, kept[0] if kept else None, self.stage_namespaces())
+
+    def start_informers(self, runtime: Any) -> None:
+        options = runtime.options
+        sources = {
+            PIPELINE_KIND: Source(PIPELINE_KIND, _pipeline_seen, key=_by_name, all_objects=True),
+            APPROVAL_KIND: Source(APPROVAL_KIND, _approval_pipeline, key=_by_name, all_objects=True),
+            KIND: Source(KIND, app_seen, key=_by_name, all_objects=True),
+        }
+        # Watches hold their connection for minutes: a pool of their own, one per watch.
+        watches = len(sources) * max(1, len(options.namespaces))
+        kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=watches,
+                                    instance=runtime.identity))
+        for kind, source in sources.items():
+            self._informers[kind] = Informers(kube, [source], namespaces=options.namespaces, label_selector="",
+                                              on_change=functools.partial(self._changed, kind))
+        for informers in self._informers.values():
+            informers.start()
+
+    def stop_informers(self) -> None:
+        for informers in self._informers.values():
+            informers.stop()
+
+    def synced(self) -> bool:
+        return bool(self._informers) and all(i.wait_synced(0) for i in self._informers.values())
 
     async def run(self, memo: kopf.Memo) -> None:
+        self._event_loop = asyncio.get_running_loop()
         controller: PipelineController | None = None
+        wait = PASS_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), PASS_SECONDS)
+                await asyncio.wait_for(self.wake.wait(), wait)
             self.wake.clear()
+            wait = PASS_SECONDS
             runtime = memo.get("runtime")
-            if runtime is None or not runtime.leading:
+            if runtime is None:
+                continue
+            if not self._informers:
+                self.start_informers(runtime)
+            if not runtime.leading or not self.synced():
                 continue
             controller = controller or PipelineController(runtime.kube)
-            for namespace, name in sorted(self.pipelines):
+            pipelines = list(self.stage_namespaces())
+            for namespace, name in self.wakes.take_due(pipelines, time.monotonic()):
+                status: ReleasePipelineStatus | None = None
                 try:
-                    await asyncio.to_thread(controller.reconcile, namespace, name)
+                    status = await asyncio.to_thread(controller.reconcile, namespace, name)
                 except Exception:  # a pass must never end the loop; the next pass retries
                     log.exception("pipeline %s/%s: pass failed", namespace, name)
+                self.wakes.passed((namespace, name), status, time.monotonic())
+            wait = self.wakes.next_wait(pipelines, time.monotonic())
 
 
 @kopf.on.startup()
@@ -304,24 +472,7 @@ async def start_pipelines(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 async def stop_pipelines(memo: kopf.Memo, **_: Any) -> None:
     loop: PipelineLoop | None = memo.get("pipelines")
-    if loop is not None and loop.task is not None:
-        loop.task.cancel()
-
-
-@kopf.on.event(GROUP, VERSION, PIPELINE_PLURAL)
-async def pipeline_changed(event: kopf.RawEvent, namespace: str | None, name: str, memo: kopf.Memo,
-                           **_: Any) -> None:
-    loop: PipelineLoop = memo["pipelines"]
-    key = (namespace or "", name)
-    if event.get("type") == "DELETED":
-        loop.pipelines.discard(key)
-    else:
-        loop.pipelines.add(key)
-    loop.wake.set()
-
-
-@kopf.on.event(GROUP, VERSION, APPROVAL_PLURAL)
-async def approval_changed(memo: kopf.Memo, **_: Any) -> None:
-    loop: PipelineLoop = memo["pipelines"]
-    loop.wake.set()
-
+    if loop is not None:
+        loop.stop_informers()
+        if loop.task is not None:
+            loop.task.cancel()

@@ -383,3 +383,14 @@ class _ByNamespace:
     def owner_of(self, namespace: str, name: str) -> AppKey | None:
         informer = self.informers.get(None) or self.informers.get(namespace)
         return informer.owner_of(namespace, name) if informer is not None else None
+
+    def get(self, key: AppKey) -> list[Any]:
+        """The kept forms under ``key`` (none, or a namespace not watched: an empty list)."""
+        informer = self.informers.get(None) or self.informers.get(key[0])
+        return informer.get(key) if informer is not None else []
+
+    def all_keys(self) -> list[AppKey]:
+        keys: list[AppKey] = []
+        for informer in self.informers.values():
+            keys += informer.keys()
+        return keys
