@@ -122,8 +122,12 @@ def test_promotion_through_auto_and_manual_gates(stages: Stages) -> None:
     assert prod["spec"]["image"] == "registry.local/shop:v2"
     assert prod["spec"]["config"]["files"] == v2_files
     assert prod["spec"]["replicas"] == 3 and prod["spec"]["env"] == [{"name": "STAGE", "value": "prod"}]
-    prod_events = {e["reason"] for e in stages.cluster.get_json("events", "-n", stages.prod)["items"]}
-    assert {"PipelinePromoted", "StepCompleted", "PromotionCompleted"} <= prod_events, prod_events
+    # The operator posts a transition's Events just after the status that shows it.
+    def prod_events() -> Any:
+        reasons = {e["reason"] for e in stages.cluster.get_json("events", "-n", stages.prod)["items"]}
+        wanted = {"PipelinePromoted", "StepCompleted", "PromotionCompleted"}
+        return reasons if wanted <= reasons else NotYet(sorted(wanted - reasons))
+    wait_for(prod_events, 30, 0.5, "prod's canary Events")
     managers = {m["manager"] for m in stages.cluster.get_json(
         "appreleases", "shop", "-n", stages.prod, "--show-managed-fields")["metadata"]["managedFields"]}
     assert "apprelease-pipeline" in managers
