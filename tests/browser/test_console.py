@@ -448,26 +448,6 @@ PIPELINE_READS = [
 ]
 
 
-def _pipeline_of_three(stages: Stages) -> None:
-    """test → pre (auto, no soak) → prod (manual), every stage Healthy on v1."""
-    files = {"application.yml": "greeting: hello\n"}
-    stages.apply(stages.test, app("registry.local/shop:v1", files, 1, "test"))
-    stages.apply(stages.pre, app("registry.local/shop:v1", files, 1, "pre"))
-    stages.apply(stages.prod, app("registry.local/shop:v1", files, 2, "prod",
-                                  strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}))
-    for namespace in (stages.test, stages.pre, stages.prod):
-        stages.healthy(namespace, 1)
-    stages.cluster.apply({
-        "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
-        "metadata": {"name": "shop", "namespace": stages.pipelines},
-        "spec": {"apps": {"names": ["shop"]}, "stages": [
-            {"name": "test", "namespace": stages.test},
-            {"name": "pre", "namespace": stages.pre, "gate": {"auto": {"soakSeconds": 0}}},
-            {"name": "prod", "namespace": stages.prod, "gate": {"manual": {}}},
-        ]},
-    }, namespace=stages.pipelines)
-
-
 def _waiting_for_prod(stages: Stages, image: str, greeting: str) -> str:
     """Release ``image`` in test; it goes to pre by itself and waits for prod: its digest."""
     stages.apply(stages.test, app(image, {"application.yml": f"greeting: {greeting}\n"}, 1, "test"))
@@ -483,7 +463,7 @@ def test_pipeline_page_approves_and_rejects_as_the_user(
     """The issue's human click: the stages side by side with what waits and the diff of what is
     about to go; a viewer gets no button and a 403 from the apiserver; an approver's click
     creates the ReleaseApproval as them (the admission policy records their name), prod releases."""
-    _pipeline_of_three(stages)
+    stages.three_stages({"application.yml": "greeting: hello\n"}, replicas=(1, 1, 2), soak_seconds=0)
     v2 = _waiting_for_prod(stages, "registry.local/shop:v2", "hi")
     consoles = {}
     for account, may_approve in (("viewer", False), ("approver", True)):

@@ -44,21 +44,7 @@ def _forged_approval_refused(stages: Stages, kubeconfig: Path, digest: str) -> s
 
 def test_promotion_through_auto_and_manual_gates(stages: Stages) -> None:
     v1_files = {"application.yml": "greeting: hello\n"}
-    stages.apply(stages.test, app("registry.local/shop:v1", v1_files, 1, "test"))
-    stages.apply(stages.pre, app("registry.local/shop:v1", v1_files, 2, "pre"))
-    stages.apply(stages.prod, app("registry.local/shop:v1", v1_files, 3, "prod",
-                                  strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}))
-    for namespace in (stages.test, stages.pre, stages.prod):
-        stages.healthy(namespace, 1)
-    stages.cluster.apply({
-        "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
-        "metadata": {"name": "shop", "namespace": stages.pipelines},
-        "spec": {"apps": {"names": ["shop"]}, "stages": [
-            {"name": "test", "namespace": stages.test},
-            {"name": "pre", "namespace": stages.pre, "gate": {"auto": {"soakSeconds": 3}}},
-            {"name": "prod", "namespace": stages.prod, "gate": {"manual": {}}},
-        ]},
-    }, namespace=stages.pipelines)
+    stages.three_stages(v1_files, replicas=(1, 2, 3), soak_seconds=3)
     first = stages.wait_status(lambda s: len({st.get("digest") for st in s.get("stages") or []} - {""}) == 1
                                and all(st.get("healthySince") for st in s.get("stages") or []),
                                "every stage on the same artifact, Healthy")

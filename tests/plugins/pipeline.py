@@ -46,6 +46,26 @@ class Stages:
         body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
         self.cluster.apply(body, namespace=namespace, server_side=True)
 
+    def three_stages(self, files: dict[str, str], replicas: tuple[int, int, int], soak_seconds: int) -> None:
+        """shop on v1 with ``files`` in every stage, Healthy (prod with a canary), then the
+        pipeline: test → pre (auto, ``soak_seconds``) → prod (manual)."""
+        canary = {"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}
+        for namespace, count, env in zip((self.test, self.pre, self.prod), replicas, ("test", "pre", "prod"),
+                                         strict=True):
+            self.apply(namespace, app("registry.local/shop:v1", files, count, env,
+                                      **({"strategy": canary} if env == "prod" else {})))
+        for namespace in (self.test, self.pre, self.prod):
+            self.healthy(namespace, 1)
+        self.cluster.apply({
+            "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
+            "metadata": {"name": "shop", "namespace": self.pipelines},
+            "spec": {"apps": {"names": ["shop"]}, "stages": [
+                {"name": "test", "namespace": self.test},
+                {"name": "pre", "namespace": self.pre, "gate": {"auto": {"soakSeconds": soak_seconds}}},
+                {"name": "prod", "namespace": self.prod, "gate": {"manual": {}}},
+            ]},
+        }, namespace=self.pipelines)
+
     def shop(self, namespace: str) -> dict[str, Any]:
         return self.cluster.get_json("appreleases", "shop", "-n", namespace)
 

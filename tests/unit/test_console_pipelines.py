@@ -15,7 +15,6 @@ from apprelease.console.pipelines import (
     gate_text,
     soak_progress,
 )
-from apprelease.console.views import age
 from apprelease.rollout.pipeline import Artifact
 
 NOW = datetime(2026, 12, 4, 12, 0, 30, tzinfo=UTC)
@@ -56,7 +55,7 @@ def render_live(may_decide: bool) -> str:
     history = [{"at": "2026-12-04T12:00:00Z", "stage": "prod", "fromStage": "pre", "digest": "d0",
                 "decision": "Rejected", "by": "jane"}]
     return env.get_template("_pipeline_live.html").render(pipeline={"status": {}}, cards=[card], history=history,
-                                                         base="/pipelines/p/shop", now=NOW, age=age)
+                                                         base="/pipelines/p/shop")
 
 
 def test_the_buttons_show_only_to_who_may_decide() -> None:

@@ -210,37 +210,36 @@ async def _live_html(request: web.Request) -> tuple[str, str] | web.Response:
     now = views.utcnow()
     cards = await stage_cards(console, request, pipeline, now)
     history = list(reversed((pipeline.get("status") or {}).get("history") or []))[:HISTORY_SHOWN]
+    # No relative times ("2s ago") in it: the version would change at every redraw.
     inner = console.render("_pipeline_live.html", pipeline=pipeline, cards=cards, history=history,
-                           base=_pipeline_path(namespace, name), now=now, age=views.age)
+                           base=_pipeline_path(namespace, name))
     return inner, hashlib.sha256(inner.encode()).hexdigest()[:16]
 
 
-async def pipeline_page(request: web.Request) -> web.Response:
+async def _pipeline(request: web.Request, *, whole_page: bool) -> web.Response:
     console = console_of(request)
     live = await _live_html(request)
     if isinstance(live, web.Response):
         return live
     inner, version = live
+    if not whole_page and request.query.get("v") == version:
+        return web.Response(status=204)  # what the page shows already
     namespace, name = request.match_info["namespace"], request.match_info["name"]
-    html = console.render("pipeline.html", **await page_context(request), namespace=namespace, name=name,
-                          live=inner, version=version, refresh=REFRESH_SECONDS,
-                          base=_pipeline_path(namespace, name))
+    parts = {"live": inner, "version": version, "refresh": REFRESH_SECONDS, "base": _pipeline_path(namespace, name)}
+    if whole_page:
+        html = console.render("pipeline.html", **await page_context(request), namespace=namespace, name=name, **parts)
+    else:
+        html = console.render("_pipeline_refresh.html", **parts)
     return web.Response(text=html, content_type="text/html")
+
+
+async def pipeline_page(request: web.Request) -> web.Response:
+    return await _pipeline(request, whole_page=True)
 
 
 async def pipeline_live(request: web.Request) -> web.Response:
-    """The live part again, or 204 when it is what the page shows (``v``)."""
-    console = console_of(request)
-    live = await _live_html(request)
-    if isinstance(live, web.Response):
-        return live
-    inner, version = live
-    if request.query.get("v") == version:
-        return web.Response(status=204)
-    namespace, name = request.match_info["namespace"], request.match_info["name"]
-    html = console.render("_pipeline_refresh.html", live=inner, version=version, refresh=REFRESH_SECONDS,
-                          base=_pipeline_path(namespace, name))
-    return web.Response(text=html, content_type="text/html")
+    """The live part again, or 204 when it is what the page shows (its version ``v``)."""
+    return await _pipeline(request, whole_page=False)
 
 
 # Approve / Reject ------------------------------------------------------------------------------
