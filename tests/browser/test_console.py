@@ -495,6 +495,10 @@ def test_pipeline_page_approves_and_rejects_as_the_user(
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     expect(page.get_by_role("button", name="Reject")).to_have_count(0)
     page.screenshot(path=str(screenshots / "console-pipeline-viewer.png"), full_page=True)
+    # The page redraws itself; while nothing changes, the server says so (204) and sends nothing.
+    version = page.locator("#pipeline-version").get_attribute("value")
+    unchanged = page.request.get(f"{viewer_console.url}{pipeline_path}/live?v={version}")
+    assert unchanged.status == 204, unchanged.status
     token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
     forged = page.request.post(f"{viewer_console.url}{pipeline_path}/stages/prod/approve",
                                headers={"X-CSRF-Token": token}, form={"artifact": v2})

@@ -14,6 +14,7 @@ from apprelease.controller.pipelines import (
     RESYNC_SECONDS,
     PipelineController,
     PipelineWakes,
+    app_seen,
     artifact_store_name,
 )
 from apprelease.k8s.client import ApiError
@@ -133,3 +134,17 @@ def test_a_pipeline_that_soaks_or_retries_is_passed_every_few_seconds() -> None:
     assert wakes.take_due(NAMESPACES, PASS_SECONDS) == [A]
     wakes.passed(A, None, PASS_SECONDS)  # a failed pass: soon again
     assert wakes.take_due(NAMESPACES, 2 * PASS_SECONDS) == [A]
+
+
+def test_what_a_pipeline_reads_of_an_app_decides_whether_it_wakes() -> None:
+    app = {"metadata": {"name": "shop", "namespace": "t", "generation": 2, "labels": {"team": "shop"}},
+           "spec": {"image": "shop:v1", "replicas": 2, "config": {"files": {"a.yml": "a: 1\n"}}},
+           "status": {"phase": "Healthy", "observedGeneration": 2, "currentRevision": 1, "stableRevision": 1,
+                      "readyReplicas": 2, "message": "ready"}}
+    seen = app_seen(app)
+    counts = {**app, "status": {**app["status"], "readyReplicas": 1, "message": "1/2 ready"}}
+    assert app_seen(counts) == seen
+    for changed in ({**app, "status": {**app["status"], "phase": "Progressing"}},
+                    {**app, "spec": {**app["spec"], "image": "shop:v2"}},
+                    {**app, "metadata": {**app["metadata"], "labels": {}}}):
+        assert app_seen(changed) != seen
