@@ -129,7 +129,7 @@ def test_the_query_is_posted_to_the_checked_address_with_the_server_name_as_host
     assert request.headers["Host"] == "prometheus.monitoring:9090"
     form = dict(httpx.QueryParams(request.content.decode()))
     assert form["query"] == 'sum(rate(http_requests_total{code=~"5.."}[1m]))'
-    assert form["timeout"] == "5.000s"
+    assert form["timeout"] == "5000ms"
 
 
 @pytest.mark.parametrize(("address", "message"), [

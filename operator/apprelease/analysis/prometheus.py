@@ -98,7 +98,9 @@ async def query(
     if not promql.strip():
         raise MeasurementError("the query is empty")
     url = base_url(address) + QUERY_PATH
-    form = {"query": promql, "timeout": f"{max(0.001, timeout):.3f}s"}
+    # Prometheus' own evaluation timeout, so it stops work nobody waits for (a Go duration:
+    # whole milliseconds; "5.000s" does not parse).
+    form = {"query": promql, "timeout": f"{max(1, int(timeout * 1000))}ms"}
     if at is not None:
         form["time"] = f"{at:.3f}"
     answer = await exchange(
