@@ -27,6 +27,7 @@ import httpx
 import yaml
 
 from apprelease_dev import versions
+from apprelease_dev.build import swap_in
 from apprelease_dev.go_runner import BuildError, Progress, run_go
 from apprelease_dev.locking import file_lock
 from apprelease_dev.paths import cache_root
@@ -101,7 +102,7 @@ def ensure_prometheus(
                 "buildSeconds": round(seconds, 1),
                 "builtAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }, indent=2) + "\n")
-            _install(staging, binary.parent)
+            swap_in(staging, binary.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         progress(f"Built Prometheus {release} in {time.monotonic() - started:.0f} s: {binary}")
@@ -123,17 +124,6 @@ def _verify(binary: Path, release: str) -> None:
     if result.returncode != 0 or release not in output:
         raise BuildError("checking `prometheus --version`",
                          f"expected {release!r} in its output, got (exit {result.returncode}): {output}")
-
-
-def _install(staging: Path, target: Path) -> None:
-    """Swap the new binary in with renames: a reader sees the old one or the new one."""
-    if target.exists():
-        retired = target.with_name(f"{target.name}.old-{os.getpid()}")
-        target.rename(retired)
-        staging.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(target)
 
 
 @dataclass

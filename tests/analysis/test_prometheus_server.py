@@ -4,6 +4,7 @@ rate() is computed from scrapes, and a stopped server is an outage that a start 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,16 @@ def test_a_second_exporter_is_scraped_as_another_instance(prometheus_server: Pro
     assert {s.label_dict["instance"] for s in instances.samples} == {
         prometheus_server.exporter.address, second.address
     }
+
+
+def test_a_build_that_cannot_run_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from apprelease_dev import versions
+    from apprelease_dev.go_runner import BuildError
+    from apprelease_dev.prometheus import ensure_prometheus
+
+    monkeypatch.setenv("APPRELEASE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `go` on it
+    with pytest.raises(BuildError, match=r"locating the Go toolchain failed: `go` is not on PATH"):
+        ensure_prometheus(progress=lambda line: None)
+    assert versions.prometheus_release("v0.316.0") == "3.16.0"
+    assert versions.prometheus_release("v0.400.2") == "4.0.2"

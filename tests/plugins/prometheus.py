@@ -34,7 +34,7 @@ from prometheus_client.exposition import start_http_server
 
 from apprelease.analysis.errors import MeasurementInconclusive
 from apprelease.analysis.prometheus import QUERY_PATH, QueryResult, parse_answer
-from tests.plugins.cluster import NotYet, wait_for
+from tests.plugins.cluster import NotYet, build_before_tests, wait_for, wants_fixture
 
 if TYPE_CHECKING:
     from apprelease_dev.prometheus import PrometheusServer
@@ -163,28 +163,14 @@ def unique_metric(prefix: str = "test_metric") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
-def _wants_prometheus(session: pytest.Session) -> bool:
-    return any("prometheus_server" in getattr(item, "fixturenames", ()) for item in session.items)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build Prometheus before the first test, so a (slow, cold) build does not count against
-    that test's timeout. A failure is reported by the prometheus_server fixture."""
-    if not _wants_prometheus(session):
+    """Build Prometheus before the first test (see build_before_tests). A failure is reported
+    by the prometheus_server fixture."""
+    if not wants_fixture(session, "prometheus_server"):
         return
-    from apprelease_dev.go_runner import BuildError
     from apprelease_dev.prometheus import ensure_prometheus
 
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-
-    def progress(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(line)
-
-    try:
-        ensure_prometheus(progress=progress)
-    except BuildError as error:
-        session.config.stash[_build_error_key] = error
+    build_before_tests(session, lambda progress: ensure_prometheus(progress=progress), _build_error_key)
 
 
 @pytest.fixture(scope="session")
