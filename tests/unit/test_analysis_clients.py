@@ -295,3 +295,17 @@ def test_an_unreachable_or_slow_hook_is_inconclusive_and_the_token_is_never_show
 def test_a_hook_on_a_refused_address_is_an_error() -> None:
     with pytest.raises(AddressNotAllowed, match=r"the web hook address metadata.evil:80 resolves to 169.254.169.254"):
         call(answer(200, b""), url="http://metadata.evil/hook")
+
+
+def test_one_client_per_event_loop_made_on_first_use() -> None:
+    """Making an httpx client costs tens of milliseconds (its TLS context): measurements on
+    one loop share one, with its kept-alive connections."""
+    from apprelease.analysis.transport import shared_client
+
+    async def two() -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        return shared_client(), shared_client()
+
+    first, again = asyncio.run(two())
+    assert first is again and not first.follow_redirects
+    other, _ = asyncio.run(two())
+    assert other is not first

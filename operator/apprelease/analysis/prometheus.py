@@ -93,7 +93,7 @@ async def query(
     Prometheus at ``address``, all of it within ``timeout`` seconds.
 
     ``policy``: the operator's (default: the strict default policy, which refuses loopback,
-    link-local and metadata addresses). ``http``: a client to reuse (default: one per call).
+    link-local and metadata addresses). ``http``: a client to use (default: this event loop's shared one).
     Raises MeasurementInconclusive or MeasurementError (see the module's doc)."""
     if not promql.strip():
         raise MeasurementError("the query is empty")

@@ -8,10 +8,10 @@ own timeouts are per read, and a server that sends a byte a second never trips t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,10 +130,10 @@ async def exchange(
                 f"{what} {server} is not allowed by the operator's policy (apprelease run --allow-metric-server)"
             )
         addresses = CheckedAddresses(policy_check(policy, what=what), resolver or system_resolver)
-        async with _client(http) as client:
-            answer = await _with_retries(
-                client, addresses, method, url, timeout, retry_statuses, dict(headers or {}), request
-            )
+        answer = await _with_retries(
+            http if http is not None else shared_client(), addresses, method, url, timeout, retry_statuses,
+            dict(headers or {}), request,
+        )
     except AddressNotAllowed:
         _measured(provider, server, started, "refused_address")
         raise
@@ -202,15 +202,20 @@ async def _with_retries(
         raise MeasurementInconclusive(f"{server_of(url)}: {transient.reason}", transient.kind) from None
 
 
-@contextlib.asynccontextmanager
-async def _client(given: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
-    """The caller's client, or one of our own for this request (closed after it). Redirects
-    are never followed: the target would escape the address check."""
-    if given is not None:
-        yield given
-        return
-    async with httpx.AsyncClient(follow_redirects=False) as own:
-        yield own
+# One client per event loop, made on first use: making an httpx client costs tens of
+# milliseconds (its TLS context), far more than a query, and a shared one keeps connections
+# alive between measurements. Weak keys: a loop that is gone takes its client with it.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def shared_client() -> httpx.AsyncClient:
+    """This event loop's client for analysis requests. Redirects are never followed: their
+    target would escape the address check."""
+    loop = asyncio.get_running_loop()
+    client = _SHARED.get(loop)
+    if client is None or client.is_closed:
+        client = _SHARED[loop] = httpx.AsyncClient(follow_redirects=False)
+    return client
 
 
 def _reason(error: Exception, server: str) -> str:
