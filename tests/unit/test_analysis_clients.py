@@ -309,3 +309,20 @@ def test_one_client_per_event_loop_made_on_first_use() -> None:
     assert first is again and not first.follow_redirects
     other, _ = asyncio.run(two())
     assert other is not first
+
+
+def test_apprelease_run_takes_the_metric_servers_into_its_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from apprelease.cli.main import cli
+    from apprelease.controller import run as run_module
+
+    started: list[Any] = []
+    monkeypatch.setattr(run_module, "run_operator", lambda options, **kwargs: started.append(options))
+    result = CliRunner().invoke(cli, ["run", "--no-leader-elect", "--allow-metric-server", "prometheus.monitoring:9090",
+                                      "--allow-metric-server", "*.hooks.svc:8080"])
+    assert result.exit_code == 0, result.output
+    (options,) = started
+    assert options.policy.metric_servers == ("prometheus.monitoring:9090", "*.hooks.svc:8080")
+    assert options.policy.metric_server_allowed("gate.hooks.svc:8080")
+    assert not options.policy.metric_server_allowed("prometheus.other:9090")
