@@ -326,3 +326,22 @@ def test_apprelease_run_takes_the_metric_servers_into_its_policy(monkeypatch: py
     assert options.policy.metric_servers == ("prometheus.monitoring:9090", "*.hooks.svc:8080")
     assert options.policy.metric_server_allowed("gate.hooks.svc:8080")
     assert not options.policy.metric_server_allowed("prometheus.other:9090")
+
+
+def test_every_address_a_name_resolves_to_is_checked_and_a_name_that_does_not_resolve_is_inconclusive() -> None:
+    async def handle(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no request may be sent")
+
+    def rebinding(host: str, port: int) -> list[str]:
+        if host == "nowhere.invalid":
+            raise OSError("Name or service not known")
+        return ["10.20.0.7", "127.0.0.1"]  # one public, one the operator's own pod
+
+    async def ask(client: httpx.AsyncClient, address: str) -> prometheus.QueryResult:
+        return await prometheus.query(address, "up", timeout=2, policy=OPEN, http=client, resolver=rebinding)
+
+    with pytest.raises(AddressNotAllowed, match=r"prometheus.monitoring:9090 resolves to 127\.0\.0\.1, a loopback"):
+        run(handle, lambda client: ask(client, "prometheus.monitoring:9090"))
+    with pytest.raises(MeasurementInconclusive) as raised:
+        run(handle, lambda client: ask(client, "nowhere.invalid:9090"))
+    assert (raised.value.reason, raised.value.kind) == ("nowhere.invalid:9090: cannot resolve nowhere.invalid", "connection")
