@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.java_consumer",
     "tests.plugins.nacos_config_readers",
     "tests.plugins.pipeline",
+    "tests.plugins.prometheus",
 ]

@@ -135,7 +135,7 @@ def ensure_binaries(progress: Progress = print, *, force: bool = False) -> Path:
             (staging / BUILD_INFO_FILE).write_text(
                 json.dumps(_build_info(time.monotonic() - started), indent=2) + "\n"
             )
-            _install(staging, target)
+            swap_in(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         progress(f"Built control-plane binaries in {time.monotonic() - started:.0f} s: {target}")
@@ -309,7 +309,7 @@ def _build_info(seconds: float) -> dict[str, object]:
     }
 
 
-def _install(staging: Path, target: Path) -> None:
+def swap_in(staging: Path, target: Path) -> None:
     """Swap the new set in with renames: readers see the old complete set or the new one."""
     if target.exists():
         retired = target.with_name(f"{target.name}.old-{os.getpid()}")

@@ -253,14 +253,21 @@ def _follow(paths: dict[str, Path], *, prefix: bool) -> None:
 
 @dev.command()
 @click.option("--force", is_flag=True, help="Rebuild even if all binaries are present.")
-def build(force: bool) -> None:
+@click.option("--prometheus", "with_prometheus", is_flag=True,
+              help="Also build Prometheus (the analysis tests' metrics server; cached per version).")
+def build(force: bool, with_prometheus: bool) -> None:
     """Build the control-plane binaries from Go modules (cached per version)."""
+    from apprelease_dev.prometheus import ensure_prometheus
+
     try:
         directory = ensure_binaries(progress=click.echo, force=force)
+        prometheus = ensure_prometheus(progress=click.echo, force=force) if with_prometheus else None
     except BuildError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
     click.echo(str(directory))
+    if prometheus is not None:
+        click.echo(str(prometheus))
 
 
 @dev.command()

@@ -165,20 +165,18 @@ def _kubectl_for_reused_cluster() -> Path:
 _build_error_key = pytest.StashKey[Exception]()
 
 
-def _wants_cluster(session: pytest.Session) -> bool:
-    return any("kube_cluster" in getattr(item, "fixturenames", ()) for item in session.items)
+def wants_fixture(session: pytest.Session, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the binaries before the first test, so a (slow, cold) build does not count
-    against that test's timeout. A failure is reported by the kube_cluster fixture."""
-    if os.environ.get(KUBECONFIG_ENV) or not _wants_cluster(session):
-        return
-    from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
+def build_before_tests(
+    session: pytest.Session, build: Callable[[Callable[[str], None]], object], error_key: pytest.StashKey[Exception]
+) -> None:
+    """Run ``build`` (with progress on the terminal) before the first test, so a (slow, cold)
+    build does not count against that test's timeout; a BuildError is kept in the stash under
+    ``error_key`` for the fixture to report as the test's failure."""
     from apprelease_dev.go_runner import BuildError
 
-    if not missing_binaries(bin_dir()):
-        return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
     def progress(line: str) -> None:
@@ -186,9 +184,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             reporter.write_line(line)
 
     try:
-        ensure_binaries(progress=progress)
+        build(progress)
     except BuildError as error:
-        session.config.stash[_build_error_key] = error
+        session.config.stash[error_key] = error
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the binaries before the first test. A failure is reported by the kube_cluster
+    fixture."""
+    if os.environ.get(KUBECONFIG_ENV) or not wants_fixture(session, "kube_cluster"):
+        return
+    from apprelease_dev.build import bin_dir, ensure_binaries, missing_binaries
+
+    if not missing_binaries(bin_dir()):
+        return
+    build_before_tests(session, lambda progress: ensure_binaries(progress=progress), _build_error_key)
 
 
 @pytest.fixture(scope="session")
