@@ -78,7 +78,7 @@ class _Batch:
 class Notifier:
     def __init__(self, kube: Kube, policy: Policy, options: NotifierOptions | None = None, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 resolver: Resolver | None = None):
+                 resolver: Resolver | None = None, transport: httpx.AsyncBaseTransport | None = None):
         self.kube = kube
         self.options = options or NotifierOptions()
         # The same address check as Nacos servers, with the notification networks allowed.
@@ -93,6 +93,7 @@ class Notifier:
         self._tasks: list[asyncio.Task[None]] = []
         self._sinks: dict[str, tuple[float, dict[str, Sink]]] = {}
         self._client: httpx.AsyncClient | None = None
+        self._transport = transport
 
     # Any thread ----------------------------------------------------------------------------
 
@@ -100,7 +101,9 @@ class Notifier:
         self._thread.start()
 
     def stop(self) -> None:
+        """Messages still queued are dropped (a stopping operator does not wait on sinks)."""
         if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
@@ -122,9 +125,19 @@ class Notifier:
         asyncio.set_event_loop(self._loop)
         self._intake = asyncio.Queue(self.options.queue_size * 10)
         self._client = httpx.AsyncClient(timeout=self.options.request_timeout_seconds, follow_redirects=False,
-                                         trust_env=False)
+                                         trust_env=False, transport=self._transport)
         self._tasks.append(self._loop.create_task(self._dispatch()))
-        self._loop.run_forever()
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
 
     def _accept(self, batch: _Batch) -> None:
         assert self._intake is not None
