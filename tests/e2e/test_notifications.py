@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.e2e.test_pipeline import Stages, approval_policy, stages  # noqa: F401  (fixtures)
+from tests.e2e.test_pipeline import app as pipeline_app
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
-from tests.plugins.operator import AppReleases, free_port
+from tests.plugins.operator import AppReleases, OperatorProcess, free_port, hold_still
 
 pytestmark = pytest.mark.e2e
 
@@ -169,7 +171,7 @@ def kinds_in(received: list[Received], sink: str) -> list[str]:
 
 
 def test_each_format_hears_the_canary_signed_and_once(
-    arl: AppReleases, kube_cluster: KubeCluster, receivers: Receivers,
+    arl: AppReleases, kube_cluster: KubeCluster, receivers: Receivers, operator: OperatorProcess,
 ) -> None:
     kube_cluster.apply({**sinks_secret(receivers)}, namespace=arl.namespace)
     every = {"on": CANARY_KINDS}
@@ -189,6 +191,12 @@ def test_each_format_hears_the_canary_signed_and_once(
     for sink in ("ding", "wecom", "lark", "slack", "json"):
         wait_for(lambda sink=sink: heard(sink, ["Started", "StepReached", "Paused"]), 30,
                  message=f"{sink} to hear Started, StepReached and Paused")
+    wait_for(lambda: len(receivers.of("flaky")) == 1 or NotYet(receivers.flaky_calls), 30,
+             message="the flaky sink to get Started after a retry")
+    # A restarted operator reads the status it wrote: nothing is told again.
+    told = len(receivers.received)
+    operator.restart()
+    assert hold_still(lambda: len(receivers.received), 6) == told
     arl.cli("promote", "cart")
     arl.wait_phase("cart", "Healthy", timeout=60, stableRevision=2)
     for sink in ("ding", "wecom", "lark", "slack", "json"):
@@ -247,3 +255,38 @@ def test_a_hanging_sink_does_not_slow_the_rollout(
     assert receivers.of("hang"), "the hanging sink was never called"
     # The same steps, the same pods: a sink that never answers adds nothing measurable.
     assert with_hanging_sink < without * 1.5 + 3, (without, with_hanging_sink)
+
+
+def test_pipeline_notes_reach_the_pipelines_sink(
+    stages: Stages, receivers: Receivers,  # noqa: F811
+) -> None:
+    files = {"application.yml": "greeting: hello\n"}
+    for namespace, env in ((stages.test, "test"), (stages.pre, "pre"), (stages.prod, "prod")):
+        stages.apply(namespace, pipeline_app("registry.local/shop:v1", files, 1, env))
+    for namespace in (stages.test, stages.pre, stages.prod):
+        stages.healthy(namespace, 1)
+    stages.cluster.apply(sinks_secret(receivers), namespace=stages.pipelines)
+    stages.cluster.apply({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
+        "metadata": {"name": "shop", "namespace": stages.pipelines},
+        "spec": {"apps": {"names": ["shop"]}, "notifications": [{"sink": "json"}], "stages": [
+            {"name": "test", "namespace": stages.test},
+            {"name": "pre", "namespace": stages.pre, "gate": {"auto": {}}},
+            {"name": "prod", "namespace": stages.prod, "gate": {"manual": {}}},
+        ]},
+    }, namespace=stages.pipelines)
+    stages.wait_status(lambda s: len({st.get("digest") for st in s.get("stages") or []} - {""}) == 1,
+                       "every stage on the same artifact")
+    stages.apply(stages.test, pipeline_app("registry.local/shop:v2", files, 1, "test"))
+
+    def told(kind: str) -> Any:
+        found = [r.body for r in receivers.of("json") if r.body["kind"] == kind]
+        return found[0] if found else NotYet([r.body["kind"] for r in receivers.of("json")])
+
+    promoted = wait_for(lambda: told("StagePromoted"), 120, 0.5, "StagePromoted at the json sink")
+    assert promoted["subject"] == "ReleasePipeline" and promoted["stage"] == "pre"
+    assert promoted["namespace"] == stages.pipelines and promoted["name"] == "shop"
+    waiting = wait_for(lambda: told("WaitingForApproval"), 120, 0.5, "WaitingForApproval at the json sink")
+    assert waiting["stage"] == "prod" and "apprelease approve" in waiting["message"]
+    assert all(r.valid for r in receivers.of("json"))
+    assert [r.body["kind"] for r in receivers.of("json")].count("WaitingForApproval") == 1
