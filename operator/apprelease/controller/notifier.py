@@ -270,7 +270,8 @@ class Notifier:
             secret = await asyncio.to_thread(self.kube.get, "Secret", namespace, SINKS_SECRET)
         except ApiError as exc:
             if not exc.not_found:
-                log.warning("%s: cannot read Secret %s: %s", namespace, SINKS_SECRET, exc.reason)
+                hint = " (the operator needs RBAC to read it; docs/notifications.md)" if exc.status == 403 else ""
+                log.warning("%s: cannot read Secret %s: %s%s", namespace, SINKS_SECRET, exc.reason, hint)
                 metrics.NOTIFICATIONS.labels("unknown", "misconfigured").inc()
                 return {}
             secret = {}
