@@ -290,3 +290,15 @@ def test_pipeline_notes_reach_the_pipelines_sink(
     assert waiting["stage"] == "prod" and "apprelease approve" in waiting["message"]
     assert all(r.valid for r in receivers.of("json"))
     assert [r.body["kind"] for r in receivers.of("json")].count("WaitingForApproval") == 1
+
+
+def test_unknown_events_and_a_sink_listed_twice_are_refused_at_admission(arl: AppReleases,
+                                                                         kube_cluster: KubeCluster) -> None:
+    for notifications, expected in (
+        ([{"sink": "team", "on": ["Promoted", "Deployed"]}], "spec.notifications[0].on[1]"),
+        ([{"sink": "team"}, {"sink": "team", "on": ["Aborted"]}], "Duplicate value"),
+        ([{"sink": "team", "on": ["WaitingForApproval"]}], "spec.notifications[0].on[0]"),
+    ):
+        body = {**canary_app("refused", notifications), "metadata": {"name": "refused", "namespace": arl.namespace}}
+        result = kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(body), check=False)
+        assert result.returncode != 0 and expected in result.stderr, result.stderr

@@ -124,3 +124,20 @@ def test_a_hanging_sink_neither_blocks_the_caller_nor_grows_without_bound() -> N
     finally:
         release.set()
         notifier.stop()
+
+
+def test_the_allow_flag_takes_networks_only() -> None:
+    import click
+    import pytest
+
+    from apprelease.cli import common
+    from apprelease.cli.main import cli
+
+    run = cli.commands["run"]
+    parent = click.Context(cli, obj=common.Context())
+    context = run.make_context("run", ["--allow-notification-network", "10.0.0.0/8", "--console-url", "https://c"],
+                               parent=parent)
+    assert context.params["notification_networks"] == ("10.0.0.0/8",)
+    with pytest.raises(click.BadParameter, match="not appear to be an IPv4 or IPv6 network") as refused:
+        run.make_context("run", ["--allow-notification-network", "hooks.local"], parent=parent)
+    assert refused.value.param_hint == "--allow-notification-network"
