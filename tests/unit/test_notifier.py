@@ -141,3 +141,11 @@ def test_the_allow_flag_takes_networks_only() -> None:
     with pytest.raises(click.BadParameter, match="not appear to be an IPv4 or IPv6 network") as refused:
         run.make_context("run", ["--allow-notification-network", "hooks.local"], parent=parent)
     assert refused.value.param_hint == "--allow-notification-network"
+
+
+def test_a_stopped_notifier_drops_without_raising_into_the_reconcile() -> None:
+    notifier = started(Notifier(FakeKube({}), Policy(), FAST))
+    notifier.stop()
+    before = count("unknown", "dropped")
+    notifier.submit("shop", [NotificationRule(sink="ops")], [facts()])
+    assert count("unknown", "dropped") == before + 1

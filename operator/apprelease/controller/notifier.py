@@ -110,14 +110,20 @@ class Notifier:
     def submit(self, namespace: str, rules: Sequence[Any], facts: Sequence[NotificationFacts]) -> None:
         """Hand an app's notifications over; returns at once."""
         if rules and facts:
-            self._loop.call_soon_threadsafe(self._accept, _Batch(namespace, tuple(rules), tuple(facts)))
+            self._hand_over(_Batch(namespace, tuple(rules), tuple(facts)))
 
     def pipeline_note(self, pipeline: str, note: Notification) -> None:
         """controller/pipelines.py's NOTIFIERS hook: ``pipeline`` is namespace/name."""
         namespace, name = pipeline.split("/", 1)
         facts = pipeline_notification(namespace, name, note, self.clock())
         if facts is not None:
-            self._loop.call_soon_threadsafe(self._accept, _Batch(namespace, None, (facts,), pipeline=name))
+            self._hand_over(_Batch(namespace, None, (facts,), pipeline=name))
+
+    def _hand_over(self, batch: _Batch) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._accept, batch)
+        except RuntimeError:  # stopped (shutting down, leadership lost): never the caller's failure
+            metrics.NOTIFICATIONS.labels("unknown", "dropped").inc(len(batch.facts))
 
     # The notification thread -----------------------------------------------------------------
 
