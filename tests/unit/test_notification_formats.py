@@ -163,3 +163,11 @@ def test_sinks_from_a_secret() -> None:
 ])
 def test_answers_that_mean_not_delivered(sink_type: str, status: int, text: str, problem: str | None) -> None:
     assert delivery_problem(sink_type, status, text) == problem
+
+
+def test_wecom_content_fits_its_byte_limit_in_chinese_too() -> None:
+    long = NotificationFacts(kind="Degraded", namespace="shop", name="cart", reason="Stalled",
+                             message="金丝雀发布失败" * 400, at=NOW)
+    body = json.loads(build_request(Sink("w", "wecom", "https://qyapi.weixin.qq.com/x?key=k"), long, NOW).body)
+    content = body["markdown"]["content"]
+    assert len(content.encode()) <= 4096 and content.endswith("…")

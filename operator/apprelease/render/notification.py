@@ -33,6 +33,8 @@ SINK_TYPES: tuple[str, ...] = get_args(SinkType)
 SIGNATURE_HEADER = "X-AppRelease-Signature"
 # The chat services cut long messages (WeCom: 4096 bytes of markdown); ours stay well below.
 MAX_MESSAGE = 1500
+# WeCom refuses markdown content over 4096 bytes (Chinese text is 3 bytes a character).
+WECOM_MAX_BYTES = 4096
 # Hosts whose webhooks have a format of their own: a sink without `<sink>.type` takes it from here.
 KNOWN_HOSTS: dict[str, SinkType] = {
     "oapi.dingtalk.com": "dingtalk",
@@ -140,7 +142,16 @@ def _wecom(facts: NotificationFacts, sink: Sink, console_url: str, now: datetime
     lines = [heading] + [f"> **{label}**: {value}" for label, value in _lines(facts)]
     if console_url:
         lines.append(f"[open in the console]({console_url})")
-    return WebhookRequest(sink.url, _encode({"msgtype": "markdown", "markdown": {"content": "\n".join(lines)}}), _JSON)
+    content = _fit_bytes("\n".join(lines), WECOM_MAX_BYTES)
+    return WebhookRequest(sink.url, _encode({"msgtype": "markdown", "markdown": {"content": content}}), _JSON)
+
+
+def _fit_bytes(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes, cut at a character boundary."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode(errors="ignore") + "…"
 
 
 def _lark(facts: NotificationFacts, sink: Sink, console_url: str, now: datetime) -> WebhookRequest:
