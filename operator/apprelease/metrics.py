@@ -96,3 +96,14 @@ ANALYSIS_REQUEST_ERRORS = Counter(
     " bad_query, refused_address, ...)",
     ["provider", "server", "error"],
 )
+NOTIFICATIONS = Counter(
+    "apprelease_notifications_total",
+    "Notifications by sink type and outcome (delivered, failed, dropped: its sink's queue was full,"
+    " refused: the address policy, misconfigured: no such sink or an unreadable Secret)",
+    ["sink_type", "outcome"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    "apprelease_notification_attempts_total",
+    "HTTP requests to notification sinks by sink type and result (ok, error)",
+    ["sink_type", "result"],
+)

@@ -35,6 +35,8 @@ OPERATOR_START_TIMEOUT = 60.0
 # The tests' Nacos servers listen on loopback, which the operator refuses as a registry address
 # unless allowed (docs/security.md): the test operator is told so explicitly.
 LOOPBACK_REGISTRY = ("--allow-registry-network", "127.0.0.0/8", "--allow-registry-network", "::1/128")
+# The tests' notification receivers (tests/e2e/test_notifications.py) listen on loopback too.
+LOOPBACK_NOTIFICATIONS = ("--allow-notification-network", "127.0.0.0/8")
 WRITE_VERBS = {"post", "put", "patch", "delete"}
 
 
@@ -77,7 +79,7 @@ class OperatorProcess:
             "--liveness",
             f"http://127.0.0.1:{self.liveness_port}/healthz",
             *(() if leader_election else ("--no-leader-elect",)),
-            *(LOOPBACK_REGISTRY if loopback_registry else ()),
+            *(LOOPBACK_REGISTRY + LOOPBACK_NOTIFICATIONS if loopback_registry else ()),
             *extra_args,
         ]
         environment = {**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})}

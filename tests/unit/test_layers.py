@@ -75,6 +75,8 @@ PURE_THIRD_PARTY = {"pydantic", "pydantic_core", "yaml", "typing_extensions"}
 IO_STDLIB = {"socket", "ssl", "select", "selectors", "asyncio", "threading", "multiprocessing", "concurrent",
              "subprocess", "signal", "os", "io", "pathlib", "shutil", "tempfile", "http", "urllib",
              "time", "logging"}
+# ... except their submodules that only compute (URL parsing and quoting).
+PURE_STDLIB_SUBMODULES = {"urllib.parse"}
 
 
 def _pure_core_files() -> list[Path]:
@@ -85,6 +87,8 @@ def _pure_core_files() -> list[Path]:
 def _pure(module: str) -> bool:
     """May the pure core import ``module``? (Its own layers are test_layers_only_point_down's.)"""
     top = module.split(".")[0]
+    if module in PURE_STDLIB_SUBMODULES:
+        return True
     return (top in ("apprelease", "__future__") or top in PURE_THIRD_PARTY
             or (top in sys.stdlib_module_names and top not in IO_STDLIB))
 

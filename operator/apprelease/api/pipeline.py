@@ -30,6 +30,7 @@ from .base import (
     only_one_set,
     validations,
 )
+from .notifications import PipelineRules
 from .status import StatusModel
 
 PIPELINE_KIND = "ReleasePipeline"
@@ -116,6 +117,11 @@ _STAGES_RULES = (
 class ReleasePipelineSpec(ApiModel):
     stages: Annotated[list[Stage], Field(max_length=MAX_STAGES, json_schema_extra=validations(*_STAGES_RULES))]
     apps: Apps
+    notifications: PipelineRules = Field(
+        default_factory=list,
+        description="Who hears about this pipeline (waiting for approval, promoted, rejected, ...): sinks of"
+        " its namespace's Secret apprelease-notifications (docs/notifications.md).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ReleasePipelineSpec:

@@ -19,6 +19,7 @@ from .base import (
 )
 from .exposure import IngressSpec, ServiceSpec
 from .nacos_config import NEEDS_A_SERVER_MESSAGE, NEEDS_A_SERVER_RULE
+from .notifications import Rules
 from .registry import Registry
 from .strategy import Strategy
 from .workload import (
@@ -225,6 +226,11 @@ class AppReleaseSpec(ApiModel):
     ingress: IngressSpec | None = None
     strategy: Strategy = Field(default_factory=Strategy)
     registry: Registry | None = None
+    notifications: Rules = Field(
+        default_factory=list,
+        description="Who hears about this app's rollouts: sinks of the namespace's Secret apprelease-notifications"
+        " and the events each hears (docs/notifications.md).",
+    )
     paused: bool = Field(False, description="Stop rolling out: no step advances, no new pods.")
     taken_down: bool = Field(
         False,

@@ -131,7 +131,7 @@ def render(ctx: Context, filename: IO[str]) -> None:
               help="Nacos servers AppReleases may use, fnmatch patterns such as *.nacos.svc:8848"
                    " (repeatable; default: any). Credentials are never sent elsewhere.")
 @click.option("--allow-registry-network", "registry_networks", multiple=True, metavar="CIDR",
-              callback=lambda ctx, param, values: _networks(values),
+              callback=lambda ctx, param, values: _networks(values, "--allow-registry-network"),
               help="Networks where a Nacos server (or an analysis's Prometheus or web hook) may be although"
                    " the operator refuses them by default:"
                    " loopback (its own pod), link-local and cloud metadata endpoints, unspecified,"
@@ -142,6 +142,13 @@ def render(ctx: Context, filename: IO[str]) -> None:
                    " prometheus.monitoring.svc:9090 (repeatable; default: any). Naming one exactly also"
                    " allows an address refused by default (loopback, link-local, ...), as"
                    " --allow-registry-network does for a network.")
+@click.option("--allow-notification-network", "notification_networks", multiple=True, metavar="CIDR",
+              callback=lambda ctx, param, values: _networks(values, "--allow-notification-network"),
+              help="Networks where a notification sink may be although refused by default (as for"
+                   " --allow-registry-network; e.g. 10.0.0.0/8 for an in-cluster receiver). The apiserver"
+                   " is refused whatever is allowed (docs/notifications.md).")
+@click.option("--console-url", default="", metavar="URL",
+              help="The console's address as people open it: notifications link to the app's page.")
 @click.option("--allow-ingress-annotation", "annotations_allowed", multiple=True, metavar="PATTERN",
               help="Ingress annotation keys AppReleases may set (repeatable; default: *).")
 @click.option("--deny-ingress-annotation", "annotations_denied", multiple=True, metavar="PATTERN",
@@ -159,7 +166,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         lease_namespace: str | None, lease_duration: float, renew_deadline: float, retry_period: float,
         registry_poll_seconds: float,
         nacos_servers: tuple[str, ...], registry_networks: tuple[str, ...], metric_servers: tuple[str, ...],
-        annotations_allowed: tuple[str, ...],
+        notification_networks: tuple[str, ...], console_url: str, annotations_allowed: tuple[str, ...],
         annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool,
         log_format: str) -> None:
     """Run the operator."""
@@ -196,17 +203,19 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         lease_name=lease_name,
         lease_namespace=lease_namespace or own_namespace() or ctx.namespace,
         election=timings,
+        console_url=console_url,
+        notification_networks=tuple(notification_networks),
     )
     run_module.run_operator(options, liveness=liveness or None, verbose=verbose, log_format=log_format)
 
 
-def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+def _networks(values: tuple[str, ...], option: str) -> tuple[str, ...]:
     import ipaddress
 
     try:
         return tuple(str(ipaddress.ip_network(v, strict=False)) for v in values)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--allow-registry-network") from None
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @cli.command()

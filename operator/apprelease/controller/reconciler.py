@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .. import metrics
 from ..api.base import duration_text
+from ..api.notifications import NotificationFacts, NotificationRule, Rules
 from ..api.registry import Registry
 from ..api.spec import API_VERSION, KIND, AppRelease
 from ..api.status import AppReleaseStatus, ConfigStatus, RegistrationStatus
@@ -43,6 +44,7 @@ from ..render.hashing import content_hash
 from ..rollout import conditions as C
 from ..rollout import failures as F
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
+from ..rollout.notifications import notifications_for
 from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
 from ..rollout.outcome import Event
 from ..rollout.planner import plan as make_plan
@@ -63,6 +65,7 @@ PRUNABLE_KINDS = ("Deployment", "Service", "Ingress", "ConfigMap", "HTTPRoute")
 STATUS_COALESCE_SECONDS = 3.0
 # A failure that waits for a spec change (an invalid spec) is still looked at this often.
 NOT_TRANSIENT_RETRY_SECONDS = 300.0
+RULES: TypeAdapter[list[NotificationRule]] = TypeAdapter(Rules)
 
 
 class ClusterCache(Protocol):
@@ -77,6 +80,12 @@ class ConfigSource(Protocol):
     def state_for(self, app: AppRelease, observed: Observed, status: ConfigStatus | None) -> Observed: ...
     def execute(self, app: AppRelease, actions: tuple[ConfigAction, ...]) -> None: ...
     def forget(self, key: AppKey) -> None: ...
+
+
+class NotificationSink(Protocol):
+    """Takes notifications over without waiting (controller/notifier.py)."""
+
+    def submit(self, namespace: str, rules: Sequence[Any], facts: Sequence[NotificationFacts]) -> None: ...
 
 
 class RegistrySource(Protocol):
@@ -105,6 +114,7 @@ class Reconciler:
         registry: RegistrySource | None = None,
         config: ConfigSource | None = None,
         policy: Policy | None = None,
+        notifier: NotificationSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.kube = kube
@@ -112,6 +122,7 @@ class Reconciler:
         self.registry = registry
         self.config = config
         self.policy = policy or Policy()
+        self.notifier = notifier
         self.clock = clock
         self.events = EventRecorder(kube)
         self.app_metrics = AppMetrics()
@@ -190,7 +201,8 @@ class Reconciler:
         children = self.cache.children(key)
         observed = self._observe(app, children, status)
         writes = self._ensure_finalizer(body, app)
-        plan = make_plan(app, status, observed, self.clock())
+        now = self.clock()
+        plan = make_plan(app, status, observed, now)
         set_revision(plan.status.current_revision)
         desired = render_children(app, plan.desired, self.policy)
         if self.registry is not None:
@@ -225,7 +237,18 @@ class Reconciler:
                     aborted = saved.state.reason if isinstance(saved.state, Aborted) else None
                     metrics.ROLLBACKS.labels(aborted or event.reason).inc()
                 self.events.post(body, event)
+            self._notify(app.namespace, app.name, app.spec.image, app.spec.notifications, status, new_status,
+                         plan.events, now)
         return Outcome(requeue, new_status.phase, writes)
+
+    def _notify(self, namespace: str, name: str, image: str, rules: Sequence[Any], before: AppReleaseStatus,
+                after: AppReleaseStatus, events: Sequence[Event], now: datetime) -> None:
+        """After a status write only: what it changed is told once (a restart reads it back)."""
+        if self.notifier is None or not rules:
+            return
+        facts = notifications_for(namespace, name, image, before, after, events, now)
+        if facts:
+            self.notifier.submit(namespace, rules, facts)
 
     def _coalesce(
         self, key: AppKey, body: dict[str, Any], status: AppReleaseStatus, events: tuple[Event, ...]
@@ -284,6 +307,8 @@ class Reconciler:
             self._status_written_at[key] = time.monotonic()
             for event in events:
                 self.events.post(body, event)
+            spec = body.get("spec") or {}
+            self._notify(key[0], key[1], str(spec.get("image") or ""), _rules(spec), previous, status, events, now)
         until_stalled = F.seconds_until_stalled(recorded, now)
         if failure.failure.transient:
             return Outcome(until_stalled, "Degraded" if until_stalled is None else status.phase, int(written), retry=True)
@@ -552,6 +577,14 @@ def _resource_version(body: dict[str, Any]) -> int:
         return int(body["metadata"].get("resourceVersion") or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def _rules(spec: dict[str, Any]) -> list[NotificationRule]:
+    """spec.notifications of a spec that may not validate as a whole."""
+    try:
+        return RULES.validate_python(spec.get("notifications") or [])
+    except ValidationError:
+        return []
 
 
 def _finalizers(body: dict[str, Any]) -> list[str]:

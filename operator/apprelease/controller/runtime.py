@@ -34,6 +34,8 @@ from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
 from .cache import WATCHED_CHILDREN, IndexCache
 from .leader_election import KubeLeaseStore, LeaderElector, new_identity
+from .notifier import Notifier, NotifierOptions
+from .pipelines import NOTIFIERS
 from .queue import WorkQueue
 from .reconciler import Outcome, Reconciler
 from .settings import RunOptions
@@ -88,7 +90,10 @@ class Runtime:
         )
         self.config = ConfigMonitor(self.registry, self._enqueue_threadsafe,
                                     poll_seconds=options.registry_poll_seconds)
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config, policy=policy)
+        self.notifier = Notifier(self.kube, policy, NotifierOptions(
+            console_url=options.console_url, networks_allowed=options.notification_networks))
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config, policy=policy,
+                                     notifier=self.notifier)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.
@@ -133,6 +138,8 @@ class Runtime:
         self.informers.start()
         self.registry.start()
         self.config.start()
+        self.notifier.start()
+        NOTIFIERS.append(self.notifier.pipeline_note)
         if self.elector is None:
             metrics.LEADER.set(1)
             self._leading.set()
@@ -201,6 +208,9 @@ class Runtime:
             self.fence.close()
             await asyncio.to_thread(self.elector.release, RELEASE_DRAIN_SECONDS)
         self.informers.stop()
+        if self.notifier.pipeline_note in NOTIFIERS:
+            NOTIFIERS.remove(self.notifier.pipeline_note)
+        self.notifier.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.registry.stop)
         self.config.stop()
 

@@ -26,6 +26,10 @@ class RunOptions:
     lease_namespace: str = "default"
     election: ElectionTimings = field(default_factory=ElectionTimings)
     identity: str | None = None  # default: the pod's name and a random suffix
+    # Notifications (docs/notifications.md): the console's base URL for links, and networks a
+    # sink may be in although the address policy refuses them by default.
+    console_url: str = ""
+    notification_networks: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:

@@ -27,6 +27,9 @@ from .timefmt import format_time, parse_time_or
 
 # Registry failures that will not heal by themselves: the gate counts against gateTimeout.
 
+# The message while canary pods wait for the registry's gate (a notification is derived from it).
+GATE_WAITING = "waiting for canary instances to be registered and healthy"
+
 
 def canary_replicas(weight: int, replicas: int) -> int:
     """Pods for a weight: rounded up, so any weight above 0 gets at least one pod.
@@ -294,7 +297,7 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                 log.wake_at.append(started + deadline)
                 return state
             assert registry is not None and gate_timeout is not None
-            log.waiting_for = f"{label}: waiting for canary instances to be registered and healthy"
+            log.waiting_for = f"{label}: {GATE_WAITING}"
             if now - started >= gate_timeout:
                 return _abort(state, "RegistryGateTimeout",
                               f"canary instances not registered and healthy within"
