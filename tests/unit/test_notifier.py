@@ -149,3 +149,26 @@ def test_a_stopped_notifier_drops_without_raising_into_the_reconcile() -> None:
     before = count("unknown", "dropped")
     notifier.submit("shop", [NotificationRule(sink="ops")], [facts()])
     assert count("unknown", "dropped") == before + 1
+
+
+def test_the_request_goes_to_the_address_that_was_checked() -> None:
+    """DNS rebinding: a name that answers a public address to the check and the metadata
+    endpoint to the connect must not reach the latter; the request connects to the checked
+    address and keeps the name in its Host header."""
+    answers = iter([["8.8.8.8"], ["169.254.169.254"], ["169.254.169.254"]])
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    before = count("json", "delivered")
+    notifier = started(Notifier(FakeKube({"ops.url": "http://hooks.example.com:8080/hook"}), Policy(), FAST,
+                                transport=httpx.MockTransport(handler), resolver=lambda h, p: next(answers)))
+    try:
+        notifier.submit("shop", [NotificationRule(sink="ops")], [facts()])
+        wait_for(lambda: count("json", "delivered") > before, 10, message="delivery")
+        assert [(r.url.host, r.url.port, r.headers["host"]) for r in seen] == [
+            ("8.8.8.8", 8080, "hooks.example.com:8080")]
+    finally:
+        notifier.stop()

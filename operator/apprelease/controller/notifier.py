@@ -15,14 +15,12 @@ import base64
 import binascii
 import dataclasses
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -33,14 +31,12 @@ from ..api.notifications import SINKS_SECRET, NotificationFacts
 from ..api.pipeline import ReleasePipelineSpec
 from ..domain import Policy
 from ..k8s.client import ApiError, Kube
+from ..net import AddressRefused, CheckedAddresses, Resolver, system_resolver
 from ..render.notification import Sink, build_request, delivery_problem, parse_sinks
 from ..rollout.notifications import pipeline_notification
 from ..rollout.pipeline import Notification
 
 log = logging.getLogger("apprelease.notifications")
-
-Resolver = Callable[[str, int], list[str]]
-
 
 @dataclass(frozen=True)
 class NotifierOptions:
@@ -63,10 +59,6 @@ class Undeliverable(Exception):
     """Another try would fail the same way (HTTP 4xx, an error code in the answer)."""
 
 
-class AddressRefused(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class _Batch:
     namespace: str
@@ -85,7 +77,9 @@ class Notifier:
         self.policy = dataclasses.replace(policy, registry_networks_allowed=self.options.networks_allowed,
                                           nacos_servers=())
         self.clock = clock
-        self.resolver = resolver or _resolve
+        # The same resolve-check-connect as Nacos and analysis servers (net.py): the request
+        # goes to the address that was checked, so DNS rebinding cannot move it.
+        self._addresses = CheckedAddresses(connect_check=self._refusal, resolver=resolver or system_resolver)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="notifications", daemon=True)
         self._intake: asyncio.Queue[_Batch] | None = None
@@ -203,12 +197,6 @@ class Notifier:
 
     async def _deliver(self, namespace: str, sink: Sink, facts: NotificationFacts) -> None:
         what = f"{namespace}/{facts.name}: {facts.kind} to sink {sink.name} ({sink.type} {sink.shown_url})"
-        try:
-            await self._check_address(sink)
-        except AddressRefused as exc:
-            metrics.NOTIFICATIONS.labels(sink.type, "refused").inc()
-            log.warning("%s not sent: %s", what, exc)
-            return
         deadline = time.monotonic() + self.options.deadline_seconds
         retrying = AsyncRetrying(
             stop=stop_after_delay(self.options.deadline_seconds),
@@ -219,6 +207,10 @@ class Notifier:
             async for attempt in retrying:
                 with attempt:
                     await self._send_once(sink, facts, deadline)
+        except AddressRefused as exc:
+            metrics.NOTIFICATIONS.labels(sink.type, "refused").inc()
+            log.warning("%s not sent: %s", what, exc)
+            return
         except (DeliveryFailed, Undeliverable) as exc:
             metrics.NOTIFICATIONS.labels(sink.type, "failed").inc()
             log.warning("%s failed: %s", what, exc)
@@ -231,9 +223,12 @@ class Notifier:
         request = build_request(sink, facts, self.clock(), self._link(facts))  # signed now: fresh timestamps
         timeout = max(0.1, min(self.options.request_timeout_seconds, deadline - time.monotonic()))
         try:
-            response = await self._client.post(request.url, content=request.body, headers=request.headers,
-                                               timeout=timeout)
+            route = await self._addresses.route(request.url)
+            response = await self._client.post(route.url, content=request.body,
+                                               headers={**request.headers, **route.headers},
+                                               extensions=route.extensions, timeout=timeout)
         except httpx.HTTPError as exc:
+            self._addresses.forget()  # the server may have moved: resolve (and check) again
             metrics.NOTIFICATION_ATTEMPTS.labels(sink.type, "error").inc()
             raise DeliveryFailed(_describe(exc)) from None
         problem = delivery_problem(sink.type, response.status_code, response.text)
@@ -250,23 +245,14 @@ class Notifier:
             return base
         return f"{base}/apps/{facts.namespace}/{facts.name}"
 
-    async def _check_address(self, sink: Sink) -> None:
-        """Every address the sink's host resolves to must pass the policy (SSRF: no loopback,
-        metadata endpoint or apiserver unless allowed). The one place this check lives: it
-        moves to the shared resolve-and-check module once there is one."""
-        parts = urlsplit(sink.url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            addresses = await self._loop.run_in_executor(None, self.resolver, host, port)
-        except OSError:
-            return  # the request itself then fails (and is retried): nothing was connected
-        for address in addresses:
-            kind = self.policy.registry_address_refusal(host, port, address)
-            if kind is not None:
-                raise AddressRefused(
-                    f"{sink.name}.url: {host}:{port} resolves to {address}, {kind}; the operator does not send"
-                    " there unless the platform allows it (apprelease run --allow-notification-network CIDR)")
+    def _refusal(self, host: str, port: int, address: str) -> str | None:
+        """Why the policy refuses this address of a sink (SSRF: no loopback, metadata endpoint
+        or apiserver unless --allow-notification-network), or None."""
+        kind = self.policy.registry_address_refusal(host, port, address)
+        if kind is None:
+            return None
+        return (f"{host}:{port} resolves to {address}, {kind}; the operator does not send there unless the"
+                " platform allows it (apprelease run --allow-notification-network CIDR)")
 
     async def _namespace_sinks(self, namespace: str) -> dict[str, Sink]:
         cached = self._sinks.get(namespace)
@@ -300,10 +286,6 @@ class Notifier:
         except (ApiError, ValidationError) as exc:
             log.warning("%s/%s: pipeline notifications not sent: %s", namespace, name, exc)
             return ()
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    return list(dict.fromkeys(str(entry[4][0]) for entry in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
 
 
 def _describe(exc: httpx.HTTPError) -> str:
