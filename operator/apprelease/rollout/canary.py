@@ -15,11 +15,14 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..api.analysis import AnalysisRunStatus
 from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
+from .analysis_step import carried, run_step
 from .observed import PodState, RevisionRecord
+from .analysis import MeasurementRequest, Problem
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
 from .state import Aborted, Promoting, RolloutState, Steady, Stepping
@@ -73,6 +76,10 @@ class _Pass:
     wake_at: list[datetime] = field(default_factory=list)
     waiting_for: str = ""
     superseded: list[tuple[str, str]] = field(default_factory=list)
+    analysis: AnalysisRunStatus | None = None
+    measurements: list[MeasurementRequest] = field(default_factory=list)
+    analysis_problem: Problem | None = None
+    attempt: str = ""  # the handled retry request: a retried analysis is a new run
 
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
@@ -80,10 +87,11 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         return _back_on_stable(state, inp)
     if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
         return _straight_to_stable(inp)
-    log = _Pass()
+    log = _Pass(analysis=carried(inp))
     candidate = inp.current
     state, handled, pending = _begin(state, inp, log)
     state, handled = _requests(state, pending, handled, inp, log)
+    log.attempt = handled.retry or ""
     state = _progress(state, inp, log)
     if isinstance(state, Promoting):
         return _routed(_promote(state, inp, handled, log), inp)
@@ -99,6 +107,9 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
+        analysis=log.analysis,
+        measurements=tuple(log.measurements),
+        analysis_problem=log.analysis_problem,
     ), inp)
 
 
@@ -302,6 +313,20 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                               inp, log)
             log.wake_at.append(started + gate_timeout)
             return state
+        if step.analysis is not None:
+            verdict = run_step(inp, step.analysis, state, label, log.attempt)
+            log.analysis = verdict.outcome.status
+            log.measurements += verdict.outcome.requests
+            log.events += [verdict.event] if verdict.event is not None else []
+            if verdict.phase == "Successful":
+                state = Stepping(state.step + 1, inp.stamp)
+                continue
+            if verdict.phase == "Failed":
+                return _abort(state, "AnalysisFailed", f"analysis at {label} failed: {log.analysis.message}", inp, log)
+            log.analysis_problem = verdict.outcome.problem
+            log.waiting_for = verdict.waiting_for
+            log.wake_at += [verdict.outcome.wake_at] if verdict.outcome.wake_at is not None else []
+            return state
         assert step.pause is not None
         if state.pause_start is None:
             state = replace(state, pause_start=inp.stamp)
@@ -330,7 +355,7 @@ def _promote(state: Promoting, inp: Inputs, handled: HandledRequests, log: _Pass
         state=state, stable=inp.stable, candidate=candidate, stable_track=candidate,
         candidate_replicas=_promotion_canary_replicas(state, inp), set_weight=_weight(state, inp),
         events=tuple(log.events), handled=handled, wake_at=tuple(log.wake_at),
-        superseded=tuple(log.superseded),
+        superseded=tuple(log.superseded), analysis=log.analysis,
     )
     if inp.registry_drain:
         if (state.phase or "ScaleCanary") == "ScaleCanary":

@@ -93,7 +93,8 @@ def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for:
                 return "Paused", "PreviewReady", f"blue-green: {waiting}"
             return "Progressing", "BlueGreenInProgress", f"blue-green revision {candidate.number}: {waiting}"
         if waiting.startswith("paused at"):
-            return "Paused", "CanaryPauseStep", f"canary revision {candidate.number} {waiting}"
+            reason = "AnalysisInconclusive" if "analysis inconclusive" in waiting else "CanaryPauseStep"
+            return "Paused", reason, f"canary revision {candidate.number} {waiting}"
         return "Progressing", "CanaryInProgress", f"canary revision {candidate.number}: {waiting}"
     if rolled_out:
         return (

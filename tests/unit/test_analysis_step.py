@@ -1,0 +1,127 @@
+"""The canary's analysis step in the planner: waits while measuring, moves on when it passes,
+aborts when it fails, pauses when inconclusive, and names what stops it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from apprelease.api.analysis_template import AnalysisTemplateSpec
+from apprelease.rollout import requests
+from apprelease.rollout.analysis import AnalysisObserved, RawResult, TemplateKey
+from apprelease.rollout.timefmt import format_time
+
+from .sim import Sim, make_app
+
+TEMPLATE = AnalysisTemplateSpec.model_validate({"metrics": [{
+    "name": "errors", "interval": "10s", "count": 2, "successCondition": "result[0] < 0.01",
+    "provider": {"prometheus": {"address": "http://prom:9090",
+                                "query": 'errors{hash="{{args.canary-hash}}"}'}},
+}]})
+STEPS = {"canary": {"steps": [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "error-rate"}]}},
+                              {"setWeight": 50}]}}
+
+
+def canary_at_analysis() -> Sim:
+    sim = Sim(make_app({"strategy": STEPS}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    return sim
+
+
+def answer(sim: Sim, value: float | None, error: str | None = None) -> None:
+    """What the runner does: take the due measurement, hand its result back."""
+    assert sim.last is not None
+    (request,) = sim.last.measurements
+    sim.now = max(sim.now, request.due)
+    result = RawResult(format_time(sim.now), values=None if value is None else (value,), error=error)
+    results = {**sim.analysis.results, (request.run, request.metric, request.seq): result}
+    sim.analysis = replace(sim.analysis, results=results)
+
+
+def test_the_step_waits_for_its_measurements_then_moves_on() -> None:
+    sim = canary_at_analysis()
+    assert sim.status.current_step_index == 1
+    (request,) = sim.last.measurements
+    assert request.target == f'errors{{hash="{sim.status.canary_revision_hash}"}}'
+    assert request.seq == 0 and request.due == sim.now
+    assert "analysis running (errors 0/2)" in sim.status.message
+    answer(sim, 0.001)
+    sim.tick()
+    assert sim.status.current_step_index == 1
+    assert sim.last.measurements[0].seq == 1 and sim.last.requeue_after == 10
+    assert sim.status.analysis is not None and sim.status.analysis.metrics[0].measurements[0].value == "[0.001]"
+    answer(sim, 0.002)
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+    assert "AnalysisSuccessful" in sim.reasons()
+
+
+def test_nothing_new_measured_changes_nothing() -> None:
+    sim = canary_at_analysis()
+    answer(sim, 0.001)
+    sim.tick()
+    before = sim.status
+    sim.tick(3)
+    assert sim.status == before and not sim.last.events
+
+
+def test_a_failed_analysis_aborts_with_the_query_the_value_and_the_condition() -> None:
+    sim = canary_at_analysis()
+    answer(sim, 0.5)
+    sim.settle()
+    assert sim.status.aborted and sim.status.abort_reason == "AnalysisFailed"
+    message = sim.status.abort_message or ""
+    assert "errors{hash=" in message and "[0.5]" in message and "result[0] < 0.01" in message
+    assert sim.canary_replicas() == 0
+    assert sim.status.analysis is not None and sim.status.analysis.phase == "Failed"
+    assert any(reason == "Aborted" and "[0.5]" in text for reason, text in sim.events)
+
+
+def test_an_unreachable_server_pauses_the_rollout_and_promote_resumes_it() -> None:
+    sim = canary_at_analysis()
+    for _ in range(5):  # consecutiveErrorLimit 4: the fifth error in a row decides
+        answer(sim, None, error="connection refused")
+        sim.tick()
+    assert sim.status.phase == "Paused"
+    paused = sim.status.condition("Paused")
+    assert paused is not None and paused.reason == "AnalysisInconclusive"
+    assert "connection refused" in sim.status.message and "apprelease promote shop" in sim.status.message
+    assert not sim.status.aborted and not sim.last.measurements
+    assert sum(reason == "AnalysisInconclusive" for reason, _ in sim.events) == 1
+    sim.tick(60)
+    assert sim.status.phase == "Paused"
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+
+
+def test_a_missing_template_is_a_verdict_naming_it() -> None:
+    sim = canary_at_analysis()
+    sim.analysis = AnalysisObserved()
+    sim.tick()
+    assert sim.status.failure is not None and sim.status.failure.reason == "AnalysisInvalid"
+    assert "spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate error-rate not found" in (
+        sim.status.failure.message)
+    assert sim.status.phase == "Stalled" or sim.status.condition("Stalled") is not None
+    assert not sim.last.measurements
+
+
+def test_a_refused_address_is_a_policy_violation_naming_the_field() -> None:
+    sim = canary_at_analysis()
+    sim.analysis = replace(sim.analysis, refused={"http://prom:9090": "is not allowed by --allow-metric-server"})
+    sim.tick()
+    assert sim.status.failure is not None and sim.status.failure.reason == "PolicyViolation"
+    assert "spec.metrics[0].provider.prometheus.address" in sim.status.failure.message
+
+
+def test_a_retry_after_a_failed_analysis_runs_it_anew() -> None:
+    sim = canary_at_analysis()
+    answer(sim, 0.5)
+    sim.settle()
+    sim.annotate(requests.RETRY, "1")
+    sim.settle()
+    assert sim.status.current_step_index == 1
+    assert sim.status.analysis is not None and sim.status.analysis.phase == "Running"
+    assert sim.last.measurements[0].seq == 0
