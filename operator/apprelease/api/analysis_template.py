@@ -13,7 +13,15 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from .analysis import ArgName
-from .base import INT32_MAX, ApiModel, cel, check_exactly_one, duration_seconds, exactly_one, validations
+from .base import (
+    INT32_MAX,
+    ApiModel,
+    cel,
+    check_exactly_one,
+    duration_seconds,
+    exactly_one,
+    validations,
+)
 from .strategy import Duration, HeaderMatch
 
 TEMPLATE_KIND = "AnalysisTemplate"

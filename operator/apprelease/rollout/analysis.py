@@ -283,7 +283,7 @@ def _run_phase(states: Sequence[MetricStatus]) -> RunPhase:
     phases = {s.phase for s in states}
     for phase in ("Failed", "Inconclusive", "Running"):
         if phase in phases:
-            return phase  # type: ignore[return-value]
+            return phase
     return "Successful"
 
 

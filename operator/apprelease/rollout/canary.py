@@ -20,9 +20,9 @@ from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
+from .analysis import MeasurementRequest, Problem
 from .analysis_step import carried, run_step
 from .observed import PodState, RevisionRecord
-from .analysis import MeasurementRequest, Problem
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
 from .state import Aborted, Promoting, RolloutState, Steady, Stepping
