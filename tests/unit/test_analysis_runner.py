@@ -135,3 +135,14 @@ def test_a_web_hook_gets_the_payload() -> None:
     wait_for(lambda: len(results(run)) == 1)
     assert next(iter(results(run).values())).passed is True
     run.stop()
+
+
+def test_a_changed_question_is_asked_anew() -> None:
+    run, measurer, woken = runner()
+    run.execute(APP, (request("http://prom:9090"),))
+    wait_for(lambda: len(woken) == 1)
+    run.execute(APP, (request("http://prom:9090", target="up == 1"),))
+    wait_for(lambda: len(woken) == 2)
+    assert measurer.calls == ["http://prom:9090", "http://prom:9090"]
+    assert next(iter(results(run).values())).target == "up == 1"
+    run.stop()

@@ -125,3 +125,15 @@ def test_a_retry_after_a_failed_analysis_runs_it_anew() -> None:
     assert sim.status.current_step_index == 1
     assert sim.status.analysis is not None and sim.status.analysis.phase == "Running"
     assert sim.last.measurements[0].seq == 0
+
+
+def test_a_query_the_server_cannot_run_is_a_verdict_naming_the_query() -> None:
+    sim = canary_at_analysis()
+    (request,) = sim.last.measurements
+    result = RawResult(format_time(sim.now), error="bad_data: parse error at char 7", invalid=True, target=request.target)
+    sim.analysis = replace(sim.analysis, results={(request.run, request.metric, request.seq): result})
+    sim.tick()
+    assert sim.status.failure is not None and sim.status.failure.reason == "AnalysisInvalid"
+    assert "AnalysisTemplate error-rate spec.metrics[0].provider.prometheus.query: bad_data" in sim.status.failure.message
+    assert sim.last.requeue_after == 15  # looked at again: a fixed template runs
+    assert not sim.status.aborted

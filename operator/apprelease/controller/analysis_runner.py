@@ -45,9 +45,14 @@ class Refused(Exception):
     """The operator's policy refuses the server's address."""
 
 
+class Invalid(Exception):
+    """The question is wrong (the query does not parse): the template must be fixed."""
+
+
 class Measurer(Protocol):
     """The I/O clients (apprelease.analysis): values or a web hook's verdict; an exception
-    whose text says why there is no answer (Refused: the address is not allowed)."""
+    whose text says why there is no answer (Refused: the address is not allowed;
+    Invalid: the query is wrong)."""
 
     async def prometheus(self, address: str, query: str, timeout: float) -> tuple[float, ...]: ...
 
@@ -114,8 +119,8 @@ class AnalysisRunner:
         with self._lock:
             jobs = self._jobs.setdefault(key, {})
             results = self._results.setdefault(key, {})
-            for job_key in [k for k in results if k not in wanted]:
-                del results[job_key]
+            for job_key in [k for k in results if k not in wanted or results[k].target != wanted[k].target]:
+                del results[job_key]  # folded into status already, or the question changed
             for job_key in [k for k in jobs if k not in wanted]:
                 jobs.pop(job_key).cancel()
             for job_key, request in wanted.items():
@@ -186,7 +191,7 @@ class AnalysisRunner:
         server = urlsplit(request.address).netloc
         lane = self._lanes.setdefault(server, asyncio.Semaphore(1))
         async with lane:
-            result = await self._take(request)
+            result = replace(await self._take(request), target=request.target)
         job_key = (request.run, request.metric, request.seq)
         with self._lock:
             jobs = self._jobs.get(key, {})
@@ -207,6 +212,8 @@ class AnalysisRunner:
             with self._lock:
                 self._refused[request.address] = str(exc)
             return RawResult(self._stamp(), error=f"refused: {exc}")
+        except Invalid as exc:
+            return RawResult(self._stamp(), error=str(exc), invalid=True)
         except TimeoutError:
             return RawResult(self._stamp(), error=f"no answer within {request.timeout:g}s")
         except asyncio.CancelledError:

@@ -39,6 +39,8 @@ from ..api.analysis_template import AnalysisTemplateSpec, Metric
 from .timefmt import parse_time_or
 
 ARG_REFERENCE = re.compile(r"\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}")
+# An analysis that cannot run as written is looked at again this often (a template fixed).
+BLOCKED_RECHECK_SECONDS = 15
 # Functions a condition may call besides operators, indexing and comparisons.
 _FUNCTIONS: dict[str, Any] = {
     "len": len, "isNaN": math.isnan, "all": all, "any": any, "min": min, "max": max, "sum": sum, "abs": abs,
@@ -63,6 +65,9 @@ class RawResult:
     values: tuple[float, ...] | None = None
     passed: bool | None = None  # web hooks
     error: str | None = None
+    # The question is wrong (the query does not parse): fix the template, no verdict.
+    invalid: bool = False
+    target: str = ""  # the query or URL measured (a fixed template asks anew)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ResolvedMetric:
     target: str  # the query, or the web hook's URL
     address: str  # the Prometheus server, or the URL
     field: str  # where the address is written, for verdicts naming it
+    target_field: str = ""  # where the query (or URL) is written
 
     @property
     def kind(self) -> str:
@@ -154,10 +160,11 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
             if provider.prometheus is not None:
                 target, address = provider.prometheus.query, provider.prometheus.address
                 field_path = f"{prefix}.provider.prometheus.address"
+                target_field = f"{prefix}.provider.prometheus.query"
             else:
                 assert provider.web is not None
                 target = address = provider.web.url
-                field_path = f"{prefix}.provider.web.url"
+                field_path = target_field = f"{prefix}.provider.web.url"
             filled = substitute(target, args)
             if isinstance(filled, Problem):
                 return Problem(filled.reason, f"{prefix}: {filled.message} (give it in {where}.args)")
@@ -170,7 +177,7 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
                 return Problem("PolicyViolation", f"{field_path}: {address} {found.refused[address]}")
             if provider.web is not None:
                 address = filled
-            metrics.append(ResolvedMetric(key.name, metric, filled, address, field_path))
+            metrics.append(ResolvedMetric(key.name, metric, filled, address, field_path, target_field))
     return metrics
 
 
@@ -314,6 +321,12 @@ def advance(previous: AnalysisRunStatus | None, run: str, started: str, metrics:
             found: AnalysisObserved, now: datetime, payload: Mapping[str, Any]) -> RunOutcome:
     """Fold what was measured, and ask for what is due next (while the run is Running)."""
     status = fold(previous, run, started, metrics, found.results)
+    by_name = {m.metric.name: m for m in metrics}
+    for (result_run, name, _), result in found.results.items():
+        if result_run == run and result.invalid and (resolved := by_name.get(name)) is not None:
+            message = f"{resolved.target_field}: {result.error}"
+            return RunOutcome(status, problem=Problem("AnalysisTemplateInvalid", message),
+                              wake_at=now + timedelta(seconds=BLOCKED_RECHECK_SECONDS))
     if status.phase != "Running":
         return RunOutcome(status)
     start = parse_time_or(started, now)

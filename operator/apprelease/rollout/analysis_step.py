@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ..api.analysis import AnalysisRef, AnalysisRunStatus
 from . import analysis as A
@@ -31,13 +32,16 @@ def run_step(inp: Inputs, ref: AnalysisRef, state: Stepping, label: str, attempt
     metrics = A.resolve(ref, found, release, where)
     if isinstance(metrics, A.Problem):
         status = AnalysisRunStatus(run=run, phase="Inconclusive", message=metrics.message, started_at=state.step_start)
-        outcome = A.RunOutcome(status, problem=metrics)
-        return StepVerdict("Blocked", outcome, f"{label}: analysis cannot run: {metrics.message}")
+        recheck = inp.now + timedelta(seconds=A.BLOCKED_RECHECK_SECONDS)
+        return StepVerdict("Blocked", A.RunOutcome(status, problem=metrics, wake_at=recheck),
+                           f"{label}: analysis cannot run: {metrics.message}")
     payload = {"name": inp.app.name, "namespace": inp.app.namespace, "phase": "analysis",
                "revision": inp.current.number, "canaryHash": inp.current.hash, "stableHash": inp.stable.hash,
                "step": state.step + 1, "metadata": {a.name: a.value for a in ref.args}}
     outcome = A.advance(previous, run, state.step_start, metrics, found, inp.now, payload)
     status = outcome.status
+    if outcome.problem is not None:
+        return StepVerdict("Blocked", outcome, f"{label}: analysis cannot run: {outcome.problem.message}")
     if status.phase == "Running":
         return StepVerdict("Running", outcome, f"{label}: analysis running ({A.progress_text(status, metrics)})")
     if status.phase == "Successful":
