@@ -141,3 +141,11 @@ def test_each_result_is_folded_once_and_a_new_run_starts_afresh() -> None:
     assert A.fold(once, "run", "s", resolved, results) == once
     other = A.fold(once, "run-2", "s", resolved, results)
     assert other.metrics[0].count == 0
+
+
+def test_conditions_take_arguments_too() -> None:
+    spec = template(metric(successCondition="result[0] < {{args.threshold}}"), args=[{"name": "threshold", "value": "0.05"}])
+    resolved = A.resolve(REF, AnalysisObserved(templates={TemplateKey("error-rate"): spec}), RELEASE, "w")
+    assert not isinstance(resolved, A.Problem)
+    assert resolved[0].metric.success_condition == "result[0] < 0.05"
+    assert A.evaluate(resolved[0].metric, RawResult("t", values=(0.04,)))[0] == "Successful"

@@ -168,11 +168,18 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
             filled = substitute(target, args)
             if isinstance(filled, Problem):
                 return Problem(filled.reason, f"{prefix}: {filled.message} (give it in {where}.args)")
-            for name in ("success_condition", "failure_condition"):
+            conditions: dict[str, str] = {}
+            for name, wire in (("success_condition", "successCondition"), ("failure_condition", "failureCondition")):
                 condition = getattr(metric, name)
-                if condition is not None and (error := condition_error(condition)) is not None:
-                    wire = "successCondition" if name == "success_condition" else "failureCondition"
+                if condition is None:
+                    continue
+                condition = substitute(condition, args)
+                if isinstance(condition, Problem):
+                    return Problem(condition.reason, f"{prefix}.{wire}: {condition.message} (give it in {where}.args)")
+                if (error := condition_error(condition)) is not None:
                     return Problem("AnalysisTemplateInvalid", f"{prefix}.{wire}: {error}")
+                conditions[name] = condition
+            metric = metric.model_copy(update=conditions)
             if address in found.refused:
                 return Problem("PolicyViolation", f"{field_path}: {address} {found.refused[address]}")
             if provider.web is not None:

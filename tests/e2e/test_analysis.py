@@ -1,0 +1,160 @@
+"""Analysis steps on the real control plane with a real Prometheus: a canary that passes and
+promotes by itself, one that fails and aborts with the value in status, Prometheus stopped
+mid-analysis (inconclusive, paused with the reason, then promoted), and a web hook gate."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.plugins.cluster import KubeCluster
+from tests.plugins.operator import AppReleases
+
+pytestmark = pytest.mark.e2e
+
+METRIC = "canary_error_ratio"
+
+
+def template(name: str, provider: dict[str, Any], **metric: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apprelease.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {"metrics": [{"name": "errors", "interval": "2s", "count": 2, "consecutiveErrorLimit": 30,
+                              "provider": provider, **metric}]},
+    }
+
+
+def prometheus_template(address: str, **metric: Any) -> dict[str, Any]:
+    query = METRIC + '{revision_hash="{{args.canary-hash}}"}'
+    return template("error-rate", {"prometheus": {"address": address, "query": query}},
+                    successCondition="result[0] < 0.01", **metric)
+
+
+def app_with_analysis(name: str, template_name: str = "error-rate") -> dict[str, Any]:
+    return {
+        "apiVersion": "apprelease.io/v1alpha1",
+        "kind": "AppRelease",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "registry.local/shop:v1", "replicas": 2, "port": 8080,
+            "strategy": {"canary": {"steps": [
+                {"setWeight": 50}, {"analysis": {"templates": [{"templateName": template_name}]}}]}},
+        },
+    }
+
+
+def start_canary(arl: AppReleases, kube_cluster: KubeCluster, app: dict[str, Any], *templates: dict) -> str:
+    for body in templates:
+        kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
+                           namespace=arl.namespace, server_side=True)
+    name = app["metadata"]["name"]
+    arl.apply(app)
+    arl.wait_phase(name, "Healthy", timeout=60, stableRevision=1)
+    arl.patch(name, {"spec": {"image": "registry.local/shop:v2"}})
+    status = arl.wait(name, lambda s: s.get("currentStepIndex") == 1 and s.get("canaryRevisionHash"), 60,
+                      "the canary at its analysis step")
+    return str(status["canaryRevisionHash"])
+
+
+def reasons(arl: AppReleases, name: str) -> list[str]:
+    return [e["reason"] for e in arl.events(name)]
+
+
+def test_a_canary_that_passes_its_analysis_promotes_by_itself(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    hash_ = start_canary(arl, kube_cluster, app_with_analysis("passes"), prometheus_template(prometheus_server.url))
+    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
+    status = arl.wait_phase("passes", "Healthy", timeout=90, stableRevision=2)
+    assert status.get("analysis") is None  # the run ended with the rollout
+    assert "AnalysisSuccessful" in reasons(arl, "passes")
+
+
+def test_a_canary_that_fails_its_analysis_aborts_with_the_value_in_status(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    hash_ = start_canary(arl, kube_cluster, app_with_analysis("fails"), prometheus_template(prometheus_server.url))
+    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.5)
+    status = arl.wait("fails", lambda s: s.get("aborted"), 90, "the canary aborted")
+    assert status["abortReason"] == "AnalysisFailed"
+    assert "[0.5]" in status["abortMessage"] and "result[0] < 0.01" in status["abortMessage"]
+    assert f'revision_hash="{hash_}"' in status["abortMessage"]
+    measurements = status["analysis"]["metrics"][0]["measurements"]
+    assert measurements[-1]["value"] == "[0.5]" and measurements[-1]["phase"] == "Failed"
+    assert status["stableRevision"] == 1
+    shown = arl.cli("get", "fails").stdout
+    assert "Analysis:" in shown and "[0.5]" in shown
+
+
+def test_prometheus_down_mid_analysis_pauses_then_promote_resumes(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    body = prometheus_template(prometheus_server.url, count=1000, consecutiveErrorLimit=1, interval="1s")
+    hash_ = start_canary(arl, kube_cluster, app_with_analysis("outage"), body)
+    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
+    arl.wait("outage", lambda s: ((s.get("analysis") or {}).get("metrics") or [{}])[0].get("successful", 0) >= 1,
+             60, "a successful measurement")
+    prometheus_server.stop()
+    try:
+        status = arl.wait_phase("outage", "Paused", timeout=60)
+        paused = next(c for c in status["conditions"] if c["type"] == "Paused")
+        assert paused["reason"] == "AnalysisInconclusive"
+        assert "analysis inconclusive" in status["message"] and "errors in a row" in status["message"]
+        assert not status.get("aborted")
+        assert "AnalysisInconclusive" in reasons(arl, "outage")
+    finally:
+        prometheus_server.start()
+    arl.cli("promote", "outage")
+    arl.wait_phase("outage", "Healthy", timeout=60, stableRevision=2)
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+    answer = 200
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(type(self).answer)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web_hook() -> Iterator[tuple[str, type[_Hook]]]:
+    handler = type("Hook", (_Hook,), {"received": [], "answer": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/gate", handler
+    server.shutdown()
+
+
+def test_a_web_hook_gates_the_step(arl: AppReleases, kube_cluster: KubeCluster,
+                                   web_hook: tuple[str, type[_Hook]]) -> None:
+    url, hook = web_hook
+    gate = template("gate", {"web": {"url": url, "timeoutSeconds": 5}}, count=2)
+    hash_ = start_canary(arl, kube_cluster, app_with_analysis("hooked", "gate"), gate)
+    arl.wait_phase("hooked", "Healthy", timeout=60, stableRevision=2)
+    assert len(hook.received) == 2  # count 2: asked twice, then passed
+    payload = hook.received[0]
+    assert payload["name"] == "hooked" and payload["namespace"] == arl.namespace
+    assert payload["canaryHash"] == hash_ and payload["phase"] == "analysis"
+    assert "AnalysisSuccessful" in reasons(arl, "hooked")
+
+
+def test_a_refusing_web_hook_aborts(arl: AppReleases, kube_cluster: KubeCluster,
+                                    web_hook: tuple[str, type[_Hook]]) -> None:
+    url, hook = web_hook
+    hook.answer = 503
+    gate = template("gate", {"web": {"url": url, "timeoutSeconds": 5}}, count=1)
+    start_canary(arl, kube_cluster, app_with_analysis("refused", "gate"), gate)
+    status = arl.wait("refused", lambda s: s.get("aborted"), 60, "the canary aborted")
+    assert status["abortReason"] == "AnalysisFailed" and url in status["abortMessage"]
+    assert len(hook.received) == 1
