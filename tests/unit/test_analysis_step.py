@@ -51,7 +51,7 @@ def test_the_step_waits_for_its_measurements_then_moves_on() -> None:
     sim.tick()
     assert sim.status.current_step_index == 1
     assert sim.last.measurements[0].seq == 1 and sim.last.requeue_after == 10
-    assert sim.status.analysis is not None and sim.status.analysis.metrics[0].measurements[0].value == "[0.001]"
+    assert sim.status.analysis is not None and sim.status.analysis.step.metrics[0].measurements[0].value == "[0.001]"
     answer(sim, 0.002)
     sim.settle()
     assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
@@ -75,7 +75,7 @@ def test_a_failed_analysis_aborts_with_the_query_the_value_and_the_condition() -
     message = sim.status.abort_message or ""
     assert "errors{hash=" in message and "[0.5]" in message and "result[0] < 0.01" in message
     assert sim.canary_replicas() == 0
-    assert sim.status.analysis is not None and sim.status.analysis.phase == "Failed"
+    assert sim.status.analysis is not None and sim.status.analysis.step.phase == "Failed"
     assert any(reason == "Aborted" and "[0.5]" in text for reason, text in sim.events)
 
 
@@ -123,7 +123,7 @@ def test_a_retry_after_a_failed_analysis_runs_it_anew() -> None:
     sim.annotate(requests.RETRY, "1")
     sim.settle()
     assert sim.status.current_step_index == 1
-    assert sim.status.analysis is not None and sim.status.analysis.phase == "Running"
+    assert sim.status.analysis is not None and sim.status.analysis.step.phase == "Running"
     assert sim.last.measurements[0].seq == 0
 
 
@@ -137,3 +137,59 @@ def test_a_query_the_server_cannot_run_is_a_verdict_naming_the_query() -> None:
     assert "AnalysisTemplate error-rate spec.metrics[0].provider.prometheus.query: bad_data" in sim.status.failure.message
     assert sim.last.requeue_after == 15  # looked at again: a fixed template runs
     assert not sim.status.aborted
+
+
+BACKGROUND = {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}],
+                         "analysis": {"templates": [{"templateName": "error-rate"}], "startingStep": 1}}}
+ENDLESS = AnalysisTemplateSpec.model_validate({"metrics": [{
+    **TEMPLATE.metrics[0].to_wire(), "count": None, "consecutiveErrorLimit": 0}]})
+
+
+def background_canary() -> Sim:
+    sim = Sim(make_app({"strategy": BACKGROUND}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): ENDLESS})
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    return sim
+
+
+def test_background_analysis_runs_from_its_starting_step_beside_the_steps() -> None:
+    sim = Sim(make_app({"strategy": BACKGROUND}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): ENDLESS})
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.tick()
+    assert sim.status.current_step_index == 0 and not sim.last.measurements  # startingStep 1
+    sim.settle()
+    assert sim.status.current_step_index == 1 and sim.status.phase == "Paused"  # the pause step holds
+    assert sim.status.analysis is not None and sim.status.analysis.background is not None
+    for value in (0.001, 0.002, 0.003):
+        answer(sim, value)
+        sim.tick()
+    background = sim.status.analysis.background
+    assert background.phase == "Running" and background.metrics[0].count == 3  # no count: until the end
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+    assert sim.status.analysis is None
+
+
+def test_a_failing_background_analysis_aborts_at_any_step() -> None:
+    sim = background_canary()
+    answer(sim, 0.5)
+    sim.settle()
+    assert sim.status.aborted and sim.status.abort_reason == "AnalysisFailed"
+    assert "background analysis at step 2/3 failed" in (sim.status.abort_message or "")
+
+
+def test_an_inconclusive_background_analysis_pauses_and_a_promote_starts_it_anew() -> None:
+    sim = background_canary()
+    answer(sim, None, error="connection refused")
+    sim.tick()
+    assert sim.status.phase == "Paused" and "background analysis inconclusive" in sim.status.message
+    sim.annotate(requests.PROMOTE, "step:1")
+    sim.tick()
+    background = sim.status.analysis.background
+    assert background.phase == "Running" and background.metrics[0].count == 0
+    assert sim.status.current_step_index == 2

@@ -91,7 +91,7 @@ def test_the_current_analysis_shows_each_metric_with_its_last_measurements() -> 
                                  {"phase": "Successful", "at": "2026-12-01T10:00:00Z", "value": "[0.001]"},
                                  {"phase": "Failed", "at": "2026-12-01T10:00:10Z", "value": "[0.5]"}]}]}
     app = {"metadata": {"name": "shop", "namespace": "ns"}, "spec": {"replicas": 2},
-           "status": {"phase": "Degraded", "strategy": "canary", "analysis": analysis}}
+           "status": {"phase": "Degraded", "strategy": "canary", "analysis": {"step": analysis}}}
     view = text_of(render_view(app, [], []))
     assert "Analysis:" in view and "successCondition result[0] < 0.01" in view
     assert "errors:" in view and "2 measured (1 ok, 1 failed" in view and "last: [0.5]" in view

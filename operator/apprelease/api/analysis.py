@@ -102,3 +102,11 @@ class AnalysisRunStatus(_Status):
     started_at: str = ""
     metrics: list[MetricStatus] = Field(default_factory=list)
 
+
+class AnalysisStatus(_Status):
+    """The canary revision's analysis runs: the current (or last) analysis step's, and the
+    background one's."""
+
+    step: AnalysisRunStatus | None = None
+    background: AnalysisRunStatus | None = None
+

@@ -84,7 +84,9 @@ class Metric(ApiModel):
 
     name: ArgName
     interval: Duration = Field("30s", description="Time between measurements.")
-    count: Annotated[int, Field(ge=1, le=10000)] = Field(1, description="Measurements to take; then the metric is decided.")
+    count: Annotated[int, Field(ge=1, le=10000)] | None = Field(
+        None, description="Measurements to take; then the metric is decided. Default: 1 in an analysis step;"
+        " in background analysis, until the rollout ends.")
     initial_delay: Duration | None = Field(None, description="Wait this long before the first measurement.")
     failure_limit: Limit = Field(0, description="Failed measurements tolerated; one more fails the analysis.")
     inconclusive_limit: Limit = Field(

@@ -18,13 +18,21 @@ def _mark(phase: str) -> tuple[str, str]:
     return _MARKS.get(phase, ("•", ""))
 
 
+def _runs(status: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    analysis = status.get("analysis") or {}
+    return [(title, analysis[key]) for key, title in (("step", "Analysis"), ("background", "Background analysis"))
+            if analysis.get(key)]
+
+
 def add_header_rows(header: Table, status: dict[str, Any]) -> None:
-    run = status.get("analysis")
-    if not run:
-        return
+    for title, run in _runs(status):
+        _header_rows(header, title, run)
+
+
+def _header_rows(header: Table, title: str, run: dict[str, Any]) -> None:
     phase = run.get("phase", "")
     symbol, style = _mark(phase)
-    header.add_row("Analysis:", Text(f"{symbol} {phase}" + (f": {run['message']}" if run.get("message") else ""),
+    header.add_row(f"{title}:", Text(f"{symbol} {phase}" + (f": {run['message']}" if run.get("message") else ""),
                                      style=style))
     for metric in run.get("metrics") or []:
         last = (metric.get("measurements") or [{}])[-1]
@@ -37,11 +45,13 @@ def add_header_rows(header: Table, status: dict[str, Any]) -> None:
 
 
 def add_tree(root: Tree, status: dict[str, Any]) -> None:
-    run = status.get("analysis")
-    if not run:
-        return
+    for title, run in _runs(status):
+        _tree(root, title.lower(), run)
+
+
+def _tree(root: Tree, title: str, run: dict[str, Any]) -> None:
     symbol, style = _mark(run.get("phase", ""))
-    branch = root.add(Text(f"{symbol} analysis  {run.get('phase', '')}", style=style))
+    branch = root.add(Text(f"{symbol} {title}  {run.get('phase', '')}", style=style))
     for metric in run.get("metrics") or []:
         symbol, style = _mark(metric.get("phase", ""))
         node = branch.add(Text(f"{symbol} {metric.get('name')} ({metric.get('template', '')})  {metric.get('phase')}"

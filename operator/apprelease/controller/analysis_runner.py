@@ -67,7 +67,8 @@ def analysis_refs(app: AppRelease) -> list[AnalysisRef]:
     canary = app.spec.strategy.canary
     if canary is None:
         return []
-    return [step.analysis for step in canary.steps if step.analysis is not None]
+    refs = [step.analysis for step in canary.steps if step.analysis is not None]
+    return refs + ([canary.analysis] if canary.analysis is not None else [])
 
 
 class AnalysisRunner:

@@ -91,6 +91,7 @@ class ResolvedMetric:
     address: str  # the Prometheus server, or the URL
     field: str  # where the address is written, for verdicts naming it
     target_field: str = ""  # where the query (or URL) is written
+    count: int | None = 1  # measurements to decide on; None: until the run ends (background)
 
     @property
     def kind(self) -> str:
@@ -143,7 +144,7 @@ def release_args(app: str, namespace: str, revision: int, canary_hash: str, stab
 
 
 def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str],
-            where: str) -> list[ResolvedMetric] | Problem:
+            where: str, *, background: bool = False) -> list[ResolvedMetric] | Problem:
     """The metrics of ``ref``'s templates, arguments filled; or what stops them (naming it)."""
     given = {a.name: a.value for a in ref.args}
     metrics: list[ResolvedMetric] = []
@@ -184,7 +185,8 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
                 return Problem("PolicyViolation", f"{field_path}: {address} {found.refused[address]}")
             if provider.web is not None:
                 address = filled
-            metrics.append(ResolvedMetric(key.name, metric, filled, address, field_path, target_field))
+            count = metric.count if metric.count is not None else None if background else 1
+            metrics.append(ResolvedMetric(key.name, metric, filled, address, field_path, target_field, count))
     return metrics
 
 
@@ -253,14 +255,14 @@ def fold(previous: AnalysisRunStatus | None, run: str, started: str, metrics: Se
         name = resolved.metric.name
         state = before.get(name) or MetricStatus(name=name, template=resolved.template)
         while state.phase == "Running" and (result := results.get((run, name, state.count))) is not None:
-            state = _measured(state, resolved.metric, result)
+            state = _measured(state, resolved, result)
         states.append(state)
     return AnalysisRunStatus(run=run, phase=_run_phase(states), message=_run_message(states, metrics),
                              started_at=started, metrics=states)
 
 
-def _measured(state: MetricStatus, metric: Metric, result: RawResult) -> MetricStatus:
-    phase, message = evaluate(metric, result)
+def _measured(state: MetricStatus, resolved: ResolvedMetric, result: RawResult) -> MetricStatus:
+    phase, message = evaluate(resolved.metric, result)
     value = format_values(result.values) if result.values is not None else ""
     kept = [*state.measurements, MeasurementStatus(phase=phase, at=result.at, value=value, message=message)]
     counts = {
@@ -273,11 +275,11 @@ def _measured(state: MetricStatus, metric: Metric, result: RawResult) -> MetricS
         "measurements": kept[-MAX_MEASUREMENTS:],
     }
     measured = state.model_copy(update=counts)
-    verdict, why = _metric_phase(measured, metric)
+    verdict, why = _metric_phase(measured, resolved.metric, resolved.count)
     return measured.model_copy(update={"phase": verdict, "message": why})
 
 
-def _metric_phase(state: MetricStatus, metric: Metric) -> tuple[RunPhase, str]:
+def _metric_phase(state: MetricStatus, metric: Metric, count: int | None) -> tuple[RunPhase, str]:
     last = state.measurements[-1] if state.measurements else None
     detail = f"{last.value or 'no value'} at {last.at}: {last.message}" if last is not None else ""
     if state.failed > metric.failure_limit:
@@ -288,7 +290,7 @@ def _metric_phase(state: MetricStatus, metric: Metric) -> tuple[RunPhase, str]:
     if state.consecutive_error > metric.consecutive_error_limit:
         return "Inconclusive", (f"{state.consecutive_error} errors in a row > consecutiveErrorLimit"
                                 f" {metric.consecutive_error_limit}; last: {last.message if last else ''}")
-    if state.count - state.error >= metric.count:
+    if count is not None and state.count - state.error >= count:
         return "Successful", f"{state.successful}/{state.count} measurement(s) successful"
     return "Running", ""
 
@@ -355,5 +357,5 @@ def advance(previous: AnalysisRunStatus | None, run: str, started: str, metrics:
 
 def progress_text(status: AnalysisRunStatus, metrics: Sequence[ResolvedMetric]) -> str:
     """Where a running analysis is, for waiting_for: each metric's measurements so far."""
-    counts = {m.metric.name: m.metric.count for m in metrics}
-    return ", ".join(f"{s.name} {s.count - s.error}/{counts.get(s.name, '?')}" for s in status.metrics)
+    counts = {m.metric.name: m.count for m in metrics}
+    return ", ".join(f"{s.name} {s.count - s.error}/{counts.get(s.name) or '∞'}" for s in status.metrics)

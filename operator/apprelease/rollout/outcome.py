@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from ..api.analysis import AnalysisRunStatus
+from ..api.analysis import AnalysisStatus
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
 from ..domain import ConfigAction, RegistryAction, Track
@@ -56,7 +56,7 @@ class Inputs:
     candidate: RevisionRecord | None  # the canary/preview revision before this pass
     handled: HandledRequests
     registry_drain: bool  # instances go offline before their pods leave
-    analysis: AnalysisRunStatus | None = None  # status.analysis before this pass
+    analysis: AnalysisStatus | None = None  # status.analysis before this pass
 
     @property
     def stamp(self) -> str:
@@ -99,7 +99,7 @@ class Decision:
     idle_revisions: frozenset[int] = frozenset()
     # The analysis run of this rollout (status.analysis), what it asks to measure, and what
     # stops it from running as written (a missing template, an argument, a refused address).
-    analysis: AnalysisRunStatus | None = None
+    analysis: AnalysisStatus | None = None
     measurements: tuple[MeasurementRequest, ...] = ()
     analysis_problem: Problem | None = None
 
