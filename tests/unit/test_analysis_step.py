@@ -193,3 +193,39 @@ def test_an_inconclusive_background_analysis_pauses_and_a_promote_starts_it_anew
     background = sim.status.analysis.background
     assert background.phase == "Running" and background.metrics[0].count == 0
     assert sim.status.current_step_index == 2
+
+
+def blue_green(**strategy: object) -> Sim:
+    sim = Sim(make_app({"strategy": {"blueGreen": {
+        "prePromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}, **strategy}}}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    return sim
+
+
+def test_blue_green_switches_only_after_its_pre_promotion_analysis_passes() -> None:
+    sim = blue_green(autoPromotionSeconds=0)
+    assert sim.status.phase == "Progressing" and "prePromotionAnalysis running" in sim.status.message
+    assert sim.status.blue_green is not None and not sim.status.blue_green.switched_at
+    answer(sim, 0.001)
+    sim.tick()
+    answer(sim, 0.001)
+    sim.settle()
+    assert (sim.status.blue_green is not None and sim.status.blue_green.switched_at) or sim.status.stable_revision == 2
+    assert "AnalysisSuccessful" in sim.reasons() and "AutoPromoted" in sim.reasons()
+
+
+def test_blue_green_pre_promotion_analysis_failing_aborts_and_inconclusive_pauses() -> None:
+    sim = blue_green(autoPromotionSeconds=0)
+    answer(sim, 0.5)
+    sim.settle()
+    assert sim.status.aborted and sim.status.abort_reason == "AnalysisFailed"
+    assert "[0.5]" in (sim.status.abort_message or "")
+    sim = blue_green()
+    for _ in range(5):
+        answer(sim, None, error="connection refused")
+        sim.tick()
+    paused = sim.status.condition("Paused")
+    assert sim.status.phase == "Paused" and paused is not None and paused.reason == "AnalysisInconclusive"

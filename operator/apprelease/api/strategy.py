@@ -314,6 +314,9 @@ class BlueGreenStrategy(ApiModel):
     preview_ingress: PreviewIngress | None = Field(
         None, description="An Ingress for the preview Service, e.g. to test the new revision before the switch."
     )
+    pre_promotion_analysis: AnalysisRef | None = Field(
+        None, description="Run once the preview is ready, before any switch: Successful lets it switch (by"
+        " autoPromotionSeconds or promote), Failed aborts, Inconclusive pauses; promote switches regardless.")
 
 
 class Strategy(ApiModel):

@@ -23,6 +23,14 @@ class Verdict:
     event: Event | None = None
 
 
+def run_pre_promotion(inp: Inputs, ref: AnalysisRef, ready_since: str, label: str, attempt: str) -> Verdict:
+    """Blue-green: the analysis of the ready preview, before the switch (status.analysis.step)."""
+    run = A.run_key(inp.current.hash, "pre-promotion" + (f"-retry-{attempt}" if attempt else ""), ready_since)
+    previous = inp.analysis.step if inp.analysis is not None else None
+    return _run(inp, ref, previous, run, ready_since, "spec.strategy.blueGreen.prePromotionAnalysis", label,
+                "prePromotionAnalysis", background=False)
+
+
 def run_step(inp: Inputs, ref: AnalysisRef, state: Stepping, label: str, attempt: str) -> Verdict:
     where = f"spec.strategy.canary.steps[{state.step}].analysis"
     run = A.run_key(inp.current.hash, f"step-{state.step}" + (f"-retry-{attempt}" if attempt else ""),
