@@ -83,7 +83,7 @@ def test_a_canary_that_fails_its_analysis_aborts_with_the_value_in_status(
     assert status["abortReason"] == "AnalysisFailed"
     assert "[0.5]" in status["abortMessage"] and "result[0] < 0.01" in status["abortMessage"]
     assert f'revision_hash="{hash_}"' in status["abortMessage"]
-    measurements = status["analysis"]["metrics"][0]["measurements"]
+    measurements = status["analysis"]["step"]["metrics"][0]["measurements"]
     assert measurements[-1]["value"] == "[0.5]" and measurements[-1]["phase"] == "Failed"
     assert status["stableRevision"] == 1
     shown = arl.cli("get", "fails").stdout
@@ -92,18 +92,23 @@ def test_a_canary_that_fails_its_analysis_aborts_with_the_value_in_status(
 
 def test_prometheus_down_mid_analysis_pauses_then_promote_resumes(
         arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
-    body = prometheus_template(prometheus_server.url, count=1000, consecutiveErrorLimit=1, interval="1s")
-    hash_ = start_canary(arl, kube_cluster, app_with_analysis("outage"), body)
-    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
-    arl.wait("outage", lambda s: ((s.get("analysis") or {}).get("metrics") or [{}])[0].get("successful", 0) >= 1,
-             60, "a successful measurement")
+    # Selected by app here, so that the value is scraped before the first measurement: every
+    # error in this test is the outage's.
+    query = METRIC + '{app="{{args.app}}"}'
+    prometheus_server.exporter.set(METRIC, {"app": "outage"}, 0.001)
+    prometheus_server.wait_for_value(METRIC + '{app="outage"}', lambda values: values == (0.001,))
+    body = template("error-rate", {"prometheus": {"address": prometheus_server.url, "query": query}},
+                    successCondition="result[0] < 0.01", count=1000, consecutiveErrorLimit=1, interval="1s")
+    start_canary(arl, kube_cluster, app_with_analysis("outage"), body)
+    arl.wait("outage", lambda s: (((s.get("analysis") or {}).get("step") or {}).get("metrics") or [{}])[0]
+             .get("successful", 0) >= 1, 60, "a successful measurement")
     prometheus_server.stop()
     try:
         status = arl.wait_phase("outage", "Paused", timeout=60)
         paused = next(c for c in status["conditions"] if c["type"] == "Paused")
         assert paused["reason"] == "AnalysisInconclusive"
         assert "analysis inconclusive" in status["message"] and "errors in a row" in status["message"]
-        assert not status.get("aborted")
+        assert not status.get("aborted") and status["stableRevision"] == 1
         assert "AnalysisInconclusive" in reasons(arl, "outage")
     finally:
         prometheus_server.start()
