@@ -33,7 +33,7 @@ unit: venv
 	$(PYTHON) -m pytest tests/unit $(CORE_COVERAGE)
 
 e2e: venv
-	$(PYTHON) -m pytest tests/e2e tests/nacos
+	$(PYTHON) -m pytest tests/e2e tests/nacos tests/analysis
 
 lint:
 	.venv/bin/ruff check operator devtools tests bench

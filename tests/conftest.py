@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.plugins.nacos",
     "tests.plugins.java_consumer",
     "tests.plugins.nacos_config_readers",
+    "tests.plugins.prometheus",
 ]

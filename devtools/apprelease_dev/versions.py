@@ -24,6 +24,9 @@ GATEWAY_API_VERSION = "v1.6.3"
 # prometheus-operator: only its ServiceMonitor and PrometheusRule CRDs, read from the module,
 # so the chart's monitoring objects are validated by the apiserver against their schemas.
 PROMETHEUS_OPERATOR_VERSION = "v0.81.0"
+# Prometheus itself (the analysis tests' metrics server): its Go module is tagged v0.<major*100
+# + minor>.<patch> for Prometheus <major>.<minor>.<patch> (v0.316.0 is Prometheus 3.16.0).
+PROMETHEUS_VERSION = "v0.316.0"
 
 KUBERNETES_MODULE = "k8s.io/kubernetes"
 HELM_MODULE = "helm.sh/helm/v4"
@@ -32,6 +35,7 @@ ETCD_SERVER_MODULE = "go.etcd.io/etcd/server/v3"
 METRICS_SERVER_MODULE = "sigs.k8s.io/metrics-server"
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 
 
 def staging_version(kubernetes_version: str = KUBERNETES_VERSION) -> str:
@@ -48,3 +52,12 @@ def binaries_key() -> str:
         f"{KUBERNETES_VERSION}-kwok-{KWOK_VERSION}-etcd-{ETCD_VERSION}-helm-{HELM_VERSION}"
         f"-metrics-server-{METRICS_SERVER_VERSION}"
     )
+
+
+def prometheus_release(module_version: str = PROMETHEUS_VERSION) -> str:
+    """Prometheus' own version for its Go module's tag: v0.316.0 → 3.16.0 (3.x modules are
+    tagged v0.3xx.y because the module path has no /v3)."""
+    major, minor, patch = module_version.lstrip("v").split(".")
+    if major != "0" or len(minor) < 3:
+        raise ValueError(f"unexpected Prometheus module version {module_version!r}")
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"

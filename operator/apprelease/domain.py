@@ -131,6 +131,10 @@ class Policy:
     # Networks (CIDR) where a registry may be although their addresses are refused by default
     # (loopback, link-local, metadata endpoints, ...): `--allow-registry-network`.
     registry_networks_allowed: tuple[str, ...] = ()
+    # host:port patterns (fnmatch) of the Prometheus servers and web hooks an analysis may
+    # query (`--allow-metric-server`); empty: any. Addresses refused by default (as for
+    # registries) are allowed by network above or by naming the server exactly here.
+    metric_servers: tuple[str, ...] = ()
     # host:port of the Kubernetes apiserver as the operator reaches it: never a registry.
     apiserver_endpoints: tuple[str, ...] = ()
     ingress_annotations_allowed: tuple[str, ...] = ("*",)
@@ -153,6 +157,20 @@ class Policy:
         link-local and cloud metadata endpoints, multicast and reserved addresses, and always
         the apiserver. The platform allows the others by network (registry_networks_allowed)
         or by naming the server exactly in nacos_servers (a pattern is not enough)."""
+        return self._address_refusal(host, port, address, self.nacos_servers)
+
+    def metric_server_allowed(self, host_port: str) -> bool:
+        return not self.metric_servers or any(
+            fnmatch.fnmatchcase(host_port.lower(), p.lower()) for p in self.metric_servers
+        )
+
+    def metric_address_refusal(self, host: str, port: int, address: str) -> str | None:
+        """As registry_address_refusal, for an analysis's Prometheus or web hook: the same
+        addresses refused, the same networks allowed, a server named exactly in metric_servers
+        allowed."""
+        return self._address_refusal(host, port, address, self.metric_servers)
+
+    def _address_refusal(self, host: str, port: int, address: str, named_servers: tuple[str, ...]) -> str | None:
         try:
             parsed = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
@@ -165,7 +183,7 @@ class Policy:
         if kind is None:
             return None
         named = _host_port(host.lower(), port)
-        if any(entry.lower() == named for entry in self.nacos_servers if not _is_pattern(entry)):
+        if any(entry.lower() == named for entry in named_servers if not _is_pattern(entry)):
             return None
         for cidr in self.registry_networks_allowed:
             network = ipaddress.ip_network(cidr, strict=False)

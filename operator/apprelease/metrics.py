@@ -83,3 +83,16 @@ NACOS_REQUEST_ERRORS = Counter(
     "Nacos requests that failed, by server and kind (timeout, connection, http_5xx, ...)",
     ["server", "error"],
 )
+ANALYSIS_REQUEST_SECONDS = Histogram(
+    "apprelease_analysis_request_seconds",
+    "Time of one analysis request (a Prometheus query, a web hook call; errors and retries"
+    " included), by provider (prometheus, webhook) and server (host:port)",
+    ["provider", "server"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ANALYSIS_REQUEST_ERRORS = Counter(
+    "apprelease_analysis_request_errors_total",
+    "Analysis requests that failed, by provider, server and kind (timeout, connection, http_5xx,"
+    " bad_query, refused_address, ...)",
+    ["provider", "server", "error"],
+)

@@ -27,7 +27,11 @@ RANKS = {
     "render": 2,
     "rollout": 3,
     "k8s": 4,
+    # Resolve a server's name, check its addresses against the policy, connect to a checked
+    # one: shared by registry/ (Nacos) and analysis/ (Prometheus, web hooks).
+    "net": 4,
     "registry": 5,
+    "analysis": 5,  # the analysis providers' clients (Prometheus, web hooks)
     "controller": 6,
     "actions": 6,  # the operations users make (patches), shared by the CLI and the console
     "cli": 7,

@@ -158,7 +158,7 @@ def test_an_allowed_loopback_server_gets_a_client_that_checks_at_connect_time() 
     observed = monitor.state_for(nacos_app("127.0.0.1:8848"), Observed())
     assert observed.registration is not None and observed.registration.state.failure_reason == "Pending"
     target = monitor._where[(NS, NAME)].targets[(NS, NAME)]
-    assert target.client._connect_check is not None
+    assert target.client._addresses.connect_check is not None
     monitor.stop()
 
 

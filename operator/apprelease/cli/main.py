@@ -132,10 +132,16 @@ def render(ctx: Context, filename: IO[str]) -> None:
                    " (repeatable; default: any). Credentials are never sent elsewhere.")
 @click.option("--allow-registry-network", "registry_networks", multiple=True, metavar="CIDR",
               callback=lambda ctx, param, values: _networks(values),
-              help="Networks where a Nacos server may be although the operator refuses them by default:"
+              help="Networks where a Nacos server (or an analysis's Prometheus or web hook) may be although"
+                   " the operator refuses them by default:"
                    " loopback (its own pod), link-local and cloud metadata endpoints, unspecified,"
                    " multicast and reserved addresses (repeatable; e.g. 127.0.0.0/8 for a local Nacos"
                    " in development). The apiserver is refused whatever is allowed.")
+@click.option("--allow-metric-server", "metric_servers", multiple=True, metavar="HOST:PORT",
+              help="Prometheus servers and web hooks analyses may ask, fnmatch patterns such as"
+                   " prometheus.monitoring.svc:9090 (repeatable; default: any). Naming one exactly also"
+                   " allows an address refused by default (loopback, link-local, ...), as"
+                   " --allow-registry-network does for a network.")
 @click.option("--allow-ingress-annotation", "annotations_allowed", multiple=True, metavar="PATTERN",
               help="Ingress annotation keys AppReleases may set (repeatable; default: *).")
 @click.option("--deny-ingress-annotation", "annotations_denied", multiple=True, metavar="PATTERN",
@@ -152,7 +158,8 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
         metrics_port: int, liveness: str, leader_elect: bool, lease_name: str,
         lease_namespace: str | None, lease_duration: float, renew_deadline: float, retry_period: float,
         registry_poll_seconds: float,
-        nacos_servers: tuple[str, ...], registry_networks: tuple[str, ...], annotations_allowed: tuple[str, ...],
+        nacos_servers: tuple[str, ...], registry_networks: tuple[str, ...], metric_servers: tuple[str, ...],
+        annotations_allowed: tuple[str, ...],
         annotations_denied: tuple[str, ...], startup_deadline_seconds: float, verbose: bool,
         log_format: str) -> None:
     """Run the operator."""
@@ -169,6 +176,7 @@ def run(ctx: Context, namespaces: tuple[str, ...], workers: int,
     policy = Policy(
         nacos_servers=tuple(nacos_servers),
         registry_networks_allowed=tuple(registry_networks),
+        metric_servers=tuple(metric_servers),
         ingress_annotations_allowed=tuple(annotations_allowed) or ("*",),
         ingress_annotations_denied=(
             tuple(p for p in annotations_denied if p) if annotations_denied

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import ipaddress
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from ..domain import APISERVER, Policy, RegistryAction
 from ..k8s.client import ApiError, Kube
 from ..k8s.fence import NotLeading, WriteFence
 from ..k8s.observe import AppKey
+from ..net import literal_address
 from ..rollout.observed import Observed, Registration
 from ..rollout.timefmt import format_time
 from .base import (
@@ -600,7 +600,7 @@ class RegistryMonitor:
                 " (apprelease run --allow-nacos-server)"
             )
         for host, port in _hosts(settings):
-            literal = _literal_address(host)
+            literal = literal_address(host)
             refusal = self._address_refusal(host, port, literal) if literal else None
             if refusal:
                 raise RegistryMisconfigured(refusal)
@@ -625,7 +625,7 @@ class RegistryMonitor:
         if kind is None:
             return None
         server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        literal = _literal_address(host)
+        literal = literal_address(host)
         where = f"{server} is {kind}" if literal is not None else f"{server} resolves to {address}, {kind}"
         if kind == APISERVER:
             return f"spec.registry.nacos.serverAddr: {where}; it is never used as a registry"
@@ -660,15 +660,6 @@ def _hosts(settings: NacosSettings) -> list[tuple[str, int]]:
     return found
 
 
-def _literal_address(host: str) -> str | None:
-    """The address a server name stands for without asking DNS (an IP, localhost), or None."""
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return "127.0.0.1"
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return None
-
 
 def apiserver_endpoints(server_url: str) -> tuple[str, ...]:
     """host:port of the apiserver as this operator reaches it (its kubeconfig's server, each
@@ -682,7 +673,7 @@ def apiserver_endpoints(server_url: str) -> tuple[str, ...]:
     if service_host and service_port and service_port.isdigit():
         candidates.append((service_host, int(service_port)))
     for host, port in candidates:
-        literal = _literal_address(host)
+        literal = literal_address(host)
         addresses = [literal] if literal else []
         if not addresses:
             try:

@@ -42,12 +42,10 @@ import concurrent.futures
 import contextlib
 import enum
 import functools
-import ipaddress
 import json
 import logging
 import math
 import re
-import socket
 import ssl
 import threading
 import time
@@ -60,6 +58,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from apprelease import metrics
+from apprelease.net import AddressRefused, CheckedAddresses, ConnectCheck, Resolver, system_resolver
 from apprelease.registry.base import (
     InstanceNotRegistered,
     RegistryBadResponse,
@@ -89,18 +88,10 @@ _HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]+")
 CALL_DEADLINE_SECONDS = 12.0
 # Nacos stores weights from 0 to 10000 and refuses the rest (docs/nacos-notes.md).
 MAX_NACOS_WEIGHT = 10000.0
-# Resolved server addresses are reused this long (a lookup per poll would be a DNS query per
-# app every few seconds); a failed connection resolves again.
-RESOLVED_SECONDS = 30.0
 # The calling thread waits this much longer than an exchange's own deadline before it gives
 # up on the I/O loop itself.
 LOOP_GRACE_SECONDS = 2.0
 
-# Why the operator may not connect to an address (a server's name, its port, the address it
-# resolved to), or None: the operator's policy (domain.Policy), passed in by the monitor.
-ConnectCheck = Callable[[str, int, str], "str | None"]
-# A server name and port → the addresses to try, in order (blocking; run off the I/O loop).
-Resolver = Callable[[str, int], list[str]]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -271,9 +262,7 @@ class NacosRegistry:
         self._current = 0  # the server that answered last: tried first
         self._base_url = ", ".join(self._servers)  # for messages: never carries credentials
         self._clock = clock
-        self._connect_check = connect_check
-        self._resolver = resolver or _system_resolver
-        self._resolved: dict[str, tuple[float, list[str]]] = {}
+        self._addresses = CheckedAddresses(connect_check, resolver or system_resolver)
         self._local = threading.local()  # the deadline of the public call on this thread
         self._http = httpx.AsyncClient(
             timeout=settings.timeout_seconds,
@@ -692,7 +681,7 @@ class NacosRegistry:
                     _measured(server, method, started, _error_kind(error))
                     # Never the exception's text: it may carry the request (Authorization).
                     last_error = f"{self._servers[index]}: {_transport_reason(error)}"
-                    self._resolved.clear()  # the server may have moved: resolve again
+                    self._addresses.forget()  # the server may have moved: resolve again
                     if attempt + 1 < settings.connect_attempts:
                         time.sleep(min(0.2 * 2**attempt, max(0.0, deadline - time.monotonic())))
                     continue
@@ -743,37 +732,11 @@ class NacosRegistry:
         """Where this try connects: (base URL, extra headers, httpx extensions). Without a
         connect check, the server's own URL; with one, a checked address of the server's name
         (RegistryMisconfigured when any address it resolves to is refused)."""
-        base = self._servers[index]
-        if self._connect_check is None:
-            return base, {}, {}
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await self._addresses(host, port)
-        for address in addresses:
-            refusal = self._connect_check(host, port, address)
-            if refusal:
-                raise RegistryMisconfigured(refusal)
-        address = addresses[attempt % len(addresses)]
-        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        extensions: dict[str, Any] = {} if _is_ip(host) else {"sni_hostname": host}
-        return f"{parts.scheme}://{netloc}{parts.path}", {"Host": parts.netloc}, extensions
-
-    async def _addresses(self, host: str, port: int) -> list[str]:
-        if _is_ip(host):
-            return [str(ipaddress.ip_address(host))]
-        cached = self._resolved.get(host)
-        if cached is not None and time.monotonic() < cached[0]:
-            return cached[1]
-        loop = asyncio.get_running_loop()
         try:
-            found = await loop.run_in_executor(None, self._resolver, host, port)
-        except OSError:
-            raise httpx.ConnectError(f"cannot resolve {host}") from None
-        if not found:
-            raise httpx.ConnectError(f"{host} resolves to no address")
-        self._resolved[host] = (time.monotonic() + RESOLVED_SECONDS, found)
-        return found
+            route = await self._addresses.route(self._servers[index], attempt)
+        except AddressRefused as refused:
+            raise RegistryMisconfigured(str(refused)) from None
+        return route.url, route.headers, route.extensions
 
     def _auth_headers(self) -> dict[str, str]:
         if not self._settings.username:
@@ -881,19 +844,6 @@ class _ClosedMeanwhile(Exception):
     """The client was closed while a call still used it."""
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _system_resolver(host: str, port: int) -> list[str]:
-    """The addresses of ``host`` for a TCP connection, IPv4 first, without duplicates."""
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    ordered = sorted(found, key=lambda entry: entry[0] != socket.AF_INET)
-    return list(dict.fromkeys(str(entry[4][0]) for entry in ordered))
 
 
 def _transport_reason(error: Exception) -> str:
