@@ -32,6 +32,8 @@ from ..k8s.observe import AppKey
 from ..registry.config_monitor import ConfigMonitor
 from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
+from .analysis_clients import MetricClients
+from .analysis_runner import AnalysisRunner
 from .cache import WATCHED_CHILDREN, IndexCache
 from .leader_election import KubeLeaseStore, LeaderElector, new_identity
 from .queue import WorkQueue
@@ -88,7 +90,12 @@ class Runtime:
         )
         self.config = ConfigMonitor(self.registry, self._enqueue_threadsafe,
                                     poll_seconds=options.registry_poll_seconds)
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config, policy=policy)
+        # Measurements are reads (of Prometheus, of web hooks): taken off the reconcile path,
+        # one lane per server, each app woken when its measurement is in.
+        self.analysis = AnalysisRunner(self.kube, MetricClients(policy), self._enqueue_threadsafe,
+                                       allowed=policy.metric_server_allowed)
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config,
+                                     analysis=self.analysis, policy=policy)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.
@@ -203,6 +210,7 @@ class Runtime:
         self.informers.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.registry.stop)
         self.config.stop()
+        self.analysis.stop()
 
     async def _wait_children_synced(self) -> None:
         await asyncio.to_thread(self.informers.wait_synced)
@@ -232,6 +240,7 @@ class Runtime:
             task.cancel()
         threading.Thread(target=self.registry.stop, name="registry-stop", daemon=True).start()
         self.config.stop()
+        self.analysis.stop()
         exit_timer = threading.Timer(EXIT_AFTER_LOSS_SECONDS, os._exit, args=(1,))
         exit_timer.daemon = True
         exit_timer.start()
