@@ -162,4 +162,5 @@ def test_a_refusing_web_hook_aborts(arl: AppReleases, kube_cluster: KubeCluster,
     start_canary(arl, kube_cluster, app_with_analysis("refused", "gate"), gate)
     status = arl.wait("refused", lambda s: s.get("aborted"), 60, "the canary aborted")
     assert status["abortReason"] == "AnalysisFailed" and url in status["abortMessage"]
-    assert len(hook.received) == 1
+    assert "the web hook did not pass" in status["abortMessage"]
+    assert hook.received  # the client retries a 5xx within the timeout: one measurement, maybe more calls

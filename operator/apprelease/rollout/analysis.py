@@ -304,17 +304,18 @@ def _run_phase(states: Sequence[MetricStatus]) -> RunPhase:
 
 
 def _run_message(states: Sequence[MetricStatus], metrics: Sequence[ResolvedMetric]) -> str:
-    """For a decided run: the metric that decided it, with its query (or URL) and condition."""
+    """For a decided run: the metric that decided it, with its query (or URL), the value and
+    the conditions (named once)."""
     by_name = {m.metric.name: m for m in metrics}
     for phase in ("Failed", "Inconclusive"):
         for state in states:
             if state.phase == phase and (resolved := by_name.get(state.name)) is not None:
                 metric = resolved.metric
-                conditions = " ".join(
-                    f"{label} {text}" for label, text in (("successCondition", metric.success_condition),
-                                                         ("failureCondition", metric.failure_condition)) if text)
-                return (f"metric {state.name} ({resolved.template}) {phase.lower()}: {resolved.target}"
-                        f" returned {state.message}" + (f"; {conditions}" if conditions else ""))
+                named = [f"{label} {text}" for label, text in (("successCondition", metric.success_condition),
+                                                               ("failureCondition", metric.failure_condition))
+                         if text and text not in state.message]
+                return (f"metric {state.name} ({resolved.template}) {phase.lower()}: {resolved.target}:"
+                        f" {state.message}" + "".join(f"; {text}" for text in named))
     return ""
 
 
