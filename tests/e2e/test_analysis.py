@@ -49,7 +49,7 @@ def app_with_analysis(name: str, template_name: str = "error-rate") -> dict[str,
     }
 
 
-def start_canary(arl: AppReleases, kube_cluster: KubeCluster, app: dict[str, Any], *templates: dict) -> str:
+def start_canary(arl: AppReleases, kube_cluster: KubeCluster, app: dict[str, Any], *templates: dict[str, Any]) -> str:
     for body in templates:
         kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
                            namespace=arl.namespace, server_side=True)
@@ -164,3 +164,58 @@ def test_a_refusing_web_hook_aborts(arl: AppReleases, kube_cluster: KubeCluster,
     assert status["abortReason"] == "AnalysisFailed" and url in status["abortMessage"]
     assert "the web hook did not pass" in status["abortMessage"]
     assert hook.received  # the client retries a 5xx within the timeout: one measurement, maybe more calls
+
+
+def test_a_missing_template_and_a_refused_address_are_verdicts_naming_the_field(
+        arl: AppReleases, kube_cluster: KubeCluster) -> None:
+    start_canary(arl, kube_cluster, app_with_analysis("nameless", "no-such-template"))
+    status = arl.wait("nameless", lambda s: (s.get("failure") or {}).get("reason") == "AnalysisInvalid", 60,
+                      "the missing template named")
+    assert ("spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate no-such-template not found"
+            in status["failure"]["message"])
+    # A cloud metadata address: refused whatever the networks allowed.
+    metadata = prometheus_template("http://169.254.169.254:9090")
+    start_canary(arl, kube_cluster, app_with_analysis("metadata"), metadata)
+    status = arl.wait("metadata", lambda s: (s.get("failure") or {}).get("reason") == "PolicyViolation", 60,
+                      "the refused address named")
+    assert "AnalysisTemplate error-rate spec.metrics[0].provider.prometheus.address" in status["failure"]["message"]
+    assert status["stableRevision"] == 1 and not status.get("aborted")
+
+
+def test_background_analysis_aborts_a_canary_paused_at_a_step(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    app = app_with_analysis("background")
+    app["spec"]["strategy"]["canary"] = {
+        "steps": [{"setWeight": 50}, {"pause": {}}],
+        "analysis": {"templates": [{"templateName": "error-rate"}], "startingStep": 1},
+    }
+    endless = prometheus_template(prometheus_server.url)
+    del endless["spec"]["metrics"][0]["count"]  # background: measured until the promotion
+    hash_ = start_canary(arl, kube_cluster, app, endless)
+    arl.wait_phase("background", "Paused", timeout=60, currentStepIndex=1)
+    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
+    arl.wait("background", lambda s: (((s.get("analysis") or {}).get("background") or {}).get("metrics") or [{}])[0]
+             .get("successful", 0) >= 2, 60, "background measurements passing")
+    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.7)
+    status = arl.wait("background", lambda s: s.get("aborted"), 60, "the canary aborted")
+    assert status["abortReason"] == "AnalysisFailed" and "background analysis" in status["abortMessage"]
+    assert "[0.7]" in status["abortMessage"]
+
+
+def test_blue_green_switches_after_its_pre_promotion_analysis(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    app = app_with_analysis("bluegreen")
+    app["spec"]["strategy"] = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
+                                             "prePromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}}}
+    body = prometheus_template(prometheus_server.url)
+    kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
+                       namespace=arl.namespace, server_side=True)
+    arl.apply(app)
+    arl.wait_phase("bluegreen", "Healthy", timeout=60, stableRevision=1)
+    arl.patch("bluegreen", {"spec": {"image": "registry.local/shop:v2"}})
+    status = arl.wait("bluegreen", lambda s: "prePromotionAnalysis running" in s.get("message", ""), 60,
+                      "the preview analysed")
+    assert status["stableRevision"] == 1
+    prometheus_server.exporter.set(METRIC, {"revision_hash": status["canaryRevisionHash"]}, 0.001)
+    arl.wait_phase("bluegreen", "Healthy", timeout=90, stableRevision=2)
+    assert "AnalysisSuccessful" in reasons(arl, "bluegreen")

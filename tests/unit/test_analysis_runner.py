@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apprelease.controller.analysis_runner import AnalysisRunner, Refused
+from apprelease.controller.analysis_runner import AnalysisRunner, Refused, analysis_refs
 from apprelease.k8s.client import ApiError
 from apprelease.rollout.analysis import MeasurementRequest, TemplateKey
 from apprelease.rollout.observed import Observed
@@ -77,6 +77,15 @@ def results(run: AnalysisRunner) -> dict[tuple[str, str, int], Any]:
     found = run.state_for(APP, Observed()).analysis
     assert found is not None
     return dict(found.results)
+
+
+def test_every_analysis_of_the_strategy_is_found() -> None:
+    ref = {"templates": [{"templateName": "pre"}]}
+    blue_green = make_app({"strategy": {"blueGreen": {"prePromotionAnalysis": ref}}})
+    assert [r.templates[0].template_name for r in analysis_refs(blue_green)] == ["pre"]
+    background = make_app({"strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": ref}],
+                                                   "analysis": {**ref, "startingStep": 1}}}})
+    assert len(analysis_refs(background)) == 2
 
 
 def test_templates_are_read_and_a_missing_one_is_none() -> None:

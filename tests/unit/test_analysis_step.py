@@ -175,6 +175,22 @@ def test_background_analysis_runs_from_its_starting_step_beside_the_steps() -> N
     assert sim.status.analysis is None
 
 
+def test_a_finished_background_analysis_says_so_once() -> None:
+    sim = Sim(make_app({"strategy": BACKGROUND}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})  # count 2
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    for value in (0.001, 0.002):
+        answer(sim, value)
+        sim.tick()
+    assert sim.status.analysis.background.phase == "Successful"
+    sim.tick(5)
+    sim.tick(5)
+    assert sum(reason == "AnalysisSuccessful" for reason, _ in sim.events) == 1
+    assert sim.status.phase == "Paused" and not sim.last.events
+
+
 def test_a_failing_background_analysis_aborts_at_any_step() -> None:
     sim = background_canary()
     answer(sim, 0.5)

@@ -64,11 +64,14 @@ class TemplateSource(Protocol):
 
 
 def analysis_refs(app: AppRelease) -> list[AnalysisRef]:
-    canary = app.spec.strategy.canary
-    if canary is None:
-        return []
-    refs = [step.analysis for step in canary.steps if step.analysis is not None]
-    return refs + ([canary.analysis] if canary.analysis is not None else [])
+    """Every analysis the app's strategy may run: canary steps and background, blue-green's."""
+    canary, blue_green = app.spec.strategy.canary, app.spec.strategy.blue_green
+    refs: list[AnalysisRef | None] = []
+    if canary is not None:
+        refs += [step.analysis for step in canary.steps] + [canary.analysis]
+    if blue_green is not None:
+        refs.append(blue_green.pre_promotion_analysis)
+    return [ref for ref in refs if ref is not None]
 
 
 class AnalysisRunner:
