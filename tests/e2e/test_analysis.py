@@ -31,7 +31,9 @@ def template(name: str, provider: dict[str, Any], **metric: Any) -> dict[str, An
 
 
 def prometheus_template(address: str, **metric: Any) -> dict[str, Any]:
-    query = METRIC + '{revision_hash="{{args.canary-hash}}"}'
+    # Revision hashes depend on the pod template only: the same image in two namespaces has the
+    # same hash, so the query selects the app too (as a real template would).
+    query = METRIC + '{namespace="{{args.namespace}}", app="{{args.app}}", revision_hash="{{args.canary-hash}}"}'
     return template("error-rate", {"prometheus": {"address": address, "query": query}},
                     successCondition="result[0] < 0.01", **metric)
 
@@ -62,6 +64,10 @@ def start_canary(arl: AppReleases, kube_cluster: KubeCluster, app: dict[str, Any
     return str(status["canaryRevisionHash"])
 
 
+def series(arl: AppReleases, app: str, revision_hash: str) -> dict[str, str]:
+    return {"namespace": arl.namespace, "app": app, "revision_hash": revision_hash}
+
+
 def reasons(arl: AppReleases, name: str) -> list[str]:
     return [e["reason"] for e in arl.events(name)]
 
@@ -69,7 +75,7 @@ def reasons(arl: AppReleases, name: str) -> list[str]:
 def test_a_canary_that_passes_its_analysis_promotes_by_itself(
         arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
     hash_ = start_canary(arl, kube_cluster, app_with_analysis("passes"), prometheus_template(prometheus_server.url))
-    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
+    prometheus_server.exporter.set(METRIC, series(arl, "passes", hash_), 0.001)
     status = arl.wait_phase("passes", "Healthy", timeout=90, stableRevision=2)
     assert status.get("analysis") is None  # the run ended with the rollout
     assert "AnalysisSuccessful" in reasons(arl, "passes")
@@ -78,7 +84,7 @@ def test_a_canary_that_passes_its_analysis_promotes_by_itself(
 def test_a_canary_that_fails_its_analysis_aborts_with_the_value_in_status(
         arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
     hash_ = start_canary(arl, kube_cluster, app_with_analysis("fails"), prometheus_template(prometheus_server.url))
-    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.5)
+    prometheus_server.exporter.set(METRIC, series(arl, "fails", hash_), 0.5)
     status = arl.wait("fails", lambda s: s.get("aborted"), 90, "the canary aborted")
     assert status["abortReason"] == "AnalysisFailed"
     assert "[0.5]" in status["abortMessage"] and "result[0] < 0.01" in status["abortMessage"]
@@ -94,9 +100,11 @@ def test_prometheus_down_mid_analysis_pauses_then_promote_resumes(
         arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
     # Selected by app here, so that the value is scraped before the first measurement: every
     # error in this test is the outage's.
-    query = METRIC + '{app="{{args.app}}"}'
-    prometheus_server.exporter.set(METRIC, {"app": "outage"}, 0.001)
-    prometheus_server.wait_for_value(METRIC + '{app="outage"}', lambda values: values == (0.001,))
+    by_app = METRIC + "_by_app"
+    query = by_app + '{namespace="{{args.namespace}}", app="{{args.app}}"}'
+    prometheus_server.exporter.set(by_app, {"namespace": arl.namespace, "app": "outage"}, 0.001)
+    prometheus_server.wait_for_value(by_app + f'{{namespace="{arl.namespace}", app="outage"}}',
+                                     lambda values: values == (0.001,))
     body = template("error-rate", {"prometheus": {"address": prometheus_server.url, "query": query}},
                     successCondition="result[0] < 0.01", count=1000, consecutiveErrorLimit=1, interval="1s")
     start_canary(arl, kube_cluster, app_with_analysis("outage"), body)
@@ -193,10 +201,10 @@ def test_background_analysis_aborts_a_canary_paused_at_a_step(
     del endless["spec"]["metrics"][0]["count"]  # background: measured until the promotion
     hash_ = start_canary(arl, kube_cluster, app, endless)
     arl.wait_phase("background", "Paused", timeout=60, currentStepIndex=1)
-    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.001)
+    prometheus_server.exporter.set(METRIC, series(arl, "background", hash_), 0.001)
     arl.wait("background", lambda s: (((s.get("analysis") or {}).get("background") or {}).get("metrics") or [{}])[0]
              .get("successful", 0) >= 2, 60, "background measurements passing")
-    prometheus_server.exporter.set(METRIC, {"revision_hash": hash_}, 0.7)
+    prometheus_server.exporter.set(METRIC, series(arl, "background", hash_), 0.7)
     status = arl.wait("background", lambda s: s.get("aborted"), 60, "the canary aborted")
     assert status["abortReason"] == "AnalysisFailed" and "background analysis" in status["abortMessage"]
     assert "[0.7]" in status["abortMessage"]
@@ -216,6 +224,6 @@ def test_blue_green_switches_after_its_pre_promotion_analysis(
     status = arl.wait("bluegreen", lambda s: "prePromotionAnalysis running" in s.get("message", ""), 60,
                       "the preview analysed")
     assert status["stableRevision"] == 1
-    prometheus_server.exporter.set(METRIC, {"revision_hash": status["canaryRevisionHash"]}, 0.001)
+    prometheus_server.exporter.set(METRIC, series(arl, "bluegreen", status["canaryRevisionHash"]), 0.001)
     arl.wait_phase("bluegreen", "Healthy", timeout=90, stableRevision=2)
     assert "AnalysisSuccessful" in reasons(arl, "bluegreen")
