@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.plugins.cluster import KubeCluster
-from tests.plugins.operator import AppReleases
+from tests.plugins.operator import AppReleases, OperatorProcess, other_namespaces_gone
 
 pytestmark = pytest.mark.e2e
 
@@ -227,3 +227,22 @@ def test_blue_green_switches_after_its_pre_promotion_analysis(
     prometheus_server.exporter.set(METRIC, series(arl, "bluegreen", status["canaryRevisionHash"]), 0.001)
     arl.wait_phase("bluegreen", "Healthy", timeout=90, stableRevision=2)
     assert "AnalysisSuccessful" in reasons(arl, "bluegreen")
+
+
+def test_a_running_analysis_writes_status_once_per_measurement(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any, operator: OperatorProcess) -> None:
+    other_namespaces_gone(arl.cluster, arl.namespace)  # their writes would count too
+    long_run = prometheus_template(prometheus_server.url, count=1000)
+    hash_ = start_canary(arl, kube_cluster, app_with_analysis("writes"), long_run)
+    prometheus_server.exporter.set(METRIC, series(arl, "writes", hash_), 0.001)
+
+    def measured() -> int:
+        metrics = ((arl.status("writes").get("analysis") or {}).get("step") or {}).get("metrics") or [{}]
+        return int(metrics[0].get("count", 0))
+
+    arl.wait("writes", lambda s: measured() >= 2, 60, "measurements under way")
+    writes, count = operator.writes(), measured()
+    arl.wait("writes", lambda s: measured() >= count + 4, 60, "four more measurements")
+    more_writes, more_count = operator.writes(), measured()
+    # One status write per measurement (a write may land just after the count was read).
+    assert 1 <= more_writes - writes <= more_count - count + 1, operator.writes_by_kind()
