@@ -146,6 +146,13 @@ def test_a_web_hook_gets_the_payload() -> None:
     run.stop()
 
 
+def test_liveness_fails_once_the_runner_stopped() -> None:
+    run, _, _ = runner()
+    assert run.health() == []
+    run.stop()
+    assert run.health() == ["analysis runner not running"]
+
+
 def test_a_changed_question_is_asked_anew() -> None:
     run, measurer, woken = runner()
     run.execute(APP, (request("http://prom:9090"),))

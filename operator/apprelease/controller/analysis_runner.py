@@ -154,6 +154,10 @@ class AnalysisRunner:
         asyncio.run_coroutine_threadsafe(cancel_all(), self._loop)
         self._thread.join(timeout=5)
 
+    def health(self) -> list[str]:
+        """For liveness: the measurements' event loop must run (every analysis waits on it)."""
+        return [] if self._thread.is_alive() else ["analysis runner not running"]
+
     def busy(self, key: AppKey) -> int:
         with self._lock:
             return len(self._jobs.get(key, {}))

@@ -194,6 +194,7 @@ class Runtime:
         if dead:
             problems.append(f"workers {dead} not running")
         problems += self.registry.health()
+        problems += self.analysis.health()
         return problems
 
     async def stop(self) -> None:
