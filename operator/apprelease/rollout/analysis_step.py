@@ -74,8 +74,8 @@ def _run(inp: Inputs, ref: AnalysisRef, previous: AnalysisRunStatus | None, run:
         return Verdict("Running", outcome, f"{label}: {what} running ({A.progress_text(status, metrics)})")
     if status.phase == "Successful":
         passed = previous is None or previous.run != run or previous.phase != "Successful"
-        event = Event("Normal", "AnalysisSuccessful", f"{label}: {what} passed ({A.progress_text(status, metrics)})")
-        return Verdict("Successful", outcome, event=event if passed else None)
+        done = Event("Normal", "AnalysisSuccessful", f"{label}: {what} passed ({A.progress_text(status, metrics)})")
+        return Verdict("Successful", outcome, event=done if passed else None)
     if status.phase == "Failed":
         return Verdict("Failed", outcome, f"{what} at {label} failed: {status.message}")
     first = previous is None or previous.run != run or previous.phase != "Inconclusive"
