@@ -245,3 +245,15 @@ def test_blue_green_pre_promotion_analysis_failing_aborts_and_inconclusive_pause
         sim.tick()
     paused = sim.status.condition("Paused")
     assert sim.status.phase == "Paused" and paused is not None and paused.reason == "AnalysisInconclusive"
+
+
+def test_a_template_created_later_clears_the_verdict_and_the_analysis_runs() -> None:
+    sim = canary_at_analysis()
+    templates = sim.analysis
+    sim.analysis = AnalysisObserved()
+    sim.tick()
+    assert sim.status.failure is not None
+    sim.analysis = templates
+    sim.tick(15)
+    assert sim.status.failure is None and sim.status.phase == "Progressing"
+    assert len(sim.last.measurements) == 1
