@@ -81,8 +81,9 @@ def results(run: AnalysisRunner) -> dict[tuple[str, str, int], Any]:
 
 def test_every_analysis_of_the_strategy_is_found() -> None:
     ref = {"templates": [{"templateName": "pre"}]}
-    blue_green = make_app({"strategy": {"blueGreen": {"prePromotionAnalysis": ref}}})
-    assert [r.templates[0].template_name for r in analysis_refs(blue_green)] == ["pre"]
+    after = {"templates": [{"templateName": "post"}]}
+    blue_green = make_app({"strategy": {"blueGreen": {"prePromotionAnalysis": ref, "postPromotionAnalysis": after}}})
+    assert [r.templates[0].template_name for r in analysis_refs(blue_green)] == ["pre", "post"]
     background = make_app({"strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": ref}],
                                                    "analysis": {**ref, "startingStep": 1}}}})
     assert len(analysis_refs(background)) == 2

@@ -257,3 +257,34 @@ def test_a_template_created_later_clears_the_verdict_and_the_analysis_runs() -> 
     sim.tick(15)
     assert sim.status.failure is None and sim.status.phase == "Progressing"
     assert len(sim.last.measurements) == 1
+
+
+def switched(**strategy: object) -> Sim:
+    sim = Sim(make_app({"strategy": {"blueGreen": {
+        "autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
+        "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}, **strategy}}}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
+    sim.settle()
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    return sim
+
+
+def test_blue_green_keeps_the_old_pods_until_the_post_promotion_analysis_passes() -> None:
+    sim = switched()
+    assert sim.status.blue_green is not None and sim.status.blue_green.switched_at
+    assert "postPromotionAnalysis running" in sim.status.message and sim.status.stable_revision == 1
+    answer(sim, 0.001)
+    sim.tick()
+    answer(sim, 0.001)
+    sim.settle()
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+
+
+def test_a_failed_post_promotion_analysis_switches_traffic_back() -> None:
+    sim = switched()
+    answer(sim, 0.5)
+    sim.settle()
+    assert sim.status.aborted and sim.status.abort_reason == "AnalysisFailed"
+    assert "traffic back on revision 1" in (sim.status.abort_message or "")
+    assert sim.status.stable_revision == 1 and sim.last is not None and sim.last.desired is not None

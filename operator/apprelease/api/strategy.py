@@ -317,6 +317,9 @@ class BlueGreenStrategy(ApiModel):
     pre_promotion_analysis: AnalysisRef | None = Field(
         None, description="Run once the preview is ready, before any switch: Successful lets it switch (by"
         " autoPromotionSeconds or promote), Failed aborts, Inconclusive pauses; promote switches regardless.")
+    post_promotion_analysis: AnalysisRef | None = Field(
+        None, description="Run after the switch, while the old pods stay: the old revision is scaled down only once"
+        " it passed; Failed switches traffic back (aborts), Inconclusive holds (promote --full finishes).")
 
 
 class Strategy(ApiModel):

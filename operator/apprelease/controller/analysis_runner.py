@@ -70,7 +70,7 @@ def analysis_refs(app: AppRelease) -> list[AnalysisRef]:
     if canary is not None:
         refs += [step.analysis for step in canary.steps] + [canary.analysis]
     if blue_green is not None:
-        refs.append(blue_green.pre_promotion_analysis)
+        refs += [blue_green.pre_promotion_analysis, blue_green.post_promotion_analysis]
     return [ref for ref in refs if ref is not None]
 
 

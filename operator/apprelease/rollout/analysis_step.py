@@ -31,6 +31,14 @@ def run_pre_promotion(inp: Inputs, ref: AnalysisRef, ready_since: str, label: st
                 "prePromotionAnalysis", background=False)
 
 
+def run_post_promotion(inp: Inputs, ref: AnalysisRef, switched_at: str, label: str) -> Verdict:
+    """Blue-green: the analysis of the new revision serving, before the old one goes."""
+    run = A.run_key(inp.current.hash, "post-promotion", switched_at)
+    previous = inp.analysis.step if inp.analysis is not None else None
+    return _run(inp, ref, previous, run, switched_at, "spec.strategy.blueGreen.postPromotionAnalysis", label,
+                "postPromotionAnalysis", background=False)
+
+
 def run_step(inp: Inputs, ref: AnalysisRef, state: Stepping, label: str, attempt: str) -> Verdict:
     where = f"spec.strategy.canary.steps[{state.step}].analysis"
     run = A.run_key(inp.current.hash, f"step-{state.step}" + (f"-retry-{attempt}" if attempt else ""),

@@ -27,7 +27,7 @@ from ..api.strategy import BlueGreenStrategy
 from ..domain import Track
 from . import requests
 from .analysis import MeasurementRequest, Problem
-from .analysis_step import carried, run_pre_promotion, with_run
+from .analysis_step import Verdict, carried, run_post_promotion, run_pre_promotion, with_run
 from .observed import RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
@@ -47,6 +47,13 @@ class _Pass:
     measurements: tuple[MeasurementRequest, ...] = ()
     analysis_problem: Problem | None = None
     attempt: str = ""  # the handled retry request: a retried analysis is a new run
+
+    def record(self, verdict: Verdict) -> None:
+        self.analysis = with_run(self.analysis, step=verdict.outcome.status)
+        self.measurements = verdict.outcome.requests
+        self.analysis_problem = verdict.outcome.problem
+        self.events += [verdict.event] if verdict.event is not None else []
+        self.wake_at += [verdict.outcome.wake_at] if verdict.outcome.wake_at is not None else []
 
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
@@ -207,6 +214,18 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     if isinstance(state, Previewing):
         return _preview(state, inp, log)
     if isinstance(state, Switched):
+        after = _strategy(inp).post_promotion_analysis
+        if after is not None:
+            verdict = run_post_promotion(inp, after, state.at, f"revision {inp.current.number} serving")
+            log.record(verdict)
+            if verdict.phase == "Failed":
+                message = f"{verdict.waiting_for}; traffic back on revision {inp.stable.number}"
+                log.events.append(Event("Warning", "Aborted", f"revision {inp.current.number}: {message}"))
+                return Aborted(0, state.at, "AnalysisFailed", message)
+            if verdict.phase != "Successful":  # the old pods stay until it passed
+                log.waiting_for = verdict.waiting_for.replace(
+                    "`apprelease promote", "`apprelease promote --full").replace("skips the analysis", "finishes")
+                return state
         until = parse_time_or(state.at, inp.now) + timedelta(seconds=_strategy(inp).scale_down_delay_seconds)
         if inp.now >= until:
             return _update_stable(Promoting(0, inp.stamp, phase="UpdateStable"), inp, log)
@@ -256,11 +275,7 @@ def _preview(state: Previewing, inp: Inputs, log: _Pass) -> RolloutState:
         assert state.ready_since is not None
         label = f"the preview of revision {inp.current.number}"
         verdict = run_pre_promotion(inp, gate, state.ready_since, label, log.attempt)
-        log.analysis = with_run(log.analysis, step=verdict.outcome.status)
-        log.measurements = verdict.outcome.requests
-        log.analysis_problem = verdict.outcome.problem
-        log.events += [verdict.event] if verdict.event is not None else []
-        log.wake_at += [verdict.outcome.wake_at] if verdict.outcome.wake_at is not None else []
+        log.record(verdict)
         if verdict.phase == "Failed":
             log.events.append(Event("Warning", "Aborted", f"preview of revision {inp.current.number}:"
                                     f" {verdict.waiting_for}"))
