@@ -246,3 +246,25 @@ def test_a_running_analysis_writes_status_once_per_measurement(
     more_writes, more_count = operator.writes(), measured()
     # One status write per measurement (a write may land just after the count was read).
     assert 1 <= more_writes - writes <= more_count - count + 1, operator.writes_by_kind()
+
+
+def test_a_failed_post_promotion_analysis_switches_traffic_back(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    from tests.e2e.test_bluegreen import selector
+
+    app = app_with_analysis("after")
+    app["spec"]["strategy"] = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
+                                             "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}}}
+    body = prometheus_template(prometheus_server.url)
+    kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
+                       namespace=arl.namespace, server_side=True)
+    arl.apply(app)
+    arl.wait_phase("after", "Healthy", timeout=60, stableRevision=1)
+    arl.patch("after", {"spec": {"image": "registry.local/shop:v2"}})
+    status = arl.wait("after", lambda s: "postPromotionAnalysis running" in s.get("message", ""), 60,
+                      "the switched revision analysed")
+    assert selector(arl, "after") == "2"  # switched; the old pods stay meanwhile
+    prometheus_server.exporter.set(METRIC, series(arl, "after", status["canaryRevisionHash"]), 0.5)
+    status = arl.wait("after", lambda s: s.get("aborted"), 60, "switched back")
+    assert status["abortReason"] == "AnalysisFailed" and "[0.5]" in status["abortMessage"]
+    assert selector(arl, "after") == "stable" and status["stableRevision"] == 1
