@@ -210,17 +210,23 @@ def test_background_analysis_aborts_a_canary_paused_at_a_step(
     assert "[0.7]" in status["abortMessage"]
 
 
-def test_blue_green_switches_after_its_pre_promotion_analysis(
-        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
-    app = app_with_analysis("bluegreen")
+def start_blue_green(arl: AppReleases, kube_cluster: KubeCluster, name: str, gate: str, address: str) -> None:
+    """A blue-green app with ``gate`` (prePromotionAnalysis or postPromotionAnalysis) running
+    the error-rate template, at revision 1, then given revision 2."""
+    app = app_with_analysis(name)
     app["spec"]["strategy"] = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
-                                             "prePromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}}}
-    body = prometheus_template(prometheus_server.url)
+                                             gate: {"templates": [{"templateName": "error-rate"}]}}}
+    body = prometheus_template(address)
     kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
                        namespace=arl.namespace, server_side=True)
     arl.apply(app)
-    arl.wait_phase("bluegreen", "Healthy", timeout=60, stableRevision=1)
-    arl.patch("bluegreen", {"spec": {"image": "registry.local/shop:v2"}})
+    arl.wait_phase(name, "Healthy", timeout=60, stableRevision=1)
+    arl.patch(name, {"spec": {"image": "registry.local/shop:v2"}})
+
+
+def test_blue_green_switches_after_its_pre_promotion_analysis(
+        arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
+    start_blue_green(arl, kube_cluster, "bluegreen", "prePromotionAnalysis", prometheus_server.url)
     status = arl.wait("bluegreen", lambda s: "prePromotionAnalysis running" in s.get("message", ""), 60,
                       "the preview analysed")
     assert status["stableRevision"] == 1
@@ -252,15 +258,7 @@ def test_a_failed_post_promotion_analysis_switches_traffic_back(
         arl: AppReleases, kube_cluster: KubeCluster, prometheus_server: Any) -> None:
     from tests.e2e.test_bluegreen import selector
 
-    app = app_with_analysis("after")
-    app["spec"]["strategy"] = {"blueGreen": {"autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
-                                             "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}}}
-    body = prometheus_template(prometheus_server.url)
-    kube_cluster.apply({**body, "metadata": {**body["metadata"], "namespace": arl.namespace}},
-                       namespace=arl.namespace, server_side=True)
-    arl.apply(app)
-    arl.wait_phase("after", "Healthy", timeout=60, stableRevision=1)
-    arl.patch("after", {"spec": {"image": "registry.local/shop:v2"}})
+    start_blue_green(arl, kube_cluster, "after", "postPromotionAnalysis", prometheus_server.url)
     status = arl.wait("after", lambda s: "postPromotionAnalysis running" in s.get("message", ""), 60,
                       "the switched revision analysed")
     assert selector(arl, "after") == "2"  # switched; the old pods stay meanwhile

@@ -21,13 +21,18 @@ STEPS = {"canary": {"steps": [{"setWeight": 20}, {"analysis": {"templates": [{"t
                               {"setWeight": 50}]}}
 
 
-def canary_at_analysis() -> Sim:
-    sim = Sim(make_app({"strategy": STEPS}))
-    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
+def started(strategy: dict[str, object], template: AnalysisTemplateSpec = TEMPLATE) -> Sim:
+    """The app at revision 1, then given revision 2 and settled (the template available)."""
+    sim = Sim(make_app({"strategy": strategy}))
+    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): template})
     sim.settle()
     sim.edit(image="registry/shop:v2")
     sim.settle()
     return sim
+
+
+def canary_at_analysis() -> Sim:
+    return started(STEPS)
 
 
 def answer(sim: Sim, value: float | None, error: str | None = None) -> None:
@@ -146,12 +151,7 @@ ENDLESS = AnalysisTemplateSpec.model_validate({"metrics": [{
 
 
 def background_canary() -> Sim:
-    sim = Sim(make_app({"strategy": BACKGROUND}))
-    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): ENDLESS})
-    sim.settle()
-    sim.edit(image="registry/shop:v2")
-    sim.settle()
-    return sim
+    return started(BACKGROUND, ENDLESS)
 
 
 def test_background_analysis_runs_from_its_starting_step_beside_the_steps() -> None:
@@ -176,11 +176,7 @@ def test_background_analysis_runs_from_its_starting_step_beside_the_steps() -> N
 
 
 def test_a_finished_background_analysis_says_so_once() -> None:
-    sim = Sim(make_app({"strategy": BACKGROUND}))
-    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})  # count 2
-    sim.settle()
-    sim.edit(image="registry/shop:v2")
-    sim.settle()
+    sim = started(BACKGROUND)  # count 2
     for value in (0.001, 0.002):
         answer(sim, value)
         sim.tick()
@@ -211,14 +207,9 @@ def test_an_inconclusive_background_analysis_pauses_and_a_promote_starts_it_anew
     assert sim.status.current_step_index == 2
 
 
-def blue_green(**strategy: object) -> Sim:
-    sim = Sim(make_app({"strategy": {"blueGreen": {
-        "prePromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}, **strategy}}}))
-    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
-    sim.settle()
-    sim.edit(image="registry/shop:v2")
-    sim.settle()
-    return sim
+def blue_green(gate: str = "prePromotionAnalysis", **strategy: object) -> Sim:
+    """A blue-green app whose ``gate`` runs the template, given a new revision."""
+    return started({"blueGreen": {gate: {"templates": [{"templateName": "error-rate"}]}, **strategy}})
 
 
 def test_blue_green_switches_only_after_its_pre_promotion_analysis_passes() -> None:
@@ -259,15 +250,8 @@ def test_a_template_created_later_clears_the_verdict_and_the_analysis_runs() -> 
     assert len(sim.last.measurements) == 1
 
 
-def switched(**strategy: object) -> Sim:
-    sim = Sim(make_app({"strategy": {"blueGreen": {
-        "autoPromotionSeconds": 0, "scaleDownDelaySeconds": 0,
-        "postPromotionAnalysis": {"templates": [{"templateName": "error-rate"}]}, **strategy}}}))
-    sim.analysis = AnalysisObserved(templates={TemplateKey("error-rate"): TEMPLATE})
-    sim.settle()
-    sim.edit(image="registry/shop:v2")
-    sim.settle()
-    return sim
+def switched() -> Sim:
+    return blue_green("postPromotionAnalysis", autoPromotionSeconds=0, scaleDownDelaySeconds=0)
 
 
 def test_blue_green_keeps_the_old_pods_until_the_post_promotion_analysis_passes() -> None:
