@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
-from tests.plugins.cluster import KubeCluster
+from tests.plugins.cluster import KubeCluster, wait_for
 from tests.plugins.operator import AppReleases, OperatorProcess, other_namespaces_gone
 
 pytestmark = pytest.mark.e2e
@@ -266,3 +267,26 @@ def test_a_failed_post_promotion_analysis_switches_traffic_back(
     status = arl.wait("after", lambda s: s.get("aborted"), 60, "switched back")
     assert status["abortReason"] == "AnalysisFailed" and "[0.5]" in status["abortMessage"]
     assert selector(arl, "after") == "stable" and status["stableRevision"] == 1
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    ({"provider": {"prometheus": {"address": "http://prom:9090", "query": "up"}}},
+     "spec.metrics[0].successCondition: Invalid value: a prometheus metric needs successCondition"),
+    ({"successCondition": "result[0] < 1", "provider": {}}, "a provider is exactly one of prometheus, web"),
+    ({"successCondition": "result[0] < 1", "interval": "5 minutes",
+      "provider": {"web": {"url": "http://hook:8080/"}}}, "spec.metrics[0].interval"),
+])
+def test_invalid_templates_are_rejected_at_admission_naming_the_field(
+        kube_cluster: KubeCluster, crd: None, namespace: str, metric: dict[str, Any], message: str) -> None:
+    def established() -> bool:  # the crd fixture waits for the AppRelease CRD only
+        found = kube_cluster.get_json("crd", "analysistemplates.apprelease.io")
+        return any(c["type"] == "Established" and c["status"] == "True"
+                   for c in (found.get("status") or {}).get("conditions") or [])
+
+    wait_for(established, 60, message="the AnalysisTemplate CRD to be Established")
+    body = {"apiVersion": "apprelease.io/v1alpha1", "kind": "AnalysisTemplate",
+            "metadata": {"name": "bad", "namespace": namespace},
+            "spec": {"metrics": [{"name": "errors", **metric}]}}
+    result = kube_cluster.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-",
+                                  input=yaml.safe_dump(body), check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
