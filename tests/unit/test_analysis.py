@@ -65,6 +65,10 @@ def test_arguments_are_filled_from_the_release_the_template_and_the_step() -> No
 
 def test_what_stops_an_analysis_is_named() -> None:
     where = "spec.strategy.canary.steps[1].analysis"
+    unusable = A.resolve(REF, AnalysisObserved(templates={TemplateKey("error-rate"): "spec.metrics.0.count: too small"}),
+                         RELEASE, where)
+    assert isinstance(unusable, A.Problem) and unusable.message == (
+        f"{where}.templates[0]: AnalysisTemplate error-rate: spec.metrics.0.count: too small")
     missing = A.resolve(REF, AnalysisObserved(), RELEASE, where)
     assert isinstance(missing, A.Problem)
     assert missing.message == f"{where}.templates[0]: AnalysisTemplate error-rate not found"

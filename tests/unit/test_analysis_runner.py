@@ -31,6 +31,8 @@ class Templates:
         self.gets += 1
         if name == "gone":
             raise ApiError(404, "NotFound", "not found")
+        if name == "old":
+            return {"spec": {"metrics": [{**TEMPLATE["spec"]["metrics"][0], "count": 0}]}}
         return TEMPLATE
 
 
@@ -87,6 +89,16 @@ def test_every_analysis_of_the_strategy_is_found() -> None:
     background = make_app({"strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": ref}],
                                                    "analysis": {**ref, "startingStep": 1}}}})
     assert len(analysis_refs(background)) == 2
+
+
+def test_a_template_the_model_refuses_says_why() -> None:
+    run, _, _ = runner()
+    old = make_app({"strategy": {"canary": {"steps": [
+        {"setWeight": 20}, {"analysis": {"templates": [{"templateName": "old"}]}}]}}})
+    found = run.state_for(old, Observed()).analysis
+    assert found is not None
+    assert found.templates[TemplateKey("old")] == "spec.metrics.0.count: Input should be greater than or equal to 1"
+    run.stop()
 
 
 def test_templates_are_read_and_a_missing_one_is_none() -> None:

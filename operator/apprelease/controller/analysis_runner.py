@@ -89,7 +89,7 @@ class AnalysisRunner:
         self._results: dict[AppKey, dict[JobKey, RawResult]] = {}
         self._jobs: dict[AppKey, dict[JobKey, Future[None]]] = {}
         self._refused: dict[str, str] = {}  # address → why the policy refuses it (seen on a call)
-        self._templates: dict[tuple[str, TemplateKey], tuple[float, AnalysisTemplateSpec | None]] = {}
+        self._templates: dict[tuple[str, TemplateKey], tuple[float, AnalysisTemplateSpec | str | None]] = {}
         self._lanes: dict[str, asyncio.Semaphore] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="analysis", daemon=True)
@@ -105,7 +105,7 @@ class AnalysisRunner:
         templates = {key: self._template(app.namespace, key) for key in keys}
         refused = {}
         for spec in templates.values():
-            for metric in spec.metrics if spec is not None else ():
+            for metric in spec.metrics if isinstance(spec, AnalysisTemplateSpec) else ():
                 provider = metric.provider
                 address = provider.prometheus.address if provider.prometheus is not None else provider.web.url  # type: ignore[union-attr]
                 why = self._refusal(address)
@@ -162,7 +162,7 @@ class AnalysisRunner:
         with self._lock:
             return len(self._jobs.get(key, {}))
 
-    def _template(self, namespace: str, key: TemplateKey) -> AnalysisTemplateSpec | None:
+    def _template(self, namespace: str, key: TemplateKey) -> AnalysisTemplateSpec | str | None:
         cache_key = ("" if key.cluster_scope else namespace, key)
         cached = self._templates.get(cache_key)
         now = time.monotonic()
@@ -171,13 +171,15 @@ class AnalysisRunner:
         kind = "ClusterAnalysisTemplate" if key.cluster_scope else "AnalysisTemplate"
         try:
             body = self.kube.get(kind, None if key.cluster_scope else namespace, key.name)
-            spec: AnalysisTemplateSpec | None = AnalysisTemplateSpec.model_validate(body.get("spec") or {})
+            spec: AnalysisTemplateSpec | str | None = AnalysisTemplateSpec.model_validate(body.get("spec") or {})
         except ApiError as exc:
             if not exc.not_found:
                 raise
             spec = None
-        except ValidationError:
-            spec = None  # admission checks the same model: only a template from an older version
+        except ValidationError as exc:  # admission checks most of it: stored by an older CRD, say
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            spec = f"spec.{where}: {first['msg']}" if where else f"spec: {first['msg']}"
         self._templates[cache_key] = (now, spec)
         return spec
 

@@ -72,11 +72,11 @@ class RawResult:
 
 @dataclass(frozen=True)
 class AnalysisObserved:
-    """What the I/O layer found: the templates the app refers to (None: not found), the
-    addresses the operator's policy refuses (with why), and the results taken so far, keyed by
-    (run, metric name, sequence number)."""
+    """What the I/O layer found: the templates the app refers to (None: not found; a text: why
+    it cannot be used), the addresses the operator's policy refuses (with why), and the results
+    taken so far, keyed by (run, metric name, sequence number)."""
 
-    templates: Mapping[TemplateKey, AnalysisTemplateSpec | None] = field(default_factory=dict)
+    templates: Mapping[TemplateKey, AnalysisTemplateSpec | str | None] = field(default_factory=dict)
     refused: Mapping[str, str] = field(default_factory=dict)
     results: Mapping[tuple[str, str, int], RawResult] = field(default_factory=dict)
 
@@ -154,6 +154,8 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
         if spec is None:
             return Problem("AnalysisTemplateMissing",
                            f"{where}.templates[{number}]: {key.describe()} not found")
+        if isinstance(spec, str):
+            return Problem("AnalysisTemplateInvalid", f"{where}.templates[{number}]: {key.describe()}: {spec}")
         args = {a.name: a.value for a in spec.args} | given | dict(release)
         for index, metric in enumerate(spec.metrics):
             prefix = f"{key.describe()} spec.metrics[{index}]"
