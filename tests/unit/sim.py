@@ -91,6 +91,8 @@ class Sim:
     # plan's config actions run on it after, as the operator's config monitor does.
     config_store: Any = None
     config_action_error: str | None = None
+    # What the analysis runner found (templates, results); None: no analysis.
+    analysis: Any = None
 
     def _pod(self, pod: PodState, track: str) -> PodState:
         """The pod as the API shows it: with a Nacos registry, Ready needs the gate too."""
@@ -126,7 +128,7 @@ class Sim:
                 config = replace(config, action_error=self.config_action_error)
         return Observed(deployments=dict(self.deployments), pods=pods,
                         revisions=tuple(self.revisions.values()), registry=registry_state,
-                        registration=registration, config=config)
+                        registration=registration, config=config, analysis=self.analysis)
 
     def nacos_instances(self) -> list[RegistryInstance]:
         """Every pod whose containers are ready registers itself (as the app would); its

@@ -81,3 +81,19 @@ def test_adopted_pods_show_under_the_stable_deployment_as_adopted() -> None:
                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
     view = text_of(render_view(app, [_deployment("shop", "stable", 1, "shop:v1", 1)], [adopted]))
     assert "shop-5d9f-a  Pod  Running  ready:1/1  restarts:0  rev:adopted" in view
+
+
+def test_the_current_analysis_shows_each_metric_with_its_last_measurements() -> None:
+    analysis = {"run": "h2/step-1/t", "phase": "Failed",
+                "message": "metric errors (error-rate) failed: errors returned [0.5]; successCondition result[0] < 0.01",
+                "metrics": [{"name": "errors", "template": "error-rate", "phase": "Failed", "count": 2,
+                             "successful": 1, "failed": 1, "measurements": [
+                                 {"phase": "Successful", "at": "2026-12-01T10:00:00Z", "value": "[0.001]"},
+                                 {"phase": "Failed", "at": "2026-12-01T10:00:10Z", "value": "[0.5]"}]}]}
+    app = {"metadata": {"name": "shop", "namespace": "ns"}, "spec": {"replicas": 2},
+           "status": {"phase": "Degraded", "strategy": "canary", "analysis": {"step": analysis}}}
+    view = text_of(render_view(app, [], []))
+    assert "Analysis:" in view and "successCondition result[0] < 0.01" in view
+    assert "errors:" in view and "2 measured (1 ok, 1 failed" in view and "last: [0.5]" in view
+    assert "errors (error-rate)  Failed  2 measured" in view
+    assert "2026-12-01T10:00:00Z  [0.001]" in view and "2026-12-01T10:00:10Z  [0.5]" in view

@@ -226,3 +226,13 @@ def test_identities_by_mode() -> None:
     for refused in ({}, {"X-Forwarded-User": "system:admin"}):
         with pytest.raises(NotAuthenticated):
             identity_from_headers("impersonation", refused, proxy)
+
+
+def test_analysis_steps_survive_an_edit_of_the_steps() -> None:
+    gate = {"analysis": {"templates": [{"templateName": "error-rate"}], "args": [{"name": "svc", "value": "web"}]}}
+    live = [{"setWeight": 20}, gate, {"setWeight": 50}]
+    text = form.format_steps(live)
+    assert text == "20, analysis, 50"
+    assert form.parse_steps("10, analysis, 50, pause", live) == [{"setWeight": 10}, gate, {"setWeight": 50}, {"pause": {}}]
+    with pytest.raises(ValueError, match="added in YAML"):
+        form.parse_steps("20, analysis, analysis", live)

@@ -252,3 +252,9 @@ def test_the_registry_section_shows_the_nacos_config_copies_and_their_readers() 
     assert "Nacos config" in html and "SHOP.rev-h1" in html and "SHOP.drift-m9" in html
     assert views.nacos_config({"config": {"nacos": {"items": "not a list"}}}, [], []) == []
     assert views.nacos_config({}, [], []) == []
+
+
+def test_an_analysis_step_is_labelled_with_its_templates() -> None:
+    spec = {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"analysis": {"templates": [
+        {"templateName": "error-rate"}, {"templateName": "latency", "clusterScope": True}]}}]}}}
+    assert [s.label for s in views.steps(spec, {})] == ["set weight 20%", "analysis error-rate, latency"]

@@ -69,7 +69,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 # in it is a unit test with plain values.
 PURE_CORE = ("api", "render", "rollout", "domain")
 # The libraries it may use besides the standard library: the API model and YAML text.
-PURE_THIRD_PARTY = {"pydantic", "pydantic_core", "yaml", "typing_extensions"}
+PURE_THIRD_PARTY = {"pydantic", "pydantic_core", "yaml", "typing_extensions", "simpleeval"}
 # Standard modules that reach outside the process (network, files, processes, threads,
 # clocks, logs): a decision that needs one of these belongs to a higher layer.
 IO_STDLIB = {"socket", "ssl", "select", "selectors", "asyncio", "threading", "multiprocessing", "concurrent",

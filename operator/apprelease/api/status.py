@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
+from .analysis import AnalysisStatus
 from .base import ApiModel, cel, validations
 
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded", "TakenDown"]
@@ -265,6 +266,9 @@ class AppReleaseStatus(StatusModel):
         " stepStartTime, pauseStartTime, promoting, promotionPhase, promoteFull, aborted, abortReason,"
         " abortMessage and blueGreen are written from it for columns and older readers.",
     )
+    analysis: AnalysisStatus | None = Field(
+        None, description="The canary revision's analysis runs (the current step's, the background one): each"
+        " metric's counts and last measurements. Absent while no canary runs.")
     current_step_index: int | None = None
     step_count: int = 0
     step: str = Field("", description="Canary step k/n for the STEP column.")

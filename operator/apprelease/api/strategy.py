@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, Strict, model_validator
 
+from .analysis import AnalysisRef, BackgroundAnalysis
 from .base import (
     DNS_HOST_PATTERN,
     DNS_LABEL_PATTERN,
@@ -158,20 +159,22 @@ class Pause(ApiModel):
         return None if self.duration is None else duration_seconds(self.duration)
 
 
-_STEP_MESSAGE = "each step needs exactly one of setWeight, pause"
+_STEP_MESSAGE = "each step needs exactly one of setWeight, pause, analysis"
 
 
 class CanaryStep(ApiModel):
     model_config = ApiModel.model_config | {
-        "json_schema_extra": validations(exactly_one(("setWeight", "pause"), _STEP_MESSAGE))
+        "json_schema_extra": validations(exactly_one(("setWeight", "pause", "analysis"), _STEP_MESSAGE))
     }
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
     pause: Pause | None = None
+    analysis: AnalysisRef | None = Field(
+        None, description="Measure the templates' metrics; Successful moves on, Failed aborts, Inconclusive pauses.")
 
     @model_validator(mode="after")
     def _one_action(self) -> CanaryStep:
-        check_exactly_one(self, ("set_weight", "pause"), _STEP_MESSAGE)
+        check_exactly_one(self, ("set_weight", "pause", "analysis"), _STEP_MESSAGE)
         return self
 
 
@@ -275,6 +278,8 @@ class CanaryStrategy(ApiModel):
     max_restarts: Annotated[int, Field(ge=0, le=1000)] = Field(
         3, description="Abort when a canary container restarts more often than this."
     )
+    analysis: BackgroundAnalysis | None = Field(
+        None, description="Background analysis from startingStep until promotion: Failed aborts at any step.")
 
     @model_validator(mode="after")
     def _route(self) -> CanaryStrategy:
@@ -309,6 +314,12 @@ class BlueGreenStrategy(ApiModel):
     preview_ingress: PreviewIngress | None = Field(
         None, description="An Ingress for the preview Service, e.g. to test the new revision before the switch."
     )
+    pre_promotion_analysis: AnalysisRef | None = Field(
+        None, description="Run once the preview is ready, before any switch: Successful lets it switch (by"
+        " autoPromotionSeconds or promote), Failed aborts, Inconclusive pauses; promote switches regardless.")
+    post_promotion_analysis: AnalysisRef | None = Field(
+        None, description="Run after the switch, while the old pods stay: the old revision is scaled down only once"
+        " it passed; Failed switches traffic back (aborts), Inconclusive holds (promote --full finishes).")
 
 
 class Strategy(ApiModel):

@@ -56,18 +56,18 @@ def version() -> None:
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
 @click.option("--pipelines-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write the ReleasePipeline and ReleaseApproval CRDs into this directory.")
+              help="Also write the other kinds' CRDs (pipelines, analysis templates) into this directory.")
 @kube_options
 def crd(output: Path | None, pipelines_dir: Path | None) -> None:
     """Print the CustomResourceDefinition generated from the API model."""
-    from ..api.crd import crd_yaml, pipeline_crd_yaml, pipeline_crds
+    from ..api.crd import crd_yaml, other_crds, pipeline_crd_yaml
 
     text = crd_yaml()
     if output:
         output.write_text(text)
     else:
         click.echo(text, nl=False)
-    for file_name in pipeline_crds() if pipelines_dir else ():
+    for file_name in other_crds() if pipelines_dir else ():
         (pipelines_dir / file_name).write_text(pipeline_crd_yaml(file_name))  # type: ignore[operator]
 
 

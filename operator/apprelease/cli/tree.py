@@ -20,6 +20,7 @@ from ..k8s.watch import WatchEvent, watch
 from ..render import labels
 from ..rollout import state as rollout_state
 from ..rollout.state import Promoting, RolloutState, Switched
+from . import analysis_view
 from .common import Context
 
 SYMBOLS = {
@@ -73,6 +74,7 @@ def render_view(
         header.add_row("  Step:", status.get("step") or "")
         header.add_row("  SetWeight:", str(status.get("setWeight", "")))
         header.add_row("  ActualWeight:", str(status.get("actualWeight", "")))
+    analysis_view.add_header_rows(header, status)
     rollout = rollout_state.of_wire(status).state
     active = _active_revision(status, rollout)
     if status.get("strategy") == "blueGreen":
@@ -140,6 +142,7 @@ def render_view(
                     + (f"  registry:{state.gate.reason}" if state.gate else "")
                     + ("  terminating" if state.deleting else ""),
                 ))
+    analysis_view.add_tree(root, status)
     return Group(header, Text(""), root)
 
 

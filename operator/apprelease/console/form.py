@@ -137,9 +137,12 @@ def _int(value: str, field_html: str, errors: FormErrors) -> int | None:
         return None
 
 
-def parse_steps(text: str) -> list[dict[str, Any]]:
-    """``20, pause, 50, pause 30s`` → canary steps; ValueError names the bad part."""
+def parse_steps(text: str, live: list[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """``20, pause, 50, pause 30s`` → canary steps; ValueError names the bad part. Each
+    ``analysis`` keeps the live app's analysis step of the same rank (its templates and args
+    are written in YAML, not here)."""
     result: list[dict[str, Any]] = []
+    analyses = [dict(step) for step in live or [] if step.get("analysis")]
     for part in re.split(r"[,\n;]+", text):
         token = part.strip().lower()
         if not token:
@@ -148,6 +151,11 @@ def parse_steps(text: str) -> list[dict[str, Any]]:
             result.append({"setWeight": int(token.rstrip("%"))})
         elif token == "pause":
             result.append({"pause": {}})
+        elif token == "analysis":
+            if not analyses:
+                raise ValueError("'analysis': an analysis step (its templates and args) is added in YAML;"
+                                 " here it can only be kept or moved")
+            result.append(analyses.pop(0))
         elif m := re.fullmatch(r"pause\s+(\S+)", token):
             duration = m.group(1)  # integer seconds or a duration string, as the API takes
             result.append({"pause": {"duration": int(duration) if duration.isdigit() else duration}})
@@ -161,6 +169,8 @@ def format_steps(steps: list[Mapping[str, Any]]) -> str:
     for step in steps:
         if step.get("setWeight") is not None:
             parts.append(str(step["setWeight"]))
+        elif step.get("analysis"):
+            parts.append("analysis")
         else:
             duration = (step.get("pause") or {}).get("duration")
             parts.append(f"pause {duration_text(duration)}" if duration is not None else "pause")
@@ -212,7 +222,7 @@ def _strategy(form: DeployForm, live: Mapping[str, Any], errors: FormErrors) -> 
     if kind == "canary":
         canary = dict(strategy.get("canary") or {})
         try:
-            canary["steps"] = parse_steps(form.canary_steps)
+            canary["steps"] = parse_steps(form.canary_steps, list(canary.get("steps") or []))
         except ValueError as exc:
             errors["canary-steps"] = str(exc)
         strategy["canary"] = canary

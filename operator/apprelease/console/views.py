@@ -185,6 +185,9 @@ class Step:
 def _step_label(step: Mapping[str, Any]) -> str:
     if step.get("setWeight") is not None:
         return f"set weight {step['setWeight']}%"
+    if step.get("analysis"):
+        names = ", ".join(t.get("templateName", "") for t in step["analysis"].get("templates") or [])
+        return f"analysis {names}"
     pause = step.get("pause") or {}
     return f"pause {duration_text(pause['duration'])}" if pause.get("duration") is not None else "pause until promoted"
 

@@ -43,6 +43,7 @@ from ..render.adoption import adoptable
 from ..render.hashing import content_hash
 from ..rollout import conditions as C
 from ..rollout import failures as F
+from ..rollout.analysis import MeasurementRequest
 from ..rollout.deletion import FINALIZER, needs_finalizer, plan_deletion
 from ..rollout.notifications import notifications_for
 from ..rollout.observed import REGISTERED_GATE, GateChange, Observed
@@ -88,6 +89,14 @@ class NotificationSink(Protocol):
     def submit(self, namespace: str, rules: Sequence[Any], facts: Sequence[NotificationFacts]) -> None: ...
 
 
+class AnalysisSource(Protocol):
+    """Analysis templates and measurements (controller/analysis_runner.py)."""
+
+    def state_for(self, app: AppRelease, observed: Observed) -> Observed: ...
+    def execute(self, app: AppRelease, requests: tuple[MeasurementRequest, ...]) -> None: ...
+    def forget(self, key: AppKey) -> None: ...
+
+
 class RegistrySource(Protocol):
     def state_for(
         self, app: AppRelease, observed: Observed, previous: RegistrationStatus | None = None
@@ -113,6 +122,7 @@ class Reconciler:
         *,
         registry: RegistrySource | None = None,
         config: ConfigSource | None = None,
+        analysis: AnalysisSource | None = None,
         policy: Policy | None = None,
         notifier: NotificationSink | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -121,6 +131,7 @@ class Reconciler:
         self.cache = cache
         self.registry = registry
         self.config = config
+        self.analysis = analysis
         self.policy = policy or Policy()
         self.notifier = notifier
         self.clock = clock
@@ -141,6 +152,8 @@ class Reconciler:
     def forget(self, key: AppKey) -> None:
         """The app is gone: its bookkeeping and its metric series."""
         self._status_written_at.pop(key, None)
+        if self.analysis is not None:
+            self.analysis.forget(key)
         self._applied.pop(key, None)
         self._drifted.pop(key, None)
         self.app_metrics.forget(key)
@@ -211,6 +224,8 @@ class Reconciler:
         if self.config is not None:
             # Published and read back before a Deployment gets the revision (the plan holds it).
             self.config.execute(app, plan.config_actions)
+        if self.analysis is not None:
+            self.analysis.execute(app, plan.measurements)  # taken when due, off this path
         writes += self._write_gates(app, plan.pod_gates)
         # History before the Deployments that run it: whatever fails later in this pass, a
         # revision that reached a Deployment is on record.
@@ -272,6 +287,8 @@ class Reconciler:
         observed = observe(children, app.uid, app.name, adopt.revision_hash if adopt else None)
         if self.config is not None:
             observed = self.config.state_for(app, observed, status.config)
+        if self.analysis is not None:
+            observed = self.analysis.state_for(app, observed)
         if self.registry is None:
             return observed
         return self.registry.state_for(app, observed, status.registration)

@@ -32,6 +32,8 @@ from ..k8s.observe import AppKey
 from ..registry.config_monitor import ConfigMonitor
 from ..registry.monitor import RegistryMonitor, apiserver_endpoints
 from ..render import labels
+from .analysis_clients import MetricClients
+from .analysis_runner import AnalysisRunner
 from .cache import WATCHED_CHILDREN, IndexCache
 from .leader_election import KubeLeaseStore, LeaderElector, new_identity
 from .notifier import Notifier, NotifierOptions
@@ -92,8 +94,12 @@ class Runtime:
                                     poll_seconds=options.registry_poll_seconds)
         self.notifier = Notifier(self.kube, policy, NotifierOptions(
             console_url=options.console_url, networks_allowed=options.notification_networks))
-        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config, policy=policy,
-                                     notifier=self.notifier)
+        # Measurements are reads (of Prometheus, of web hooks): taken off the reconcile path,
+        # one lane per server, each app woken when its measurement is in.
+        self.analysis = AnalysisRunner(self.kube, MetricClients(policy), self._enqueue_threadsafe,
+                                       allowed=policy.metric_server_allowed)
+        self.reconciler = Reconciler(self.kube, self.cache, registry=self.registry, config=self.config,
+                                     analysis=self.analysis, policy=policy, notifier=self.notifier)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Set by the first AppRelease handler call: kopf calls handlers only once its index
         # is fully listed, and reconciling from a partial cache would write needlessly.
@@ -194,6 +200,7 @@ class Runtime:
         if dead:
             problems.append(f"workers {dead} not running")
         problems += self.registry.health()
+        problems += self.analysis.health()
         return problems
 
     async def stop(self) -> None:
@@ -213,6 +220,7 @@ class Runtime:
         self.notifier.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.registry.stop)
         self.config.stop()
+        self.analysis.stop()
 
     async def _wait_children_synced(self) -> None:
         await asyncio.to_thread(self.informers.wait_synced)
@@ -242,6 +250,7 @@ class Runtime:
             task.cancel()
         threading.Thread(target=self.registry.stop, name="registry-stop", daemon=True).start()
         self.config.stop()
+        self.analysis.stop()
         exit_timer = threading.Timer(EXIT_AFTER_LOSS_SECONDS, os._exit, args=(1,))
         exit_timer.daemon = True
         exit_timer.start()

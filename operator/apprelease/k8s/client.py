@@ -75,6 +75,8 @@ RESOURCES: dict[str, ResourceType] = {
     "AppRelease": ResourceType("apprelease.io/v1alpha1", "appreleases"),
     "ReleasePipeline": ResourceType("apprelease.io/v1alpha1", "releasepipelines"),
     "ReleaseApproval": ResourceType("apprelease.io/v1alpha1", "releaseapprovals"),
+    "AnalysisTemplate": ResourceType("apprelease.io/v1alpha1", "analysistemplates"),
+    "ClusterAnalysisTemplate": ResourceType("apprelease.io/v1alpha1", "clusteranalysistemplates", namespaced=False),
     "CustomResourceDefinition": ResourceType(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
     ),

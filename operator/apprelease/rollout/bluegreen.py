@@ -21,10 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..api.analysis import AnalysisStatus
 from ..api.status import HandledRequests
 from ..api.strategy import BlueGreenStrategy
 from ..domain import Track
 from . import requests
+from .analysis import MeasurementRequest, Problem
+from .analysis_step import Verdict, carried, run_post_promotion, run_pre_promotion, with_run
 from .observed import RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
@@ -40,6 +43,17 @@ class _Pass:
     wake_at: list[datetime] = field(default_factory=list)
     waiting_for: str = ""
     superseded: list[tuple[str, str]] = field(default_factory=list)
+    analysis: AnalysisStatus | None = None
+    measurements: tuple[MeasurementRequest, ...] = ()
+    analysis_problem: Problem | None = None
+    attempt: str = ""  # the handled retry request: a retried analysis is a new run
+
+    def record(self, verdict: Verdict) -> None:
+        self.analysis = with_run(self.analysis, step=verdict.outcome.status)
+        self.measurements = verdict.outcome.requests
+        self.analysis_problem = verdict.outcome.problem
+        self.events += [verdict.event] if verdict.event is not None else []
+        self.wake_at += [verdict.outcome.wake_at] if verdict.outcome.wake_at is not None else []
 
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
@@ -49,9 +63,10 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         reason = "Restarted" if not inp.current.promoted else "RolledBack"
         event = Event("Normal", reason, f"revision {inp.current.number} goes to all pods without a preview")
         return Decision(state=Steady(), stable=inp.current, events=(event,), handled=inp.handled)
-    log = _Pass()
+    log = _Pass(analysis=carried(inp))
     state, handled, pending = _begin(state, inp, log)
     state, handled = _requests(state, pending, handled, inp, log)
+    log.attempt = handled.retry or ""
     state = _progress(state, inp, log)
     if isinstance(state, Steady):  # promotion completed
         done = Event("Normal", "PromotionCompleted", f"revision {inp.current.number} is stable")
@@ -74,6 +89,9 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
+        analysis=log.analysis,
+        measurements=log.measurements,
+        analysis_problem=log.analysis_problem,
         active_revision=inp.current.number if switched else None,
         idle_revisions=_idle(state, inp),
     )
@@ -196,6 +214,18 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
     if isinstance(state, Previewing):
         return _preview(state, inp, log)
     if isinstance(state, Switched):
+        after = _strategy(inp).post_promotion_analysis
+        if after is not None:
+            verdict = run_post_promotion(inp, after, state.at, f"revision {inp.current.number} serving")
+            log.record(verdict)
+            if verdict.phase == "Failed":
+                message = f"{verdict.waiting_for}; traffic back on revision {inp.stable.number}"
+                log.events.append(Event("Warning", "Aborted", f"revision {inp.current.number}: {message}"))
+                return Aborted(0, state.at, "AnalysisFailed", message)
+            if verdict.phase != "Successful":  # the old pods stay until it passed
+                log.waiting_for = verdict.waiting_for.replace(
+                    "`apprelease promote", "`apprelease promote --full").replace("skips the analysis", "finishes")
+                return state
         until = parse_time_or(state.at, inp.now) + timedelta(seconds=_strategy(inp).scale_down_delay_seconds)
         if inp.now >= until:
             return _update_stable(Promoting(0, inp.stamp, phase="UpdateStable"), inp, log)
@@ -240,6 +270,19 @@ def _preview(state: Previewing, inp: Inputs, log: _Pass) -> RolloutState:
     if state.ready_since is None:
         state = replace(state, ready_since=inp.stamp)
         log.events.append(Event("Normal", "PreviewReady", f"revision {inp.current.number} is ready in the preview"))
+    gate = _strategy(inp).pre_promotion_analysis
+    if gate is not None:
+        assert state.ready_since is not None
+        label = f"the preview of revision {inp.current.number}"
+        verdict = run_pre_promotion(inp, gate, state.ready_since, label, log.attempt)
+        log.record(verdict)
+        if verdict.phase == "Failed":
+            log.events.append(Event("Warning", "Aborted", f"preview of revision {inp.current.number}:"
+                                    f" {verdict.waiting_for}"))
+            return Aborted(0, state.since, "AnalysisFailed", verdict.waiting_for)
+        if verdict.phase != "Successful":
+            log.waiting_for = verdict.waiting_for
+            return state
     auto = _strategy(inp).auto_promotion_seconds
     if auto is not None:
         at = parse_time_or(state.ready_since, inp.now) + timedelta(seconds=auto)

@@ -15,10 +15,13 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from ..api.analysis import AnalysisStatus
 from ..api.base import duration_text
 from ..api.status import HandledRequests
 from ..api.strategy import CanaryStep
 from . import requests
+from .analysis import MeasurementRequest, Problem
+from .analysis_step import Verdict, carried, run_background, run_step, with_run
 from .observed import PodState, RevisionRecord
 from .outcome import Decision, Event, Inputs
 from .revisions import differs_only_by_restart
@@ -76,6 +79,20 @@ class _Pass:
     wake_at: list[datetime] = field(default_factory=list)
     waiting_for: str = ""
     superseded: list[tuple[str, str]] = field(default_factory=list)
+    analysis: AnalysisStatus | None = None
+    measurements: list[MeasurementRequest] = field(default_factory=list)
+    analysis_problem: Problem | None = None
+    attempt: str = ""  # the handled retry request: a retried analysis is a new run
+    promoted: str = ""  # the promote request handled this pass
+
+    def record(self, verdict: Verdict) -> None:
+        self.measurements += verdict.outcome.requests
+        self.events += [verdict.event] if verdict.event is not None else []
+        self.wake_at += [verdict.outcome.wake_at] if verdict.outcome.wake_at is not None else []
+        if verdict.outcome.problem is not None:
+            self.analysis_problem = verdict.outcome.problem
+        if verdict.phase in ("Running", "Blocked", "Inconclusive") and not self.waiting_for:
+            self.waiting_for = verdict.waiting_for
 
 
 def transition(state: RolloutState, inp: Inputs) -> Decision:
@@ -83,10 +100,12 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         return _back_on_stable(state, inp)
     if inp.current.promoted or differs_only_by_restart(inp.stable.template, inp.current.template):
         return _straight_to_stable(inp)
-    log = _Pass()
+    log = _Pass(analysis=carried(inp))
     candidate = inp.current
     state, handled, pending = _begin(state, inp, log)
     state, handled = _requests(state, pending, handled, inp, log)
+    log.attempt = handled.retry or ""
+    log.promoted = pending.promote if pending.promote and handled.promote == pending.promote else ""
     state = _progress(state, inp, log)
     if isinstance(state, Promoting):
         return _routed(_promote(state, inp, handled, log), inp)
@@ -102,6 +121,9 @@ def transition(state: RolloutState, inp: Inputs) -> Decision:
         waiting_for=log.waiting_for,
         wake_at=tuple(log.wake_at),
         superseded=tuple(log.superseded),
+        analysis=log.analysis,
+        measurements=tuple(log.measurements),
+        analysis_problem=log.analysis_problem,
     ), inp)
 
 
@@ -240,6 +262,17 @@ def _progress(state: RolloutState, inp: Inputs, log: _Pass) -> RolloutState:
         return _abort(state, "CrashLoop", f"canary pod {crasher.name} restarted {crasher.restarts} times", inp, log)
     if isinstance(state, Promoting) or spec.paused:
         return state
+    background = spec.strategy.canary.analysis  # type: ignore[union-attr]
+    if background is not None and state.step >= background.starting_step:
+        label = f"step {state.step + 1}/{len(_steps(inp))}"
+        verdict = run_background(inp, background, label, log.attempt, promoted=log.promoted)
+        log.analysis = with_run(log.analysis, background=verdict.outcome.status)
+        log.record(verdict)
+        if verdict.phase == "Failed":
+            return _abort(state, "AnalysisFailed", verdict.waiting_for, inp, log)
+        if verdict.phase in ("Inconclusive", "Blocked"):
+            return state
+        log.waiting_for = ""  # a running background analysis does not hold the steps
     return _advance(state, inp, log)
 
 
@@ -305,6 +338,16 @@ def _advance(state: Stepping, inp: Inputs, log: _Pass) -> RolloutState:
                               inp, log)
             log.wake_at.append(started + gate_timeout)
             return state
+        if step.analysis is not None:
+            verdict = run_step(inp, step.analysis, state, label, log.attempt)
+            log.analysis = with_run(log.analysis, step=verdict.outcome.status)
+            log.record(verdict)
+            if verdict.phase == "Successful":
+                state = Stepping(state.step + 1, inp.stamp)
+                continue
+            if verdict.phase == "Failed":
+                return _abort(state, "AnalysisFailed", verdict.waiting_for, inp, log)
+            return state
         assert step.pause is not None
         if state.pause_start is None:
             state = replace(state, pause_start=inp.stamp)
@@ -333,7 +376,7 @@ def _promote(state: Promoting, inp: Inputs, handled: HandledRequests, log: _Pass
         state=state, stable=inp.stable, candidate=candidate, stable_track=candidate,
         candidate_replicas=_promotion_canary_replicas(state, inp), set_weight=_weight(state, inp),
         events=tuple(log.events), handled=handled, wake_at=tuple(log.wake_at),
-        superseded=tuple(log.superseded),
+        superseded=tuple(log.superseded), analysis=log.analysis,
     )
     if inp.registry_drain:
         if (state.phase or "ScaleCanary") == "ScaleCanary":

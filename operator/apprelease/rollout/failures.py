@@ -38,6 +38,11 @@ POLICY_VIOLATION = FailureClass(
     "PolicyViolation", None, "remove it from the spec or ask the platform team to allow it",
     transient=False,
 )
+# An analysis that cannot run as written: a template missing, an argument without a value, a
+# condition that is not an expression. The rollout waits at the step.
+ANALYSIS_INVALID = FailureClass(
+    "AnalysisInvalid", None, "fix the analysis template or the step's args", transient=False,
+)
 # The apiserver rejected a child we rendered (400/422): the spec asks for something invalid.
 CHILD_REJECTED = FailureClass("ChildRejected", None, "fix the spec", transient=False)
 # A child's name is taken by an object this AppRelease does not own.
@@ -120,7 +125,7 @@ ALL_CLASSES = (
     INVALID_SPEC, POLICY_VIOLATION, CHILD_REJECTED, CHILD_CONFLICT, FORBIDDEN, API_UNAVAILABLE,
     POD_CREATION_FAILED, REGISTRY_UNAVAILABLE, REGISTRY_BAD_RESPONSE, REGISTRY_REFUSED,
     REGISTRY_MISCONFIGURED, REGISTRY_WRITE_FAILED, STABLE_REVISION_MISSING, INTERNAL_ERROR,
-    CONFIG_INVALID, CONFIG_PUBLISH_FAILED, CONFIG_STORE_UNAVAILABLE,
+    CONFIG_INVALID, CONFIG_PUBLISH_FAILED, CONFIG_STORE_UNAVAILABLE, ANALYSIS_INVALID,
 )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..api.spec import RevisionTemplate
 from ..api.status import Condition, RegistrationStatus
 from ..domain import RegistryInstance, Track
+from .analysis import AnalysisObserved
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ class Observed:
     hpas: tuple[HpaState, ...] = ()
     # None: the app has no Nacos config, or no read was made yet.
     config: ConfigRead | None = None
+    # Analysis templates and measurements (controller/analysis_runner.py); None: none runs.
+    analysis: AnalysisObserved | None = None
 
     def pods_of(self, track: Track) -> list[PodState]:
         return [p for p in self.pods if p.track == track and not p.deleting]

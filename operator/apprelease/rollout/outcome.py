@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from ..api.analysis import AnalysisStatus
 from ..api.spec import AppRelease
 from ..api.status import AppReleaseStatus, HandledRequests
 from ..domain import ConfigAction, RegistryAction, Track
 from ..render import DesiredChildren
 from . import requests
+from .analysis import MeasurementRequest, Problem
 from .observed import GateChange, Observed, RevisionRecord
 from .state import RolloutState
 from .timefmt import format_time
@@ -38,6 +40,8 @@ class Plan:
     registry_busy: bool = False
     # Nacos config publishes, saves and deletions (rollout/nacos_config.py).
     config_actions: tuple[ConfigAction, ...] = ()
+    # Analysis measurements to take when due (controller/analysis_runner.py).
+    measurements: tuple[MeasurementRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Inputs:
     candidate: RevisionRecord | None  # the canary/preview revision before this pass
     handled: HandledRequests
     registry_drain: bool  # instances go offline before their pods leave
+    analysis: AnalysisStatus | None = None  # status.analysis before this pass
 
     @property
     def stamp(self) -> str:
@@ -92,6 +97,11 @@ class Decision:
     # Revisions whose registry instances stay disabled in this state (a blue-green preview
     # before the switch, the old revision after it).
     idle_revisions: frozenset[int] = frozenset()
+    # The analysis run of this rollout (status.analysis), what it asks to measure, and what
+    # stops it from running as written (a missing template, an argument, a refused address).
+    analysis: AnalysisStatus | None = None
+    measurements: tuple[MeasurementRequest, ...] = ()
+    analysis_problem: Problem | None = None
 
     @property
     def runs_on_stable(self) -> RevisionRecord:

@@ -57,7 +57,7 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     inputs = Inputs(
         app=app, observed=observed, now=now, stable=stable or current, current=current,
         candidate=history.get(status.canary_revision_hash), handled=status.handled_requests,
-        registry_drain=drain_enabled(app),
+        registry_drain=drain_enabled(app), analysis=status.analysis,
     )
     untouched: tuple[Track, ...] = ()
     if stable is None and spec.strategy.kind not in ("rolling", "recreate"):
@@ -93,6 +93,8 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
     new_status = summarize(app, status, observed, decision, current, stamp, drain, waiting_for,
                            warming=instances.warming)
     new_status = _with_config(new_status, status, config, stamp, app.generation)
+    if new_status.analysis != decision.analysis:
+        new_status = new_status.model_copy(update={"analysis": decision.analysis})
     failure = _config_failure(app, status.failure, config, now) or _failure(
         app, status.failure, observed, decision, drain, new_status, now, missing=stable is None and bool(untouched))
     if failure is not None:
@@ -125,6 +127,7 @@ def plan(app: AppRelease, status: AppReleaseStatus, observed: Observed, now: dat
         pod_gates=tuple(instances.gates),
         registry_busy=_registry_busy(observed),
         config_actions=tuple(config.actions),
+        measurements=decision.measurements,
     )
 
 
@@ -268,6 +271,10 @@ def _failure(
     if missing:
         return F.record(previous, F.STABLE_REVISION_MISSING,
                         "the stable Deployment runs a revision whose ControllerRevision is gone", now)
+    if decision.analysis_problem is not None:
+        problem = decision.analysis_problem
+        cls = F.POLICY_VIOLATION if problem.reason == "PolicyViolation" else F.ANALYSIS_INVALID
+        return F.record(previous, cls, problem.message, now)
     for dep in observed.deployments.values():
         if dep.replica_failure:
             return F.record(previous, F.POD_CREATION_FAILED,

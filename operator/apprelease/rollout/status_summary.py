@@ -90,10 +90,12 @@ def _phase(app: AppRelease, decision: Decision, observed: Observed, waiting_for:
         waiting = waiting_for or f"{kind} of revision {candidate.number} in progress"
         if kind == "preview":
             if waiting.startswith("paused at"):
-                return "Paused", "PreviewReady", f"blue-green: {waiting}"
+                reason = "AnalysisInconclusive" if "analysis inconclusive" in waiting.lower() else "PreviewReady"
+                return "Paused", reason, f"blue-green: {waiting}"
             return "Progressing", "BlueGreenInProgress", f"blue-green revision {candidate.number}: {waiting}"
         if waiting.startswith("paused at"):
-            return "Paused", "CanaryPauseStep", f"canary revision {candidate.number} {waiting}"
+            reason = "AnalysisInconclusive" if "analysis inconclusive" in waiting.lower() else "CanaryPauseStep"
+            return "Paused", reason, f"canary revision {candidate.number} {waiting}"
         return "Progressing", "CanaryInProgress", f"canary revision {candidate.number}: {waiting}"
     if rolled_out:
         return (

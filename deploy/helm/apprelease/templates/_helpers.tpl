@@ -60,6 +60,10 @@ app.kubernetes.io/component: operator
 - apiGroups: [apprelease.io]
   resources: [releasepipelines/status, releaseapprovals/status]
   verbs: [get, patch]
+# Analysis templates (docs/analysis.md): read when a rollout runs an analysis.
+- apiGroups: [apprelease.io]
+  resources: [analysistemplates, clusteranalysistemplates]
+  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, controllerrevisions]
   verbs: [get, list, watch, create, patch, delete]
