@@ -27,6 +27,9 @@ from .revisions import History
 from .timefmt import format_precise_time, format_time, parse_time
 
 
+RELEASED = "no longer leaving: enabled again"
+
+
 @dataclass
 class DrainOutcome:
     tracks: list[TrackPlan]
@@ -34,8 +37,9 @@ class DrainOutcome:
     offline_pods: list[str] = field(default_factory=list)
     # Pods whose instances must be offline now, and why (leaving, on request).
     offline: dict[str, str] = field(default_factory=dict)
-    # Pods the last status had offline on request and no request keeps offline: their
-    # disabled instances are ours to enable again, whatever gate the pod still shows.
+    # Pods whose instances we disabled (offline on request, or drained for a change that was
+    # then aborted or reverted) and that nothing keeps offline any more: their disabled
+    # instances are ours to enable again, whatever gate the pod shows (adopted pods have none).
     released: set[str] = field(default_factory=set)
     # Kubernetes-side marks (mark-leaving) and stale clean-up (registry writes, deregistration).
     actions: list[RegistryAction] = field(default_factory=list)
@@ -59,6 +63,8 @@ def take_offline(
             pod=pod, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
             since=format_precise_time(now), reason=reason,
         )
+    elif entry.reason != reason:
+        entry = entry.model_copy(update={"reason": reason})  # released earlier, leaving again
     if instance.enabled and entry.offline_since is not None:
         return entry.model_copy(update={"offline_since": None})  # re-enabled behind our back: start over
     if not instance.enabled and entry.offline_since is None:
@@ -182,8 +188,28 @@ def plan_drain(
             outcome.holding = f"taking {track} instances offline until {format_time(ready_at)} (registry.drainSeconds)"
         elif by_scale:
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
+    _release_abandoned(previous_draining, still_draining, registration, outcome)
     outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
+
+
+def _release_abandoned(
+    previous_draining: dict[str, DrainingInstance],
+    still_draining: dict[str, DrainingInstance],
+    registration: Registration,
+    outcome: DrainOutcome,
+) -> None:
+    """A pod we took offline that the plan no longer removes (the release was aborted or
+    reverted during the drain) stays: its instance is ours to enable again. The entry stays
+    listed until the registry shows the instance enabled (Nacos applies the write late), so a
+    pass that still reads it disabled knows it was ours: an adopted pod has no gate to say so."""
+    for pod, entry in previous_draining.items():
+        if pod in still_draining or pod in outcome.offline:
+            continue
+        outcome.released.add(pod)
+        instance = registration.by_pod.get(pod)
+        if instance is not None and not instance.enabled:
+            still_draining[pod] = entry.model_copy(update={"reason": RELEASED})
 
 
 def _bridge_adopted(
