@@ -99,7 +99,13 @@ def drain_adopted_offline(sim: Sim) -> dict[str, str]:
 
 def assert_adopted_serving_again(sim: Sim, adopted: dict[str, str]) -> None:
     for _ in range(10):
+        before = serving(sim)
+        enabling = not set(adopted.values()) <= before
         sim.tick(2)
+        assert serving(sim), "a consumer found no instance"
+        # Nacos applies (and pushes) each write on its own: the instances leaving go offline
+        # only once the ones coming back are seen serving, or a client may find none between.
+        assert not enabling or before <= serving(sim), f"{before - serving(sim)} offline while the adopted come back"
     live = {p.name for pods in sim.pods.values() for p in pods}
     assert set(adopted) <= live, "the adopted pods stay"
     disabled = [name for name, ip in adopted.items() if not (i := sim.instance(ip)) or not i.enabled]

@@ -189,6 +189,7 @@ def plan_drain(
         elif by_scale:
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
     _release_abandoned(previous_draining, still_draining, registration, outcome)
+    _defer_offline_while_enabling(still_draining, registration, outcome)
     outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
 
@@ -271,6 +272,22 @@ def _bridge_adopted(
         _replace_track(outcome, "stable", _hold("stable", observed, history, None))
         outcome.wake_at.append(ready_at)
         outcome.holding = f"taking the adopted instances offline until {format_time(ready_at)} (registry.drainSeconds)"
+
+
+def _defer_offline_while_enabling(
+    still_draining: dict[str, DrainingInstance], registration: Registration, outcome: DrainOutcome
+) -> None:
+    """While instances we enable again are not yet seen enabled, no serving instance of ours
+    goes offline: Nacos applies and pushes each write on its own, so a consumer could find
+    none in between (an abort during a promotion's drain swaps all of them at once). The
+    deferred ones are not yet offline, so their drain has not started and their tracks hold."""
+    if not any(d.reason == RELEASED for d in still_draining.values()):
+        return
+    for pod, entry in still_draining.items():
+        instance = registration.by_pod.get(pod)
+        if entry.reason != RELEASED and entry.offline_since is None and instance is not None and instance.enabled:
+            outcome.offline.pop(pod, None)
+    outcome.holding = outcome.holding or "enabling the instances no longer leaving before others go offline"
 
 
 def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:
