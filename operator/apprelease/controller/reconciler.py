@@ -433,11 +433,17 @@ class Reconciler:
             adopting = False
             if live is None:
                 adopting = self._check_name_is_free(app, kind, name)
-            elif applied.get((kind, name)) == content_hash(obj) and (kind, name) not in drifted:
-                # Once per drift: an apply that does not converge (a list entry another
-                # manager owns) is retried without an Event each time.
-                drifted.add((kind, name))
-                self._report_drift(app, kind, name, drift.differing_paths(live, obj))
+            elif (kind, name) not in drifted:
+                # Drift is a field we set that another manager now owns with another value (the
+                # live managedFields: this holds after a restart), or, when the managers do not
+                # show it, a change to what this process applied as it is. Once per drift: an
+                # apply that does not converge (a list entry another manager owns) is retried
+                # without an Event each time.
+                owners = drift.drifted_fields(live, obj, FIELD_MANAGER)
+                if owners or applied.get((kind, name)) == content_hash(obj):
+                    drifted.add((kind, name))
+                    paths = [p for found in owners.values() for p in found] or drift.differing_paths(live, obj)
+                    self._report_drift(app, kind, name, paths, next(iter(owners), None))
             result = self.kube.apply(obj)
             if adopting:
                 result = self._take_sole_ownership(result)
@@ -446,13 +452,14 @@ class Reconciler:
             writes += 1
         return writes
 
-    def _report_drift(self, app: AppRelease, kind: str, name: str, paths: list[str]) -> None:
+    def _report_drift(self, app: AppRelease, kind: str, name: str, paths: list[str], writer: str | None) -> None:
         """Another writer (Rancher's UI, kubectl edit) changed fields we own: say who, once per
         change, before the apply takes them back."""
-        try:
-            writer = drift.last_other_writer(self.kube.get(kind, app.namespace, name), FIELD_MANAGER)
-        except ApiError:
-            writer = None
+        if writer is None:
+            try:
+                writer = drift.last_other_writer(self.kube.get(kind, app.namespace, name), FIELD_MANAGER)
+            except ApiError:
+                writer = None
         by = f"by {writer} " if writer else ""
         self.events.post({"metadata": app.metadata}, Event(
             "Warning", "DriftReverted",
