@@ -173,10 +173,14 @@ def test_a_drift_after_an_operator_restart_is_reverted_with_one_event_naming_the
     arl.cli("adopt", f"deploy/{NAME}")
     arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
     ours = deployment(arl)["spec"]["revisionHistoryLimit"]
-    # Drift is read off the object's managedFields, not remembered by the process.
-    operator.restart()
-    arl.cluster.kubectl("patch", "deployment", NAME, "-n", arl.namespace, "--type=merge",
-                        "-p", '{"spec":{"revisionHistoryLimit":7}}')
+    # Edited while the operator restarts (Rancher does not wait): the new process never applied
+    # this object, so drift is read off its managedFields, not remembered.
+    operator.stop()
+    try:
+        arl.cluster.kubectl("patch", "deployment", NAME, "-n", arl.namespace, "--type=merge",
+                            "-p", '{"spec":{"revisionHistoryLimit":7}}')
+    finally:
+        operator.start()
 
     def reverted() -> object:
         events = [e for e in arl.events(NAME) if e["reason"] == "DriftReverted"]
@@ -225,8 +229,8 @@ def test_an_adopted_deployment_keeps_its_hpa_working_on_the_app_release(arl: App
                 if not p["metadata"].get("deletionTimestamp")}
 
     wait_for(lambda: hpa_at(3), HPA_TIMEOUT, 1, "the HPA scaling the hand-made Deployment to 3")
-    wait_for(lambda: len(shop_pods()) == 3 and (deployment_named(arl, "shop").get("status") or {}).get(
-        "readyReplicas") == 3 or NotYet(shop_pods()), 60, 0.5, "3 pods ready")
+    wait_for(lambda: (len(shop_pods()) == 3 and (deployment_named(arl, "shop").get("status") or {}).get(
+        "readyReplicas") == 3) or NotYet(shop_pods()), 60, 0.5, "3 pods ready")
     before = shop_pods()
 
     arl.cli("adopt", "deploy/shop")

@@ -124,6 +124,7 @@ class FakeCache:
         for (kind, _ns, name), obj in self.kube.objects.items():
             if kind != "AppRelease" and self._managed(obj) == key:
                 view = copy.deepcopy(obj)
+                view["metadata"].pop("managedFields", None)  # slimmed, as the informers keep them
                 if kind == "ControllerRevision":
                     view[RECORD] = from_controller_revision(view)  # as the real cache keeps it
                 result.by_kind.setdefault(kind, {})[name] = view

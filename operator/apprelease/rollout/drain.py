@@ -26,7 +26,6 @@ from .observed import Observed, PodState, Registration
 from .revisions import History
 from .timefmt import format_precise_time, format_time, parse_time
 
-
 RELEASED = "no longer leaving: enabled again"
 
 
