@@ -187,7 +187,7 @@ def plan_drain(
             outcome.holding = f"taking {track} instances offline until {format_time(ready_at)} (registry.drainSeconds)"
         elif by_scale:
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
-    _release_abandoned(previous_draining, still_draining, registration, outcome)
+    _release_abandoned(previous_draining, still_draining, live, registration, outcome)
     _defer_offline_while_enabling(still_draining, registration, outcome)
     outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
@@ -196,15 +196,25 @@ def plan_drain(
 def _release_abandoned(
     previous_draining: dict[str, DrainingInstance],
     still_draining: dict[str, DrainingInstance],
+    live: dict[str, PodState],
     registration: Registration,
     outcome: DrainOutcome,
 ) -> None:
-    """A pod we took offline that the plan no longer removes (the release was aborted or
-    reverted during the drain) stays: its instance is ours to enable again. The entry stays
-    listed until the registry shows the instance enabled (Nacos applies the write late), so a
-    pass that still reads it disabled knows it was ours: an adopted pod has no gate to say so."""
+    """A pod we took offline that stays after all (the release was aborted or reverted during
+    the drain: its track runs its revision again, and the plan no longer removes it): its
+    instance is ours to enable again. A pod of a revision its track no longer runs still leaves
+    (its Deployment controller removes it): it stays offline and listed. The entry stays listed until the
+    registry shows the instance enabled (Nacos applies the write late), so a pass that still
+    reads it disabled knows it was ours: an adopted pod has no gate to say so."""
+    plans = {t.track: t for t in outcome.tracks}
     for pod, entry in previous_draining.items():
         if pod in still_draining or pod in outcome.offline:
+            continue
+        state, plan = live[pod], plans.get(live[pod].track) if live[pod].track else None
+        if plan is None or plan.replicas == 0 or state.revision != plan.revision:
+            # Still leaving, by its Deployment controller now: offline until it is gone.
+            still_draining[pod] = entry
+            outcome.offline[pod] = entry.reason
             continue
         outcome.released.add(pod)
         instance = registration.by_pod.get(pod)
