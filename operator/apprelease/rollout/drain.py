@@ -210,7 +210,8 @@ def _release_abandoned(
     for pod, entry in previous_draining.items():
         if pod in still_draining or pod in outcome.offline:
             continue
-        state, plan = live[pod], plans.get(live[pod].track) if live[pod].track else None
+        state = live[pod]
+        plan = plans.get(state.track) if state.track is not None else None
         if plan is None or plan.replicas == 0 or state.revision != plan.revision:
             # Still leaving, by its Deployment controller now: offline until it is gone.
             still_draining[pod] = entry
