@@ -10,13 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
+from apprelease_dev.kwok_metrics import USAGE_CPU_ANNOTATION
 from tests.plugins.cluster import NotYet, wait_for
-from tests.plugins.operator import AppReleases
+from tests.plugins.operator import AppReleases, OperatorProcess
 from tests.support import DATA
 
 pytestmark = pytest.mark.e2e
 
 NAME = "order-service"
+# Metrics need two scrapes (10 s resolution), the HPA acts every 5 s, and its resource map of
+# scale targets refreshes about every 30 s.
+HPA_TIMEOUT = 180
 
 
 def five_yamls(namespace: str) -> list[dict[str, Any]]:
@@ -27,7 +31,11 @@ def five_yamls(namespace: str) -> list[dict[str, Any]]:
 
 
 def deployment(arl: AppReleases) -> dict[str, Any]:
-    return arl.kubectl_json("deployment", NAME)
+    return deployment_named(arl, NAME)
+
+
+def deployment_named(arl: AppReleases, name: str) -> dict[str, Any]:
+    return arl.kubectl_json("deployment", name)
 
 
 def running(arl: AppReleases) -> object:
@@ -76,6 +84,9 @@ def test_the_five_yamls_are_adopted_without_a_restart_and_then_roll_out_a_canary
     assert spec["podTemplate"] == {"metadata": {"labels": {"app": "order-service"}}}
     assert spec["config"]["subPath"] is True and spec["service"]["port"] == 80
     status = arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    # The watching view lists the adopted pods as `get` does (they carry none of our labels).
+    watched = arl.cli("get", NAME, "-w", "--timeout", "4s").stdout
+    assert all(f"{pod}  Pod" in watched for pod in before_pods), watched
     # What an HPA on the AppRelease counts (the scale subresource): the adopted pods.
     counted = arl.kubectl_json("pods", "-l", status["selector"])["items"]
     assert {p["metadata"]["name"] for p in counted} == set(before_pods)
@@ -153,3 +164,90 @@ def test_a_helm_owned_app_is_refused_and_left_exactly_as_it_was(arl: AppReleases
     after = deployment(arl)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert owners(after) == [] and copy.deepcopy(after["spec"]) == before["spec"]
+
+
+def test_a_drift_after_an_operator_restart_is_reverted_with_one_event_naming_the_manager(
+    arl: AppReleases, operator: OperatorProcess,
+) -> None:
+    start_by_hand(arl, five_yamls(arl.namespace))
+    arl.cli("adopt", f"deploy/{NAME}")
+    arl.wait_phase(NAME, "Healthy", timeout=90, stableRevision=1)
+    ours = deployment(arl)["spec"]["revisionHistoryLimit"]
+    # Edited while the operator restarts (Rancher does not wait): the new process never applied
+    # this object, so drift is read off its managedFields, not remembered.
+    operator.stop()
+    try:
+        arl.cluster.kubectl("patch", "deployment", NAME, "-n", arl.namespace, "--type=merge",
+                            "-p", '{"spec":{"revisionHistoryLimit":7}}')
+    finally:
+        operator.start()
+
+    def reverted() -> object:
+        events = [e for e in arl.events(NAME) if e["reason"] == "DriftReverted"]
+        kept = deployment(arl)["spec"]["revisionHistoryLimit"]
+        return events if events and kept == ours else NotYet((kept, events))
+
+    [event] = wait_for(reverted, 60, 0.5, "the edit reverted with an Event")
+    assert event["type"] == "Warning" and "changed by kubectl-patch" in event["message"], event["message"]
+    assert ".spec.revisionHistoryLimit" in event["message"]
+    arl.wait_phase(NAME, "Healthy", timeout=30, stableRevision=1)
+    assert [e["reason"] for e in arl.events(NAME)].count("DriftReverted") == 1
+    assert event.get("count", 1) == 1
+
+
+def test_an_adopted_deployment_keeps_its_hpa_working_on_the_app_release(arl: AppReleases) -> None:
+    """The HPA that scaled the Deployment scales the AppRelease after adoption (its scale
+    subresource), counting the adopted pods, with none of them restarted."""
+    by_hand = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shop", "namespace": arl.namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "shop"}}, "template": {
+            # 80 % of the request on every pod: the HPA (target 50 %) wants its maximum.
+            "metadata": {"labels": {"app": "shop"}, "annotations": {USAGE_CPU_ANNOTATION: "80m"}},
+            "spec": {"containers": [{"name": "shop", "image": "registry.local/shop:v1",
+                                     "ports": [{"containerPort": 8080}],
+                                     "resources": {"requests": {"cpu": "100m"}}}]}}},
+    }
+    hpa = {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "shop", "namespace": arl.namespace},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop"},
+                 "minReplicas": 2, "maxReplicas": 3,
+                 "metrics": [{"type": "Resource", "resource": {
+                     "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+                 "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
+                              "scaleDown": {"stabilizationWindowSeconds": 0}}},
+    }
+    arl.cluster.apply(by_hand, hpa, namespace=arl.namespace)
+
+    def hpa_at(replicas: int) -> object:
+        status = arl.kubectl_json("hpa", "shop").get("status") or {}
+        seen = (status.get("currentReplicas"), status.get("desiredReplicas"))
+        return status if seen == (replicas, replicas) else NotYet(seen)
+
+    def shop_pods() -> dict[str, str]:
+        return {p["metadata"]["name"]: p["metadata"]["uid"] for p in arl.kubectl_json("pods", "-l", "app=shop")["items"]
+                if not p["metadata"].get("deletionTimestamp")}
+
+    wait_for(lambda: hpa_at(3), HPA_TIMEOUT, 1, "the HPA scaling the hand-made Deployment to 3")
+    wait_for(lambda: (len(shop_pods()) == 3 and (deployment_named(arl, "shop").get("status") or {}).get(
+        "readyReplicas") == 3) or NotYet(shop_pods()), 60, 0.5, "3 pods ready")
+    before = shop_pods()
+
+    arl.cli("adopt", "deploy/shop")
+    target = arl.kubectl_json("hpa", "shop")["spec"]["scaleTargetRef"]
+    assert target == {"apiVersion": "apprelease.io/v1alpha1", "kind": "AppRelease", "name": "shop"}
+    arl.wait_phase("shop", "Healthy", timeout=90, stableRevision=1)
+    # The HPA reads the AppRelease's scale subresource: the adopted pods counted.
+    wait_for(lambda: hpa_at(3), HPA_TIMEOUT, 1, "the HPA working on the AppRelease")
+    scale = arl.kubectl_json("appreleases", "shop", "--subresource=scale")
+    assert scale["status"]["replicas"] == 3
+    assert {p["metadata"]["name"] for p in arl.kubectl_json("pods", "-l", scale["status"]["selector"])["items"]} == set(before)
+
+    # And it still scales: a higher maximum reaches the AppRelease and its Deployment.
+    arl.cluster.kubectl("patch", "hpa", "shop", "-n", arl.namespace, "--type=merge", "-p", '{"spec":{"maxReplicas":4}}')
+    wait_for(lambda: hpa_at(4), HPA_TIMEOUT, 1, "the HPA scaling the AppRelease to 4")
+    wait_for(lambda: (arl.get("shop")["spec"]["replicas"], deployment_named(arl, "shop")["spec"]["replicas"]) == (4, 4)
+             or NotYet(arl.get("shop")["spec"]["replicas"]), 60, 0.5, "the AppRelease and its Deployment at 4")
+    after = shop_pods()
+    assert {n: u for n, u in after.items() if n in before} == before, "a pod was restarted"
+    assert len(after) == 4

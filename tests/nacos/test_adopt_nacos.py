@@ -47,16 +47,18 @@ def pod_names(arl: AppReleases) -> set[str]:
             if not p["metadata"].get("deletionTimestamp")}
 
 
-def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
-    arl: AppReleases, kube_cluster: KubeCluster, endpoint_credentials: None, operator: OperatorProcess,
-    nacos_endpoint: NacosEndpoint, registrar: Callable[..., PodRegistrar],
-    java_consumer: Callable[..., JavaConsumer], capsys: pytest.CaptureFixture[str],
-) -> None:
+def adopt_registered(
+    arl: AppReleases, kube_cluster: KubeCluster, endpoint: NacosEndpoint,
+    registrar: Callable[..., PodRegistrar], java_consumer: Callable[..., JavaConsumer],
+    drain: int = DRAIN, **spec: Any,
+) -> tuple[str, PodRegistrar, JavaConsumer, set[str]]:
+    """The Deployment applied by hand, its apps registered and picked, then adopted with
+    registry.nacos: (the Nacos service, the apps, the consumer, the adopted pods)."""
     svc = service()
     kube_cluster.apply(by_hand(arl.namespace))
-    apps = registrar(nacos_endpoint, svc, selector=f"app={NAME}")  # the apps register themselves
+    apps = registrar(endpoint, svc, selector=f"app={NAME}")  # the apps register themselves
     wait_for(lambda: len(apps.registered_ips()) == 3 or NotYet(apps.registered_ips()), 90, 0.3, "3 instances")
-    consumer = java_consumer(nacos_endpoint, service_name=svc)
+    consumer = java_consumer(endpoint, service_name=svc)
     consumer.wait_for_picks(lambda log: len(log.picks) > 100, 60, "the consumer picking")
     wait_for(lambda: (arl.kubectl_json("deployment", NAME).get("status") or {}).get("readyReplicas") == 3,
              60, 0.3, "the Deployment rolled out")
@@ -64,12 +66,21 @@ def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
 
     arl.cli("adopt", f"deploy/{NAME}")
     arl.patch(NAME, {"spec": {"registry": {
-        "nacos": {"serverAddr": nacos_endpoint.base_url, "serviceName": svc, "credentialsSecret": {"name": SECRET}},
-        "drainSeconds": DRAIN, "gateTimeout": "2m", "deletionTimeout": "20s"}}})
+        "nacos": {"serverAddr": endpoint.base_url, "serviceName": svc, "credentialsSecret": {"name": SECRET}},
+        "drainSeconds": drain, "gateTimeout": "2m", "deletionTimeout": "20s"}, **spec}})
     # The adopted pods count: registered 3/3 without a restart.
     arl.wait(NAME, lambda s: registered(s, "3/3"), 90, "the adopted pods registered")
     arl.wait_phase(NAME, "Healthy", timeout=60)
     assert pod_names(arl) == adopted
+    return svc, apps, consumer, adopted
+
+
+def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
+    arl: AppReleases, kube_cluster: KubeCluster, endpoint_credentials: None, operator: OperatorProcess,
+    nacos_endpoint: NacosEndpoint, registrar: Callable[..., PodRegistrar],
+    java_consumer: Callable[..., JavaConsumer], capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, apps, consumer, adopted = adopt_registered(arl, kube_cluster, nacos_endpoint, registrar, java_consumer)
     tree = arl.cli("get", NAME).stdout
     assert all(f"{pod}  Pod" in tree for pod in adopted), tree
 
@@ -90,3 +101,48 @@ def test_an_adopted_app_in_nacos_is_released_without_a_lost_pick(
     verdict.assert_lossless()
     disabled = apps.timeline.disabled_at
     assert all(apps.pods.record(p).ip in disabled for p in adopted), "each adopted instance went offline first"
+
+
+def adopted_ips(arl: AppReleases, adopted: set[str]) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["status"]["podIP"] for p in arl.kubectl_json("pods", "-l", f"app={NAME}")["items"]
+            if p["metadata"]["name"] in adopted}
+
+
+def test_an_abort_while_the_adopted_instances_drain_enables_them_again(
+    arl: AppReleases, kube_cluster: KubeCluster, credentials: None, operator: OperatorProcess,
+    nacos_server: NacosEndpoint, registrar: Callable[..., PodRegistrar],
+    java_consumer: Callable[..., JavaConsumer],
+) -> None:
+    """The promotion of a canary takes the adopted instances offline before the stable
+    Deployment changes; aborted in that window, the adopted pods stay and must serve again
+    (they have no gate to remember they were disabled by us)."""
+    _, apps, consumer, adopted = adopt_registered(
+        arl, kube_cluster, nacos_server, registrar, java_consumer, drain=60,
+        strategy={"rolling": None, "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})
+    ips = adopted_ips(arl, adopted)
+    arl.patch(NAME, {"spec": {"image": "registry.local/orders:v2"}})
+    arl.wait_phase(NAME, "Paused", timeout=120)
+    arl.cli("promote", NAME, "--full")
+
+    def all_disabled() -> Any:
+        listed = {i.ip: i.enabled for i in apps.listed()}
+        return all(listed.get(ip) is False for ip in ips.values()) or NotYet(listed)
+
+    wait_for(all_disabled, 90, 0.3, "the adopted instances offline for the promotion")
+    aborted_at = time.time()
+    arl.cli("abort", NAME)
+
+    def all_enabled() -> Any:
+        listed = {i.ip: (i.enabled, i.healthy) for i in apps.listed()}
+        return all(listed.get(ip) == (True, True) for ip in ips.values()) or NotYet(listed)
+
+    wait_for(all_enabled, 60, 0.3, "the adopted instances enabled again after the abort")
+    assert adopted <= pod_names(arl), "the adopted pods stay after the abort"
+    status = arl.wait(NAME, lambda s: not {d["pod"] for d in s.get("draining") or []} & adopted, 30,
+                      "no adopted pod listed as draining")
+    assert status.get("aborted"), status.get("phase")
+    since = time.time()
+    consumer.wait_for_picks(lambda log: set(ips.values()) <= {p.ip for p in log.between(since)}, 30,
+                            "the consumer picking the adopted instances again")
+    # The canary's instances went offline only once the adopted ones served again.
+    assert not consumer.picks().unavailable(aborted_at), "the consumer found no instance after the abort"

@@ -85,3 +85,47 @@ def release_checked(sim: Sim) -> None:
     assert set(sim.deployments) == {"stable"}, "the bridge is gone once stable carries the new revision"
     assert len(sim.pods["stable"]) == 3 and not any(p.adopted for p in sim.pods["stable"])
     assert set(offline_at) == set(adopted)
+
+
+def drain_adopted_offline(sim: Sim) -> dict[str, str]:
+    """Tick until every adopted instance is offline in Nacos (the release's drain window)."""
+    adopted = {p.name: p.ip for p in sim.pods["stable"] if p.adopted}
+    for _ in range(20):
+        sim.tick(1)
+        if all((i := sim.instance(ip)) is not None and not i.enabled for ip in adopted.values()):
+            return adopted
+    raise AssertionError(f"the adopted instances never went offline: {sim.status.message}")
+
+
+def assert_adopted_serving_again(sim: Sim, adopted: dict[str, str]) -> None:
+    for _ in range(10):
+        before = serving(sim)
+        enabling = not set(adopted.values()) <= before
+        sim.tick(2)
+        assert serving(sim), "a consumer found no instance"
+        # Nacos applies (and pushes) each write on its own: the instances leaving go offline
+        # only once the ones coming back are seen serving, or a client may find none between.
+        assert not enabling or before <= serving(sim), f"{before - serving(sim)} offline while the adopted come back"
+    live = {p.name for pods in sim.pods.values() for p in pods}
+    assert set(adopted) <= live, "the adopted pods stay"
+    disabled = [name for name, ip in adopted.items() if not (i := sim.instance(ip)) or not i.enabled]
+    assert not disabled, f"left disabled in Nacos after the release stopped draining them: {disabled}"
+    assert not sim.status.draining
+
+
+def test_a_release_reverted_while_the_adopted_instances_drain_enables_them_again() -> None:
+    sim = adopted_sim()
+    sim.edit(image="registry/shop:v2")
+    adopted = drain_adopted_offline(sim)
+    sim.edit(image="registry/shop:v1")  # back to the adopted revision (a rollback is this spec edit)
+    assert_adopted_serving_again(sim, adopted)
+
+
+def test_a_promotion_aborted_while_the_adopted_instances_drain_enables_them_again() -> None:
+    sim = adopted_sim(strategy={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full")
+    adopted = drain_adopted_offline(sim)
+    sim.annotate(requests.ABORT, "1")
+    assert_adopted_serving_again(sim, adopted)

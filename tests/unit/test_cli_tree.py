@@ -97,3 +97,44 @@ def test_the_current_analysis_shows_each_metric_with_its_last_measurements() -> 
     assert "errors:" in view and "2 measured (1 ok, 1 failed" in view and "last: [0.5]" in view
     assert "errors (error-rate)  Failed  2 measured" in view
     assert "2026-12-01T10:00:00Z  [0.001]" in view and "2026-12-01T10:00:10Z  [0.5]" in view
+
+
+def test_the_watched_view_shows_the_adopted_pods_as_get_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apprelease.cli import tree
+    from apprelease.k8s.watch import WatchEvent
+
+    app = {"metadata": {"name": "shop", "namespace": "ns"},
+           "spec": {"image": "shop:v1", "replicas": 1, "adopt": {"selector": {"app": "shop"}}},
+           "status": {"phase": "Healthy", "strategy": "rolling", "stableRevision": 1}}
+    adopted = {"metadata": {"name": "shop-5d9f-a", "labels": {"app": "shop", "pod-template-hash": "5d9f"}},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    ours = _pod("shop-7c4e-b", "stable", 1, "Serving")
+    listed = {("AppRelease", None): [app], ("Deployment", "ours"): [_deployment("shop", "stable", 1, "shop:v1", 1)],
+              ("Pod", "ours"): [ours], ("Pod", "adopted"): [adopted]}
+
+    def fake_watch(_kube: object, kind: str, _namespace: str, *, until: object = None,
+                   label_selector: str | None = None, field_selector: str | None = None) -> Any:
+        which = None if label_selector is None else "adopted" if "app=shop" in label_selector.split(",") else "ours"
+        yield WatchEvent("LISTED", listed.get((kind, which), []))
+
+    class Kube:
+        def list(self, *_: object, **__: object) -> list:
+            return []
+
+    class Ctx:
+        namespace = "ns"
+        kube = Kube()
+
+    monkeypatch.setattr(tree, "watch", fake_watch)
+    view = tree._WatchedView(Ctx(), "shop", None, {"app": "shop"})  # type: ignore[arg-type]
+    view.start()
+    ended = 0
+    while ended < 4:  # each watch lists, then ends
+        source, event = view._events.get(timeout=5)
+        if event is None:
+            ended += 1
+        else:
+            view._apply(source, event)  # type: ignore[arg-type]
+    shown = text_of(view.render())
+    assert "shop-5d9f-a  Pod  Running  ready:1/1  restarts:0  rev:adopted" in shown
+    assert "shop-7c4e-b  Pod" in shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apprelease.api.spec import AppRelease
-from apprelease.k8s.drift import contains, needs_apply
+from apprelease.k8s.drift import contains, drifted_fields, needs_apply
 from apprelease.render.service import render_service
 
 
@@ -35,3 +35,40 @@ def test_a_service_selector_with_a_key_left_over_is_drift() -> None:
     live = {**blue_green, "spec": {**blue_green["spec"], "clusterIP": "10.96.0.7"}}
     assert needs_apply(render_service(app, None), live)
     assert not needs_apply(blue_green, live)  # what others add (clusterIP) is still no drift
+
+
+def owning_image(manager: str, *, subresource: str | None = None) -> dict[str, object]:
+    entry: dict[str, object] = {"manager": manager, "operation": "Update", "time": "2026-01-01T00:05:00Z",
+                                "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                                    'k:{"name":"shop"}': {".": {}, "f:image": {}}}}}}}}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def deployment_with(image: str, *managed: dict[str, object]) -> dict[str, object]:
+    return {"metadata": {"managedFields": list(managed)},
+            "spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "s"},
+                                                          {"name": "shop", "image": image}]}}}}
+
+
+WANT = {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "s"},
+                                                      {"name": "shop", "image": "shop:v1"}]}}}}
+
+
+def test_another_manager_owning_a_field_we_apply_with_another_value_is_the_drift() -> None:
+    # Read off the live object (its managedFields), so it holds after an operator restart.
+    live = deployment_with("shop:hotfix", {"manager": "apprelease", "operation": "Apply"}, owning_image("rancher"))
+    assert drifted_fields(live, WANT, "apprelease") == {"rancher": [".spec.template.spec.containers[1].image"]}
+
+
+@pytest.mark.parametrize("live", [
+    deployment_with("shop:v1", owning_image("rancher")),  # theirs too, but the same value
+    deployment_with("shop:hotfix", owning_image("apprelease")),  # ours
+    deployment_with("shop:hotfix", owning_image("kube-controller-manager")),  # a controller's job
+    deployment_with("shop:hotfix", owning_image("kubectl", subresource="status")),
+    deployment_with("shop:hotfix", {"manager": "kubectl-annotate", "operation": "Update",
+                                    "fieldsV1": {"f:metadata": {"f:annotations": {"f:x": {}}}}}),  # not ours
+])
+def test_no_other_manager_owning_a_differing_field_of_ours_is_no_drift(live: dict[str, object]) -> None:
+    assert drifted_fields(live, WANT, "apprelease") == {}

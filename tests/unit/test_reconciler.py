@@ -124,6 +124,7 @@ class FakeCache:
         for (kind, _ns, name), obj in self.kube.objects.items():
             if kind != "AppRelease" and self._managed(obj) == key:
                 view = copy.deepcopy(obj)
+                view["metadata"].pop("managedFields", None)  # slimmed, as the informers keep them
                 if kind == "ControllerRevision":
                     view[RECORD] = from_controller_revision(view)  # as the real cache keeps it
                 result.by_kind.setdefault(kind, {})[name] = view
@@ -572,6 +573,42 @@ def test_a_child_changed_by_another_manager_is_reverted_with_an_event_naming_it(
     assert event["type"] == "Warning"
     assert ".spec.template.spec.containers[0].image" in event["message"]
     assert event["message"].startswith(f"Deployment {NAME} was changed by rancher outside the AppRelease")
+
+
+def test_a_drift_after_an_operator_restart_is_reported_from_the_managed_fields() -> None:
+    reconciler, kube, clock = setup()
+    reconciler.reconcile((NS, NAME))
+    restarted = Reconciler(kube, FakeCache(kube), clock=clock)  # type: ignore[arg-type]
+    deployment = kube.objects[("Deployment", NS, NAME)]
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "registry/shop:hotfix"
+    deployment["metadata"]["managedFields"] = [
+        {"manager": "apprelease", "operation": "Apply", "time": "2026-01-01T00:00:00Z"},
+        {"manager": "rancher", "operation": "Update", "time": "2026-01-01T00:05:00Z",
+         "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+             'k:{"name":"shop"}': {"f:image": {}}}}}}}},
+        {"manager": "kubectl-annotate", "operation": "Update", "time": "2026-01-01T00:06:00Z",
+         "fieldsV1": {"f:metadata": {"f:annotations": {"f:note": {}}}}},
+    ]
+    restarted.reconcile((NS, NAME))
+    restarted.reconcile((NS, NAME))
+    assert kube.objects[("Deployment", NS, NAME)]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry/shop:v1"
+    [event] = [e for e in kube.events if e["reason"] == "DriftReverted"]
+    assert event["message"].startswith(f"Deployment {NAME} was changed by rancher outside the AppRelease"
+                                       " (.spec.template.spec.containers[0].image)")
+
+
+def test_a_new_revision_over_fields_another_manager_touched_elsewhere_is_no_drift() -> None:
+    reconciler, kube, clock = setup()
+    reconciler.reconcile((NS, NAME))
+    restarted = Reconciler(kube, FakeCache(kube), clock=clock)  # type: ignore[arg-type]
+    kube.objects[("Deployment", NS, NAME)]["metadata"]["managedFields"] = [
+        {"manager": "kubectl-annotate", "operation": "Update", "time": "2026-01-01T00:06:00Z",
+         "fieldsV1": {"f:metadata": {"f:annotations": {"f:note": {}}}}}]
+    body = kube.objects[("AppRelease", NS, NAME)]
+    body["spec"]["image"] = "registry/shop:v2"
+    body["metadata"]["generation"] = 2
+    restarted.reconcile((NS, NAME))
+    assert "DriftReverted" not in warnings(kube)
 
 
 def test_a_drift_that_an_apply_does_not_end_is_reported_once_until_it_converges() -> None:

@@ -388,3 +388,24 @@ def test_rollback_during_promotion_keeps_the_canary_serving_until_stable_is_back
     assert sim.status.phase == "Healthy" and sim.status.stable_revision == 1
     assert "canary" not in sim.deployments and {p.revision for p in sim.pods["stable"]} == {1}
     assert len(serving(sim)) == 3 and "RolledBack" in sim.reasons()
+
+
+def test_pods_the_rolling_stable_deployment_replaces_are_not_enabled_again() -> None:
+    """Once the stable Deployment has the new revision, its old pods are no longer the plan's
+    leaving pods (the Deployment controller removes them), but they still leave: their drained
+    instances stay offline. Only a pod that stays on its track's revision is released."""
+    sim = nacos_sim({"canary": {"steps": [{"setWeight": 34}, {"pause": {}}]}})
+    sim.surge = True  # Deployments roll as Kubernetes does (maxUnavailable 0)
+    sim.edit(image="registry/shop:v2")
+    sim.settle()
+    sim.annotate(requests.PROMOTE, "full:1")
+    for _ in range(20):
+        sim.tick(2)
+    assert sim.status.phase == "Healthy" and sim.status.stable_revision == 2
+    offline_first: set[str | None] = set()
+    for _, action in sim.actions:
+        if action.kind == "write" and action.pod and action.pod.startswith("stable-r1"):
+            if action.reason == "offline":
+                offline_first.add(action.pod)
+            assert not (action.enabled and action.pod in offline_first), f"{action.pod} enabled again while it leaves"
+    assert offline_first == {"stable-r1-1", "stable-r1-2", "stable-r1-3"}

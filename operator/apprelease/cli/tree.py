@@ -164,7 +164,7 @@ def show(ctx: Context, name: str, *, watch: bool, timeout: float | None = None) 
         return
     app, deployments, pods, others = _fetch(ctx, name)  # not found: an error at once
     until = time.monotonic() + timeout if timeout else None
-    view = _WatchedView(ctx, name, until)
+    view = _WatchedView(ctx, name, until, ((app.get("spec") or {}).get("adopt") or {}).get("selector"))
     view.start()
     with Live(render_view(app, deployments, pods, others), console=console, refresh_per_second=4) as live:
         try:
@@ -175,55 +175,60 @@ def show(ctx: Context, name: str, *, watch: bool, timeout: float | None = None) 
 
 
 class _WatchedView:
-    """The AppRelease, its Deployments and pods, kept current by three watches (each in a
-    thread, all feeding one queue): the apiserver pushes changes, nothing polls. The other
-    children (Service, Ingress, ConfigMap: names only) are read again when the app changes."""
+    """The AppRelease, its Deployments and pods, kept current by watches (each in a thread,
+    all feeding one queue): the apiserver pushes changes, nothing polls. An adopted app's
+    pods of the adopted revision carry none of our labels: a watch of their own selects them
+    (as `get` lists them). The other children (Service, Ingress, ConfigMap: names only) are
+    read again when the app changes."""
 
-    def __init__(self, ctx: Context, name: str, until: float | None):
+    def __init__(self, ctx: Context, name: str, until: float | None, adopted_selector: dict[str, str] | None = None):
         self._ctx = ctx
         self._name = name
         self._until = until
         selector = f"{labels.INSTANCE}={name},{labels.MANAGED_BY}={labels.MANAGER}"
-        self._sources: dict[str, dict[str, Any]] = {
-            "AppRelease": {"field_selector": f"metadata.name={name}"},
-            "Deployment": {"label_selector": selector},
-            "Pod": {"label_selector": selector},
+        # source → (kind, watch selectors)
+        self._sources: dict[str, tuple[str, dict[str, Any]]] = {
+            "AppRelease": ("AppRelease", {"field_selector": f"metadata.name={name}"}),
+            "Deployment": ("Deployment", {"label_selector": selector}),
+            "Pod": ("Pod", {"label_selector": selector}),
         }
-        self._objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in self._sources}
+        if adopted_selector:
+            self._sources["AdoptedPod"] = ("Pod", {"label_selector": adopted_pods_selector(adopted_selector)})
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {source: {} for source in self._sources}
         self._events: queue.Queue[tuple[str, WatchEvent | Exception | None]] = queue.Queue()
         self._others: list[str] = []
 
     def start(self) -> None:
-        for kind, selectors in self._sources.items():
-            threading.Thread(target=self._pump, args=(kind, selectors), daemon=True,
-                             name=f"watch-{kind}").start()
+        for source, (kind, selectors) in self._sources.items():
+            threading.Thread(target=self._pump, args=(source, kind, selectors), daemon=True,
+                             name=f"watch-{source}").start()
 
-    def _pump(self, kind: str, selectors: dict[str, Any]) -> None:
+    def _pump(self, source: str, kind: str, selectors: dict[str, Any]) -> None:
         try:
             for event in watch(self._ctx.kube, kind, self._ctx.namespace, until=self._until, **selectors):
-                self._events.put((kind, event))
+                self._events.put((source, event))
         except Exception as exc:  # handed to the main thread, which reports it
-            self._events.put((kind, exc))
+            self._events.put((source, exc))
         else:
-            self._events.put((kind, None))  # the timeout passed
+            self._events.put((source, None))  # the timeout passed
 
     def next_change(self) -> bool:
         """Wait for a change and apply it (and whatever else arrived meanwhile); False once
         the timeout has passed."""
-        kind, event = self._events.get()
+        source, event = self._events.get()
         while True:
             if event is None:
                 return False
             if isinstance(event, Exception):
                 raise event
-            self._apply(kind, event)
+            self._apply(source, event)
             try:
-                kind, event = self._events.get_nowait()
+                source, event = self._events.get_nowait()
             except queue.Empty:
                 return True
 
-    def _apply(self, kind: str, event: WatchEvent) -> None:
-        known = self._objects[kind]
+    def _apply(self, source: str, event: WatchEvent) -> None:
+        known = self._objects[source]
         if event.type == "LISTED":
             known.clear()
         for obj in event.objects:
@@ -231,12 +236,12 @@ class _WatchedView:
                 known.pop(obj["metadata"]["name"], None)
             else:
                 known[obj["metadata"]["name"]] = obj
-        if kind == "AppRelease":
+        if source == "AppRelease":
             self._others = _others(self._ctx, self._name)
 
     def render(self) -> Group:
         app = self._objects["AppRelease"].get(self._name)
         if app is None:
             return Group(Text(f"{self._name}: deleted", style="red"))
-        return render_view(app, list(self._objects["Deployment"].values()),
-                           list(self._objects["Pod"].values()), self._others)
+        pods = {**self._objects.get("AdoptedPod", {}), **self._objects["Pod"]}
+        return render_view(app, list(self._objects["Deployment"].values()), list(pods.values()), self._others)

@@ -475,11 +475,12 @@ class Reconciler:
             adopting = False
             if live is None:
                 adopting = self._check_name_is_free(app, kind, name)
-            elif applied.get((kind, name)) == content_hash(obj) and (kind, name) not in drifted:
-                # Once per drift: an apply that does not converge (a list entry another
-                # manager owns) is retried without an Event each time.
+            elif ((kind, name) not in drifted and applied.get((kind, name)) in (None, content_hash(obj))
+                  and self._report_drift(app, obj, live, known=applied.get((kind, name)) is not None)):
+                # Not a change of ours (this process applied it as it is, or, after a restart,
+                # does not know) and someone else's. Once per drift: an apply that does not
+                # converge (a list entry another manager owns) is retried without an Event each time.
                 drifted.add((kind, name))
-                self._report_drift(app, kind, name, drift.differing_paths(live, obj))
             result = self.kube.apply(obj)
             if adopting:
                 result = self._take_sole_ownership(result)
@@ -488,19 +489,30 @@ class Reconciler:
             writes += 1
         return writes
 
-    def _report_drift(self, app: AppRelease, kind: str, name: str, paths: list[str]) -> None:
+    def _report_drift(self, app: AppRelease, obj: dict[str, Any], live: dict[str, Any], *, known: bool) -> bool:
         """Another writer (Rancher's UI, kubectl edit) changed fields we own: say who, once per
-        change, before the apply takes them back."""
+        change, before the apply takes them back. Read off the object's managedFields (the
+        cache keeps none: one GET, only when an apply is due anyway), so it holds after a
+        restart: a field we set that another manager owns with another value. ``known``: this
+        process applied the object as it is, so any difference is someone else's. True once
+        reported."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
         try:
-            writer = drift.last_other_writer(self.kube.get(kind, app.namespace, name), FIELD_MANAGER)
+            current: dict[str, Any] | None = self.kube.get(kind, app.namespace, name)
         except ApiError:
-            writer = None
+            current = None
+        owners = drift.drifted_fields(current, obj, FIELD_MANAGER) if current else {}
+        if not owners and not known:
+            return False
+        paths = [p for found in owners.values() for p in found] or drift.differing_paths(live, obj)
+        writer = next(iter(owners), None) or (drift.last_other_writer(current, FIELD_MANAGER) if current else None)
         by = f"by {writer} " if writer else ""
         self.events.post({"metadata": app.metadata}, Event(
             "Warning", "DriftReverted",
             f"{kind} {name} was changed {by}outside the AppRelease ({', '.join(paths[:5]) or 'its fields'});"
             " the AppRelease's fields are applied again. Change the AppRelease instead (docs/adopt.md).",
         ))
+        return True
 
     def _take_sole_ownership(self, obj: dict[str, Any]) -> dict[str, Any]:
         """An adopted object keeps only our field manager (and the controllers' status): a

@@ -7,6 +7,7 @@ nodePorts, an HPA's annotations) are ignored; fields we set must match.
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
@@ -88,13 +89,64 @@ def needs_apply(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
 _CONTROLLERS = ("kube-controller-manager",)
 
 
-def last_other_writer(obj: dict[str, Any], ours: str) -> str | None:
-    """Who last wrote the object's spec or metadata, when not us: the newest managedFields
-    entry of another manager (status and scale subresources are the controllers' own)."""
-    entries = [
+def _other_managers(obj: dict[str, Any], ours: str) -> list[dict[str, Any]]:
+    return [
         m for m in obj.get("metadata", {}).get("managedFields") or []
         if not m.get("subresource") and m.get("manager") not in (ours, *_CONTROLLERS)
     ]
+
+
+def drifted_fields(live: dict[str, Any], desired: dict[str, Any], ours: str) -> dict[str, list[str]]:
+    """Per other manager, the fields we apply that it owns in ``live`` with another value.
+
+    Read off the object's managedFields, so it survives an operator restart: whoever changes a
+    field we set (an Update by kubectl or Rancher, or a forced apply) takes its ownership from
+    us until we apply again. Fields they own that we do not set are theirs, never drift."""
+    found: dict[str, list[str]] = {}
+    for entry in _other_managers(live, ours):
+        paths = _owned_differing(entry.get("fieldsV1") or {}, live, desired, "")
+        if paths:
+            found.setdefault(str(entry.get("manager") or "an unnamed manager"), []).extend(paths)
+    return found
+
+
+def _owned_differing(fields: dict[str, Any], have: Any, want: Any, path: str) -> list[str]:
+    """Walk a managedFields fieldsV1 set (``f:`` fields, ``k:`` list entries by key) along what
+    we want; a leaf it owns whose live value does not include ours is a drifted path."""
+    found: list[str] = []
+    for key, sub in fields.items():
+        if key.startswith("f:") and isinstance(want, dict) and key[2:] in want:
+            name = key[2:]
+            have_value = have.get(name) if isinstance(have, dict) else None
+            if sub:
+                found += _owned_differing(sub, have_value, want[name], f"{path}.{name}")
+            elif not contains(have_value, want[name]):
+                found.append(f"{path}.{name}")
+        elif key.startswith("k:") and isinstance(want, list):
+            try:
+                item_key = json.loads(key[2:])
+            except ValueError:
+                continue
+            index = next((i for i, w in enumerate(want) if _keyed(w, item_key, exact=False)), None)
+            if index is None:
+                continue
+            have_item = next((h for h in have if _keyed(h, item_key, exact=True)), None) if isinstance(have, list) else None
+            found += _owned_differing(sub, have_item, want[index], f"{path}[{index}]")
+    return found
+
+
+def _keyed(item: Any, key: dict[str, Any], *, exact: bool) -> bool:
+    """Whether a list item has the entry's key values; in what we render, a key field left out
+    (a port's default protocol) matches."""
+    if not isinstance(item, dict) or not any(k in item for k in key):
+        return False
+    return all(item.get(k) == v or (not exact and k not in item) for k, v in key.items())
+
+
+def last_other_writer(obj: dict[str, Any], ours: str) -> str | None:
+    """Who last wrote the object's spec or metadata, when not us: the newest managedFields
+    entry of another manager (status and scale subresources are the controllers' own)."""
+    entries = _other_managers(obj, ours)
     if not entries:
         return None
     newest = max(entries, key=lambda m: str(m.get("time") or ""))

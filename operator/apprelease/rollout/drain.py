@@ -26,6 +26,8 @@ from .observed import Observed, PodState, Registration
 from .revisions import History
 from .timefmt import format_precise_time, format_time, parse_time
 
+RELEASED = "no longer leaving: enabled again"
+
 
 @dataclass
 class DrainOutcome:
@@ -34,8 +36,9 @@ class DrainOutcome:
     offline_pods: list[str] = field(default_factory=list)
     # Pods whose instances must be offline now, and why (leaving, on request).
     offline: dict[str, str] = field(default_factory=dict)
-    # Pods the last status had offline on request and no request keeps offline: their
-    # disabled instances are ours to enable again, whatever gate the pod still shows.
+    # Pods whose instances we disabled (offline on request, or drained for a change that was
+    # then aborted or reverted) and that nothing keeps offline any more: their disabled
+    # instances are ours to enable again, whatever gate the pod shows (adopted pods have none).
     released: set[str] = field(default_factory=set)
     # Kubernetes-side marks (mark-leaving) and stale clean-up (registry writes, deregistration).
     actions: list[RegistryAction] = field(default_factory=list)
@@ -59,6 +62,8 @@ def take_offline(
             pod=pod, ip=instance.ip, port=instance.port, ephemeral=instance.ephemeral,
             since=format_precise_time(now), reason=reason,
         )
+    elif entry.reason != reason:
+        entry = entry.model_copy(update={"reason": reason})  # released earlier, leaving again
     if instance.enabled and entry.offline_since is not None:
         return entry.model_copy(update={"offline_since": None})  # re-enabled behind our back: start over
     if not instance.enabled and entry.offline_since is None:
@@ -182,8 +187,40 @@ def plan_drain(
             outcome.holding = f"taking {track} instances offline until {format_time(ready_at)} (registry.drainSeconds)"
         elif by_scale:
             outcome.actions += [RegistryAction("mark-leaving", p.name) for p in pods]
+    _release_abandoned(previous_draining, still_draining, live, registration, outcome)
+    _defer_offline_while_enabling(still_draining, registration, outcome)
     outcome.draining = sorted(still_draining.values(), key=lambda d: d.pod)
     return outcome
+
+
+def _release_abandoned(
+    previous_draining: dict[str, DrainingInstance],
+    still_draining: dict[str, DrainingInstance],
+    live: dict[str, PodState],
+    registration: Registration,
+    outcome: DrainOutcome,
+) -> None:
+    """A pod we took offline that stays after all (the release was aborted or reverted during
+    the drain: its track runs its revision again, and the plan no longer removes it): its
+    instance is ours to enable again. A pod of a revision its track no longer runs still leaves
+    (its Deployment controller removes it): it stays offline and listed. The entry stays listed until the
+    registry shows the instance enabled (Nacos applies the write late), so a pass that still
+    reads it disabled knows it was ours: an adopted pod has no gate to say so."""
+    plans = {t.track: t for t in outcome.tracks}
+    for pod, entry in previous_draining.items():
+        if pod in still_draining or pod in outcome.offline:
+            continue
+        state = live[pod]
+        plan = plans.get(state.track) if state.track is not None else None
+        if plan is None or plan.replicas == 0 or state.revision != plan.revision:
+            # Still leaving, by its Deployment controller now: offline until it is gone.
+            still_draining[pod] = entry
+            outcome.offline[pod] = entry.reason
+            continue
+        outcome.released.add(pod)
+        instance = registration.by_pod.get(pod)
+        if instance is not None and not instance.enabled:
+            still_draining[pod] = entry.model_copy(update={"reason": RELEASED})
 
 
 def _bridge_adopted(
@@ -245,6 +282,22 @@ def _bridge_adopted(
         _replace_track(outcome, "stable", _hold("stable", observed, history, None))
         outcome.wake_at.append(ready_at)
         outcome.holding = f"taking the adopted instances offline until {format_time(ready_at)} (registry.drainSeconds)"
+
+
+def _defer_offline_while_enabling(
+    still_draining: dict[str, DrainingInstance], registration: Registration, outcome: DrainOutcome
+) -> None:
+    """While instances we enable again are not yet seen enabled, no serving instance of ours
+    goes offline: Nacos applies and pushes each write on its own, so a consumer could find
+    none in between (an abort during a promotion's drain swaps all of them at once). The
+    deferred ones are not yet offline, so their drain has not started and their tracks hold."""
+    if not any(d.reason == RELEASED for d in still_draining.values()):
+        return
+    for pod, entry in still_draining.items():
+        instance = registration.by_pod.get(pod)
+        if entry.reason != RELEASED and entry.offline_since is None and instance is not None and instance.enabled:
+            outcome.offline.pop(pod, None)
+    outcome.holding = outcome.holding or "enabling the instances no longer leaving before others go offline"
 
 
 def _replace_track(outcome: DrainOutcome, track: Track, held: TrackPlan | None) -> None:
