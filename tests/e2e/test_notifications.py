@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.e2e.test_pipeline import Stages, approval_policy, stages  # noqa: F401  (fixtures)
-from tests.e2e.test_pipeline import app as pipeline_app
 from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 from tests.plugins.operator import AppReleases, OperatorProcess, free_port, hold_still
+from tests.plugins.pipeline import Stages
+from tests.plugins.pipeline import app as pipeline_app
 
 pytestmark = pytest.mark.e2e
 
@@ -258,7 +258,7 @@ def test_a_hanging_sink_does_not_slow_the_rollout(
 
 
 def test_pipeline_notes_reach_the_pipelines_sink(
-    stages: Stages, receivers: Receivers,  # noqa: F811
+    stages: Stages, receivers: Receivers,
 ) -> None:
     files = {"application.yml": "greeting: hello\n"}
     for namespace, env in ((stages.test, "test"), (stages.pre, "pre"), (stages.prod, "prod")):
