@@ -105,7 +105,7 @@ def test_rbac_has_no_wildcards_and_no_secret_access() -> None:
 
 def test_nothing_grants_secrets_cluster_wide() -> None:
     """A namespace user's AppRelease could otherwise make the operator read any Secret."""
-    for docs in (deploy_docs(), helm_template("--set", "nacosCredentials=true")):
+    for docs in (deploy_docs(), helm_template("--set", "nacosCredentials=true", "--set", "notifications=true")):
         secret_roles = {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole"
                         and any("secrets" in r["resources"] for r in d["rules"])}
         bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
@@ -122,6 +122,28 @@ def test_chart_with_watch_namespaces_grants_nothing_cluster_wide() -> None:
     assert secret_rules and all(r["resourceNames"] == ["nacos-credentials"] for r in secret_rules)
     args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_chart_grants_the_notification_sinks_secret_by_name_only() -> None:
+    """notifications=true: the operator may read each watched namespace's Secret
+    apprelease-notifications (docs/notifications.md), that name only; cluster-wide it is an
+    unbound ClusterRole that teams bind in their namespace. The sinks' flags reach the operator."""
+    docs = helm_template("--set", "watchNamespaces={team-a,team-b}", "--set", "notifications=true",
+                         "--set", "policy.notificationNetworks={10.0.0.0/8}",
+                         "--set", "consoleUrl=https://apprelease.example.com")
+    secret_rules = {(d["metadata"]["namespace"], tuple(r["resourceNames"])) for d in docs if d["kind"] == "Role"
+                    for r in d["rules"] if "secrets" in r["resources"]}
+    assert secret_rules == {("team-a", ("apprelease-notifications",)), ("team-b", ("apprelease-notifications",))}
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allow-notification-network=10.0.0.0/8" in args
+    assert "--console-url=https://apprelease.example.com" in args
+    cluster_wide = helm_template("--set", "notifications=true")
+    readers = [d for d in cluster_wide if d["kind"] == "ClusterRole"
+               and any("secrets" in r["resources"] for r in d["rules"])]
+    assert readers and all(r.get("resourceNames") == ["apprelease-notifications"]
+                           for d in readers if d["metadata"]["name"].endswith("-notifications") for r in d["rules"])
+    bound = {d["roleRef"]["name"] for d in cluster_wide if d["kind"] == "ClusterRoleBinding"}
+    assert not {d["metadata"]["name"] for d in readers} & bound
 
 
 def test_operator_works_with_only_namespaced_rbac(

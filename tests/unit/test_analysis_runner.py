@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apprelease.api.analysis import AnalysisRef
 from apprelease.controller.analysis_runner import AnalysisRunner, Refused, analysis_refs
+from apprelease.controller.pipelines import stage_key
 from apprelease.k8s.client import ApiError
 from apprelease.rollout.analysis import MeasurementRequest, TemplateKey
 from apprelease.rollout.observed import Observed
@@ -175,3 +177,18 @@ def test_a_changed_question_is_asked_anew() -> None:
     assert measurer.calls == ["http://prom:9090", "http://prom:9090"]
     assert next(iter(results(run).values())).target == "up == 1"
     run.stop()
+
+
+def test_a_pipeline_stage_is_measured_under_its_own_key_without_waking_an_app() -> None:
+    run, _, woken = runner()
+    try:
+        key = stage_key("pipes", "shop", "test")
+        ref = AnalysisRef.model_validate({"templates": [{"templateName": "error-rate"}]})
+        assert run.observe(key, "shop-test", [ref]).templates[TemplateKey("error-rate")] is not None
+        run.execute_for(key, (request("http://prom:9090"),), wake=False)
+        wait_for(lambda: run.observe(key, "shop-test", [ref]).results)
+        (result,) = run.observe(key, "shop-test", [ref]).results.values()
+        assert result.values == (0.5,)
+        assert woken == []  # the pipeline passes by itself while it analyses; no AppRelease is enqueued
+    finally:
+        run.stop()

@@ -258,3 +258,103 @@ def test_an_analysis_step_is_labelled_with_its_templates() -> None:
     spec = {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"analysis": {"templates": [
         {"templateName": "error-rate"}, {"templateName": "latency", "clusterScope": True}]}}]}}}
     assert [s.label for s in views.steps(spec, {})] == ["set weight 20%", "analysis error-rate, latency"]
+
+
+STEP_ANALYSIS = {
+    "run": "h2/step-1/t", "phase": "Failed",
+    "message": "metric errors (error-rate) failed: errors returned [0.5]; successCondition result[0] < 0.01",
+    "metrics": [{"name": "errors", "template": "error-rate", "phase": "Failed", "count": 4, "successful": 2,
+                 "failed": 1, "error": 1, "message": "2 failed measurement(s) > failureLimit 1; last [0.5]",
+                 "measurements": [
+                     {"phase": "Successful", "at": "2026-12-01T10:00:00Z", "value": "[0.001, 0.002]"},
+                     {"phase": "Error", "at": "2026-12-01T10:00:10Z", "value": "[nan]",
+                      "message": "condition not evaluable"},
+                     {"phase": "Successful", "at": "2026-12-01T10:00:20Z", "value": "[0.004]"},
+                     {"phase": "Failed", "at": "2026-12-01T10:00:30Z", "value": "[0.5]"}]}]}
+BACKGROUND_ANALYSIS = {"run": "h2/background/t", "phase": "Running", "metrics": [
+    {"name": "latency", "template": "p99", "phase": "Running", "count": 1, "inconclusive": 1, "measurements": [
+        {"phase": "Inconclusive", "at": "2026-12-01T10:00:05Z", "value": "",
+         "message": "prometheus unreachable"}]}]}
+
+
+def _analysis_section(status: dict[str, Any]) -> str:
+    from apprelease.console import analysis
+
+    return _templates().get_template("_section_analysis.html").render(analysis=analysis.runs(status))
+
+
+def test_the_analysis_section_shows_each_metric_its_measurements_and_a_chart_of_the_numbers() -> None:
+    html = _analysis_section({"analysis": {"step": STEP_ANALYSIS, "background": BACKGROUND_ANALYSIS}})
+    assert "Analysis" in html and "Background analysis" in html
+    assert "successCondition result[0] &lt; 0.01" in html  # the condition, escaped like any text
+    assert "errors" in html and "error-rate" in html and "4 measured (2 ok, 1 failed, 0 inconclusive, 1 errors)" in html
+    assert "2 failed measurement(s) &gt; failureLimit 1" in html
+    for value in ("[0.001, 0.002]", "[nan]", "[0.004]", "[0.5]"):
+        assert value in html
+    assert "2026-12-01T10:00:30Z" in html and "condition not evaluable" in html
+    assert html.index("[0.5]") < html.index("[0.004]")  # newest first
+    charts = re.findall(r"<svg[^>]*>.*?</svg>", html, re.S)
+    assert len(charts) == 1  # the background metric measured no number: no chart, said so
+    assert "no numbers" in html and "prometheus unreachable" in html
+    points = re.findall(r'<circle class="point (\w+)" cx="([\d.]+)" cy="([\d.]+)"', charts[0])
+    assert [p[0] for p in points] == ["ok", "ok", "bad"]  # NaN skipped; coloured by verdict
+    xs, ys = [float(p[1]) for p in points], [float(p[2]) for p in points]
+    assert xs == sorted(xs) and ys[2] < ys[1] < ys[0]  # oldest left; the highest value on top
+
+
+def test_the_analysis_chart_plots_the_first_number_and_skips_what_is_not_one() -> None:
+    from apprelease.api.analysis import MeasurementStatus
+    from apprelease.console import analysis
+
+    assert [analysis.first_number(v) for v in ("[0.5]", "[0.001, 0.002]", "[nan]", "[inf]", "", "[]", "ok")] == [
+        0.5, 0.001, None, None, None, None, None]
+    flat = analysis.chart([MeasurementStatus(phase="Successful", at="t", value="[1]")] * 3)
+    assert flat is not None and {p.y for p in flat.points} == {flat.height / 2}
+    single = analysis.chart([MeasurementStatus(phase="Failed", at="t", value="[2]")])
+    assert single is not None and len(single.points) == 1 and single.points[0].verdict == "bad"
+    assert analysis.chart([MeasurementStatus(phase="Error", at="t", value="")]) is None
+
+
+def test_the_analysis_section_is_absent_without_analysis_and_escapes_metric_names() -> None:
+    assert _analysis_section({}).strip() == ""
+    assert _analysis_section({"analysis": "not a mapping"}).strip() == ""  # another version's status: not shown
+    hostile = {**STEP_ANALYSIS, "metrics": [{**STEP_ANALYSIS["metrics"][0], "name": '<script>alert("x")</script>'}]}
+    html = _analysis_section({"analysis": {"step": hostile}})
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert views.details({"analysis": {"step": STEP_ANALYSIS}}) == []  # shown in its own section only
+
+
+def test_the_app_page_redraws_the_analysis_section_from_the_cached_app() -> None:
+    """The analysis is a section of its own: drawn with the page and sent again when it changes."""
+    from types import SimpleNamespace
+
+    from apprelease.console import app_page
+
+    class Store:
+        kind, error = "Deployment", None
+
+        def __init__(self, apps: dict | None = None) -> None:
+            self.apps = apps or {}
+
+        def get(self, key: tuple[str, str]) -> dict | None:
+            return self.apps.get(key)
+
+        def of_app(self, _key: tuple[str, str]) -> list:
+            return []
+
+    def page_of(status: dict[str, Any]) -> dict[str, str]:
+        watches = SimpleNamespace(apps=Store({("team-a", "shop"): app(status)}), revisions=Store(),
+                                  deployments=Store(), pods=Store(), events_of=lambda _key: [],
+                                  detail_stores=lambda: (Store(),))
+        env = _templates()
+        console = SimpleNamespace(watches=watches,
+                                  render=lambda name, **context: env.get_template(name).render(**context))
+        reads = {"deployments": True, "pods": True, "revisions": True, "events": True, "logs": False}
+        return app_page.sections(console, ("team-a", "shop"), app_page.Permissions(True, False, reads))  # type: ignore[arg-type]
+
+    assert page_of(PAUSED)["analysis"].strip() == ""
+    drawn = page_of({**PAUSED, "analysis": {"step": STEP_ANALYSIS}})
+    assert "<svg" in drawn["analysis"] and "[0.5]" in drawn["analysis"]
+    assert "[0.5]" not in drawn["details"]
+    page = (PACKAGE_DIR / "templates" / "app.html").read_text()
+    assert '<section id="sec-analysis">{{ sections.analysis | safe }}</section>' in page

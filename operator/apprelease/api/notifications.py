@@ -23,7 +23,8 @@ RolloutKind = Literal[
     "RegistryGateWaiting", "AnalysisFailed",
 ]
 # What a ReleasePipeline tells (rollout/pipeline.py's Notification records).
-PipelineKind = Literal["WaitingForApproval", "StagePromoted", "Rejected", "ApprovalRefused", "PromotionFailed"]
+PipelineKind = Literal["WaitingForApproval", "StagePromoted", "Rejected", "ApprovalRefused", "PromotionFailed",
+                       "AnalysisFailed"]
 NotificationKind = Literal[RolloutKind, PipelineKind]
 
 ROLLOUT_KINDS: tuple[str, ...] = get_args(RolloutKind)

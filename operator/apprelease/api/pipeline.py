@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from .analysis import AnalysisRef, AnalysisRunStatus
 from .base import (
     DNS_LABEL_PATTERN,
     INT32_MAX,
@@ -78,6 +79,10 @@ class Stage(ApiModel):
     name: Name
     namespace: Name = Field(description="Where this stage's AppReleases live.")
     gate: Gate | None = Field(None, description="How an artifact enters this stage (none on the first stage).")
+    analysis: AnalysisRef | None = Field(
+        None, description="Run against this stage once every app is Healthy on an artifact (AnalysisTemplates of"
+        " the stage's namespace; args app, namespace, revision filled: the app names joined by |, the stage's"
+        " namespace, the artifact's digest): the artifact moves on only once it is Successful.")
 
 
 class AppSelector(ApiModel):
@@ -170,12 +175,15 @@ class StageStatus(StatusModel):
         default_factory=list, description="Artifacts that were Healthy here (newest last): what may move on."
     )
     last_promoted: str | None = Field(None, description="The artifact last promoted into this stage.")
+    analysis: AnalysisRunStatus | None = Field(
+        None, description="The analysis of the stage's current artifact (run: digest/pipeline/healthy since).")
 
 
 class PendingPromotion(StatusModel):
     stage: str = Field(description="The stage the artifact waits to enter.")
     digest: str
-    reason: Literal["Soaking", "WaitingForApproval", "PromotionFailed"]
+    reason: Literal["Soaking", "Analyzing", "AnalysisInconclusive", "AnalysisFailed", "WaitingForApproval",
+                    "PromotionFailed"]
     since: str
     message: str = ""
 

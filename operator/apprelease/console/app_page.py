@@ -1,6 +1,7 @@
-"""One app's page: status, steps, weights and tracks, the revisions → Deployments → pods tree,
-the registry's instance table, Events, history with a diff of any two revisions, and the
-actions the user may take. Sections are redrawn from the watch caches as they change.
+"""One app's page: status, steps, weights and tracks, the analysis runs' metrics, the
+revisions → Deployments → pods tree, the registry's instance table, Events, history with a
+diff of any two revisions, and the actions the user may take. Sections are redrawn from the
+watch caches as they change.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from aiohttp_sse import sse_response
 
 from .. import actions
 from ..k8s.client import ApiError
-from . import diff, views
+from . import analysis, diff, views
 from .access import APPRELEASES
 from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT
 from .watch import AppKey
 
 COALESCE_SECONDS = 0.1
-SECTIONS = ("header", "actions", "rollout", "tree", "registry", "events", "history", "details")
+SECTIONS = ("header", "actions", "rollout", "analysis", "tree", "registry", "events", "history", "details")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def sections(console: Console, key: AppKey, allowed: Permissions) -> dict[str, s
         "aborted": views.aborted(status),
         "weights": views.weights(status),
         "tracks": views.tracks(status),
+        "analysis": analysis.runs(status),
         "conditions": views.conditions(status.get("conditions") or []),
         "tree": views.tree(watches.deployments.of_app(key) if allowed.reads["deployments"] else [],
                            watches.pods.of_app(key) if allowed.reads["pods"] else [],

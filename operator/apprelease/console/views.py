@@ -33,6 +33,7 @@ _SHOWN = {
     "replicas", "readyReplicas", "updatedReplicas", "availableReplicas", "ready", "handledRequests",
     "observedGeneration", "aborted", "abortReason", "abortMessage",
     "stepStartTime", "pauseStartTime", "promoting", "promotionPhase", "promoteFull", "blueGreen",
+    "analysis",  # its own section (console/analysis.py)
 }
 
 

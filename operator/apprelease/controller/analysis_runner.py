@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -88,6 +88,7 @@ class AnalysisRunner:
         self._lock = threading.Lock()
         self._results: dict[AppKey, dict[JobKey, RawResult]] = {}
         self._jobs: dict[AppKey, dict[JobKey, Future[None]]] = {}
+        self._quiet: set[AppKey] = set()  # keys not to notify (pipelines' stages)
         self._refused: dict[str, str] = {}  # address → why the policy refuses it (seen on a call)
         self._templates: dict[tuple[str, TemplateKey], tuple[float, AnalysisTemplateSpec | str | None]] = {}
         self._lanes: dict[str, asyncio.Semaphore] = {}
@@ -101,8 +102,13 @@ class AnalysisRunner:
         refs = analysis_refs(app)
         if not refs:
             return observed
+        return replace(observed, analysis=self.observe((app.namespace, app.name), app.namespace, refs))
+
+    def observe(self, key: AppKey, namespace: str, refs: Sequence[AnalysisRef]) -> AnalysisObserved:
+        """The templates ``refs`` name (of ``namespace``), the refused addresses and the results
+        taken so far for ``key`` (an app, or a pipeline's stage)."""
         keys = {TemplateKey(t.template_name, t.cluster_scope) for ref in refs for t in ref.templates}
-        templates = {key: self._template(app.namespace, key) for key in keys}
+        templates = {template: self._template(namespace, template) for template in keys}
         refused = {}
         for spec in templates.values():
             for metric in spec.metrics if isinstance(spec, AnalysisTemplateSpec) else ():
@@ -112,13 +118,19 @@ class AnalysisRunner:
                 if why is not None:
                     refused[address] = why
         with self._lock:
-            results = dict(self._results.get((app.namespace, app.name), {}))
-        return replace(observed, analysis=AnalysisObserved(templates, refused, results))
+            results = dict(self._results.get(key, {}))
+        return AnalysisObserved(templates, refused, results)
 
     def execute(self, app: AppRelease, requests: tuple[MeasurementRequest, ...]) -> None:
+        self.execute_for((app.namespace, app.name), requests)
+
+    def execute_for(self, key: AppKey, requests: tuple[MeasurementRequest, ...], *, wake: bool = True) -> None:
         """Schedule what is asked and not scheduled yet; cancel what is no longer asked; drop
-        results the status holds already (an earlier seq of a metric asked for again)."""
-        key = (app.namespace, app.name)
+        results the status holds already (an earlier seq of a metric asked for again).
+        ``wake``: notify ``key`` when a measurement is in (a pipeline passes on its own)."""
+        if not wake:
+            with self._lock:
+                self._quiet.add(key)
         wanted = {(r.run, r.metric, r.seq): r for r in requests}
         with self._lock:
             jobs = self._jobs.setdefault(key, {})
@@ -208,7 +220,9 @@ class AnalysisRunner:
             if jobs.pop(job_key, None) is None:
                 return  # cancelled meanwhile: the run ended
             self._results.setdefault(key, {})[job_key] = result
-        self.notify(key)
+            quiet = key in self._quiet
+        if not quiet:
+            self.notify(key)
 
     async def _take(self, request: MeasurementRequest) -> RawResult:
         try:

@@ -54,6 +54,7 @@ from ..rollout.pipeline import (
     stored_artifacts,
 )
 from ..rollout.timefmt import format_time
+from .analysis_runner import AnalysisRunner
 from .events import EventRecorder
 
 log = logging.getLogger("apprelease.pipeline")
@@ -73,9 +74,10 @@ NOTIFIERS: list[Callable[[str, Notification], None]] = []
 class PipelineController:
     """One pass over one pipeline; every API call is synchronous (run on a thread)."""
 
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, analysis: AnalysisRunner | None = None):
         self.kube = kube
         self.events = EventRecorder(kube)
+        self.analysis = analysis  # takes the stages' analysis measurements (None: none are taken)
 
     def reconcile(self, namespace: str, name: str, now: datetime | None = None) -> ReleasePipelineStatus | None:
         """One pass; the status it leaves (None: no pipeline, or no status to judge by)."""
@@ -101,8 +103,16 @@ class PipelineController:
         observed = [self._observe_stage(stage.namespace, apps) for stage in spec.stages]
         approvals = self._approvals(namespace, name, [stage.namespace for stage in spec.stages])
         stored = self._stored(namespace, name, approvals)
+        analysed = {stage.name: (stage_key(namespace, name, stage.name), stage) for stage in spec.stages
+                    if stage.analysis is not None}
+        measured = {stage_name: self.analysis.observe(runner_key, stage.namespace, [stage.analysis])
+                    for stage_name, (runner_key, stage) in analysed.items()
+                    if self.analysis is not None and stage.analysis}
         decision = decide(spec, observed, previous, approvals, stored, now,
-                          generation=body["metadata"].get("generation"), pipeline=name)
+                          generation=body["metadata"].get("generation"), pipeline=name, analysis=measured)
+        if self.analysis is not None:
+            for stage_name, (runner_key, _) in analysed.items():
+                self.analysis.execute_for(runner_key, decision.analysis_requests.get(stage_name, ()), wake=False)
         for digest, artifacts in decision.to_store.items():
             self._store(body, digest, artifacts)
         if decision.to_store:
@@ -271,6 +281,11 @@ class PipelineController:
             log.warning("could not record the outcome of approval %s: %s", key, exc)
 
 
+def stage_key(namespace: str, pipeline: str, stage: str) -> tuple[str, str]:
+    """The analysis runner's key for a pipeline stage's measurements (a '/' no app name has)."""
+    return namespace, f"pipeline/{pipeline}/{stage}"
+
+
 def log_notification(pipeline: str, note: Notification) -> None:
     log.info("pipeline %s: %s %s %s: %s", pipeline, note.kind, note.stage, note.digest, note.message)
 
@@ -281,7 +296,8 @@ NOTIFIERS.append(log_notification)
 # Waking pipelines --------------------------------------------------------------------------
 
 PipelineKey = tuple[str, str]  # (namespace, name)
-IN_MOTION = frozenset({"Soaking", "PromotionFailed"})  # pending reasons only time moves on
+# Pending reasons only time (or a measurement, folded on the next pass) moves on.
+IN_MOTION = frozenset({"Soaking", "PromotionFailed", "Analyzing"})
 
 
 class PipelineWakes:
@@ -450,7 +466,7 @@ class PipelineLoop:
                 self.start_informers(runtime)
             if not runtime.leading or not self.synced():
                 continue
-            controller = controller or PipelineController(runtime.kube)
+            controller = controller or PipelineController(runtime.kube, getattr(runtime, "analysis", None))
             pipelines = list(self.stage_namespaces())
             for namespace, name in self.wakes.take_due(pipelines, time.monotonic()):
                 status: ReleasePipelineStatus | None = None

@@ -44,7 +44,6 @@ import enum
 import functools
 import json
 import logging
-import math
 import re
 import ssl
 import threading
@@ -67,27 +66,34 @@ from apprelease.registry.base import (
     RegistryRefused,
     RegistryUnavailable,
 )
+from apprelease.registry.nacos_answers import (
+    DEFAULT_CLUSTER,
+    MAX_DETAIL_CHARS,
+    NOT_FOUND_MESSAGE,
+    BadWeight,
+    as_float,
+    as_int,
+    envelope_data,
+    flag,
+    json_body,
+    list_rows,
+    parse_instance,
+    printable,
+    says_not_found,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
-DEFAULT_CLUSTER = "DEFAULT"
 # Renew the token once this fraction of its lifetime has passed.
 TOKEN_RENEW_FRACTION = 0.8
 CATALOG_PAGE_SIZE = 500
-# Nacos' own "nothing there" messages ("service X is not found!", "cluster X is not found!",
-# "service not found, namespace: ..."); case-sensitive so Spring's generic "Not Found" for an
-# unknown path is not mistaken for an empty service.
-NOT_FOUND_MESSAGE = re.compile(r"is not found|service not found")
-MAX_DETAIL_CHARS = 160
 # A list of thousands of instances is well under this; a server streaming without end is not.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]+")
 # A public call (a listing, an update: every request, server and try, a login included).
 CALL_DEADLINE_SECONDS = 12.0
-# Nacos stores weights from 0 to 10000 and refuses the rest (docs/nacos-notes.md).
-MAX_NACOS_WEIGHT = 10000.0
 # The calling thread waits this much longer than an exchange's own deadline before it gives
 # up on the I/O loop itself.
 LOOP_GRACE_SECONDS = 2.0
@@ -179,10 +185,10 @@ def _base_url(address: str, tls: bool, context_path: str) -> str:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise RegistryMisconfigured(f"serverAddr {_printable(address)!r} is not host:port or a URL ({exc})") from None
+        raise RegistryMisconfigured(f"serverAddr {printable(address)!r} is not host:port or a URL ({exc})") from None
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host or not _HOST.fullmatch(host):
-        raise RegistryMisconfigured(f"serverAddr {_printable(address)!r} is not host:port or a URL")
+        raise RegistryMisconfigured(f"serverAddr {printable(address)!r} is not host:port or a URL")
     netloc = f"[{host}]" if ":" in host else host
     if port:
         netloc += f":{port}"  # drops any user:password@ from the address
@@ -323,7 +329,7 @@ class NacosRegistry:
             merged = {**instance.metadata, **metadata}
             params = {
                 **self._instance_params(instance),
-                "enabled": _flag(enabled),
+                "enabled": flag(enabled),
                 "weight": repr(float(weight)),
                 "metadata": json.dumps(merged, sort_keys=True),
             }
@@ -485,7 +491,7 @@ class NacosRegistry:
     def _write_override(self, instance: RegistryInstance, *, enabled: bool, what: str) -> None:
         params = {
             **self._instance_params(instance),
-            "enabled": _flag(enabled),
+            "enabled": flag(enabled),
             "weight": repr(instance.weight),
         }
         self._call("PUT", self._paths().instance, params=params, what=what)
@@ -496,7 +502,7 @@ class NacosRegistry:
             "clusterName": instance.cluster,
             "ip": instance.ip,
             "port": str(instance.port),
-            "ephemeral": _flag(instance.ephemeral),
+            "ephemeral": flag(instance.ephemeral),
         }
 
     def _service_params(self) -> dict[str, str]:
@@ -518,7 +524,7 @@ class NacosRegistry:
         if body is None:
             return []
         if self._detect() is NacosApi.V3:
-            data = _data(body)
+            data = envelope_data(body)
             clusters = data.get("clusterMap") if isinstance(data, dict) else None
             return sorted(clusters) if isinstance(clusters, dict) else []
         try:
@@ -533,7 +539,7 @@ class NacosRegistry:
             body = self._call(
                 "GET", self._paths().instances, params=params, what=what, missing_ok=True
             )
-            return [] if body is None else [self._parsed(raw) for raw in _rows(_data(body))]
+            return [] if body is None else [self._parsed(raw) for raw in list_rows(envelope_data(body))]
         return list(self._catalog_pages(params, what))
 
     def _catalog_pages(self, params: dict[str, str], what: str) -> Iterator[RegistryInstance]:
@@ -548,18 +554,18 @@ class NacosRegistry:
                 return
             if not isinstance(body, dict):
                 raise RegistryBadResponse(f"Nacos at {self._base_url}: {what}: not a catalog page")
-            rows = _rows(body.get("list"))
-            for raw in rows:
+            found = list_rows(body.get("list"))
+            for raw in found:
                 yield self._parsed(raw)
-            seen += len(rows)
-            if not rows or seen >= _int(body.get("count")):
+            seen += len(found)
+            if not found or seen >= as_int(body.get("count")):
                 return
             page += 1
 
     def _parsed(self, raw: Any) -> RegistryInstance:
         try:
-            return _instance(raw)
-        except _BadWeight as exc:
+            return parse_instance(raw)
+        except BadWeight as exc:
             raise RegistryBadResponse(f"Nacos at {self._base_url}: an instance row with weight {exc}") from None
         except (AttributeError, KeyError, TypeError, ValueError):
             raise RegistryBadResponse(
@@ -593,14 +599,14 @@ class NacosRegistry:
         what = "detecting the Nacos API"
         legacy = self._send("GET", "/v1/console/server/state", headers={}, what=what)
         if legacy.status_code == 200:
-            state = _json(legacy, self._base_url, what)
+            state = json_body(legacy, self._base_url, what)
             version = state.get("version") if isinstance(state, dict) else None
             major = str(version or "2").split(".")[0]
             api = NacosApi.V3 if major.isdigit() and int(major) >= 3 else NacosApi.V1
             return api, version
         current = self._send("GET", "/v3/admin/core/state", headers={}, what=what)
         if current.status_code == 200:
-            data = _data(_json(current, self._base_url, what))
+            data = envelope_data(json_body(current, self._base_url, what))
             return NacosApi.V3, data.get("version") if isinstance(data, dict) else None
         if current.status_code in (401, 403):
             return NacosApi.V3, None
@@ -627,7 +633,7 @@ class NacosRegistry:
     def _interpret(self, response: httpx.Response, what: str, missing_ok: bool) -> Any:
         status = response.status_code
         detail = self.detail(response)
-        if missing_ok and status in (400, 404, 500) and _says_not_found(response):
+        if missing_ok and status in (400, 404, 500) and says_not_found(response):
             return None
         if status in (401, 403):
             reason = (
@@ -641,7 +647,7 @@ class NacosRegistry:
         content_type = response.headers.get("content-type", "")
         if "json" not in content_type:
             return response.text
-        body = _json(response, self._base_url, what)
+        body = json_body(response, self._base_url, what)
         code = body.get("code") if isinstance(body, dict) else None
         if isinstance(code, int) and code != 0 and "data" in body:  # v2/v3 Result envelope
             if missing_ok and NOT_FOUND_MESSAGE.search(str(body.get("data"))):
@@ -762,13 +768,13 @@ class NacosRegistry:
             )
         if response.status_code != 200:
             raise RegistryUnavailable(f"Nacos at {self._base_url}: {what} failed (HTTP {response.status_code})")
-        body = _json(response, self._base_url, what)
+        body = json_body(response, self._base_url, what)
         token = body.get("accessToken") if isinstance(body, dict) else None
         if not token:
             raise RegistryBadResponse(
                 f"Nacos at {self._base_url}: {what}: no accessToken in the answer"
             )
-        ttl = _float(body.get("tokenTtl"))
+        ttl = as_float(body.get("tokenTtl"))
         self._token = str(token)
         self._token_renew_at = self._clock() + ttl * TOKEN_RENEW_FRACTION
         self._logins += 1
@@ -784,7 +790,7 @@ class NacosRegistry:
         if not isinstance(body, dict):
             return ""
         text = body.get("message") or body.get("data") or body.get("error") or ""
-        text = _printable(" ".join(str(text).split()))[:MAX_DETAIL_CHARS]
+        text = printable(" ".join(str(text).split()))[:MAX_DETAIL_CHARS]
         return f": {self.redact(text)}" if text else ""
 
     def redact(self, text: str) -> str:
@@ -792,20 +798,6 @@ class NacosRegistry:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def _says_not_found(response: httpx.Response) -> bool:
-    """Nacos answers an unknown service or cluster with an error, each version its own way:
-    v1 in plain text ("caused: cluster DEFAULT is not found!;"), v3 as JSON whose `message`
-    is "server error" and whose `data` says "service not found". Never shown to anyone."""
-    texts = [response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")]
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        texts.extend(str(body.get(key) or "") for key in ("message", "data", "error"))
-    return any(NOT_FOUND_MESSAGE.search(text) for text in texts)
 
 
 @dataclass(frozen=True)
@@ -865,71 +857,3 @@ def _tls_verification(settings: NacosSettings) -> ssl.SSLContext | bool:
         except (ssl.SSLError, OSError, ValueError):
             raise RegistryMisconfigured("the TLS CA (ca.crt) is not a PEM certificate") from None
     return True
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value or 0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _rows(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _json(response: httpx.Response, base_url: str, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise RegistryBadResponse(
-            f"Nacos at {base_url}: {what}: expected JSON, got HTTP {response.status_code} "
-            f"{response.headers.get('content-type', 'without content type')}"
-        ) from None
-
-
-def _data(body: Any) -> Any:
-    """The payload of a v2/v3 `{"code": 0, "data": ...}` envelope."""
-    return body.get("data") if isinstance(body, dict) else None
-
-
-class _BadWeight(ValueError):
-    """A weight Nacos never stores (NaN, infinite, outside 0-10000): the answer is not Nacos'."""
-
-
-def _weight(value: Any) -> float:
-    weight = float(value)
-    if not math.isfinite(weight) or not 0 <= weight <= MAX_NACOS_WEIGHT:
-        raise _BadWeight(_printable(str(value))[:20])
-    return weight
-
-
-def _instance(raw: Mapping[str, Any]) -> RegistryInstance:
-    metadata = raw.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        metadata = {}
-    return RegistryInstance(
-        ip=str(raw["ip"]),
-        port=int(raw["port"]),
-        healthy=bool(raw.get("healthy", False)),
-        enabled=bool(raw.get("enabled", True)),
-        weight=_weight(raw.get("weight", 1.0)),
-        ephemeral=bool(raw.get("ephemeral", True)),
-        cluster=str(raw.get("clusterName") or DEFAULT_CLUSTER),
-        metadata={str(key): str(value) for key, value in metadata.items()},
-    )

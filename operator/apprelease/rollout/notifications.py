@@ -85,6 +85,7 @@ KIND_OF_PIPELINE_NOTE: dict[str, str] = {
     "Rejected": "Rejected",
     "Refused": "ApprovalRefused",
     "Failed": "PromotionFailed",
+    "AnalysisFailed": "AnalysisFailed",
 }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from ..api.analysis import AnalysisRunStatus
 from ..api.pipeline import (
     MAX_HISTORY,
     MAX_PASSED,
@@ -27,12 +28,14 @@ from ..api.pipeline import (
 )
 from ..api.spec import API_VERSION
 from ..render.hashing import content_hash
+from .analysis import AnalysisObserved, MeasurementRequest, Problem, advance, resolve, run_key
 from .outcome import Event
 from .timefmt import format_time, parse_time_or
 
 # An auto gate retries a promotion that failed (a target app refused the patch) this often.
 RETRY_FAILED_SECONDS = 30.0
 GATE = "gate"  # who promoted, for an auto gate
+ANALYSIS = "analysis"  # who refused, for a stage's failed analysis
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,7 @@ class Promotion:
 class Notification:
     """What happened, for whoever notifies people (the notification issue consumes these)."""
 
-    kind: Literal["Promoted", "WaitingForApproval", "Rejected", "Refused", "Failed"]
+    kind: Literal["Promoted", "WaitingForApproval", "Rejected", "Refused", "Failed", "AnalysisFailed"]
     stage: str
     digest: str
     actor: str
@@ -232,6 +235,18 @@ class Decision:
     approval_outcomes: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # key → (outcome, message)
     events: tuple[Event, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    # Stage name → the measurements its analysis asks for (the runner takes them).
+    analysis_requests: Mapping[str, tuple[MeasurementRequest, ...]] = field(default_factory=dict)
+
+
+def stage_analysis_args(apps: Sequence[str], namespace: str, digest: str) -> dict[str, str]:
+    """The reserved arguments of a stage's analysis: its apps (joined by | for a PromQL
+    regex match), its namespace, and the artifact's digest as the revision."""
+    return {"app": "|".join(apps), "namespace": namespace, "revision": digest}
+
+
+def _analysis_run(digest: str, healthy_since: str) -> str:
+    return run_key(digest, "pipeline", healthy_since)
 
 
 def _app_status(observation: AppObservation, previous: AppArtifactStatus | None, now: str) -> AppArtifactStatus:
@@ -291,8 +306,10 @@ def decide(
     now: datetime,
     generation: int | None = None,
     pipeline: str = "PIPELINE",
+    analysis: Mapping[str, AnalysisObserved] | None = None,
 ) -> Decision:
-    """One pass over the pipeline: stage statuses, approvals, gates."""
+    """One pass over the pipeline: stage statuses, stage analyses, approvals, gates.
+    ``analysis``: stage name → its templates and measurements (controller/analysis_runner.py)."""
     stamp = format_time(now)
     before = {s.name: s for s in previous.stages}
     stages: list[StageStatus] = []
@@ -313,6 +330,68 @@ def decide(
     targeted: set[str] = set()
     index = {s.name: i for i, s in enumerate(spec.stages)}
     handled_in_history = {r.approval for r in history if r.approval}
+    requests: dict[str, tuple[MeasurementRequest, ...]] = {}
+    for number, stage in enumerate(spec.stages):
+        if stage.analysis is None:
+            continue
+        current = stages[number]
+        if not current.digest or current.healthy_since is None:
+            stages[number] = replace_stage(current, analysis=None)  # runs once every app is Healthy
+            continue
+        run = _analysis_run(current.digest, current.healthy_since)
+        earlier = before[stage.name].analysis if stage.name in before else None
+        earlier = earlier if earlier is not None and earlier.run == run else None
+        measured = (analysis or {}).get(stage.name, AnalysisObserved())
+        where = f"spec.stages[{number}].analysis"
+        args = stage_analysis_args([o.name for o in observed[number]], stage.namespace, current.digest)
+        metrics = resolve(stage.analysis, measured, args, where)
+        blocked: Problem | None = metrics if isinstance(metrics, Problem) else None
+        run_status = earlier
+        if not isinstance(metrics, Problem):
+            payload = {"pipeline": pipeline, "stage": stage.name, "namespace": stage.namespace,
+                       "artifact": current.digest}
+            outcome = advance(earlier, run, current.healthy_since, metrics, measured, now, payload)
+            run_status, blocked = outcome.status, outcome.problem
+            if outcome.requests:
+                requests[stage.name] = outcome.requests
+        if blocked is not None:
+            # It cannot run as written: no verdict, so the artifact waits (never a blind pass).
+            run_status = AnalysisRunStatus(run=run, phase="Inconclusive", started_at=current.healthy_since,
+                                           message=f"cannot run: {blocked.message}",
+                                           metrics=run_status.metrics if run_status else [])
+        assert run_status is not None
+        stages[number] = replace_stage(current, analysis=run_status)
+        if earlier is not None and earlier.phase == run_status.phase and earlier.message == run_status.message:
+            continue
+        message = f"analysis of artifact {current.digest} in stage {stage.name}: {run_status.message}"
+        if run_status.phase == "Failed":
+            events.append(Event("Warning", "AnalysisFailed", message))
+            notes.append(Notification("AnalysisFailed", stage.name, current.digest, ANALYSIS, message))
+            if number + 1 < len(spec.stages):
+                history.append(PromotionRecord(stage=spec.stages[number + 1].name, from_stage=stage.name,
+                                               digest=current.digest, decision="Refused", by=ANALYSIS, at=stamp,
+                                               message=f"not promoted: {message}"))
+        elif run_status.phase == "Inconclusive":
+            events.append(Event("Warning", "AnalysisInconclusive", message))
+
+    def analysis_hold(source: int, digest: str) -> tuple[str, str] | None:
+        """Why the analysis of stage ``source`` holds ``digest`` back: (pending reason, message)."""
+        if spec.stages[source].analysis is None:
+            return None
+        name, verdict = spec.stages[source].name, stages[source].analysis
+        if stages[source].digest != digest:
+            return ("AnalysisFailed", f"the analysis of stage {name} judges only the artifact it runs now"
+                                      f" ({stages[source].digest or 'none settled'}), not {digest}")
+        if verdict is None or verdict.phase == "Running":
+            progress = f": {verdict.message}" if verdict is not None and verdict.message else ""
+            return ("Analyzing", f"artifact {digest} is being analysed in stage {name}{progress}")
+        if verdict.phase == "Failed":
+            return ("AnalysisFailed", f"analysis of artifact {digest} in stage {name} failed: {verdict.message}")
+        if verdict.phase == "Inconclusive":
+            return ("AnalysisInconclusive", f"analysis of artifact {digest} in stage {name} is inconclusive:"
+                                            f" {verdict.message} (a new artifact, or the stage settling anew,"
+                                            " runs it again)")
+        return None
 
     def record(stage: str, from_stage: str, digest: str, decision: Any, by: str, approval: str | None,
                message: str) -> None:
@@ -358,6 +437,12 @@ def decide(
             events.append(Event("Normal", "Rejected", message))
             continue
         if problem is None and target is not None:
+            held = analysis_hold(target - 1, approval.artifact)
+            if held is not None and held[0] in ("Analyzing", "AnalysisInconclusive"):
+                continue  # the approval waits for the analysis' verdict
+            if held is not None:
+                problem = held[1]
+        if problem is None and target is not None:
             found = promotion_for(target, approval.artifact, approval.approver, approval.key)
             if isinstance(found, Promotion):
                 promotions.append(found)
@@ -396,6 +481,10 @@ def decide(
                 events.append(Event("Normal", "WaitingForApproval", message))
                 notes.append(Notification("WaitingForApproval", target_name, digest, "", message))
 
+        held = analysis_hold(target - 1, digest)
+        if gate.manual is not None and held is not None:
+            wait(held[0], held[1])
+            continue
         if gate.manual is not None:
             wait("WaitingForApproval", f"artifact {digest} passed stage {source.name}: waiting for a"
                                        f" ReleaseApproval in namespace {stage.namespace}"
@@ -406,6 +495,9 @@ def decide(
         if soaked_for < soak:
             due = parse_time_or(source.healthy_since, now) + timedelta(seconds=soak)
             wait("Soaking", f"artifact {digest} soaks in stage {source.name} until {format_time(due)}")
+            continue
+        if held is not None:
+            wait(held[0], held[1])
             continue
         if failed is not None and _seconds_since(failed.at, now) < RETRY_FAILED_SECONDS:
             wait("PromotionFailed", failed.message)
@@ -431,7 +523,7 @@ def decide(
         history=history[-MAX_HISTORY:],
     )
     return Decision(status=status, promotions=tuple(promotions), to_store=to_store, approval_outcomes=outcomes,
-                    events=tuple(events), notifications=tuple(notes))
+                    events=tuple(events), notifications=tuple(notes), analysis_requests=requests)
 
 
 def _summary(stages: Sequence[StageStatus], pending: Sequence[PendingPromotion]) -> str:
