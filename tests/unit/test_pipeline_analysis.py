@@ -120,3 +120,26 @@ def test_the_analysis_starts_anew_on_a_new_artifact_or_when_not_settled() -> Non
                        analysis={"test": measured("")})
     assert unsettled.status.stages[0].analysis is None
     assert unsettled.promotions == ()
+
+
+def test_an_older_artifact_that_passed_the_stage_before_may_be_approved_again() -> None:
+    """The hotfix-rollback case: the stage's analysis judges only what it runs now, but an
+    artifact the history shows promoted out of that stage already passed its gate then."""
+    from apprelease.api.pipeline import PromotionRecord
+
+    pipeline = gated({"manual": {}})
+    passed = PromotionRecord(stage="pre", from_stage="test", digest=digest(V1), decision="Promoted", by="alice",
+                             approval="p/a0", at="2026-12-04T11:00:00Z", message="")
+    on_v1 = decide(pipeline, stages(V1, V1, V1), ReleasePipelineStatus(), (), {}, NOW, generation=1,
+                   pipeline="shop", analysis={"test": measured("")}).status
+    previous = on_v1.model_copy(update={"history": [passed]})
+    rollback = approval(artifact=digest(V1), stage="pre", namespace="p", name="a1")
+    found = measured("")
+    decision = decide(pipeline, stages(V2, V2, V2), previous, (rollback,), {digest(V1): {"shop": V1}}, NOW,
+                      generation=1, pipeline="shop", analysis={"test": found})
+    assert [(p.stage, p.digest) for p in decision.promotions] == [("pre", digest(V1))]
+    never_passed = approval(artifact=digest(V1), stage="pre", namespace="p", name="a2")
+    refused = decide(pipeline, stages(V2, V2, V2), on_v1, (never_passed,),
+                     {digest(V1): {"shop": V1}}, NOW, generation=1, pipeline="shop", analysis={"test": found})
+    assert refused.promotions == ()
+    assert "judges only the artifact it runs now" in refused.approval_outcomes["p/a2"][1]

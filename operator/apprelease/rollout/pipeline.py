@@ -379,9 +379,12 @@ def decide(
         if spec.stages[source].analysis is None:
             return None
         name, verdict = spec.stages[source].name, stages[source].analysis
+        if any(r.from_stage == name and r.digest == digest and r.decision == "Promoted" for r in history):
+            return None  # it passed this stage's gate before: promoting it again is the rollback case
         if stages[source].digest != digest:
             return ("AnalysisFailed", f"the analysis of stage {name} judges only the artifact it runs now"
-                                      f" ({stages[source].digest or 'none settled'}), not {digest}")
+                                      f" ({stages[source].digest or 'none settled'}), not {digest}, which"
+                                      " the history does not show promoted out of it")
         if verdict is None or verdict.phase == "Running":
             progress = f": {verdict.message}" if verdict is not None and verdict.message else ""
             return ("Analyzing", f"artifact {digest} is being analysed in stage {name}{progress}")
