@@ -43,6 +43,7 @@ QUICK_APPS, QUICK_MINUTES = 20, 1.0
 WORKERS = 8
 SETTLE_TIMEOUT_SECONDS = 900.0
 QUIET_SECONDS = 10.0
+SETTLE_WRITES_TIMEOUT_SECONDS = 180.0
 CONVERGED_SECONDS = 60.0
 
 
@@ -67,8 +68,34 @@ def _app(index: int, tag: str) -> dict[str, Any]:
     return app
 
 
+def _statuses_by_name(env: Environment) -> dict[str, dict[str, Any]]:
+    items = env.api.list("AppRelease", NAMESPACE).get("items") or []
+    return {item["metadata"]["name"]: item.get("status") or {} for item in items}
+
+
 def _statuses(env: Environment) -> list[dict[str, Any]]:
-    return [item.get("status") or {} for item in env.api.list("AppRelease", NAMESPACE).get("items") or []]
+    return list(_statuses_by_name(env).values())
+
+
+def _changed_fields(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> Counter[str]:
+    """Which top-level status fields changed, counted over the apps: what the writes were for."""
+    changed: Counter[str] = Counter()
+    for name, status in after.items():
+        old = before.get(name, {})
+        changed.update(key for key in set(status) | set(old) if status.get(key) != old.get(key))
+    return changed
+
+
+def _settle(env: Environment) -> float:
+    """Seconds until a QUIET_SECONDS window without any write by the operator (the last pods of
+    200 promotions may still be going away when every app already says Healthy)."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_WRITES_TIMEOUT_SECONDS:
+        mark = env.audit.mark()
+        time.sleep(QUIET_SECONDS)
+        if not _writes(env, mark):
+            break
+    return time.monotonic() - started
 
 
 def _measured(status: dict[str, Any]) -> int:
@@ -96,7 +123,9 @@ class Result:
     writes: Counter[str]  # "verb resource" -> count, while analysing
     cpu_seconds: float
     rss_mib: float
+    settle_seconds: float
     converged_writes: Counter[str]
+    converged_fields: Counter[str]
     converged_cpu_seconds: float
 
     def per_app_minute(self, count: float) -> float:
@@ -161,14 +190,15 @@ def _run(env: Environment, prometheus: PrometheusServer, apps: int, minutes: flo
             actions.perform(env.api.kube, NAMESPACE, app_name("an", index), actions.Promote(full=True))
         _wait(env, operator, apps, "promoted and Healthy on v2",
               lambda s: s.get("phase") == "Healthy" and s.get("stableRevision") == 2)
-        time.sleep(QUIET_SECONDS)
-        mark, quiet_cpu = env.audit.mark(), operator.cpu_seconds()
+        settle = _settle(env)
+        before, mark, quiet_cpu = _statuses_by_name(env), env.audit.mark(), operator.cpu_seconds()
         time.sleep(CONVERGED_SECONDS)
         quiet_cpu = operator.cpu_seconds() - quiet_cpu
         converged = _writes(env, mark)
+        fields = _changed_fields(before, _statuses_by_name(env))
     finally:
         operator.stop()
-    return Result(apps, minutes, measured, writes, cpu, rss, converged, quiet_cpu)
+    return Result(apps, minutes, measured, writes, cpu, rss, settle, converged, fields, quiet_cpu)
 
 
 def report(result: Result) -> tuple[str, bool]:
@@ -185,13 +215,17 @@ def report(result: Result) -> tuple[str, bool]:
         f"  other writes          {r.per_app_minute(r.other_writes):.2f} /app/min  ({r.other_writes} in all)",
         f"  operator CPU          {r.cpu_seconds / r.minutes:.1f} s/min"
         f"  ({r.cpu_seconds / r.minutes / 60 * 100:.0f} % of a core), RSS {r.rss_mib:.0f} MiB",
-        f"  converged (promoted, no analysis), {CONVERGED_SECONDS:.0f} s: "
+        f"  converged (promoted, no analysis; writes settled {r.settle_seconds:.0f} s after all Healthy),"
+        f" {CONVERGED_SECONDS:.0f} s: "
         f"{sum(r.converged_writes.values())} writes  target 0  {'PASS' if quiet_ok else 'FAIL'};"
         f" CPU {r.converged_cpu_seconds:.1f} s",
     ]
     for title, writes in (("writes while analysing", r.writes), ("writes when converged", r.converged_writes)):
         if writes:
             lines.append(f"  {title}: " + ", ".join(f"{what} {n}" for what, n in sorted(writes.items())))
+    if r.converged_fields:
+        lines.append("  status fields changed when converged: "
+                     + ", ".join(f"{key} {n}" for key, n in sorted(r.converged_fields.items())))
     return "\n".join(lines), status_ok and quiet_ok
 
 

@@ -31,10 +31,10 @@ import pytest
 
 from apprelease.analysis.errors import MeasurementInconclusive
 from apprelease.analysis.prometheus import QUERY_PATH, QueryResult, parse_answer
-from apprelease_dev.exporter import Exporter
 from tests.plugins.cluster import NotYet, build_before_tests, wait_for, wants_fixture
 
 if TYPE_CHECKING:
+    from apprelease_dev.exporter import Exporter
     from apprelease_dev.prometheus import PrometheusServer
 
 DEFAULT_WAIT_SECONDS = 30.0
@@ -71,6 +71,8 @@ class PrometheusForTests:
     def new_exporter(self) -> Exporter:
         """Another /metrics endpoint, scraped from now on (its samples carry its own
         `instance` label)."""
+        from apprelease_dev.exporter import Exporter
+
         exporter = Exporter()
         self.exporters.append(exporter)
         self.server.set_targets([e.address for e in self.exporters])
@@ -128,6 +130,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def prometheus_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusForTests]:
+    from apprelease_dev.exporter import Exporter
     from apprelease_dev.go_runner import BuildError
     from apprelease_dev.prometheus import PrometheusError, PrometheusServer, ensure_prometheus
 
