@@ -79,13 +79,15 @@ def diff_counts(after: dict[str, int], before: dict[str, int]) -> dict[str, int]
 class OperatorProcess:
     def __init__(
         self, kubeconfig: Path, log_dir: Path, *, workers: int, source_root: Path = SOURCE_ROOT,
-        launcher: tuple[str, ...] = ("-m", "apprelease.cli.main"),
+        launcher: tuple[str, ...] = ("-m", "apprelease.cli.main"), extra_args: tuple[str, ...] = (),
     ):
         """`source_root` and `launcher` let `bench.memory` run another checkout's operator, or
-        the same one under a diagnostic wrapper script (`launcher=(script,)`)."""
+        the same one under a diagnostic wrapper script (`launcher=(script,)`); `extra_args` go
+        to `apprelease run` (e.g. `--allow-metric-server`)."""
         self.kubeconfig = kubeconfig
         self.source_root = source_root
         self.launcher = launcher
+        self.extra_args = extra_args
         self.log_dir = log_dir
         self.workers = workers
         self.process: subprocess.Popen[bytes] | None = None
@@ -109,6 +111,7 @@ class OperatorProcess:
             "--workers", str(self.workers),
             # One process: no Lease, whose renewals (every 2 s) would count as idle writes.
             "--no-leader-elect",
+            *self.extra_args,
         ]
         env = {**os.environ, "PYTHONPATH": str(self.source_root)}
         self.started_at = time.monotonic()
@@ -175,6 +178,13 @@ class OperatorProcess:
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0])  # kB
         return Memory(rss_kib=fields["VmRSS"], hwm_kib=fields["VmHWM"])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the operator process so far (/proc/<pid>/stat)."""
+        self.check_alive()
+        # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 60) -> str:
         try:

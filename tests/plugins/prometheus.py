@@ -21,22 +21,20 @@ The server is shared by the session: use metric names (or label values) of your 
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import start_http_server
 
 from apprelease.analysis.errors import MeasurementInconclusive
 from apprelease.analysis.prometheus import QUERY_PATH, QueryResult, parse_answer
 from tests.plugins.cluster import NotYet, build_before_tests, wait_for, wants_fixture
 
 if TYPE_CHECKING:
+    from apprelease_dev.exporter import Exporter
     from apprelease_dev.prometheus import PrometheusServer
 
 DEFAULT_WAIT_SECONDS = 30.0
@@ -44,53 +42,6 @@ POLL_SECONDS = 0.25
 
 # Carries a build failure from collection time to the fixture that reports it.
 _build_error_key = pytest.StashKey[Exception]()
-
-
-class Exporter:
-    """An in-process /metrics endpoint on 127.0.0.1 with the metrics the test sets."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self._metrics: dict[str, Gauge | Counter] = {}
-        self._lock = threading.Lock()
-        self._server, self._thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
-        self.port = int(self._server.server_port)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def set(self, metric: str, labels: Mapping[str, str] | None = None, value: float = 0.0) -> None:
-        """Set the gauge ``metric`` (with these labels) to ``value``."""
-        gauge = self._metric(metric, Gauge, labels)
-        (gauge.labels(**labels) if labels else gauge).set(value)  # type: ignore[union-attr]
-
-    def inc(self, metric: str, labels: Mapping[str, str] | None = None, amount: float = 1.0) -> None:
-        """Add ``amount`` to the counter ``metric`` (its name must end in _total, as exposed)."""
-        if not metric.endswith("_total"):
-            raise ValueError(f"counter {metric!r}: a counter's name ends in _total")
-        counter = self._metric(metric, Counter, labels)
-        (counter.labels(**labels) if labels else counter).inc(amount)  # type: ignore[union-attr]
-
-    def remove(self, metric: str, labels: Mapping[str, str]) -> None:
-        """Stop exposing one series (the next scrape marks it stale)."""
-        with self._lock:
-            self._metrics[metric].remove(*(labels[name] for name in sorted(labels)))
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _metric(self, name: str, kind: type[Gauge] | type[Counter], labels: Mapping[str, str] | None) -> Any:
-        names = tuple(sorted(labels or {}))
-        with self._lock:
-            metric = self._metrics.get(name)
-            if metric is None:
-                metric = self._metrics[name] = kind(name, f"set by the test ({name})", names, registry=self.registry)
-            if not isinstance(metric, kind) or tuple(metric._labelnames) != names:
-                raise ValueError(f"{name!r} is already a {type(metric).__name__} with labels {metric._labelnames}")
-            return metric
 
 
 @dataclass
@@ -120,6 +71,8 @@ class PrometheusForTests:
     def new_exporter(self) -> Exporter:
         """Another /metrics endpoint, scraped from now on (its samples carry its own
         `instance` label)."""
+        from apprelease_dev.exporter import Exporter
+
         exporter = Exporter()
         self.exporters.append(exporter)
         self.server.set_targets([e.address for e in self.exporters])
@@ -177,6 +130,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def prometheus_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusForTests]:
+    from apprelease_dev.exporter import Exporter
     from apprelease_dev.go_runner import BuildError
     from apprelease_dev.prometheus import PrometheusError, PrometheusServer, ensure_prometheus
 
