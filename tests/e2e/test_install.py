@@ -87,6 +87,11 @@ def test_helm_chart_renders_what_deploy_contains() -> None:
     assert chart[crd]["spec"] == plain[crd]["spec"]
     # The chart's CRD survives `helm uninstall` (deleting it would delete every AppRelease).
     assert chart[crd]["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    # So does the approval policy: with the ReleaseApprovals kept, records must stay unforgeable.
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        policy = chart[(kind, "apprelease-releaseapproval")]
+        assert policy["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}, kind
+        assert policy["spec"] == plain[(kind, "apprelease-releaseapproval")]["spec"], kind
     chart_pod = chart[("Deployment", "apprelease")]["spec"]["template"]["spec"]
     plain_pod = plain[("Deployment", "apprelease")]["spec"]["template"]["spec"]
     for key in ("serviceAccountName", "securityContext", "volumes", "affinity", "topologySpreadConstraints"):
@@ -362,6 +367,8 @@ def test_helm_upgrade_from_the_previous_chart_updates_the_crd(
         helm(kube_cluster, "uninstall", "apprelease", "-n", release_namespace, check=False)
         kube_cluster.kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
     assert kube_cluster.kubectl("get", f"crd/{CRD_NAME}").returncode == 0  # kept on uninstall
+    # and the approval policy with it (other tests of this cluster rely on it too)
+    assert kube_cluster.kubectl("get", "validatingadmissionpolicy/apprelease-releaseapproval").returncode == 0
 
 
 def test_two_namespaced_releases_coexist(kube_cluster: KubeCluster, crd: None) -> None:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.plugins.cluster import KubeCluster, wait_for
+from tests.plugins.cluster import KubeCluster, NotYet, wait_for
 from tests.support import ROOT
 
 OPERATOR_START_TIMEOUT = 60.0
@@ -323,9 +323,13 @@ def settled(read: Callable[[], Any], quiet_seconds: float, timeout: float) -> An
 def other_namespaces_gone(cluster: KubeCluster, mine: str) -> None:
     """Idleness is only measurable once earlier tests' namespaces finished terminating."""
 
-    def quiet() -> bool:
-        names = [n["metadata"]["name"] for n in cluster.get_json("namespaces")["items"]]
-        return not [n for n in names if n.startswith("e2e-") and n != mine]
+    def quiet() -> bool | NotYet:
+        items = cluster.get_json("namespaces")["items"]
+        left = [(n["metadata"]["name"], n.get("status") or {}) for n in items
+                if n["metadata"]["name"].startswith("e2e-") and n["metadata"]["name"] != mine]
+        # What keeps each one (the namespace controller's conditions), to read a failure.
+        return not left or NotYet([(name, [c.get("message") for c in status.get("conditions") or []
+                                           if c.get("status") == "True"]) for name, status in left])
 
     wait_for(quiet, 120, 0.5, "other test namespaces to terminate")
 

@@ -129,9 +129,10 @@ class Stages:
                 f"system:serviceaccount:{self.prod}:{account}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def approval_policy(kube_cluster: KubeCluster, crd: None) -> None:
-    """The pipeline CRDs Established and the approval admission policy installed."""
+    """The pipeline CRDs Established and the approval admission policy installed: applied for
+    each test (it is idempotent), as another test of the shared cluster may have removed it."""
     def established() -> Any:
         for name in PIPELINE_CRDS:
             body = json.loads(kube_cluster.kubectl("get", f"crd/{name}", "-o", "json").stdout)
