@@ -145,6 +145,11 @@ def _deleted(cluster: KubeCluster, arl: AppReleases) -> list[str]:
         for item in arl.kubectl_json("appreleases")["items"]:
             arl.patch(item["metadata"]["name"], {"metadata": {"finalizers": None}})
         return [str(exc)]
+    finally:
+        # A generated spec may give its pods a termination grace period of hours: KWOK honours
+        # it, and the namespace would stay Terminating while later tests wait for it to go.
+        cluster.kubectl("delete", "pods", "--all", "-n", arl.namespace, "--grace-period=0", "--force",
+                        "--wait=false", check=False)
 
 
 def test_generated_appreleases_are_admitted_and_reach_a_verdict(
