@@ -263,4 +263,21 @@ def namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iter
         message=f"ServiceAccount {name}/default",
     )
     yield name
+    _force_delete_slow_pods(kube_cluster, name)
     kube_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# KWOK honours a pod's grace period: a test's pod with a long one keeps its namespace
+# Terminating that long, and later tests that wait for other namespaces to go time out.
+SLOW_GRACE_SECONDS = 120
+
+
+def _force_delete_slow_pods(kube_cluster: KubeCluster, namespace: str) -> None:
+    listed = kube_cluster.kubectl("get", "pods", "-n", namespace, "-o", "json", check=False)
+    if listed.returncode != 0:
+        return
+    slow = [p["metadata"]["name"] for p in json.loads(listed.stdout).get("items", [])
+            if (p["spec"].get("terminationGracePeriodSeconds") or 0) > SLOW_GRACE_SECONDS]
+    if slow:
+        kube_cluster.kubectl("delete", "pods", "-n", namespace, "--grace-period=0", "--force",
+                             "--wait=false", *slow, check=False)

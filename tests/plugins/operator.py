@@ -165,11 +165,16 @@ class OperatorProcess:
     def writes(self) -> int:
         return sum(self.writes_by_kind().values())
 
-    def log_tail(self, lines: int = 80) -> str:
+    def log_tail(self, lines: int = 80, mentioning: str = "") -> str:
+        """The log's last `lines` lines, or the last ones that mention `mentioning` (a test's
+        namespace: the operator is shared by the session, so its tail is often another test's)."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return "(no operator log)"
+        if mentioning:
+            text = [line for line in text if mentioning in line]
+        return "\n".join(text[-lines:])
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +208,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and "operator" in getattr(item, "fixturenames", ()):
         process = item.funcargs.get("operator") if hasattr(item, "funcargs") else None
         if isinstance(process, OperatorProcess):
-            report.sections.append(("operator log (tail)", process.log_tail(150)))
+            namespace = item.funcargs.get("namespace") if hasattr(item, "funcargs") else None
+            if isinstance(namespace, str):
+                report.sections.append((f"operator log ({namespace})", process.log_tail(200, namespace)))
+            report.sections.append(("operator log (tail)", process.log_tail(40)))
+
+
+def status_summary(status: dict[str, Any]) -> dict[str, Any]:
+    """What a timed-out wait shows of the status it last saw: enough to tell why."""
+    keys = ("phase", "message", "observedGeneration", "stableRevision", "currentRevision",
+            "currentStepIndex", "aborted")
+    summary: dict[str, Any] = {k: status[k] for k in keys if k in status}
+    summary["conditions"] = [
+        f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {c.get('message', '')}"
+        for c in status.get("conditions") or [] if c.get("status") == "True" or c.get("type") == "Ready"
+    ]
+    registration = status.get("registration") or {}
+    if registration:
+        summary["registration"] = {k: v for k, v in registration.items() if k != "instances"}
+    return summary
 
 
 class AppReleases:
@@ -239,7 +262,7 @@ class AppReleases:
     ) -> dict[str, Any]:
         def check() -> Any:
             status = self.status(name)
-            return status if predicate(status) else False
+            return status if predicate(status) else NotYet(status_summary(status))
 
         return wait_for(check, timeout, 0.3, what or f"{name} status")
 
