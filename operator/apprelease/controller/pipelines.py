@@ -87,6 +87,7 @@ class PipelineController:
             if not exc.not_found:
                 log.warning("pipeline %s/%s: %s", namespace, name, exc)
                 raise
+            self.forget(namespace, name)
             return None
         now = now or datetime.now(UTC)
         try:
@@ -105,6 +106,7 @@ class PipelineController:
         stored = self._stored(namespace, name, approvals)
         analysed = {stage.name: (stage_key(namespace, name, stage.name), stage) for stage in spec.stages
                     if stage.analysis is not None}
+        self.forget(namespace, name, keep_stages=analysed)
         measured = {stage_name: self.analysis.observe(runner_key, stage.namespace, [stage.analysis])
                     for stage_name, (runner_key, stage) in analysed.items()
                     if self.analysis is not None and stage.analysis}
@@ -140,6 +142,16 @@ class PipelineController:
             for notify in NOTIFIERS:
                 notify(f"{namespace}/{name}", note)
         return status
+
+    def forget(self, namespace: str, name: str, keep_stages: Iterable[str] = ()) -> None:
+        """Drop the analysis runner's measurements of the pipeline's stages but ``keep_stages``
+        (none kept: the pipeline is gone); a deleted pipeline or stage never asks again."""
+        if self.analysis is None:
+            return
+        namespace_of, prefix = stage_key(namespace, name, "")
+        kept = {stage_key(namespace, name, stage) for stage in keep_stages}
+        self.analysis.forget_matching(
+            lambda key: key[0] == namespace_of and key[1].startswith(prefix) and key not in kept)
 
     # Reads ---------------------------------------------------------------------------------
 
@@ -453,6 +465,7 @@ class PipelineLoop:
     async def run(self, memo: kopf.Memo) -> None:
         self._event_loop = asyncio.get_running_loop()
         controller: PipelineController | None = None
+        known: set[PipelineKey] = set()
         wait = PASS_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
@@ -468,6 +481,9 @@ class PipelineLoop:
                 continue
             controller = controller or PipelineController(runtime.kube, getattr(runtime, "analysis", None))
             pipelines = list(self.stage_namespaces())
+            for namespace, name in known - set(pipelines):  # deleted: never passed again
+                controller.forget(namespace, name)
+            known = set(pipelines)
             for namespace, name in self.wakes.take_due(pipelines, time.monotonic()):
                 status: ReleasePipelineStatus | None = None
                 try:
