@@ -230,3 +230,27 @@ def test_a_stage_no_longer_analysed_leaves_no_measurements_behind() -> None:
         assert run.keys() == set()
     finally:
         run.stop()
+
+
+class LateTemplates:
+    def __init__(self) -> None:
+        self.created = False
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        if not self.created:
+            raise ApiError(404, "NotFound", "not found")
+        return TEMPLATE
+
+
+def test_a_template_created_after_it_was_found_missing_is_read_at_once() -> None:
+    templates = LateTemplates()
+    run = AnalysisRunner(templates, Measurer(), lambda key: None)
+    try:
+        ref = AnalysisRef.model_validate({"templates": [{"templateName": "late"}]})
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is None
+        templates.created = True
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is None  # still cached
+        run.template_changed("shop", TemplateKey("late"))
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is not None
+    finally:
+        run.stop()

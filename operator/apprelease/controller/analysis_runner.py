@@ -190,6 +190,10 @@ class AnalysisRunner:
         with self._lock:
             return len(self._jobs.get(key, {}))
 
+    def template_changed(self, namespace: str, key: TemplateKey) -> None:
+        """The template was created, changed or deleted (a watch says so): read it anew."""
+        self._templates.pop(("" if key.cluster_scope else namespace, key), None)
+
     def _template(self, namespace: str, key: TemplateKey) -> AnalysisTemplateSpec | str | None:
         cache_key = ("" if key.cluster_scope else namespace, key)
         cached = self._templates.get(cache_key)
