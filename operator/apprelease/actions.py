@@ -1,4 +1,5 @@
-"""What a user can do to an AppRelease, shared by the CLI and the web console.
+"""What a user can do to an AppRelease, shared by the CLI and the web console (and what
+approving a pipeline's promotion would change, which both show).
 
 Every action is a PATCH of the AppRelease (a spec field or a request annotation), so kubectl
 and Git can do the same and RBAC's `patch appreleases` decides who may. An action is planned
@@ -20,7 +21,9 @@ from .k8s.client import RESOURCES, ApiError
 from .k8s.history import from_controller_revision
 from .render import labels
 from .rollout import requests
+from .rollout.diff import AppDiff, artifact_diffs
 from .rollout.observed import RevisionRecord
+from .rollout.pipeline import Artifact, artifact_store_name, stored_artifacts
 from .rollout.rollback import rollback_patch, rollback_target
 from .rollout.timefmt import format_time
 
@@ -262,3 +265,20 @@ ACTIONS: dict[str, Callable[..., Action]] = {
     "bring-up": lambda: TakeDown(down=False),
 }
 """Actions without arguments, by the name the console's buttons post."""
+
+
+def promotion_diff(kube: Client, pipeline_namespace: str, pipeline: str, stage_namespace: str,
+                   digest: str) -> list[AppDiff] | str:
+    """Per app, what promoting the stored artifact ``digest`` into the stage of
+    ``stage_namespace`` would change; or why that cannot be shown (read as the caller: a user
+    may not read the store, or it was pruned)."""
+    try:
+        data = kube.get("ConfigMap", pipeline_namespace, artifact_store_name(pipeline, digest)).get("data") or {}
+        incoming = stored_artifacts(data)
+        bodies = {item["metadata"]["name"]: item for item in kube.list("AppRelease", stage_namespace)}
+    except ApiError as exc:
+        return f"cannot show what would change: {exc.message or exc.reason}"
+    except ValueError as exc:
+        return f"the stored artifact {digest} is not readable: {exc}"
+    current = {app: Artifact.of_spec(bodies[app].get("spec") or {}) if app in bodies else None for app in incoming}
+    return artifact_diffs(current, incoming)

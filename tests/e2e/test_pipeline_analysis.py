@@ -1,6 +1,7 @@
 """A stage's analysis gates the promotion out of it, on the real control plane with a real
 Prometheus: test → pre (auto gate) with an analysis of test; the exporter's value for the
-artifact in test good → pre takes it; bad → refused, the value in the pipeline's status."""
+artifact in test good → pre takes it; bad → refused, the value in the pipeline's status. The
+template is created after the pipeline: its creation wakes the pipeline."""
 
 from __future__ import annotations
 
@@ -18,13 +19,6 @@ def test_stage_analysis_promotes_a_good_artifact_and_refuses_a_bad_one(stages: S
                                                                         prometheus_server: Any) -> None:
     metric = unique_metric("stage_errors")
     query = metric + '{namespace="{{args.namespace}}", app=~"{{args.app}}", artifact="{{args.revision}}"}'
-    stages.cluster.apply({
-        "apiVersion": "apprelease.io/v1alpha1", "kind": "AnalysisTemplate",
-        "metadata": {"name": "stage-errors", "namespace": stages.test},
-        "spec": {"metrics": [{"name": "errors", "interval": "2s", "count": 1, "consecutiveErrorLimit": 60,
-                              "successCondition": "result[0] < 1",
-                              "provider": {"prometheus": {"address": prometheus_server.url, "query": query}}}]},
-    }, namespace=stages.test, server_side=True)
     files = {"application.yml": "greeting: hello\n"}
     for namespace in (stages.test, stages.pre):
         stages.apply(namespace, app("registry.local/shop:v1", files, 1, "stage"))
@@ -38,6 +32,23 @@ def test_stage_analysis_promotes_a_good_artifact_and_refuses_a_bad_one(stages: S
             {"name": "pre", "namespace": stages.pre, "gate": {"auto": {"soakSeconds": 0}}},
         ]},
     }, namespace=stages.pipelines)
+
+    # The template does not exist yet: the stage's analysis says so, naming it. Created now, it
+    # wakes the pipeline (a watch), well before the pipeline's 60 s resync would.
+    def analysis_of_test_stage(status: dict[str, Any]) -> dict[str, Any]:
+        return next((s.get("analysis") or {} for s in status.get("stages") or [] if s["name"] == "test"), {})
+
+    stages.wait_status(lambda s: "AnalysisTemplate stage-errors not found" in analysis_of_test_stage(s).get("message", ""),
+                       "the missing template named", timeout=30)
+    stages.cluster.apply({
+        "apiVersion": "apprelease.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "stage-errors", "namespace": stages.test},
+        "spec": {"metrics": [{"name": "errors", "interval": "2s", "count": 1, "consecutiveErrorLimit": 60,
+                              "successCondition": "result[0] < 1",
+                              "provider": {"prometheus": {"address": prometheus_server.url, "query": query}}}]},
+    }, namespace=stages.test, server_side=True)
+    stages.wait_status(lambda s: analysis_of_test_stage(s) and "not found" not in analysis_of_test_stage(s).get("message", ""),
+                       "the stage's analysis running with the template created after the pipeline", timeout=30)
 
     def settled_on(image: str) -> str:
         stages.apply(stages.test, app(image, files, 1, "stage"))

@@ -12,7 +12,7 @@ from typing import Any
 
 from apprelease.api.analysis import AnalysisRef
 from apprelease.controller.analysis_runner import AnalysisRunner, Refused, analysis_refs
-from apprelease.controller.pipelines import stage_key
+from apprelease.controller.pipelines import PipelineController, stage_key
 from apprelease.k8s.client import ApiError
 from apprelease.rollout.analysis import MeasurementRequest, TemplateKey
 from apprelease.rollout.observed import Observed
@@ -190,5 +190,67 @@ def test_a_pipeline_stage_is_measured_under_its_own_key_without_waking_an_app() 
         (result,) = run.observe(key, "shop-test", [ref]).results.values()
         assert result.values == (0.5,)
         assert woken == []  # the pipeline passes by itself while it analyses; no AppRelease is enqueued
+    finally:
+        run.stop()
+
+
+class GonePipeline:
+    """The apiserver after the pipeline was deleted (its templates are still there)."""
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        raise ApiError(404, "NotFound", f"{kind} {name} not found")
+
+
+def test_a_deleted_pipeline_leaves_no_measurements_behind() -> None:
+    run, _, _ = runner()
+    try:
+        app_key = ("shop", "shop")
+        stages = [stage_key("pipes", "shop", stage) for stage in ("test", "pre")]
+        other = stage_key("pipes", "shop2", "test")  # a pipeline whose name starts the same
+        for key in [*stages, other]:
+            run.execute_for(key, (request("http://prom:9090"),), wake=False)
+        run.execute_for(app_key, (request("http://prom:9090", due=datetime.now(UTC) + timedelta(hours=1)),))
+        wait_for(lambda: all(run.observe(key, "shop-test", []).results for key in [*stages, other]))
+        assert PipelineController(GonePipeline(), run).reconcile("pipes", "shop") is None  # type: ignore[arg-type]
+        assert run.keys() == {other, app_key}
+    finally:
+        run.stop()
+
+
+def test_a_stage_no_longer_analysed_leaves_no_measurements_behind() -> None:
+    run, _, _ = runner()
+    try:
+        kept, dropped = stage_key("pipes", "shop", "pre"), stage_key("pipes", "shop", "test")
+        for key in (kept, dropped):
+            run.execute_for(key, (request("http://prom:9090"),), wake=False)
+        wait_for(lambda: all(run.observe(key, "shop-test", []).results for key in (kept, dropped)))
+        PipelineController(GonePipeline(), run).forget("pipes", "shop", keep_stages=["pre"])  # type: ignore[arg-type]
+        assert run.keys() == {kept}
+        run.execute_for(kept, ())  # its artifact is no longer current: nothing asked, nothing kept
+        assert run.keys() == set()
+    finally:
+        run.stop()
+
+
+class LateTemplates:
+    def __init__(self) -> None:
+        self.created = False
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        if not self.created:
+            raise ApiError(404, "NotFound", "not found")
+        return TEMPLATE
+
+
+def test_a_template_created_after_it_was_found_missing_is_read_at_once() -> None:
+    templates = LateTemplates()
+    run = AnalysisRunner(templates, Measurer(), lambda key: None)
+    try:
+        ref = AnalysisRef.model_validate({"templates": [{"templateName": "late"}]})
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is None
+        templates.created = True
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is None  # still cached
+        run.template_changed("shop", TemplateKey("late"))
+        assert run.observe(("shop", "shop"), "shop", [ref]).templates[TemplateKey("late")] is not None
     finally:
         run.stop()

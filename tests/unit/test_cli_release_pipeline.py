@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from apprelease.cli import common
 from apprelease.cli.main import _register_subcommands, cli
 from apprelease.k8s.client import ApiError
+from apprelease.rollout.pipeline import Artifact, artifact_store_data, artifact_store_name
 
 PIPELINE = {
     "apiVersion": "apprelease.io/v1alpha1", "kind": "ReleasePipeline",
@@ -36,14 +37,31 @@ PIPELINE = {
 }
 
 
+# What prod runs, and the artifact d2 waiting to enter it (stored by the pipeline).
+PROD_SHOP = {"metadata": {"name": "shop", "namespace": "x"}, "spec": {
+    "image": "shop:v1", "config": {"files": {"app.yml": "a: 1\n", "same.yml": "s\n"},
+                                   "nacos": {"items": [{"dataId": "shop.yaml", "content": "a: 1\n"}]}}}}
+D2 = Artifact("shop:v2", {"app.yml": "a: 2\n", "same.yml": "s\n"}, ({"dataId": "shop.yaml", "content": "a: 2\n"},))
+
+
 class FakeKube:
     def __init__(self, create_error: ApiError | None = None) -> None:
         self.created: list[dict[str, Any]] = []
         self.create_error = create_error
+        self.stored: dict[str, str] | None = artifact_store_data({"shop": D2})  # None: pruned
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        if kind == "ConfigMap":
+            assert (namespace, name) == ("pipelines", artifact_store_name("shop", "d2"))
+            if self.stored is None:
+                raise ApiError(404, "NotFound", f'configmaps "{name}" not found')
+            return {"data": self.stored}
         assert (kind, namespace, name) == ("ReleasePipeline", "pipelines", "shop")
         return PIPELINE
+
+    def list(self, kind: str, namespace: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        assert (kind, namespace) == ("AppRelease", "x")
+        return [PROD_SHOP]
 
     def whoami(self) -> str:
         return "jane"
@@ -76,6 +94,24 @@ def test_get_shows_stages_what_waits_and_history(kube: FakeKube) -> None:
                for line in lines), result.output
     assert "prod: artifact d2 WaitingForApproval since 2026-12-04T12:01:00Z: waiting" in result.output
     assert "Promoted" in result.output and "gate" in result.output
+
+
+def test_get_shows_what_would_change_in_the_waiting_stage(kube: FakeKube) -> None:
+    result = invoke("pipeline", "get", "shop")
+    assert result.exit_code == 0, result.output
+    waiting = result.output.split("Waiting:", 1)[1].split("History", 1)[0]
+    assert [line.strip() for line in waiting.strip().splitlines()[1:]] == [
+        "shop: image shop:v1 → shop:v2",
+        "shop: config file app.yml changed",
+        "shop: Nacos shop.yaml (DEFAULT_GROUP) changed",
+    ]
+
+
+def test_get_says_why_it_cannot_show_the_change(kube: FakeKube) -> None:
+    kube.stored = None
+    result = invoke("pipeline", "get", "shop")
+    assert result.exit_code == 0, result.output
+    assert 'cannot show what would change: configmaps "shop-artifact-d2" not found' in result.output
 
 
 def test_get_json_is_the_object(kube: FakeKube) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from apprelease.api.spec import AppRelease
-from apprelease.console import csrf, diff, form
+from apprelease.console import csrf, form
 from apprelease.console.access import NotAuthenticated, ProxyHeaders, identity_from_headers
+from apprelease.rollout import diff
 from tests.support import EXAMPLE, load_yaml, merge_patch
 
 POSTED = {

@@ -8,13 +8,8 @@ from datetime import UTC, datetime
 import jinja2
 
 from apprelease.console.context import PACKAGE_DIR
-from apprelease.console.pipelines import (
-    AppDiff,
-    StageCard,
-    artifact_diffs,
-    gate_text,
-    soak_progress,
-)
+from apprelease.console.pipelines import StageCard, gate_text, soak_progress
+from apprelease.rollout.diff import AppDiff, artifact_diffs
 from apprelease.rollout.pipeline import Artifact
 
 NOW = datetime(2026, 12, 4, 12, 0, 30, tzinfo=UTC)

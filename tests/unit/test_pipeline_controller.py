@@ -16,6 +16,8 @@ from apprelease.controller.pipelines import (
     PipelineWakes,
     app_seen,
     artifact_store_name,
+    pipeline_seen,
+    template_users,
 )
 from apprelease.k8s.client import ApiError
 from apprelease.rollout.pipeline import Artifact, Promotion
@@ -148,3 +150,25 @@ def test_what_a_pipeline_reads_of_an_app_decides_whether_it_wakes() -> None:
                     {**app, "spec": {**app["spec"], "image": "shop:v2"}},
                     {**app, "metadata": {**app["metadata"], "labels": {}}}):
         assert app_seen(changed) != seen
+
+
+def analysed_pipeline(*stages: tuple[str, list[dict[str, Any]] | None]) -> dict[str, Any]:
+    return {"metadata": {"name": "p", "namespace": "pipes", "generation": 3}, "spec": {"stages": [
+        {"name": f"s{number}", "namespace": namespace, **({"analysis": {"templates": refs}} if refs else {})}
+        for number, (namespace, refs) in enumerate(stages)]}}
+
+
+def test_a_template_wakes_the_pipelines_whose_stages_name_it() -> None:
+    seen = {
+        A: pipeline_seen(analysed_pipeline(("test-a", None), ("pre-a", [{"templateName": "error-rate"}]))),
+        B: pipeline_seen(analysed_pipeline(("test-b", [{"templateName": "error-rate"}]),
+                                           ("pre-b", [{"templateName": "latency", "clusterScope": True}]))),
+    }
+    assert seen[A].namespaces == ("test-a", "pre-a")
+    assert template_users(("pre-a", "error-rate"), seen) == [A]
+    assert template_users(("test-b", "error-rate"), seen) == [B]
+    # The same name in a namespace no stage names it from, or as the other kind: nobody.
+    assert template_users(("test-a", "error-rate"), seen) == []
+    assert template_users(("", "error-rate"), seen) == []
+    assert template_users(("", "latency"), seen) == [B]  # a ClusterAnalysisTemplate
+    assert template_users(("pre-b", "latency"), seen) == []

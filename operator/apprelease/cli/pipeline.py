@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..actions import promotion_diff
 from ..k8s.client import ApiError
 from ..rollout.pipeline import ApprovalDecision, approval_body, decision_refused
 from .common import CliError, Context, api_errors, kube_options, pass_context, print_structured
@@ -50,9 +51,12 @@ def get_pipeline(ctx: Context, name: str, output: str | None) -> None:
     console.print(stages)
     pending = status.get("pending") or []
     console.print("[bold]Waiting:[/bold]" if pending else "Waiting: nothing")
+    namespaces = {s["name"]: s["namespace"] for s in (body.get("spec") or {}).get("stages") or []}
     for item in pending:
         console.print(f"  {item['stage']}: artifact {item['digest']} {item['reason']} since {item['since']}:"
-                      f" {item.get('message', '')}")
+                      f" {item.get('message', '')}", markup=False)
+        if item["stage"] in namespaces:
+            _print_promotion_diff(console, ctx, name, namespaces[item["stage"]], item["digest"])
     history = status.get("history") or []
     if history:
         table = Table(box=None, header_style="bold", title="History", title_justify="left")
@@ -62,6 +66,18 @@ def get_pipeline(ctx: Context, name: str, output: str | None) -> None:
             table.add_row(record["at"], record["stage"], record["digest"], record["decision"], record["by"],
                           record.get("message", ""))
         console.print(table)
+
+
+def _print_promotion_diff(console: Console, ctx: Context, pipeline: str, stage_namespace: str, digest: str) -> None:
+    """What approving ``digest`` into the stage would change, app by app (the console's diff)."""
+    found = promotion_diff(ctx.kube, ctx.namespace, pipeline, stage_namespace, digest)
+    if isinstance(found, str):
+        console.print(f"    {found}", markup=False)
+        return
+    for app in found:
+        lines = [f"no such app in namespace {stage_namespace}"] if app.new_app else app.changes() or ["no differences"]
+        for line in lines:
+            console.print(f"    {app.app}: {line}", markup=False)
 
 
 def _decide(ctx: Context, name: str, stage: str, artifact: str | None, decision: ApprovalDecision, comment: str) -> None:

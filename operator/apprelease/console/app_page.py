@@ -16,7 +16,8 @@ from aiohttp_sse import sse_response
 
 from .. import actions
 from ..k8s.client import ApiError
-from . import analysis, diff, views
+from ..rollout import diff
+from . import analysis, views
 from .access import APPRELEASES
 from .context import Console, Feed, console_of, identity_of, page_context
 from .metrics import STREAMS_OPEN, UPDATES_SENT

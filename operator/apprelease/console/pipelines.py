@@ -13,25 +13,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from ..actions import promotion_diff
 from ..api.spec import GROUP
-from ..k8s.client import ApiError, AsyncKube, Kube
-from ..rollout.pipeline import (
-    ApprovalDecision,
-    Artifact,
-    approval_body,
-    artifact_store_name,
-    decision_refused,
-    stored_artifacts,
-)
+from ..k8s.client import ApiError, Kube
+from ..rollout.diff import AppDiff
+from ..rollout.pipeline import ApprovalDecision, approval_body, decision_refused
 from ..rollout.timefmt import parse_time_or
-from . import diff, views
+from . import views
 from .context import Console, console_of, identity_of, page_context
 from .metrics import ACTIONS
 
@@ -41,20 +36,6 @@ APPROVALS = (GROUP, "releaseapprovals")
 REFRESH_SECONDS = 3
 HISTORY_SHOWN = 30
 DECISIONS: dict[str, ApprovalDecision] = {"approve": "Approve", "reject": "Reject"}
-
-
-@dataclass(frozen=True)
-class AppDiff:
-    """One app of a promotion: what the target stage runs now (left) and what would come."""
-
-    app: str
-    fields: list[diff.FieldChange]
-    files: list[diff.FileDiff]
-    new_app: bool = False
-
-    @property
-    def identical(self) -> bool:
-        return not any(f.changed for f in self.fields) and not any(f.changed for f in self.files)
 
 
 @dataclass
@@ -88,52 +69,6 @@ def soak_progress(gate: Mapping[str, Any] | None, source: Mapping[str, Any] | No
     return f"soaked {min(max(elapsed, 0), soak)}s of {soak}s"
 
 
-def artifact_diffs(current: Mapping[str, Artifact | None], incoming: Mapping[str, Artifact]) -> list[AppDiff]:
-    """Per app, the target's artifact against the one a promotion would apply: image, config
-    files and Nacos config items, side by side (console/diff.py, as the revision diff)."""
-    diffs = []
-    for app in sorted(incoming):
-        now_running, coming = current.get(app), incoming[app]
-        left = now_running.to_spec() if now_running else {}
-        compared = diff.diff(0, left, 0, coming.to_spec())
-        files = compared.files + _nacos_diffs(now_running.nacos if now_running else (), coming.nacos)
-        diffs.append(AppDiff(app, compared.fields, files, new_app=now_running is None))
-    return diffs
-
-
-def _nacos_diffs(left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]]) -> list[diff.FileDiff]:
-    def by_key(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-        return {f"Nacos {item.get('dataId')} ({item.get('group') or 'DEFAULT_GROUP'})":
-                str(item.get("content") if item.get("content") is not None else f"from file {item.get('fromFile')}")
-                for item in items}
-
-    old, new = by_key(left), by_key(right)
-    return [diff.FileDiff(key, diff.side_by_side(old.get(key, ""), new.get(key, "")),
-                          old.get(key) != new.get(key))
-            for key in sorted(old.keys() | new.keys())]
-
-
-# Reads, as the user ----------------------------------------------------------------------------
-
-
-def _stored(kube: Kube, namespace: str, pipeline: str, digest: str) -> dict[str, Artifact]:
-    data = kube.get("ConfigMap", namespace, artifact_store_name(pipeline, digest)).get("data") or {}
-    return stored_artifacts(data)
-
-
-def _running(kube: Kube, namespace: str, apps: Sequence[str]) -> dict[str, Artifact | None]:
-    bodies = {item["metadata"]["name"]: item for item in kube.list("AppRelease", namespace)}
-    return {app: Artifact.of_spec(bodies[app].get("spec") or {}) if app in bodies else None for app in apps}
-
-
-async def _promotion_diff(client: AsyncKube, pipeline: Mapping[str, Any], target: Mapping[str, Any],
-                          digest: str) -> list[AppDiff]:
-    meta = pipeline["metadata"]
-    incoming = await client.call(_stored, meta["namespace"], meta["name"], digest)
-    current = await client.call(_running, target["namespace"], sorted(incoming))
-    return artifact_diffs(current, incoming)
-
-
 async def stage_cards(console: Console, request: web.Request, pipeline: Mapping[str, Any],
                       now: datetime) -> list[StageCard]:
     identity = identity_of(request)
@@ -155,14 +90,14 @@ async def stage_cards(console: Console, request: web.Request, pipeline: Mapping[
         waiting = [p for p in card.pending if p.get("reason") == "WaitingForApproval"]
         if waiting and not console.settings.read_only:
             card.may_decide = await console.access.can(identity, "create", APPROVALS, card.namespace)
+        meta = pipeline["metadata"]
         for item in card.pending:
             digest = str(item.get("digest"))
-            try:
-                card.diffs[digest] = await _promotion_diff(client, pipeline, {"namespace": card.namespace}, digest)
-            except ApiError as exc:
-                card.diff_problem[digest] = f"cannot show what would change: {exc.message or exc.reason}"
-            except ValueError as exc:
-                card.diff_problem[digest] = f"the stored artifact {digest} is not readable: {exc}"
+            found = await client.call(promotion_diff, meta["namespace"], meta["name"], card.namespace, digest)
+            if isinstance(found, str):
+                card.diff_problem[digest] = found
+            else:
+                card.diffs[digest] = found
 
     await asyncio.gather(*(fill(card) for card in cards))
     return cards

@@ -145,12 +145,28 @@ class AnalysisRunner:
             if not jobs and not results:
                 self._jobs.pop(key, None)
                 self._results.pop(key, None)
+                self._quiet.discard(key)
 
     def forget(self, key: AppKey) -> None:
+        self.forget_matching(lambda held: held == key)
+
+    def forget_matching(self, matches: Callable[[AppKey], bool]) -> None:
+        """Cancel and drop everything held for the keys ``matches`` picks (a deleted app or
+        pipeline, a stage no longer analysed): nothing else ever asks for them again."""
         with self._lock:
-            for job in self._jobs.pop(key, {}).values():
-                job.cancel()
-            self._results.pop(key, None)
+            for key in [k for k in self._held() if matches(k)]:
+                for job in self._jobs.pop(key, {}).values():
+                    job.cancel()
+                self._results.pop(key, None)
+                self._quiet.discard(key)
+
+    def keys(self) -> set[AppKey]:
+        """Every key something is held for (jobs, results, the quiet mark)."""
+        with self._lock:
+            return self._held()
+
+    def _held(self) -> set[AppKey]:
+        return set(self._jobs) | set(self._results) | self._quiet
 
     def stop(self) -> None:
         with self._lock:
@@ -173,6 +189,10 @@ class AnalysisRunner:
     def busy(self, key: AppKey) -> int:
         with self._lock:
             return len(self._jobs.get(key, {}))
+
+    def template_changed(self, namespace: str, key: TemplateKey) -> None:
+        """The template was created, changed or deleted (a watch says so): read it anew."""
+        self._templates.pop(("" if key.cluster_scope else namespace, key), None)
 
     def _template(self, namespace: str, key: TemplateKey) -> AnalysisTemplateSpec | str | None:
         cache_key = ("" if key.cluster_scope else namespace, key)

@@ -1,9 +1,10 @@
 """ReleasePipelines: read the stages, decide (rollout/pipeline.py), promote, record.
 
-Informers (k8s/informer.py) watch the ReleasePipelines, the ReleaseApprovals and the
-AppReleases, and wake a pipeline when something it reads changes: its spec, an approval
-naming it, an app of one of its stages' namespaces (what the pipeline reads of it: its
-artifact, labels and settled status). A pipeline whose artifact soaks or whose promotion
+Informers (k8s/informer.py) watch the ReleasePipelines, the ReleaseApprovals, the
+AppReleases and the (Cluster)AnalysisTemplates, and wake a pipeline when something it reads
+changes: its spec, an approval naming it, an app of one of its stages' namespaces (what the
+pipeline reads of it: its artifact, labels and settled status), a template a stage's analysis
+names. A pipeline whose artifact soaks or whose promotion
 failed is passed every PASS_SECONDS until that ends; every pipeline at least every
 RESYNC_SECONDS. A pass reads fresh from the apiserver (a cache a moment behind our own
 status write could promote twice); the caches only say when to pass. Promotions are server-side applies of exactly the artifact's fields
@@ -21,11 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
 from pydantic import ValidationError
 
+from ..api.analysis_template import CLUSTER_TEMPLATE_KIND, TEMPLATE_KIND
 from ..api.pipeline import (
     APPROVAL_KIND,
     PIPELINE_KIND,
@@ -36,6 +38,7 @@ from ..api.spec import API_VERSION, GROUP, KIND
 from ..k8s.client import RESOURCES, ApiError, Kube, apply_patch_body, load_api_client
 from ..k8s.informer import Informers, Source
 from ..render.hashing import content_hash
+from ..rollout.analysis import TemplateKey
 from ..rollout.outcome import Event
 from ..rollout.pipeline import (
     AppObservation,
@@ -65,6 +68,7 @@ PIPELINE_MANAGER = "apprelease-pipeline"
 PASS_SECONDS = 2.0  # while an artifact soaks, or a failed promotion waits for its retry
 RESYNC_SECONDS = 60.0  # an idle pipeline, in case a wake was missed
 PIPELINE_LABEL = f"{GROUP}/pipeline"
+TEMPLATE_KINDS = (TEMPLATE_KIND, CLUSTER_TEMPLATE_KIND)
 
 # The notification hook: each callable gets every "what happened" record (promoted, waiting,
 # rejected, refused, failed). The notification issue plugs its senders in here.
@@ -87,6 +91,7 @@ class PipelineController:
             if not exc.not_found:
                 log.warning("pipeline %s/%s: %s", namespace, name, exc)
                 raise
+            self.forget(namespace, name)
             return None
         now = now or datetime.now(UTC)
         try:
@@ -105,6 +110,7 @@ class PipelineController:
         stored = self._stored(namespace, name, approvals)
         analysed = {stage.name: (stage_key(namespace, name, stage.name), stage) for stage in spec.stages
                     if stage.analysis is not None}
+        self.forget(namespace, name, keep_stages=analysed)
         measured = {stage_name: self.analysis.observe(runner_key, stage.namespace, [stage.analysis])
                     for stage_name, (runner_key, stage) in analysed.items()
                     if self.analysis is not None and stage.analysis}
@@ -140,6 +146,16 @@ class PipelineController:
             for notify in NOTIFIERS:
                 notify(f"{namespace}/{name}", note)
         return status
+
+    def forget(self, namespace: str, name: str, keep_stages: Iterable[str] = ()) -> None:
+        """Drop the analysis runner's measurements of the pipeline's stages but ``keep_stages``
+        (none kept: the pipeline is gone); a deleted pipeline or stage never asks again."""
+        if self.analysis is None:
+            return
+        namespace_of, prefix = stage_key(namespace, name, "")
+        kept = {stage_key(namespace, name, stage) for stage in keep_stages}
+        self.analysis.forget_matching(
+            lambda key: key[0] == namespace_of and key[1].startswith(prefix) and key not in kept)
 
     # Reads ---------------------------------------------------------------------------------
 
@@ -381,10 +397,35 @@ def app_seen(obj: Mapping[str, Any]) -> Any:
     })
 
 
-def _pipeline_seen(obj: Mapping[str, Any]) -> tuple[tuple[str, ...], Any]:
-    """Its stages' namespaces and its generation: our own status writes wake nobody."""
-    namespaces = tuple(str(s.get("namespace")) for s in (obj.get("spec") or {}).get("stages") or [])
-    return namespaces, (obj.get("metadata") or {}).get("generation")
+# An (Cluster)AnalysisTemplate as its informer files it: (namespace, name), "" for a cluster one.
+TemplateName = tuple[str, str]
+
+
+class PipelineSeen(NamedTuple):
+    """What the informer keeps of a pipeline: what decides whom a change wakes."""
+
+    namespaces: tuple[str, ...]  # its stages'
+    generation: Any  # our own status writes wake nobody
+    templates: frozenset[TemplateName]  # the templates its stages' analyses read
+
+
+def pipeline_seen(obj: Mapping[str, Any]) -> PipelineSeen:
+    stages = (obj.get("spec") or {}).get("stages") or []
+    templates = frozenset(
+        ("" if ref.get("clusterScope") else str(stage.get("namespace")), str(ref.get("templateName")))
+        for stage in stages for ref in (stage.get("analysis") or {}).get("templates") or [])
+    return PipelineSeen(tuple(str(s.get("namespace")) for s in stages),
+                        (obj.get("metadata") or {}).get("generation"), templates)
+
+
+def template_users(template: TemplateName, pipelines: Mapping[PipelineKey, PipelineSeen]) -> list[PipelineKey]:
+    """The pipelines a change of ``template`` wakes: a stage of theirs analyses with it (one
+    that was missing is a verdict until it appears; waiting for the resync is a minute)."""
+    return sorted(key for key, seen in pipelines.items() if template in seen.templates)
+
+
+def _template_seen(obj: Mapping[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("generation", 0)
 
 
 def _approval_pipeline(obj: Mapping[str, Any]) -> PipelineKey:
@@ -406,14 +447,18 @@ class PipelineLoop:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self.wakes = PipelineWakes(self._notify)
         self._informers: dict[str, Informers] = {}
+        self._analysis: AnalysisRunner | None = None
 
     def _notify(self) -> None:
         if self._event_loop is not None:
             self._event_loop.call_soon_threadsafe(self.wake.set)
 
-    def stage_namespaces(self) -> dict[PipelineKey, tuple[str, ...]]:
+    def seen_pipelines(self) -> dict[PipelineKey, PipelineSeen]:
         pipelines = self._informers[PIPELINE_KIND].of_kind(PIPELINE_KIND)
-        return {key: kept[0][0] for key in pipelines.all_keys() if (kept := pipelines.get(key))}
+        return {key: kept[0] for key in pipelines.all_keys() if (kept := pipelines.get(key))}
+
+    def stage_namespaces(self) -> dict[PipelineKey, tuple[str, ...]]:
+        return {key: seen.namespaces for key, seen in self.seen_pipelines().items()}
 
     def _changed(self, kind: str, key: tuple[str, str]) -> None:
         """An informer's report (on its thread): which pipelines this change wakes."""
@@ -423,22 +468,31 @@ class PipelineLoop:
         elif kind == APPROVAL_KIND:
             for pipeline in kept:
                 self.wakes.changed(pipeline)
+        elif kind in TEMPLATE_KINDS:
+            if self._analysis is not None:  # the pass must read it anew, not the runner's copy
+                self._analysis.template_changed(key[0], TemplateKey(key[1], kind == CLUSTER_TEMPLATE_KIND))
+            for pipeline in template_users(key, self.seen_pipelines()):
+                self.wakes.changed(pipeline)
         else:
             self.wakes.app_changed(key, kept[0] if kept else None, self.stage_namespaces())
 
     def start_informers(self, runtime: Any) -> None:
         options = runtime.options
         sources = {
-            PIPELINE_KIND: Source(PIPELINE_KIND, _pipeline_seen, key=_by_name, all_objects=True),
+            PIPELINE_KIND: Source(PIPELINE_KIND, pipeline_seen, key=_by_name, all_objects=True),
             APPROVAL_KIND: Source(APPROVAL_KIND, _approval_pipeline, key=_by_name, all_objects=True),
             KIND: Source(KIND, app_seen, key=_by_name, all_objects=True),
+            TEMPLATE_KIND: Source(TEMPLATE_KIND, _template_seen, key=_by_name, all_objects=True),
+            CLUSTER_TEMPLATE_KIND: Source(CLUSTER_TEMPLATE_KIND, _template_seen, key=_by_name, all_objects=True),
         }
         # Watches hold their connection for minutes: a pool of their own, one per watch.
         watches = len(sources) * max(1, len(options.namespaces))
         kube = Kube(load_api_client(options.kubeconfig, options.context, pool_size=watches,
                                     instance=runtime.identity))
+        self._analysis = getattr(runtime, "analysis", None)
         for kind, source in sources.items():
-            self._informers[kind] = Informers(kube, [source], namespaces=options.namespaces, label_selector="",
+            namespaces = () if kind == CLUSTER_TEMPLATE_KIND else options.namespaces  # cluster-scoped: one watch
+            self._informers[kind] = Informers(kube, [source], namespaces=namespaces, label_selector="",
                                               on_change=functools.partial(self._changed, kind))
         for informers in self._informers.values():
             informers.start()
@@ -453,6 +507,7 @@ class PipelineLoop:
     async def run(self, memo: kopf.Memo) -> None:
         self._event_loop = asyncio.get_running_loop()
         controller: PipelineController | None = None
+        known: set[PipelineKey] = set()
         wait = PASS_SECONDS
         while True:
             with contextlib.suppress(TimeoutError):
@@ -468,6 +523,9 @@ class PipelineLoop:
                 continue
             controller = controller or PipelineController(runtime.kube, getattr(runtime, "analysis", None))
             pipelines = list(self.stage_namespaces())
+            for namespace, name in known - set(pipelines):  # deleted: never passed again
+                controller.forget(namespace, name)
+            known = set(pipelines)
             for namespace, name in self.wakes.take_due(pipelines, time.monotonic()):
                 status: ReleasePipelineStatus | None = None
                 try:

@@ -1,4 +1,6 @@
-"""The difference between two revisions: image, env, config files side by side, the rest. Pure.
+"""The difference between two revisions: image, env, config files side by side, the rest; and
+per app, between what a pipeline stage runs and the artifact a promotion would bring (the
+console's pipeline page, `apprelease pipeline get`). Pure.
 
 Secret references show as references (a revision never holds a Secret's value).
 """
@@ -7,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from .pipeline import Artifact
 
 
 @dataclass(frozen=True)
@@ -120,3 +124,56 @@ def diff(left_number: int, left: Mapping[str, Any], right_number: int, right: Ma
         old, new = left_files.get(name, ""), right_files.get(name, "")
         files.append(FileDiff(name, side_by_side(old, new), old != new or (name in left_files) != (name in right_files)))
     return RevisionDiff(left_number, right_number, fields, env, files)
+
+
+# Promotions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppDiff:
+    """One app of a promotion: what the target stage runs now (left) and what would come."""
+
+    app: str
+    fields: list[FieldChange]
+    config_files: list[FileDiff]
+    nacos_items: list[FileDiff] = field(default_factory=list)
+    new_app: bool = False
+
+    @property
+    def files(self) -> list[FileDiff]:
+        return self.config_files + self.nacos_items
+
+    @property
+    def identical(self) -> bool:
+        return not any(f.changed for f in self.fields) and not any(f.changed for f in self.files)
+
+    def changes(self) -> list[str]:
+        """What would change, one line each (the diff's text form): a field from → to, the
+        config files and Nacos items by name."""
+        return ([f"{f.field} {f.left or '(none)'} → {f.right or '(none)'}" for f in self.fields if f.changed]
+                + [f"config file {f.name} changed" for f in self.config_files if f.changed]
+                + [f"{f.name} changed" for f in self.nacos_items if f.changed])
+
+
+def artifact_diffs(current: Mapping[str, Artifact | None], incoming: Mapping[str, Artifact]) -> list[AppDiff]:
+    """Per app, the target's artifact against the one a promotion would apply: image, config
+    files and Nacos config items, side by side (as the revision diff)."""
+    diffs = []
+    for app in sorted(incoming):
+        now_running, coming = current.get(app), incoming[app]
+        left = now_running.to_spec() if now_running else {}
+        compared = diff(0, left, 0, coming.to_spec())
+        nacos = _nacos_diffs(now_running.nacos if now_running else (), coming.nacos)
+        diffs.append(AppDiff(app, compared.fields, compared.files, nacos, new_app=now_running is None))
+    return diffs
+
+
+def _nacos_diffs(left: Sequence[Mapping[str, Any]], right: Sequence[Mapping[str, Any]]) -> list[FileDiff]:
+    def by_key(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+        return {f"Nacos {item.get('dataId')} ({item.get('group') or 'DEFAULT_GROUP'})":
+                str(item.get("content") if item.get("content") is not None else f"from file {item.get('fromFile')}")
+                for item in items}
+
+    old, new = by_key(left), by_key(right)
+    return [FileDiff(key, side_by_side(old.get(key, ""), new.get(key, "")), old.get(key) != new.get(key))
+            for key in sorted(old.keys() | new.keys())]
