@@ -64,6 +64,7 @@ class RawResult:
     at: str
     values: tuple[float, ...] | None = None
     passed: bool | None = None  # web hooks
+    detail: str = ""  # a web hook's answer when it did not pass: its status and first words
     error: str | None = None
     # The question is wrong (the query does not parse): fix the template, no verdict.
     invalid: bool = False
@@ -222,7 +223,9 @@ def evaluate(metric: Metric, result: RawResult) -> tuple[MeasurementPhase, str]:
     if result.error is not None:
         return "Error", result.error
     if result.passed is not None:
-        return ("Successful", "") if result.passed else ("Failed", "the web hook did not pass")
+        if result.passed:
+            return "Successful", ""
+        return "Failed", "the web hook did not pass" + (f": {result.detail}" if result.detail else "")
     values = result.values or ()
     try:
         success = _holds(metric.success_condition, values)
