@@ -98,12 +98,12 @@ class NoTemplates:
         raise AssertionError("the test gives the metric itself")
 
 
-def analyse(url: str, **limits: Any) -> tuple[AnalysisRunStatus, int]:
+def analyse(url: str, path: str = "/gate", **limits: Any) -> tuple[AnalysisRunStatus, int]:
     """Run one web hook metric to its verdict through the analysis runner, the real clients and
     the planner's fold; measurements are taken at once (their interval is not waited)."""
-    metric = Metric.model_validate({"name": "gate", "provider": {"web": {"url": url + "/gate", "timeoutSeconds": 5}},
-                                    **limits})
-    resolved = [ResolvedMetric("gate-template", metric, url + "/gate", url + "/gate", "f", "f", metric.count or 1)]
+    url += path
+    metric = Metric.model_validate({"name": "gate", "provider": {"web": {"url": url, "timeoutSeconds": 5}}, **limits})
+    resolved = [ResolvedMetric("gate-template", metric, url, url, "f", "f", metric.count or 1)]
     runner = AnalysisRunner(NoTemplates(), MetricClients(LOOPBACK_ALLOWED), lambda key: None)
     status = None
     try:
@@ -147,11 +147,12 @@ def test_one_failure_within_the_failure_limit_then_a_pass_is_successful() -> Non
     assert failed.phase == "Failed" and "HTTP 403: gate closed" in failed.message
 
 
-def test_a_failure_beyond_the_failure_limit_fails_naming_the_answer() -> None:
+def test_a_failure_beyond_the_failure_limit_fails_naming_the_answer_never_the_token() -> None:
     with scripted_server(Reply(403, b"gate closed")) as (url, script):
-        status, _ = analyse(url)
+        status, _ = analyse(url, path="/gate/s3cr3t?token=s3cr3t")
     assert status.phase == "Failed" and len(script.calls) == 1
-    assert "HTTP 403: gate closed" in status.message
+    assert "HTTP 403: gate closed" in status.message and f"{url}/..." in status.message
+    assert "s3cr3t" not in status.model_dump_json()
 
 
 def test_errors_beyond_the_consecutive_error_limit_are_inconclusive_not_failed() -> None:
