@@ -11,10 +11,11 @@ stay the server's name), so a name that resolves elsewhere between the check and
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +62,23 @@ def host_port(host: str, port: int) -> str:
 
 def default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """A 429's or 503's Retry-After (delta-seconds or an HTTP date) in seconds from now, or
+    None when there is none or it does not parse."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def system_resolver(host: str, port: int) -> list[str]:

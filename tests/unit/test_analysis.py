@@ -85,6 +85,13 @@ def test_what_stops_an_analysis_is_named() -> None:
     problem = A.resolve(REF, refused, RELEASE, where)
     assert isinstance(problem, A.Problem) and problem.reason == "PolicyViolation"
     assert "AnalysisTemplate error-rate spec.metrics[0].provider.prometheus.address: http://prom:9090" in problem.message
+    hook = "https://gate.ci/hooks/s3cr3t?token=s3cr3t"
+    web = metric(successCondition=None, provider={"web": {"url": hook}})
+    refused = AnalysisObserved(templates={TemplateKey("error-rate"): template(web)},
+                               refused={hook: "is not allowed by --allow-metric-server"})
+    problem = A.resolve(REF, refused, RELEASE, where)
+    assert isinstance(problem, A.Problem) and problem.reason == "PolicyViolation"
+    assert "provider.web.url: https://gate.ci/... is not allowed" in problem.message and "s3cr3t" not in problem.message
 
 
 def _run(m: Metric, results: list[RawResult]) -> A.AnalysisRunStatus:

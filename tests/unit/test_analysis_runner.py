@@ -54,8 +54,8 @@ class Measurer:
             raise Refused("169.254.169.254 is a cloud metadata endpoint")
         return (0.5,)
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> bool:
-        return payload.get("name") == "shop"
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]:
+        return payload.get("name") == "shop", "HTTP 412"
 
 
 def request(address: str, seq: int = 0, due: datetime | None = None, **extra: Any) -> MeasurementRequest:

@@ -18,6 +18,7 @@ import pytest
 from apprelease.api.notifications import NotificationFacts
 from apprelease.render.notification import (
     SIGNATURE_HEADER,
+    DeliveryProblem,
     Sink,
     build_request,
     delivery_problem,
@@ -153,16 +154,27 @@ def test_sinks_from_a_secret() -> None:
 
 @pytest.mark.parametrize(("sink_type", "status", "text", "problem"), [
     ("dingtalk", 200, '{"errcode":0,"errmsg":"ok"}', None),
-    ("dingtalk", 200, '{"errcode":310000,"errmsg":"sign not match"}', "error 310000: sign not match"),
-    ("wecom", 200, '{"errcode":93000,"errmsg":"invalid webhook url"}', "error 93000: invalid webhook url"),
+    ("dingtalk", 200, '{"errcode":310000,"errmsg":"sign not match"}', ("error 310000: sign not match", False)),
+    ("dingtalk", 200, '{"errcode":130101,"errmsg":"send too fast"}', ("error 130101: send too fast (rate limited)", True)),
+    ("dingtalk", 200, "", ("no errcode 0 in the answer: ''", False)),
+    ("wecom", 200, '{"errcode":93000,"errmsg":"invalid webhook url"}', ("error 93000: invalid webhook url", False)),
+    ("wecom", 200, '{"errcode":45009,"errmsg":"api freq out of limit"}',
+     ("error 45009: api freq out of limit (rate limited)", True)),
     ("lark", 200, '{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}',
-     "error 19021: sign match fail or timestamp is not within one hour from current time"),
+     ("error 19021: sign match fail or timestamp is not within one hour from current time", False)),
+    ("lark", 200, '{"code":9499,"msg":"too many request"}', ("error 9499: too many request (rate limited)", True)),
+    ("lark", 200, '{"code":11232,"msg":"frequency limited"}', ("error 11232: frequency limited (rate limited)", True)),
     ("lark", 200, '{"StatusCode":0,"StatusMessage":"success"}', None),
+    ("lark", 200, '["not", "an object"]', ("no code 0 in the answer: \'[\"not\", \"an object\"]\'", False)),
     ("slack", 200, "ok", None),
-    ("json", 503, "", "HTTP 503"),
+    ("slack", 429, "rate_limited", ("HTTP 429", True)),
+    ("slack", 404, "no_service", ("HTTP 404", False)),
+    ("json", 503, "", ("HTTP 503", True)),
 ])
-def test_answers_that_mean_not_delivered(sink_type: str, status: int, text: str, problem: str | None) -> None:
-    assert delivery_problem(sink_type, status, text) == problem
+def test_answers_that_mean_not_delivered(sink_type: str, status: int, text: str,
+                                         problem: tuple[str, bool] | None) -> None:
+    expected = DeliveryProblem(*problem) if problem is not None else None
+    assert delivery_problem(sink_type, status, text) == expected
 
 
 def test_wecom_content_fits_its_byte_limit_in_chinese_too() -> None:

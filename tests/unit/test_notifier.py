@@ -5,18 +5,22 @@ full, and never makes the caller wait."""
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import REGISTRY
 
 from apprelease.api.notifications import SINKS_SECRET, NotificationFacts, NotificationRule
 from apprelease.controller.notifier import Notifier, NotifierOptions
 from apprelease.domain import Policy
 from tests.plugins.cluster import NotYet, wait_for
+
+from .scripted_server import Reply, Script, scripted_server
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FAST = NotifierOptions(backoff_seconds=0.01, deadline_seconds=5, request_timeout_seconds=1, queue_size=2,
@@ -172,3 +176,69 @@ def test_the_request_goes_to_the_address_that_was_checked() -> None:
             ("8.8.8.8", 8080, "hooks.example.com:8080")]
     finally:
         notifier.stop()
+
+
+# --- chat services that answer "too fast" (or another error) inside an HTTP 200 ----------------------
+# Against a real local HTTP server: each attempt is counted on the wire.
+
+PATHS = {"dingtalk": "/robot/send?access_token=d1ng", "wecom": "/cgi-bin/webhook/send?key=w3c0m",
+         "lark": "/open-apis/bot/v2/hook/l4rk", "slack": "/services/T0/B0/sl4ck"}
+OK = {"dingtalk": {"errcode": 0, "errmsg": "ok"}, "wecom": {"errcode": 0, "errmsg": "ok"},
+      "lark": {"StatusCode": 0, "StatusMessage": "success", "code": 0, "msg": "success"}, "slack": b"ok"}
+
+
+def deliver(sink_type: str, *replies: Reply, options: NotifierOptions = FAST,
+            outcome: str = "delivered") -> tuple[Script, float]:
+    """Send one notification to a ``sink_type`` sink answering ``replies``; the script and
+    how long until ``outcome`` was counted."""
+    with scripted_server(*replies) as (url, script):
+        before = count(sink_type, outcome)
+        sinks = FakeKube({"t.url": url + PATHS[sink_type], "t.type": sink_type})
+        notifier = started(Notifier(sinks, Policy(), options))
+        try:
+            began = time.monotonic()
+            notifier.submit("shop", [NotificationRule(sink="t")], [facts()])
+            wait_for(lambda: count(sink_type, outcome) > before or NotYet(script.calls), 15, interval=0.02,
+                     message=f"{outcome} counted")
+            return script, time.monotonic() - began
+        finally:
+            notifier.stop()
+
+
+@pytest.mark.parametrize(("sink_type", "too_fast"), [
+    ("dingtalk", {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}),
+    ("wecom", {"errcode": 45009, "errmsg": "api freq out of limit"}),
+    ("lark", {"code": 11232, "msg": "frequency limited", "data": {}}),
+    ("lark", {"code": 9499, "msg": "too many request", "data": {}}),
+])
+def test_a_rate_limit_inside_a_200_is_retried_until_delivered(sink_type: str, too_fast: dict[str, Any]) -> None:
+    script, _ = deliver(sink_type, Reply(200, too_fast), Reply(200, too_fast), Reply(200, OK[sink_type]))
+    assert len(script.calls) == 3 and script.bodies[0] == script.bodies[2]
+
+
+@pytest.mark.parametrize(("sink_type", "answer", "named"), [
+    ("dingtalk", {"errcode": 310000, "errmsg": "sign not match"}, "error 310000: sign not match"),
+    ("wecom", {"errcode": 93000, "errmsg": "invalid webhook url"}, "error 93000: invalid webhook url"),
+    ("lark", {"code": 19021, "msg": "sign match fail"}, "error 19021: sign match fail"),
+    ("dingtalk", {}, "no errcode 0 in the answer"),
+    ("lark", b"<html>gateway</html>", "no code 0 in the answer"),
+])
+def test_another_error_inside_a_200_fails_once_logged_with_the_code(
+        sink_type: str, answer: Any, named: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "apprelease.notifications")
+    script, _ = deliver(sink_type, Reply(200, answer), Reply(200, OK[sink_type]), outcome="failed")
+    assert len(script.calls) == 1
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "apprelease.notifications"]
+    assert named in logged
+    assert not any(secret in logged for secret in ("d1ng", "w3c0m", "l4rk")) and "***" in logged
+
+
+def test_slack_429_waits_its_retry_after() -> None:
+    script, _ = deliver("slack", Reply(429, b"rate_limited", {"Retry-After": "1"}), Reply(200, b"ok"))
+    assert len(script.calls) == 2 and script.calls[1] - script.calls[0] >= 0.9  # the back-off alone: 0.01 s
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once() -> None:
+    script, took = deliver("slack", Reply(429, b"rate_limited", {"Retry-After": "600"}), Reply(200, b"ok"),
+                           outcome="failed")
+    assert len(script.calls) == 1 and took < FAST.deadline_seconds

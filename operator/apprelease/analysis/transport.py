@@ -28,6 +28,7 @@ from apprelease.net import (
     default_port,
     host_port,
     literal_address,
+    retry_after_seconds,
     system_resolver,
 )
 
@@ -36,7 +37,7 @@ from .errors import AddressNotAllowed, MeasurementError, MeasurementInconclusive
 # A Prometheus answer or a web hook's is far below this; a server streaming without end is not.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 # Retries of a transient failure (connection refused or reset, a 502/503/504), all within the
-# caller's timeout.
+# caller's timeout; a server's Retry-After is waited instead of the back-off when it fits.
 MAX_ATTEMPTS = 3
 RETRY_WAIT_SECONDS = 0.2
 RETRY_WAIT_MAX_SECONDS = 2.0
@@ -140,7 +141,10 @@ async def exchange(
     except MeasurementInconclusive as error:
         _measured(provider, server, started, error.kind)
         raise
-    _measured(provider, server, started, "http_5xx" if answer.status >= 500 else None)
+    if answer.status >= 500:
+        _measured(provider, server, started, "http_5xx")
+    else:
+        _measured(provider, server, started, "rate_limited" if answer.status in retry_statuses else None)
     return answer
 
 
@@ -183,10 +187,21 @@ async def _with_retries(
             raise _Transient(f"HTTP {answer.status}", "http_5xx", answer)
         return answer
 
+    backoff = tenacity.wait_exponential(multiplier=RETRY_WAIT_SECONDS, max=RETRY_WAIT_MAX_SECONDS)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        transient = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(transient, _Transient) and transient.answer is not None:
+            asked = retry_after_seconds(transient.answer.headers)
+            if asked is not None:
+                return asked
+        return backoff(state)
+
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception_type(_Transient),
-        stop=tenacity.stop_after_attempt(MAX_ATTEMPTS) | tenacity.stop_after_delay(timeout),
-        wait=tenacity.wait_exponential(multiplier=RETRY_WAIT_SECONDS, max=RETRY_WAIT_MAX_SECONDS),
+        # Never sleep past the deadline: a wait that would end after it gives up now.
+        stop=tenacity.stop_after_attempt(MAX_ATTEMPTS) | tenacity.stop_before_delay(timeout),
+        wait=wait,
         reraise=True,
     )
     try:

@@ -1,12 +1,17 @@
 """Web hook gates, as Flagger's: POST the rollout's context as JSON; the answer's status is
 the verdict.
 
-| the hook                                          | here                                  |
-| ------------------------------------------------- | ------------------------------------- |
-| answers 2xx                                       | WebhookResult(passed=True)            |
-| answers any other status (after retrying 502/503/504) | WebhookResult(passed=False)       |
-| cannot be reached, or does not answer in time     | MeasurementInconclusive               |
-| its URL is not http(s), or the policy refuses it  | MeasurementError / AddressNotAllowed  |
+| the hook                                                 | here                                 |
+| -------------------------------------------------------- | ------------------------------------ |
+| answers 2xx                                              | WebhookResult(passed=True)           |
+| answers another status (4xx but 429, 3xx): its verdict   | WebhookResult(passed=False)          |
+| answers 5xx or 429 through the retries                   | MeasurementInconclusive              |
+| cannot be reached, or does not answer in time            | MeasurementInconclusive              |
+| its URL is not http(s), or the policy refuses it         | MeasurementError / AddressNotAllowed |
+
+One measurement is one logical call: only a call that got no answer (a transport failure, 5xx,
+429) is tried again, within the deadline; an answer is never asked for twice (a hook may act on
+each call: start a load test, open a gate).
 
 The URL may carry a token in its path or query: messages and metrics name its host:port only.
 """
@@ -23,12 +28,15 @@ import httpx
 from apprelease.domain import Policy
 from apprelease.net import Resolver
 
-from .transport import checked_url, exchange
+from .errors import MeasurementInconclusive
+from .transport import checked_url, exchange, server_of
 
 PROVIDER = "webhook"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 MAX_EXCERPT_CHARS = 200
 WHAT = "the web hook address"
+# No answer from the hook yet (its gateway, its pods coming back, a rate limit): tried again.
+NO_ANSWER_STATUSES = frozenset({429, *range(500, 600)})
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,21 @@ async def call(
 ) -> WebhookResult:
     """POST ``payload`` as JSON to ``url`` and read the verdict, all within ``timeout`` seconds.
 
-    Raises MeasurementInconclusive (unreachable, too slow) or MeasurementError (a bad URL, a
-    refused address); any answer is a result, passed only for 2xx."""
+    Raises MeasurementInconclusive (unreachable, too slow, 5xx or 429 to the last try) or
+    MeasurementError (a bad URL, a refused address); any other answer is the hook's verdict,
+    passed only for 2xx."""
     checked_url(url, what=WHAT)
     body = json.dumps(dict(payload), sort_keys=True).encode()
     answer = await exchange(
         "POST", url, provider=PROVIDER, what=WHAT, timeout=timeout, policy=policy or Policy(),
         http=http, resolver=resolver, content=body, headers={"Content-Type": "application/json"},
+        retry_statuses=NO_ANSWER_STATUSES,
     )
+    if answer.status in NO_ANSWER_STATUSES:
+        raise MeasurementInconclusive(
+            f"{server_of(url)} answered HTTP {answer.status}: {excerpt(answer.body)}",
+            "http_5xx" if answer.status >= 500 else "rate_limited",
+        )
     return WebhookResult(200 <= answer.status < 300, answer.status, excerpt(answer.body))
 
 

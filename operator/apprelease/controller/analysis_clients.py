@@ -37,6 +37,7 @@ class MetricClients:
         result = await _sorted(lambda: prometheus.query(address, query, timeout=timeout, policy=self.policy))
         return result.values
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> bool:
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]:
         result = await _sorted(lambda: webhook.call(url, payload, timeout=timeout, policy=self.policy))
-        return result.passed
+        answer = f"HTTP {result.status}" + (f": {result.body_excerpt}" if result.body_excerpt else "")
+        return result.passed, answer

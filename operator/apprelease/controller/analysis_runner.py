@@ -50,13 +50,14 @@ class Invalid(Exception):
 
 
 class Measurer(Protocol):
-    """The I/O clients (apprelease.analysis): values or a web hook's verdict; an exception
+    """The I/O clients (apprelease.analysis): values or a web hook's verdict (passed, and its
+    answer when it did not); an exception
     whose text says why there is no answer (Refused: the address is not allowed;
     Invalid: the query is wrong)."""
 
     async def prometheus(self, address: str, query: str, timeout: float) -> tuple[float, ...]: ...
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> bool: ...
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]: ...
 
 
 class TemplateSource(Protocol):
@@ -250,8 +251,8 @@ class AnalysisRunner:
                 if request.kind == "prometheus":
                     values = await self.measurer.prometheus(request.address, request.target, request.timeout)
                     return RawResult(self._stamp(), values=tuple(values))
-                passed = await self.measurer.web(request.target, request.payload, request.timeout)
-                return RawResult(self._stamp(), passed=passed)
+                passed, answer = await self.measurer.web(request.target, request.payload, request.timeout)
+                return RawResult(self._stamp(), passed=passed, detail="" if passed else answer)
         except Refused as exc:
             with self._lock:
                 self._refused[request.address] = str(exc)

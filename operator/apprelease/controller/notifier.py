@@ -24,14 +24,20 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from .. import metrics
 from ..api.notifications import SINKS_SECRET, NotificationFacts
 from ..api.pipeline import ReleasePipelineSpec
 from ..domain import Policy
 from ..k8s.client import ApiError, Kube
-from ..net import AddressRefused, CheckedAddresses, Resolver, system_resolver
+from ..net import AddressRefused, CheckedAddresses, Resolver, retry_after_seconds, system_resolver
 from ..render.notification import Sink, build_request, delivery_problem, parse_sinks
 from ..rollout.notifications import pipeline_notification
 from ..rollout.pipeline import Notification
@@ -52,7 +58,12 @@ class NotifierOptions:
 
 
 class DeliveryFailed(Exception):
-    """Worth another try (a transport error, HTTP 5xx or 429)."""
+    """Worth another try (a transport error, HTTP 5xx or 429, a rate limit inside a 200);
+    ``retry_after``: the seconds the sink asked to wait (Retry-After), if it did."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Undeliverable(Exception):
@@ -198,10 +209,18 @@ class Notifier:
     async def _deliver(self, namespace: str, sink: Sink, facts: NotificationFacts) -> None:
         what = f"{namespace}/{facts.name}: {facts.kind} to sink {sink.name} ({sink.type} {sink.shown_url})"
         deadline = time.monotonic() + self.options.deadline_seconds
+        backoff = wait_exponential(multiplier=self.options.backoff_seconds, max=30)
+
+        def wait(state: RetryCallState) -> float:
+            failed = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(failed, DeliveryFailed) and failed.retry_after is not None:
+                return failed.retry_after
+            return backoff(state)
+
         retrying = AsyncRetrying(
-            stop=stop_after_delay(self.options.deadline_seconds),
-            wait=wait_exponential(multiplier=self.options.backoff_seconds, max=30),
-            retry=retry_if_exception_type(DeliveryFailed), reraise=True,
+            # A wait that would end past the deadline gives up now (a Retry-After of an hour).
+            stop=stop_before_delay(self.options.deadline_seconds),
+            wait=wait, retry=retry_if_exception_type(DeliveryFailed), reraise=True,
         )
         try:
             async for attempt in retrying:
@@ -235,9 +254,9 @@ class Notifier:
         metrics.NOTIFICATION_ATTEMPTS.labels(sink.type, "error" if problem else "ok").inc()
         if problem is None:
             return
-        if response.status_code >= 500 or response.status_code == 429:
-            raise DeliveryFailed(problem)
-        raise Undeliverable(problem)
+        if problem.retry:
+            raise DeliveryFailed(problem.message, retry_after_seconds(response.headers))
+        raise Undeliverable(problem.message)
 
     def _link(self, facts: NotificationFacts) -> str:
         base = self.options.console_url.rstrip("/")

@@ -214,24 +214,51 @@ def build_request(sink: Sink, facts: NotificationFacts, now: datetime, console_u
     return _FORMATS[sink.type](facts, sink, console_url, now)
 
 
-def delivery_problem(sink_type: str, status: int, text: str) -> str | None:
+# The codes DingTalk, WeCom and Lark answer inside an HTTP 200 when a robot sends too often
+# (DingTalk: 20 a minute; WeCom: 20 a minute; Lark: 100 a minute, 5 a second).
+RATE_LIMIT_CODES: dict[str, frozenset[int]] = {
+    "dingtalk": frozenset({130101}),  # send too fast
+    "wecom": frozenset({45009}),  # api freq out of limit
+    "lark": frozenset({11232, 9499}),  # frequency limited, too many request
+}
+
+
+@dataclass(frozen=True)
+class DeliveryProblem:
+    """Why an answer means "not delivered"; ``retry``: another try later may pass (a rate
+    limit, a server error), else it would fail the same way (a bad signature, a 4xx)."""
+
+    message: str
+    retry: bool
+
+
+def delivery_problem(sink_type: str, status: int, text: str) -> DeliveryProblem | None:
     """Why an answer means "not delivered", or None. DingTalk, WeCom and Lark answer HTTP 200
-    with an error code in the body (a bad signature, a keyword filter, a rate limit)."""
+    with an error code in the body (a bad signature, a keyword filter, a rate limit): for them
+    only code 0 is delivered."""
+    if status == 429 or status >= 500:
+        return DeliveryProblem(f"HTTP {status}", retry=True)
     if not 200 <= status < 300:
-        return f"HTTP {status}"
-    if sink_type not in ("dingtalk", "wecom", "lark"):
+        return DeliveryProblem(f"HTTP {status}", retry=False)
+    if sink_type not in RATE_LIMIT_CODES:
         return None
     try:
-        answer = json.loads(text or "{}")
+        answer = json.loads(text)
     except ValueError:
+        answer = None
+    names = ("errcode", "code", "StatusCode")  # Lark's older answers say StatusCode
+    code = next((answer[name] for name in names if name in answer), None) if isinstance(answer, dict) else None
+    if code is None:
+        field_name = "code" if sink_type == "lark" else "errcode"
+        shown = "".join(ch for ch in " ".join(text.split()) if ch.isprintable())[:100]
+        return DeliveryProblem(f"no {field_name} 0 in the answer: {shown!r}", retry=False)
+    if str(code) == "0":
         return None
-    if not isinstance(answer, dict):
-        return None
-    code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
-    if code in (0, None):
-        return None
-    message = answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or ""
-    return f"error {code}: {str(message)[:200]}"
+    assert isinstance(answer, dict)
+    message = str(answer.get("errmsg") or answer.get("msg") or answer.get("StatusMessage") or "")[:200]
+    if str(code) in {str(c) for c in RATE_LIMIT_CODES[sink_type]}:
+        return DeliveryProblem(f"error {code}: {message} (rate limited)", retry=True)
+    return DeliveryProblem(f"error {code}: {message}", retry=False)
 
 
 # Redaction -----------------------------------------------------------------------------------

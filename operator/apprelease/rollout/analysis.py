@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from simpleeval import SimpleEval
 
@@ -64,6 +65,7 @@ class RawResult:
     at: str
     values: tuple[float, ...] | None = None
     passed: bool | None = None  # web hooks
+    detail: str = ""  # a web hook's answer when it did not pass: its status and first words
     error: str | None = None
     # The question is wrong (the query does not parse): fix the template, no verdict.
     invalid: bool = False
@@ -96,6 +98,18 @@ class ResolvedMetric:
     @property
     def kind(self) -> str:
         return "prometheus" if self.metric.provider.prometheus is not None else "web"
+
+    @property
+    def shown(self) -> str:
+        """What a message shows of the question: the query, or the web hook's address."""
+        return self.target if self.kind == "prometheus" else shown_url(self.target)
+
+
+def shown_url(url: str) -> str:
+    """A web hook URL as status, Events and logs may show it: its path and query may carry a
+    token, so only the scheme, host and port (and "/..." for the rest)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" + ("/..." if parts.path.strip("/") or parts.query else "")
 
 
 @dataclass(frozen=True)
@@ -184,7 +198,8 @@ def resolve(ref: AnalysisRef, found: AnalysisObserved, release: Mapping[str, str
                 conditions[name] = condition
             metric = metric.model_copy(update=conditions)
             if address in found.refused:
-                return Problem("PolicyViolation", f"{field_path}: {address} {found.refused[address]}")
+                shown = address if provider.prometheus is not None else shown_url(address)
+                return Problem("PolicyViolation", f"{field_path}: {shown} {found.refused[address]}")
             if provider.web is not None:
                 address = filled
             count = metric.count if metric.count is not None else None if background else 1
@@ -222,7 +237,9 @@ def evaluate(metric: Metric, result: RawResult) -> tuple[MeasurementPhase, str]:
     if result.error is not None:
         return "Error", result.error
     if result.passed is not None:
-        return ("Successful", "") if result.passed else ("Failed", "the web hook did not pass")
+        if result.passed:
+            return "Successful", ""
+        return "Failed", "the web hook did not pass" + (f": {result.detail}" if result.detail else "")
     values = result.values or ()
     try:
         success = _holds(metric.success_condition, values)
@@ -316,7 +333,7 @@ def _run_message(states: Sequence[MetricStatus], metrics: Sequence[ResolvedMetri
                 named = [f"{label} {text}" for label, text in (("successCondition", metric.success_condition),
                                                                ("failureCondition", metric.failure_condition))
                          if text and text not in state.message]
-                return (f"metric {state.name} ({resolved.template}) {phase.lower()}: {resolved.target}:"
+                return (f"metric {state.name} ({resolved.template}) {phase.lower()}: {resolved.shown}:"
                         f" {state.message}" + "".join(f"; {text}" for text in named))
     return ""
 
