@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from apprelease.controller.reconciler import STATUS_COALESCE_SECONDS
+from apprelease.domain import TRACK_KEY
 from apprelease.render.deployment import REGISTERED_GATE
 from apprelease_dev.nacos import ensure_nacos, start_nacos
 from tests.nacos.conftest import (
@@ -344,6 +345,11 @@ def test_registry_changes_reach_status_within_seconds(
     arl.wait("orders", serving, 30, "both pods' gates Serving")
     target = arl.status("orders")["registration"]["instances"][0]
     with nacos_server.registry(svc) as console:  # someone disables it in the Nacos console
+        # A person acts on what the console shows once our writes are done: a disable that
+        # lands between two of ours is undone by the next (Nacos has no compare-and-set).
+        wait_for(lambda: NotYet(listed) if len(listed := console.list_instances()) != 2 or not all(
+            i.enabled and i.metadata.get(TRACK_KEY) == "stable" for i in listed) else listed,
+            30, 0.5, "both instances enabled with the operator's metadata")
         started = time.monotonic()
         console.set_enabled(target["ip"], target["port"], False)
         arl.wait("orders", lambda s: any(i["ip"] == target["ip"] and not i["enabled"]
