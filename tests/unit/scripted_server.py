@@ -28,12 +28,14 @@ class Script:
     replies: list[Reply]
     calls: list[float] = field(default_factory=list)  # monotonic time of each call
     bodies: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # each call's request headers
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next(self, body: bytes) -> Reply:
+    def next(self, body: bytes, headers: dict[str, str] | None = None) -> Reply:
         with self._lock:
             self.calls.append(time.monotonic())
             self.bodies.append(body)
+            self.headers.append(headers or {})
             return self.replies[min(len(self.calls), len(self.replies)) - 1]
 
 
@@ -44,7 +46,7 @@ def scripted_server(*replies: Reply) -> Iterator[tuple[str, Script]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            reply = script.next(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            reply = script.next(self.rfile.read(int(self.headers.get("Content-Length") or 0)), dict(self.headers))
             if reply.delay:
                 time.sleep(reply.delay)
             body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()

@@ -54,7 +54,8 @@ class Measurer:
             raise Refused("169.254.169.254 is a cloud metadata endpoint")
         return (0.5,)
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]:
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float,
+                  headers: Mapping[str, str]) -> tuple[bool, str]:
         return payload.get("name") == "shop", "HTTP 412"
 
 

@@ -20,7 +20,7 @@ from apprelease.api.analysis_template import Metric
 from apprelease.controller.analysis_clients import MetricClients
 from apprelease.controller.analysis_runner import AnalysisRunner
 from apprelease.domain import Policy
-from apprelease.rollout.analysis import ResolvedMetric, advance
+from apprelease.rollout.analysis import AnalysisObserved, ResolvedMetric, advance
 from tests.plugins.cluster import NotYet, wait_for
 
 from .scripted_server import Reply, scripted_server
@@ -41,6 +41,20 @@ def test_an_answered_call_is_made_once(status: int) -> None:
     with scripted_server(Reply(status, b"go")) as (url, script):
         assert call(url).passed
     assert len(script.calls) == 1
+
+
+def test_the_templates_headers_reach_the_hook() -> None:
+    metric = Metric.model_validate({"name": "gate", "provider": {"web": {
+        "url": "http://127.0.0.1:1/gate", "headers": [{"name": "X-Team", "value": "payments"}]}}})
+    outcome = advance(None, "run-1", "2026-12-05T00:00:00Z",
+                      [ResolvedMetric("gates", metric, "http://127.0.0.1:1/gate", "http://127.0.0.1:1/gate", "metrics[0]")],
+                      AnalysisObserved(), datetime(2026, 12, 5, tzinfo=UTC), PAYLOAD)
+    headers = dict(outcome.requests[0].headers)
+    assert headers == {"X-Team": "payments"}
+    with scripted_server(Reply(200, b"go")) as (url, script):
+        asyncio.run(webhook.call(url, PAYLOAD, policy=LOOPBACK_ALLOWED, headers=headers))
+    assert script.headers[0]["X-Team"] == "payments"
+    assert script.headers[0]["Content-Type"] == "application/json"
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 412])

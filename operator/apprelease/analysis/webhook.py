@@ -79,6 +79,7 @@ async def call(
     policy: Policy | None = None,
     http: httpx.AsyncClient | None = None,
     resolver: Resolver | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> WebhookResult:
     """POST ``payload`` as JSON to ``url`` and read the verdict, all within ``timeout`` seconds.
 
@@ -89,7 +90,7 @@ async def call(
     body = json.dumps(dict(payload), sort_keys=True).encode()
     answer = await exchange(
         "POST", url, provider=PROVIDER, what=WHAT, timeout=timeout, policy=policy or Policy(),
-        http=http, resolver=resolver, content=body, headers={"Content-Type": "application/json"},
+        http=http, resolver=resolver, content=body, headers={**(headers or {}), "Content-Type": "application/json"},
         retry_statuses=NO_ANSWER_STATUSES,
     )
     if answer.status in NO_ANSWER_STATUSES:

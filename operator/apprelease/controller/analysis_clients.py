@@ -37,7 +37,9 @@ class MetricClients:
         result = await _sorted(lambda: prometheus.query(address, query, timeout=timeout, policy=self.policy))
         return result.values
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]:
-        result = await _sorted(lambda: webhook.call(url, payload, timeout=timeout, policy=self.policy))
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float,
+                  headers: Mapping[str, str]) -> tuple[bool, str]:
+        result = await _sorted(lambda: webhook.call(url, payload, timeout=timeout, policy=self.policy,
+                                                        headers=headers))
         answer = f"HTTP {result.status}" + (f": {result.body_excerpt}" if result.body_excerpt else "")
         return result.passed, answer

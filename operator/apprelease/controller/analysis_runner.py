@@ -57,7 +57,8 @@ class Measurer(Protocol):
 
     async def prometheus(self, address: str, query: str, timeout: float) -> tuple[float, ...]: ...
 
-    async def web(self, url: str, payload: Mapping[str, Any], timeout: float) -> tuple[bool, str]: ...
+    async def web(self, url: str, payload: Mapping[str, Any], timeout: float,
+                  headers: Mapping[str, str]) -> tuple[bool, str]: ...
 
 
 class TemplateSource(Protocol):
@@ -251,7 +252,8 @@ class AnalysisRunner:
                 if request.kind == "prometheus":
                     values = await self.measurer.prometheus(request.address, request.target, request.timeout)
                     return RawResult(self._stamp(), values=tuple(values))
-                passed, answer = await self.measurer.web(request.target, request.payload, request.timeout)
+                passed, answer = await self.measurer.web(request.target, request.payload, request.timeout,
+                                                       dict(request.headers))
                 return RawResult(self._stamp(), passed=passed, detail="" if passed else answer)
         except Refused as exc:
             with self._lock:

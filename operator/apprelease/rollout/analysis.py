@@ -125,6 +125,7 @@ class MeasurementRequest:
     target: str
     timeout: float
     payload: Mapping[str, Any] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()  # the web hook's, as the template gives them
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,7 @@ def advance(previous: AnalysisRunStatus | None, run: str, started: str, metrics:
             address=resolved.address, target=resolved.target,
             timeout=float(web.timeout_seconds) if web is not None else 10.0,
             payload=payload if web is not None else {},
+            headers=tuple((h.name, h.value) for h in web.headers) if web is not None else (),
         ))
     wake = min(r.due for r in requests) if requests else None
     return RunOutcome(status, tuple(requests), wake_at=max(wake, now) if wake else None)
