@@ -138,6 +138,46 @@ def test_writes_run_once_until_read_back_and_stale_wishes_are_dropped() -> None:
     assert not held.queued
 
 
+class SlowWriteClient(FakeClient):
+    """Its writes hang until released: a write in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.finish = threading.Event()
+
+    def update_instance(self, ip: str, port: int, *, enabled: bool, **state: Any) -> None:
+        self.writing.set()
+        self.finish.wait(10)
+        super().update_instance(ip, port, enabled=enabled, **state)
+
+
+def test_a_write_asked_for_again_while_in_flight_is_not_sent_twice() -> None:
+    """Every reconcile hands the lane its latest wishes; one that repeats the write under
+    way must not queue it again (the operator logs showed each Nacos write sent twice)."""
+    mon, woken = monitor()
+    client = SlowWriteClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    app = _App()
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        assert client.writing.wait(5), "the write started"
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        with mon._where[("ns", "orders")].cond:
+            assert not target.queued
+        client.finish.set()
+        wait_for(lambda: client.writes, 5, 0.01, "the write done")
+        mon.execute(app, (DISABLE,))  # type: ignore[arg-type]
+        with mon._where[("ns", "orders")].cond:
+            assert not target.queued
+        assert client.writes == [("10.0.0.1", 8080, False)]
+    finally:
+        client.finish.set()
+        mon.stop()
+
+
 def test_a_failed_write_is_shown_retried_and_cleared() -> None:
     mon, _woken = monitor()
     client = FakeClient(write_errors=2)

@@ -99,6 +99,8 @@ class _Target:
     next_poll: float = 0.0
     failures: int = 0
     queued: dict[ActionKey, RegistryAction] = field(default_factory=dict)
+    # The write the lane is sending now: a plan asking for it again does not queue it twice.
+    in_flight: ActionKey | None = None
     # Per ip:port, the last write that worked and when: Nacos applies an update to its lists
     # a moment later, so a read right after may not show it yet (then it is not written twice).
     done: dict[tuple[str | None, int | None], tuple[ActionKey, float]] = field(default_factory=dict)
@@ -188,6 +190,7 @@ class _Lane:
             if target.queued and target.next_write <= now:
                 key, action = next(iter(target.queued.items()))
                 del target.queued[key]
+                target.in_flight = key
                 return functools.partial(self.monitor._write, self, target, key, action)
         due = [t for t in self.targets.values() if t.next_poll <= now]
         if due:
@@ -398,6 +401,7 @@ class RegistryMonitor:
             target.queued = {
                 _action_key(a): a for a in wanted
                 if not _settling(target, a, now) and _action_key(a) not in target.written_ahead
+                and _action_key(a) != target.in_flight
             }
             target.queued.update({k: k for k in target.undoing})
             if target.queued:
@@ -449,6 +453,14 @@ class RegistryMonitor:
         self.notify(target.key)
 
     def _write(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:
+        try:
+            self._send(lane, target, key, action)
+        finally:  # after its outcome is recorded (done, or queued again): no window to re-queue it
+            with lane.cond:
+                if target.in_flight == key:
+                    target.in_flight = None
+
+    def _send(self, lane: _Lane, target: _Target, key: ActionKey, action: RegistryAction) -> None:
         error: RegistryUnavailable | None = None
         fenced = (self.fence.writing(f"registry {action.kind} {action.ip}:{action.port}")
                   if self.fence is not None else contextlib.nullcontext())
