@@ -93,6 +93,24 @@ def test_summary_all_registered_and_unreachable() -> None:
     assert down.status.last_error == "connection refused" and not down.state.reachable
 
 
+def test_a_read_older_than_a_pod_says_nothing_about_that_pods_registration() -> None:
+    """Pod IPs are reused: a read taken before a pod existed may list the instance of the
+    pod that had its address before (its deregistration on the way). That instance is not
+    the new pod's (it would turn the pod Ready and take our enable write), nor stale."""
+    old_read = RegistryRead((_instance("10.0.0.1"), _instance("10.0.0.2", enabled=False)),
+                            changed_at="2026-12-05T03:23:21Z", taken_at="2026-12-05T03:23:27Z")
+    pods = [PodState(name="s1", track="stable", revision=1, ready=True, ip="10.0.0.1", created="2026-12-05T03:00:00Z"),
+            PodState(name="c2", track="canary", revision=2, ready=False, ip="10.0.0.2", created="2026-12-05T03:23:28Z")]
+    reg = summarize(provider="nacos", service="svc", read=old_read, pods=pods, revisions={"stable": 1, "canary": 2})
+    assert set(reg.by_pod) == {"s1"} and reg.stale == () and reg.unconfirmed == ("c2",)
+    same_second = RegistryRead(old_read.instances, changed_at=old_read.changed_at, taken_at="2026-12-05T03:23:28Z")
+    reg = summarize(provider="nacos", service="svc", read=same_second, pods=pods, revisions={"stable": 1, "canary": 2})
+    assert set(reg.by_pod) == {"s1"} and reg.unconfirmed == ("c2",)
+    newer = RegistryRead(old_read.instances, changed_at=old_read.changed_at, taken_at="2026-12-05T03:23:29Z")
+    reg = summarize(provider="nacos", service="svc", read=newer, pods=pods, revisions={"stable": 1, "canary": 2})
+    assert set(reg.by_pod) == {"s1", "c2"} and reg.unconfirmed == ()
+
+
 def test_instance_list_is_bounded_but_counts_exact() -> None:
     pods = [_pod(f"p{i}", f"10.1.{i // 250}.{i % 250}") for i in range(120)]
     read = RegistryRead(tuple(_instance(p.ip or "") for p in pods))

@@ -472,3 +472,75 @@ def test_an_instance_we_enabled_is_never_shown_disabled_by_a_read_older_than_tha
     finally:
         client.release.set()
         mon.stop()
+
+
+class ReplacedClient(FakeClient):
+    """Lists INSTANCE, then nothing (its app deregistered), then a new registration at the
+    same address, disabled (it inherited an override)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase = 0
+
+    def list_instances(self) -> list[RegistryInstance]:
+        self.reads += 1
+        if self.phase == 0:
+            return [INSTANCE]
+        if self.phase == 1:
+            return []
+        return [RegistryInstance("10.0.0.1", 8080, True, False, 100.0, True, "DEFAULT")]
+
+
+def test_our_enable_is_not_shown_on_an_instance_that_left_and_registered_again() -> None:
+    """A write we just made is shown until a read catches up with it, but only on the
+    instance it was made on: one that left since and registered again never saw it."""
+    mon, woken = monitor()
+    client = ReplacedClient()
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    enable = RegistryAction("write", "pod-1", "10.0.0.1", 8080, enabled=True, weight=100.0)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (enable,))  # type: ignore[arg-type]
+        wait_for(lambda: target.enabled_unread, 5, 0.01, "the enable written")
+        client.phase = 1
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read without the instance")
+        client.phase = 2
+        reads = client.reads
+        wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read of the new registration")
+        with mon._where[("ns", "orders")].cond:
+            shown = mon._current_read(target).instances
+        assert shown is not None and [i.enabled for i in shown] == [False]
+    finally:
+        mon.stop()
+
+
+def test_a_read_is_stamped_with_when_it_was_taken_even_when_nothing_changed() -> None:
+    mon, woken = monitor()
+    target = attach(mon, "http://a", ("ns", "orders"), FakeClient())
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        with mon._where[("ns", "orders")].cond:
+            first = mon._current_read(target)
+        assert first.taken_at is not None
+        wait_for(lambda: mon._current_read(target).taken_at != first.taken_at, 5, 0.05, "a later read's stamp")
+        assert mon._current_read(target).changed_at == first.changed_at  # unchanged: no status write
+    finally:
+        mon.stop()
+
+
+def test_an_app_with_a_pod_newer_than_the_read_is_woken_by_the_next_read() -> None:
+    mon, woken = monitor()
+    target = attach(mon, "http://a", ("ns", "orders"), FakeClient())
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        woken.clear()
+        with mon._where[("ns", "orders")].cond:
+            target.confirm_pods = True  # state_for found a pod the read is older than
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "woken by an unchanged read")
+        assert not target.confirm_pods
+    finally:
+        mon.stop()

@@ -125,6 +125,11 @@ class _Target:
     # Whether the planner's last view had instances: only then does a write ahead it no
     # longer asks for mean its pod is gone (without a read it asks for nothing at all).
     planned_on_a_read: bool = False
+    # When the latest good read began (wall clock, whole seconds), changed or not.
+    taken_at: str | None = None
+    # A pod is newer than the read (its address may show a predecessor's instance): the next
+    # read wakes the app even if nothing changed, so the pod is judged on a read of its time.
+    confirm_pods: bool = False
     # Per ip:port, our last write that enabled the instance and when it worked, until a read
     # begun after it (and its settle time) shows it: a read from before must not show the
     # instance disabled, or a deletion or drain would take "disabled" for "already offline".
@@ -348,7 +353,20 @@ class RegistryMonitor:
             provider="nacos", service=service, read=read, pods=observed.pods, revisions=revisions,
             previous=previous,
         )
+        if registration.unconfirmed:
+            self._confirm_pods(key)
         return _with(observed, registration, gate=True)
+
+    def _confirm_pods(self, key: AppKey) -> None:
+        with self._lock:
+            lane = self._where.get(key)
+        if lane is None:
+            return
+        with lane.cond:
+            target = lane.targets.get(key)
+            if target is not None:
+                target.confirm_pods = True
+                target.next_poll = min(target.next_poll, time.monotonic() + BUSY_POLL_SECONDS)
 
     def _current_read(self, target: _Target) -> RegistryRead:
         read = target.read or RegistryRead(None, "waiting for the first read", reason=PENDING)
@@ -362,12 +380,12 @@ class RegistryMonitor:
             )
         if read.instances is not None and target.enabled_unread:
             read = dataclasses.replace(read, instances=_with_enabled(read.instances, target.enabled_unread))
+        if read.instances is not None:
+            read = dataclasses.replace(read, taken_at=target.taken_at)
         target.planned_on_a_read = read.instances is not None
         if target.write_error is not None:
-            return RegistryRead(
-                read.instances, read.error, read.changed_at, reason=read.reason,
-                write_error=target.write_error, write_error_reason=target.write_error_reason,
-            )
+            return dataclasses.replace(read, write_error=target.write_error,
+                                       write_error_reason=target.write_error_reason)
         return read
 
     # Actions ---------------------------------------------------------------------------------
@@ -436,11 +454,15 @@ class RegistryMonitor:
             target.failures, target.next_poll = failures, next_poll
             wake_anyway, target.read_at, target.stale_shown = target.stale_shown, time.monotonic(), False
             if read.instances is not None:
+                target.taken_at = stamp
+                wake_anyway, target.confirm_pods = wake_anyway or target.confirm_pods, False
                 listed = {(i.ip, i.port) for i in read.instances}
                 target.written_ahead = {k for k in target.written_ahead if (k.ip, k.port) not in listed}
                 shown = len(target.enabled_unread)
+                # Shown until a read catches up, and only on the instance it was made on: one
+                # that has left since (and may register again, without it) never saw it.
                 target.enabled_unread = {where: (action, at) for where, (action, at) in target.enabled_unread.items()
-                                         if at + WRITE_SETTLE_SECONDS > started}
+                                         if at + WRITE_SETTLE_SECONDS > started and where in listed}
                 wake_anyway = wake_anyway or len(target.enabled_unread) < shown  # the view may change
             now = time.monotonic()  # a read after the settle time shows what our writes did
             target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}

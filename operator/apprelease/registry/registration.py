@@ -32,6 +32,9 @@ class RegistryRead:
     instances: tuple[RegistryInstance, ...] | None
     error: str | None = None
     changed_at: str | None = None  # when the instance set last changed (or the read recovered)
+    # When the latest read began, changed or not (not in the status: it moves every poll).
+    # None: unknown, every pod trusts the read.
+    taken_at: str | None = None
     # Why there are no instances: a failure class (rollout/failures.py) or PENDING.
     reason: str | None = None
     # The last write that failed (cleared by the next one that works).
@@ -115,10 +118,15 @@ def summarize(
     instances = sorted(read.instances, key=lambda i: (i.ip, i.port))
     by_pod: dict[str, RegistryInstance] = {}
     stale: list[RegistryInstance] = []
+    unconfirmed: set[str] = set()
     for instance in instances:
         pod = pod_by_ip.get(instance.ip)
         if pod is None:
             stale.append(instance)
+        elif _read_before(read, pod):
+            # Pod IPs are reused: this may be the instance of the pod that had the address
+            # before, its deregistration on the way. Neither the new pod's nor stale.
+            unconfirmed.add(pod.name)
         else:
             by_pod.setdefault(pod.name, instance)
 
@@ -174,4 +182,10 @@ def summarize(
         reachable=True, tracks=per_track,
         write_error=read.write_error, write_error_reason=read.write_error_reason,
     )
-    return Registration(status, condition, state, by_pod, tuple(stale))
+    return Registration(status, condition, state, by_pod, tuple(stale), tuple(sorted(unconfirmed)))
+
+
+def _read_before(read: RegistryRead, pod: PodState) -> bool:
+    """The read may have begun before the pod existed (both stamps are whole seconds, so the
+    same second counts as before)."""
+    return read.taken_at is not None and pod.created is not None and read.taken_at <= pod.created

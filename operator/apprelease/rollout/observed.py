@@ -169,6 +169,8 @@ class Registration:
     state: RegistryState
     by_pod: Mapping[str, RegistryInstance] = field(default_factory=dict)
     stale: tuple[RegistryInstance, ...] = ()
+    # Pods with an instance at their IP in a read older than they are: not theirs yet.
+    unconfirmed: tuple[str, ...] = ()
 
 
 # What a read found for one (group, dataId): its md5, or None when Nacos has no such config.
