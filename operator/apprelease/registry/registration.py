@@ -2,6 +2,9 @@
 
 Instances are matched to pods by IP. An instance whose IP belongs to no live pod of the app
 is *stale* (typically: a redeploy changed the pod IPs and the old registrations linger).
+Pod IPs are reused, so a read that may have begun before a pod existed says nothing about
+that pod: the instance at its address may be its predecessor's (the pod is *unconfirmed*
+until a later read).
 """
 
 from __future__ import annotations
