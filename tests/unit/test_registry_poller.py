@@ -544,3 +544,32 @@ def test_an_app_with_a_pod_newer_than_the_read_is_woken_by_the_next_read() -> No
         assert not target.confirm_pods
     finally:
         mon.stop()
+
+
+def test_a_write_is_repeated_only_after_a_read_that_began_after_it_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nacos lists a write a moment after it answered. The read right after our write may not
+    show it; a reconcile in the seconds until the next read must not send it again (it would
+    undo what someone changed in the console meanwhile: Nacos has no compare-and-set)."""
+    from apprelease.registry import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "WRITE_SETTLE_SECONDS", 0.2)
+    woken: list[Any] = []
+    mon = RegistryMonitor(kube=None, endpoint_slices=lambda key: [], notify=woken.append,  # type: ignore[arg-type]
+                          poll_seconds=30)  # no read for a long while after the read-back
+    client = FakeClient()  # every read lists INSTANCE enabled: never the disabled state we write
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        reads = client.reads
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes and client.reads > reads, 5, 0.01, "the write and its read-back")
+        deadline = time.monotonic() + 0.6  # three settle times, and no read that began after one
+        while time.monotonic() < deadline:
+            mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+            with mon._where[("ns", "orders")].cond:
+                assert not target.queued
+            time.sleep(0.05)
+        assert len(client.writes) == 1
+    finally:
+        mon.stop()

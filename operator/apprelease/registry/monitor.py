@@ -65,7 +65,8 @@ ActionKey = RegistryAction
 # While pods join or leave, their registration is read this often (a new pod turns Ready only
 # once a read shows it registered).
 BUSY_POLL_SECONDS = 1.0
-# How long a write that worked is not repeated although a read does not show it yet.
+# Nacos lists a write a moment after it answered: only a read that begins this long after a
+# write shows whether it worked (until one, the write is not repeated, nor shown as undone).
 WRITE_SETTLE_SECONDS = 2.0
 # A good read is due every poll and takes one call at most; older than a few of those, it no
 # longer says what the registry holds now (never less than this).
@@ -82,10 +83,10 @@ def _action_key(action: RegistryAction) -> ActionKey:
     return action
 
 
-def _settling(target: _Target, action: RegistryAction, now: float) -> bool:
-    """This very write worked a moment ago: the registry may not list it yet."""
+def _settling(target: _Target, action: RegistryAction) -> bool:
+    """This very write worked, and no read since shows whether Nacos lists it yet."""
     last = target.done.get((action.ip, action.port))
-    return last is not None and last[0] == _action_key(action) and now - last[1] < WRITE_SETTLE_SECONDS
+    return last is not None and last[0] == _action_key(action)
 
 
 @dataclass
@@ -408,7 +409,6 @@ class RegistryMonitor:
             if target is None:
                 return
             target.busy = busy
-            now = time.monotonic()
             asked = {_action_key(a) for a in wanted}
             left = target.written_ahead - asked if target.planned_on_a_read else set()
             for gone in left:  # the pod left (or moved) without registering
@@ -418,7 +418,7 @@ class RegistryMonitor:
                 del target.undoing[undo]  # asked for again: it stays
             target.queued = {
                 _action_key(a): a for a in wanted
-                if not _settling(target, a, now) and _action_key(a) not in target.written_ahead
+                if not _settling(target, a) and _action_key(a) not in target.written_ahead
                 and _action_key(a) != target.in_flight
             }
             target.queued.update({k: k for k in target.undoing})
@@ -464,8 +464,10 @@ class RegistryMonitor:
                 target.enabled_unread = {where: (action, at) for where, (action, at) in target.enabled_unread.items()
                                          if at + WRITE_SETTLE_SECONDS > started and where in listed}
                 wake_anyway = wake_anyway or len(target.enabled_unread) < shown  # the view may change
-            now = time.monotonic()  # a read after the settle time shows what our writes did
-            target.done = {k: v for k, v in target.done.items() if now - v[1] < WRITE_SETTLE_SECONDS}
+            if read.instances is not None:
+                # Only a read that began once a write had settled shows whether it worked:
+                # until one, the write is not sent again however long the next read takes.
+                target.done = {k: v for k, v in target.done.items() if started < v[1] + WRITE_SETTLE_SECONDS}
             previous = target.read
             unchanged = previous is not None and previous.instances == read.instances and previous.error == read.error
             if unchanged and not wake_anyway:
