@@ -31,6 +31,9 @@ class RegistryInstance:
     ephemeral: bool
     cluster: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Shown disabled because we just disabled it, before any read shows Nacos applied it (a
+    # drain counts from then: consumers hear of it only once Nacos has).
+    disabling: bool = False
 
 
 RegistryActionKind = Literal["write", "deregister", "mark-leaving", "undo-ahead"]

@@ -111,6 +111,19 @@ def test_a_read_older_than_a_pod_says_nothing_about_that_pods_registration() -> 
     assert set(reg.by_pod) == {"s1", "c2"} and reg.unconfirmed == ()
 
 
+def test_a_drain_counts_from_a_read_that_shows_the_instance_offline_not_from_our_write() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from apprelease.rollout.drain import take_offline
+
+    now = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
+    ours = replace(_instance("10.0.0.1", enabled=False), disabling=True)  # written, not read back yet
+    assert take_offline(None, "s1", ours, now, "leaving").offline_since is None
+    shown = take_offline(None, "s1", _instance("10.0.0.1", enabled=False), now, "leaving")
+    assert shown.offline_since is not None
+
+
 def test_instance_list_is_bounded_but_counts_exact() -> None:
     pods = [_pod(f"p{i}", f"10.1.{i // 250}.{i % 250}") for i in range(120)]
     read = RegistryRead(tuple(_instance(p.ip or "") for p in pods))

@@ -502,7 +502,7 @@ def test_our_enable_is_not_shown_on_an_instance_that_left_and_registered_again()
     try:
         wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
         mon.execute(_App(), (enable,))  # type: ignore[arg-type]
-        wait_for(lambda: target.enabled_unread, 5, 0.01, "the enable written")
+        wait_for(lambda: target.done, 5, 0.01, "the enable written")
         client.phase = 1
         reads = client.reads
         wait_for(lambda: client.reads > reads + 1, 5, 0.01, "a read without the instance")
@@ -571,5 +571,24 @@ def test_a_write_is_repeated_only_after_a_read_that_began_after_it_settled(monke
                 assert not target.queued
             time.sleep(0.05)
         assert len(client.writes) == 1
+    finally:
+        mon.stop()
+
+
+def test_our_disable_is_shown_until_a_read_that_began_after_it_settled() -> None:
+    """`apprelease offline` then `online` within the poll interval: a read from before the
+    disable must not show the instance enabled, or `online` finds nothing of ours to enable
+    again and the next read shows the pod 'disabled by someone else' for good."""
+    mon, woken = monitor()
+    client = FakeClient()  # reads keep listing INSTANCE enabled
+    target = attach(mon, "http://a", ("ns", "orders"), client)
+    mon.start()
+    try:
+        wait_for(lambda: ("ns", "orders") in woken, 5, 0.01, "the first read")
+        mon.execute(_App(), (DISABLE,))  # type: ignore[arg-type]
+        wait_for(lambda: client.writes, 5, 0.01, "the disable written")
+        with mon._where[("ns", "orders")].cond:
+            shown = mon._current_read(target).instances
+        assert shown is not None and [(i.enabled, i.disabling) for i in shown] == [(False, True)]
     finally:
         mon.stop()

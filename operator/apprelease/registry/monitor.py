@@ -102,8 +102,12 @@ class _Target:
     queued: dict[ActionKey, RegistryAction] = field(default_factory=dict)
     # The write the lane is sending now: a plan asking for it again does not queue it twice.
     in_flight: ActionKey | None = None
-    # Per ip:port, the last write that worked and when: Nacos applies an update to its lists
-    # a moment later, so a read right after may not show it yet (then it is not written twice).
+    # Per ip:port, the last write that worked and when, until a read that began once it
+    # settled (WRITE_SETTLE_SECONDS) shows whether Nacos applied it. Meanwhile it is not
+    # written twice, and the planner sees it laid over the reads (_with_written): a read from
+    # before must neither show an instance we enabled as disabled (a deletion or drain would
+    # take that for "already offline") nor one we disabled as enabled (`online` right after
+    # `offline` would then find nothing of ours to enable again).
     done: dict[tuple[str | None, int | None], tuple[ActionKey, float]] = field(default_factory=dict)
     next_write: float = 0.0
     write_failures: int = 0
@@ -131,11 +135,6 @@ class _Target:
     # A pod is newer than the read (its address may show a predecessor's instance): the next
     # read wakes the app even if nothing changed, so the pod is judged on a read of its time.
     confirm_pods: bool = False
-    # Per ip:port, our last write that enabled the instance and when it worked, until a read
-    # begun after it (and its settle time) shows it: a read from before must not show the
-    # instance disabled, or a deletion or drain would take "disabled" for "already offline".
-    # Disabling writes are not laid over: a drain counts from when a read shows them.
-    enabled_unread: dict[tuple[str, int], tuple[RegistryAction, float]] = field(default_factory=dict)
 
 
 class _Lane:
@@ -379,8 +378,8 @@ class RegistryMonitor:
                 f" {self.poll_seconds:g} s; the last one is older than {self.stale_after:.0f} s)",
                 read.changed_at, reason="RegistryUnavailable",
             )
-        if read.instances is not None and target.enabled_unread:
-            read = dataclasses.replace(read, instances=_with_enabled(read.instances, target.enabled_unread))
+        if read.instances is not None and target.done:
+            read = dataclasses.replace(read, instances=_with_written(read.instances, target.done))
         if read.instances is not None:
             read = dataclasses.replace(read, taken_at=target.taken_at)
         target.planned_on_a_read = read.instances is not None
@@ -458,16 +457,13 @@ class RegistryMonitor:
                 wake_anyway, target.confirm_pods = wake_anyway or target.confirm_pods, False
                 listed = {(i.ip, i.port) for i in read.instances}
                 target.written_ahead = {k for k in target.written_ahead if (k.ip, k.port) not in listed}
-                shown = len(target.enabled_unread)
-                # Shown until a read catches up, and only on the instance it was made on: one
-                # that has left since (and may register again, without it) never saw it.
-                target.enabled_unread = {where: (action, at) for where, (action, at) in target.enabled_unread.items()
-                                         if at + WRITE_SETTLE_SECONDS > started and where in listed}
-                wake_anyway = wake_anyway or len(target.enabled_unread) < shown  # the view may change
-            if read.instances is not None:
-                # Only a read that began once a write had settled shows whether it worked:
-                # until one, the write is not sent again however long the next read takes.
-                target.done = {k: v for k, v in target.done.items() if started < v[1] + WRITE_SETTLE_SECONDS}
+                shown = len(target.done)
+                # Only a read that began once a write had settled shows whether it worked, and
+                # only on the instance it was made on: one that left since (and may register
+                # again, without it) never saw it.
+                target.done = {where: (key, at) for where, (key, at) in target.done.items()
+                               if started < at + WRITE_SETTLE_SECONDS and where in listed}
+                wake_anyway = wake_anyway or len(target.done) < shown  # the view may change
             previous = target.read
             unchanged = previous is not None and previous.instances == read.instances and previous.error == read.error
             if unchanged and not wake_anyway:
@@ -510,11 +506,6 @@ class RegistryMonitor:
                     target.done[(action.ip, action.port)] = (key, time.monotonic())
                 else:
                     target.written_ahead.add(key)
-                if action.kind == "write" and action.ip is not None and action.port is not None:
-                    if action.enabled and action.must_exist:
-                        target.enabled_unread[(action.ip, action.port)] = (action, time.monotonic())
-                    else:
-                        target.enabled_unread.pop((action.ip, action.port), None)
                 target.write_failures = 0
                 target.next_write = 0.0
                 target.next_poll = 0.0  # read back what we changed right away
@@ -731,17 +722,19 @@ def _text(data: dict[str, bytes], key: str, namespace: str, name: str) -> str:
         raise RegistryMisconfigured(f"Secret {namespace}/{name}: key {key!r} is not UTF-8 text") from None
 
 
-def _with_enabled(
-    instances: tuple[RegistryInstance, ...], enabled: dict[tuple[str, int], tuple[RegistryAction, float]]
+def _with_written(
+    instances: tuple[RegistryInstance, ...], done: dict[tuple[str | None, int | None], tuple[ActionKey, float]]
 ) -> tuple[RegistryInstance, ...]:
-    """The instances with our enabling writes the read does not show yet laid over them."""
+    """The instances with our writes the reads cannot show yet laid over them. A disable is
+    marked ``disabling``: a drain counts from when a read shows the instance offline."""
     result = []
     for instance in instances:
-        write = enabled.get((instance.ip, instance.port))
-        if write is not None and not instance.enabled:
-            action = write[0]
-            instance = dataclasses.replace(instance, enabled=True, weight=action.weight,
-                                           metadata={**instance.metadata, **dict(action.metadata)})
+        written = done.get((instance.ip, instance.port))
+        action = written[0] if written is not None else None
+        if action is not None and action.kind == "write" and action.enabled != instance.enabled:
+            instance = dataclasses.replace(instance, enabled=action.enabled, weight=action.weight,
+                                           metadata={**instance.metadata, **dict(action.metadata)},
+                                           disabling=not action.enabled)
         result.append(instance)
     return tuple(result)
 

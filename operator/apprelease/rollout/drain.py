@@ -66,7 +66,7 @@ def take_offline(
         entry = entry.model_copy(update={"reason": reason})  # released earlier, leaving again
     if instance.enabled and entry.offline_since is not None:
         return entry.model_copy(update={"offline_since": None})  # re-enabled behind our back: start over
-    if not instance.enabled and entry.offline_since is None:
+    if not instance.enabled and not instance.disabling and entry.offline_since is None:
         return entry.model_copy(update={"offline_since": format_precise_time(now)})
     return entry
 
