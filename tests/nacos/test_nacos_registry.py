@@ -342,3 +342,23 @@ def test_an_undone_write_ahead_leaves_a_later_instance_at_that_address_as_it_reg
         assert late.enabled and late.weight == 1.0 and dict(late.metadata) == {"app": "b"}
         registry.undo_write_ahead(present_ip, 8080)  # an instance is there: its record is left alone
         assert instance_where(registry, present_ip, 8080, enabled=True)()
+
+
+def test_a_write_ahead_on_a_service_nacos_does_not_know_yet_lands_and_the_app_joins_disabled(
+    nacos_endpoint: NacosEndpoint, service_name: str, app_instances: AppFactory
+) -> None:
+    """A new app's first pod: Nacos refuses an instance write for a service it does not know
+    ("service not found"), so the client creates the service - ephemeral, or the app's gRPC
+    registration into it would be refused - and writes again."""
+    ip = loopback_ip()
+    with nacos_endpoint.registry(service_name) as registry:
+        assert registry.list_instances() == []  # nothing there: Nacos does not know the service
+        registry.update_instance(ip, 8080, enabled=False, weight=1.0, must_exist=False,
+                                 metadata={"apprelease.io/owner": "ns/orders"})
+        # Written again (the service exists now): no error either.
+        registry.update_instance(ip, 8080, enabled=False, weight=1.0, must_exist=False,
+                                 metadata={"apprelease.io/owner": "ns/orders"})
+        app_instances(nacos_endpoint, service_name=service_name, ip=ip, port=8080)
+        joined = wait_until(instance_where(registry, ip, 8080), message="the app registered over gRPC")
+        assert (joined.enabled, joined.ephemeral) == (False, True)
+        assert joined.metadata.get("apprelease.io/owner") == "ns/orders"

@@ -67,6 +67,28 @@ def test_registration_status_matches_pods(arl: AppReleases, nacos_endpoint: Naco
     hold_still(version, 8)
 
 
+def test_a_new_apps_first_pods_join_disabled_until_ready_without_a_false_alarm(
+    arl: AppReleases, nacos_endpoint: NacosEndpoint, endpoint_credentials: None,
+    registrar: Callable[..., PodRegistrar],
+) -> None:
+    """The service is new to Nacos: the write ahead for each first pod still lands (the
+    client creates the service), so the apps register disabled and are enabled only once
+    their pods are Ready, and no RegistryWriteFailed warning cries wolf."""
+    svc = service()
+    arl.apply(nacos_app(nacos_endpoint.base_url, svc))
+    apps = registrar(nacos_endpoint, svc)
+    arl.wait_phase("orders", "Healthy", timeout=60)
+    arl.wait("orders", lambda s: registered(s, "3/3") and all_enabled(s, 3), 60, "3/3 registered, enabled")
+    timeline = apps.timeline
+    wait_for(lambda: len(timeline.enabled_at) == 3, 30, 0.3, "three instances seen enabled")
+    for ip, enabled in timeline.enabled_at.items():
+        ready = timeline.ready_at.get(ip)
+        assert ready is not None and ready <= enabled, f"{ip}: enabled at {enabled}, its pod Ready at {ready}"
+        assert timeline.disabled_at.get(ip, enabled) < enabled, f"{ip} never listed disabled before it was enabled"
+    reasons = [e["reason"] for e in arl.events("orders")]
+    assert "RegistryWriteFailed" not in reasons, reasons
+
+
 def test_stale_rows_after_a_restart_changes_ips(arl: AppReleases, nacos_server: NacosEndpoint,
                                                credentials: None, registrar: Callable[..., PodRegistrar]) -> None:
     svc = service()

@@ -28,6 +28,7 @@ class Timeline:
     PodRegistrar.pods, per pod name)."""
 
     disabled_at: dict[str, float] = field(default_factory=dict)  # listed enabled=false in Nacos
+    enabled_at: dict[str, float] = field(default_factory=dict)  # listed enabled=true in Nacos
     registered_at: dict[str, float] = field(default_factory=dict)  # its app registered
     ready_at: dict[str, float] = field(default_factory=dict)  # pod Ready (from the watch)
     deleting_at: dict[str, float] = field(default_factory=dict)  # deletion requested (watch)
@@ -153,7 +154,7 @@ class PodRegistrar:
 
     def _per_ip_times(self) -> list[dict[str, float]]:
         t = self.timeline
-        return [t.disabled_at, t.registered_at, t.ready_at, t.deleting_at, t.gone_at, t.deregistered_at]
+        return [t.disabled_at, t.enabled_at, t.registered_at, t.ready_at, t.deleting_at, t.gone_at, t.deregistered_at]
 
     def _watch_registry(self) -> None:
         try:
@@ -162,8 +163,8 @@ class PodRegistrar:
             return
         now = time.time()
         for instance in instances:
-            if not instance.enabled:
-                self.timeline.disabled_at.setdefault(instance.ip, now)
+            seen = self.timeline.enabled_at if instance.enabled else self.timeline.disabled_at
+            seen.setdefault(instance.ip, now)
 
     def listed(self) -> list[Any]:
         """The service's instances as Nacos lists them now (read directly, as the recorder does)."""

@@ -278,6 +278,73 @@ def test_a_404_that_is_not_about_the_service_is_an_outage() -> None:
         nacos.list_instances()
 
 
+def _text(handler: BaseHTTPRequestHandler, status: int, text: str) -> None:
+    data = text.encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "text/plain;charset=UTF-8")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def service_to_be(write_answer: str, *, create_status: int = 200) -> tuple[Behaviour, list[tuple[str, str]]]:
+    """Nacos 2.3.2 before a service exists: the instance write answers HTTP 500 with
+    `write_answer` until the service is created (v2 API); every request is recorded."""
+    calls: list[tuple[str, str]] = []
+    created: list[dict[str, list[str]]] = []
+
+    def behave(handler: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]]) -> None:
+        calls.append((handler.command, path.removeprefix("/nacos")))
+        if path.endswith("/v1/console/server/state"):
+            _json(handler, 200, {"version": "2.3.2"})
+        elif path.endswith("/v1/ns/catalog/instances"):
+            _text(handler, 500, "caused: service not found, namespace: public, service: shop;")
+        elif path.endswith("/v2/ns/service") and handler.command == "POST":
+            assert query["ephemeral"] == ["true"] and query["serviceName"] == ["shop"]
+            created.append(query)
+            if create_status == 200:
+                _json(handler, 200, {"code": 0, "message": "success", "data": "ok"})
+            else:
+                _json(handler, create_status, {"code": 21007, "message": "service already exist",
+                                               "data": "specified service DEFAULT_GROUP@@shop already exists!"})
+        elif path.endswith("/v1/ns/instance") and handler.command == "PUT":
+            if created:  # by us, or by someone else a moment before (create_status 400)
+                _text(handler, 200, "ok")
+            else:
+                _text(handler, 500, write_answer)
+        else:
+            _json(handler, 404, {"message": "no such path"})
+
+    return behave, calls
+
+
+NOT_FOUND_2_3_2 = ("caused: service not found, namespace: public, service: Service{namespace=&#39;public&#39;, "
+                   "group=&#39;DEFAULT_GROUP&#39;, name=&#39;shop&#39;, ephemeral=true, revision=0};")
+
+
+def test_a_write_ahead_for_a_service_nacos_does_not_know_creates_it_ephemeral_then_writes_again() -> None:
+    behave, calls = service_to_be(NOT_FOUND_2_3_2)
+    with server(behave) as address, client(address) as nacos:
+        nacos.update_instance("10.0.0.9", 8080, enabled=False, weight=1.0, metadata={}, must_exist=False)
+    writes = [c for c in calls if c[0] in ("PUT", "POST")]
+    assert writes == [("PUT", "/v1/ns/instance"), ("POST", "/v2/ns/service"), ("PUT", "/v1/ns/instance")]
+
+
+def test_a_service_created_meanwhile_by_someone_else_is_as_good() -> None:
+    behave, calls = service_to_be(NOT_FOUND_2_3_2, create_status=400)
+    with server(behave) as address, client(address) as nacos:
+        nacos.update_instance("10.0.0.9", 8080, enabled=False, weight=1.0, metadata={}, must_exist=False)
+    writes = [c for c in calls if c[0] in ("PUT", "POST")]
+    assert writes == [("PUT", "/v1/ns/instance"), ("POST", "/v2/ns/service"), ("PUT", "/v1/ns/instance")]
+
+
+def test_another_500_on_a_write_ahead_stays_an_outage_and_creates_nothing() -> None:
+    behave, calls = service_to_be("caused: java.lang.NullPointerException;")
+    with server(behave) as address, client(address) as nacos, pytest.raises(RegistryUnavailable, match="HTTP 500"):
+        nacos.update_instance("10.0.0.9", 8080, enabled=False, weight=1.0, metadata={}, must_exist=False)
+    assert ("POST", "/v2/ns/service") not in calls
+
+
 def test_a_call_on_a_closed_client_is_an_outage_not_a_crash() -> None:
     """The registry lane may still be reading with a client that was just replaced and
     closed (an edit of serverAddr): httpx raises RuntimeError, which reached the lane's

@@ -10,6 +10,7 @@ v1/v2 APIs are off by default) and 200 on `GET /nacos/v3/admin/core/state`.
 | clusters       | GET  /nacos/v1/ns/service               | GET  /nacos/v3/admin/ns/service    |
 | list instances | GET  /nacos/v1/ns/catalog/instances     | GET  /nacos/v3/admin/ns/instance/list |
 | set enabled    | PUT  /nacos/v1/ns/instance              | PUT  /nacos/v3/admin/ns/instance   |
+| create service | POST /nacos/v2/ns/service               | POST /nacos/v3/admin/ns/service    |
 | deregister     | DELETE /nacos/v1/ns/instance            | DELETE /nacos/v3/admin/ns/instance |
 
 Listing uses the console catalog (2.x) and the admin list (3.x) because the client-facing
@@ -17,6 +18,14 @@ lists (`/v1/ns/instance/list`, `/v2/ns/instance/list`, `/v3/client/ns/instance/l
 disabled instances, even with healthyOnly=false. Both need a cluster name ("cluster X is not
 found!" when it has no instance), so without a configured cluster every cluster of the service
 is listed. Verified against Nacos 2.3.2 and 3.1.0 (see tests/nacos/).
+
+A write ahead (an instance record before its app registers) for a service Nacos does not know
+yet is refused ("service not found"), so the service is created first, as an ephemeral one
+when the instance is: the v1 create on 2.x makes a persistent service, into which the apps'
+gRPC registration is then refused ("is persistent service, can't register ephemeral
+instance"), hence the v2 create there (Nacos 2.2+). Nacos itself removes a service that
+stays empty (nacos.naming.empty-service.auto-clean, on by default), so one created for pods
+that never came does not stay.
 
 Deadlines. httpx's timeouts are per read: a server (or a proxy) that sends its headers or its
 body a byte at a time never trips them. So every exchange runs on one event loop shared by all
@@ -79,7 +88,9 @@ from apprelease.registry.nacos_answers import (
     list_rows,
     parse_instance,
     printable,
+    says_already_exists,
     says_not_found,
+    says_service_not_found,
 )
 
 log = logging.getLogger(__name__)
@@ -114,6 +125,7 @@ class _Paths:
     service: str
     instances: str
     instance: str
+    create_service: str
 
 
 PATHS = {
@@ -122,12 +134,14 @@ PATHS = {
         service="/v1/ns/service",
         instances="/v1/ns/catalog/instances",
         instance="/v1/ns/instance",
+        create_service="/v2/ns/service",
     ),
     NacosApi.V3: _Paths(
         login="/v3/auth/user/login",
         service="/v3/admin/ns/service",
         instances="/v3/admin/ns/instance/list",
         instance="/v3/admin/ns/instance",
+        create_service="/v3/admin/ns/service",
     ),
 }
 
@@ -333,7 +347,7 @@ class NacosRegistry:
                 "weight": repr(float(weight)),
                 "metadata": json.dumps(merged, sort_keys=True),
             }
-            self._call("PUT", self._paths().instance, params=params, what="updating the instance")
+            self._write_ahead(params, ephemeral=instance.ephemeral, what="updating the instance")
 
     @_one_call
     def set_enabled(self, ip: str, port: int, enabled: bool, *, ephemeral: bool = True) -> None:
@@ -387,7 +401,8 @@ class NacosRegistry:
         absent = RegistryInstance(ip=ip, port=port, healthy=False, enabled=True, weight=1.0, ephemeral=ephemeral,
                                   cluster=cluster or self._settings.cluster or DEFAULT_CLUSTER)
         params = {**self._instance_params(absent), "enabled": "true", "weight": "1.0", "metadata": "{}"}
-        self._call("PUT", self._paths().instance, params=params, what="undoing a write ahead")
+        # Nacos may have removed the (empty) service since: the record it keeps may not be gone.
+        self._write_ahead(params, ephemeral=ephemeral, what="undoing a write ahead")
 
     @_one_call
     def deregister(self, ip: str, port: int, *, ephemeral: bool) -> None:
@@ -487,6 +502,25 @@ class NacosRegistry:
                 f"{self._base_url}"
             )
         return found
+
+    def _write_ahead(self, params: Mapping[str, str], *, ephemeral: bool, what: str) -> None:
+        """Write an instance record that may precede its instance and its service: when Nacos
+        does not know the service yet, create it and write again."""
+        response = self.exchange("PUT", self._paths().instance, params=params, what=what)
+        if says_service_not_found(response):
+            self._create_service(ephemeral=ephemeral)
+            response = self.exchange("PUT", self._paths().instance, params=params, what=what)
+        self._interpret(response, what, missing_ok=False)
+
+    def _create_service(self, *, ephemeral: bool) -> None:
+        """Create the service (ephemeral or not, as its instances will be); one created
+        meanwhile (the app registering, another write) is as good."""
+        what = "creating the service"
+        params = {**self._service_params(), "ephemeral": flag(ephemeral)}
+        response = self.exchange("POST", self._paths().create_service, params=params, what=what)
+        if not says_already_exists(response):
+            self._interpret(response, what, missing_ok=False)
+        log.info("Created %s in Nacos at %s for a write ahead", self._service_label(), self._base_url)
 
     def _write_override(self, instance: RegistryInstance, *, enabled: bool, what: str) -> None:
         params = {

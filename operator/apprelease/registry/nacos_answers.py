@@ -18,6 +18,11 @@ DEFAULT_CLUSTER = "DEFAULT"
 # "service not found, namespace: ..."); case-sensitive so Spring's generic "Not Found" for an
 # unknown path is not mistaken for an empty service.
 NOT_FOUND_MESSAGE = re.compile(r"is not found|service not found")
+# The instance write's own answer for a service Nacos does not know (2.x: HTTP 500 text
+# "caused: service not found, namespace: ..."; 3.x: HTTP 400 JSON, the same in `data`).
+SERVICE_NOT_FOUND_MESSAGE = re.compile(r"service not found")
+# Creating a service that exists (2.x v2 and 3.x: HTTP 400, code 21007).
+ALREADY_EXISTS_MESSAGE = re.compile(r"already exist")
 MAX_DETAIL_CHARS = 160
 # Nacos stores weights from 0 to 10000 and refuses the rest (docs/nacos-notes.md).
 MAX_NACOS_WEIGHT = 10000.0
@@ -27,6 +32,20 @@ def says_not_found(response: httpx.Response) -> bool:
     """Nacos answers an unknown service or cluster with an error, each version its own way:
     v1 in plain text ("caused: cluster DEFAULT is not found!;"), v3 as JSON whose `message`
     is "server error" and whose `data` says "service not found". Never shown to anyone."""
+    return says(response, NOT_FOUND_MESSAGE)
+
+
+def says_service_not_found(response: httpx.Response) -> bool:
+    """An error answer that says the service itself is unknown (not a cluster, not a path)."""
+    return response.status_code in (400, 404, 500) and says(response, SERVICE_NOT_FOUND_MESSAGE)
+
+
+def says_already_exists(response: httpx.Response) -> bool:
+    return response.status_code in (400, 409, 500) and says(response, ALREADY_EXISTS_MESSAGE)
+
+
+def says(response: httpx.Response, message: re.Pattern[str]) -> bool:
+    """Whether Nacos' error answer (text, or JSON `message`/`data`/`error`) matches."""
     texts = [response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")]
     try:
         body = response.json()
@@ -34,7 +53,7 @@ def says_not_found(response: httpx.Response) -> bool:
         body = None
     if isinstance(body, dict):
         texts.extend(str(body.get(key) or "") for key in ("message", "data", "error"))
-    return any(NOT_FOUND_MESSAGE.search(text) for text in texts)
+    return any(message.search(text) for text in texts)
 
 
 def printable(text: str) -> str:
