@@ -99,9 +99,27 @@ class JsonFormatter(_JsonFormatter):
             log_data["namespace"], log_data["name"] = ref.get("namespace"), ref["name"]
 
 
+class FailedProbeInOneLine(logging.Filter):
+    """kopf answers a failing liveness probe by raising from its /healthz handler, and aiohttp
+    then logs that request's traceback at ERROR. kopf has logged the probe's failure (what
+    failed and why) already: this keeps one line instead of a stack that reads like a bug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and type(error).__name__ == "ActivityError" and type(error).__module__.startswith("kopf."):
+            record.msg, record.args = "liveness probe failed (kopf.activities.probe says why)", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_FAILED_PROBE = FailedProbeInOneLine()
+
+
 def configure(*, verbose: bool, log_format: str) -> None:
     """The root handler for `apprelease run`: text or JSON lines, on stderr."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     install_record_factory()
+    logging.getLogger("aiohttp.server").addFilter(_FAILED_PROBE)
